@@ -1,0 +1,3 @@
+from pvectl.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,14 @@
+"""The list of command modules; each module adds its own commands to the app."""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+COMMAND_MODULES = ("pvectl.cli.cmd_cluster",)
+
+
+def register(app: typer.Typer) -> None:
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(app)

@@ -1,0 +1,95 @@
+"""How results reach the user: text through rich, or json/json-pretty/yaml for scripts.
+
+Text honours NO_COLOR and plain (non-TTY) output; machine formats are produced from the
+same frozen dataclasses, so every target speaks one schema.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+from collections.abc import Callable
+from enum import Enum, StrEnum
+from typing import Any
+
+import yaml
+from rich.console import Console, RenderableType
+
+from pvectl.results import RingId
+
+
+class OutputFormat(StrEnum):
+    text = "text"
+    json = "json"
+    json_pretty = "json-pretty"
+    yaml = "yaml"
+
+
+def stdout_console() -> Console:
+    return Console(
+        no_color="NO_COLOR" in os.environ,
+        highlight=False,
+        soft_wrap=True,
+        emoji=False,
+    )
+
+
+def stderr_console() -> Console:
+    return Console(
+        stderr=True,
+        no_color="NO_COLOR" in os.environ,
+        highlight=False,
+        soft_wrap=True,
+        emoji=False,
+    )
+
+
+def to_jsonable(value: Any) -> Any:
+    """Dataclasses to dicts (snake_case keys as declared), tuples to lists, ring ids to
+    quorumtool's ``1.1a8`` text."""
+    if isinstance(value, RingId):
+        return str(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Enum):
+        return to_jsonable(value.value)
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_jsonable(v) for v in value]
+    return value
+
+
+def serialize(value: Any, fmt: OutputFormat) -> str:
+    data = to_jsonable(value)
+    if fmt is OutputFormat.json:
+        return json.dumps(data, sort_keys=False) + "\n"
+    if fmt is OutputFormat.json_pretty:
+        return json.dumps(data, indent=2, sort_keys=False) + "\n"
+    if fmt is OutputFormat.yaml:
+        return str(yaml.safe_dump(data, sort_keys=False, default_flow_style=False))
+    raise ValueError(f"not a machine format: {fmt}")
+
+
+def emit(
+    value: Any,
+    fmt: OutputFormat,
+    text: Callable[[], str | RenderableType],
+) -> None:
+    """Print ``value`` in ``fmt``; ``text`` builds the human view only when needed.
+
+    A ``str`` from ``text`` is written verbatim (byte-exact layouts such as pvecm's);
+    a rich renderable goes through the console.
+    """
+    if fmt is OutputFormat.text:
+        rendered = text()
+        if isinstance(rendered, str):
+            sys.stdout.write(rendered)
+            sys.stdout.flush()
+        else:
+            stdout_console().print(rendered)
+        return
+    sys.stdout.write(serialize(value, fmt))
+    sys.stdout.flush()

@@ -1,0 +1,169 @@
+"""corosync.conf: parse and write the format, and read the facts pvectl needs from it.
+
+One parser serves the corosync target (``/etc/pve/corosync.conf``,
+``/etc/corosync/corosync.conf``), the SSH target and the embedded nodes, so they all
+agree on what a file means. Errors name the file and line, as corosync's own do.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pvectl.errors import ConfigError
+from pvectl.results import ClusterInfo
+
+CONFIG_PATHS = ("/etc/pve/corosync.conf", "/etc/corosync/corosync.conf")
+
+_SECTION_OPEN = re.compile(r"^([A-Za-z0-9_.\-]+)\s*\{\s*$")
+_KEY_VALUE = re.compile(r"^([A-Za-z0-9_.\-]+)\s*:\s*(.*?)\s*$")
+
+
+@dataclass
+class Section:
+    """A ``name { ... }`` block: scalar keys plus repeated sub-blocks, in file order."""
+
+    name: str
+    values: dict[str, str] = field(default_factory=dict)
+    children: list[Section] = field(default_factory=list)
+
+    def get(self, key: str, default: str | None = None) -> str | None:
+        return self.values.get(key, default)
+
+    def sections(self, name: str) -> list[Section]:
+        return [child for child in self.children if child.name == name]
+
+    def section(self, name: str) -> Section | None:
+        found = self.sections(name)
+        return found[0] if found else None
+
+    def lookup(self, dotted: str) -> str | None:
+        """``totem.cluster_name`` style access to the first matching block."""
+        *path, key = dotted.split(".")
+        node: Section | None = self
+        for part in path:
+            node = node.section(part) if node else None
+        return node.get(key) if node else None
+
+
+def parse(text: str, path: str = "corosync.conf") -> Section:
+    root = Section("")
+    stack = [root]
+    for lineno, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line == "}":
+            if len(stack) == 1:
+                raise ConfigError("unexpected '}' without an open section", path, lineno)
+            stack.pop()
+            continue
+        opened = _SECTION_OPEN.match(line)
+        if opened:
+            child = Section(opened.group(1))
+            stack[-1].children.append(child)
+            stack.append(child)
+            continue
+        pair = _KEY_VALUE.match(line)
+        if pair:
+            if len(stack) == 1:
+                raise ConfigError(f"key '{pair.group(1)}' outside of any section", path, lineno)
+            stack[-1].values[pair.group(1)] = pair.group(2)
+            continue
+        raise ConfigError(f"cannot parse line: {line!r}", path, lineno)
+    if len(stack) > 1:
+        raise ConfigError(f"section '{stack[-1].name}' is not closed", path, len(text.splitlines()))
+    return root
+
+
+def load(path: str | Path) -> Section:
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError("no such file", str(file)) from exc
+    except PermissionError as exc:
+        raise ConfigError("permission denied", str(file)) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError("not a text file", str(file)) from exc
+    return parse(text, str(file))
+
+
+def find_config(paths: tuple[str, ...] = CONFIG_PATHS) -> Path | None:
+    for candidate in paths:
+        if Path(candidate).is_file():
+            return Path(candidate)
+    return None
+
+
+def dump(root: Section) -> str:
+    """Write in the layout Proxmox's ``write_conf`` uses: sorted keys, two-space indent,
+    a blank line after each top-level section."""
+    out: list[str] = []
+
+    def write(section: Section, depth: int) -> None:
+        pad = "  " * depth
+        out.append(f"{pad}{section.name} {{")
+        entries: list[tuple[str, int, str | Section]] = [
+            (key, 0, value) for key, value in section.values.items()
+        ]
+        entries += [(child.name, index, child) for index, child in enumerate(section.children)]
+        for key, _, item in sorted(entries, key=lambda entry: (entry[0], entry[1])):
+            if isinstance(item, Section):
+                write(item, depth + 1)
+            else:
+                out.append(f"{pad}  {key}: {item}")
+        out.append(f"{pad}}}")
+
+    for top in sorted(root.children, key=lambda section: section.name):
+        write(top, 0)
+        out.append("")
+    return "\n".join(out)
+
+
+def cluster_info(root: Section) -> ClusterInfo:
+    """The four header lines of ``pvecm status`` with pvecm's own fallbacks (typo kept)."""
+    totem = root.section("totem") or Section("totem")
+    version = totem.get("config_version", "-1") or "-1"
+    try:
+        config_version = int(version)
+    except ValueError:
+        config_version = -1
+    return ClusterInfo(
+        name=totem.get("cluster_name", "UNKOWN?") or "UNKOWN?",
+        config_version=config_version,
+        transport=totem.get("transport", "knet") or "knet",
+        secure_auth=totem.get("secauth", "off") or "off",
+    )
+
+
+@dataclass(frozen=True)
+class NodeEntry:
+    """One ``nodelist.node`` block."""
+
+    node_id: int
+    name: str
+    votes: int
+    addresses: tuple[str, ...]
+
+
+def nodelist(root: Section, path: str = "corosync.conf") -> tuple[NodeEntry, ...]:
+    entries: list[NodeEntry] = []
+    nodes = root.section("nodelist")
+    if nodes is None:
+        return ()
+    for index, node in enumerate(nodes.sections("node"), start=1):
+        raw_id = node.get("nodeid")
+        if raw_id is None:
+            raise ConfigError(f"nodelist node #{index} has no nodeid", path)
+        try:
+            node_id = int(raw_id)
+            votes = int(node.get("quorum_votes", "1") or "1")
+        except ValueError as exc:
+            raise ConfigError(f"nodelist node #{index}: {exc}", path) from exc
+        addresses = tuple(
+            node.values[key] for key in sorted(node.values) if re.fullmatch(r"ring\d+_addr", key)
+        )
+        entries.append(NodeEntry(node_id, node.get("name", str(node_id)) or "", votes, addresses))
+    return tuple(sorted(entries, key=lambda entry: entry.node_id))
