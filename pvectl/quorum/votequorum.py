@@ -170,7 +170,9 @@ class QuorumOptions:
             effective_two_node = False
         if atb is not TieBreaker.NONE and node_expected % 2 and not effective_wfa:
             if last_man_standing:
-                raise fail("auto_tie_breaker & last_man_standing not available in odd sized cluster")
+                raise fail(
+                    "auto_tie_breaker & last_man_standing not available in odd sized cluster"
+                )
             notes.append(
                 "auto_tie_breaker needs wait_for_all on a cluster with an odd number of votes: "
                 "auto_tie_breaker has been disabled"
@@ -184,12 +186,13 @@ class QuorumOptions:
             raise fail("quorum.device is not compatible with allow_downscale")
         if have_qdevice and qdevice_votes is None:
             if expected_votes:
-                raise fail("quorum.device.votes must be specified when quorum.expected_votes is set")
+                raise fail(
+                    "quorum.device.votes must be specified when quorum.expected_votes is set"
+                )
             if have_nodelist and node_count != node_expected:
                 raise fail("quorum.device.votes must be specified when not all nodes votes 1")
-        if qdevice_votes is not None and qdevice_votes > 0 and expected_votes:
-            if expected_votes - qdevice_votes < 2:
-                raise fail("quorum.device.votes is too high or expected_votes is too low")
+        if qdevice_votes and expected_votes and expected_votes - qdevice_votes < 2:
+            raise fail("quorum.device.votes is too high or expected_votes is too low")
         device_votes = 0
         if have_qdevice:
             device_votes = qdevice_votes if qdevice_votes is not None else node_expected - 1
@@ -344,9 +347,7 @@ class VotequorumState:
 
     @property
     def highest_expected(self) -> int:
-        return max(
-            (n.expected_votes for n in self.nodes if n.state is NodeState.MEMBER), default=0
-        )
+        return max((n.expected_votes for n in self.nodes if n.state is NodeState.MEMBER), default=0)
 
     @property
     def total_votes(self) -> int:
@@ -422,9 +423,7 @@ def membership_changed(
     if len(ring) > 1:
         state = _set_us_flag(state, NodeFlag.FIRST, False)
     left = tuple(node_id for node_id in state.members if node_id not in ring)
-    nodes = tuple(
-        replace(n, state=NodeState.DEAD) if n.node_id in left else n for n in state.nodes
-    )
+    nodes = tuple(replace(n, state=NodeState.DEAD) if n.node_id in left else n for n in state.nodes)
     state = replace(state, nodes=nodes)
     deadline = state.lms_deadline_ms
     if state.last_man_standing and (
@@ -661,7 +660,8 @@ def _recalculate(
         member_count = 0
     if all_votes > state.us.expected_votes:  # keep expected at the highest votes seen
         state = _replace_node(state, replace(state.us, expected_votes=all_votes))
-    if state.options.expected_votes_tracking and state.us.expected_votes > state.ev_tracking_barrier:
+    tracking = state.options.expected_votes_tracking
+    if tracking and state.us.expected_votes > state.ev_tracking_barrier:
         state = replace(state, ev_tracking_barrier=state.us.expected_votes)
     quorum, total_votes = calculate_quorum(state, allow_decrease, member_count)
     state = replace(state, quorum=quorum)
