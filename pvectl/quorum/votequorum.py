@@ -595,7 +595,8 @@ def expected_warning(requested: int, total_votes: int, expected_votes: int) -> s
     missing = max(expected_votes - total_votes, 0)
     return (
         f"expected votes {expected_votes} -> {requested} is a runtime change only: it is not "
-        "written to corosync.conf, and a node that joins later raises it again. "
+        "written to corosync.conf (restarting corosync brings the configured value back), and "
+        "it only rises again as votes return, so nodes that rejoin adopt the lower value. "
         f"Do it only if the {missing} missing vote(s) are really down (powered off or fenced): "
         "if they are alive on the other side of a network split, both sides can become "
         "quorate and write to the same guests and /etc/pve (split brain)."
