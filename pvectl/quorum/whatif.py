@@ -51,14 +51,15 @@ class SplitOutcome:
     side_b: tuple[str, ...]
     quorate_a: bool
     quorate_b: bool
+    verdict: str  # "split brain" | "one side continues" | "whole cluster blocked"
 
-    @property
-    def verdict(self) -> str:
-        if self.quorate_a and self.quorate_b:
-            return "split brain"
-        if self.quorate_a or self.quorate_b:
-            return "one side continues"
-        return "whole cluster blocked"
+
+def _verdict(quorate_a: bool, quorate_b: bool) -> str:
+    if quorate_a and quorate_b:
+        return "split brain"
+    if quorate_a or quorate_b:
+        return "one side continues"
+    return "whole cluster blocked"
 
 
 @dataclass(frozen=True)
@@ -192,12 +193,15 @@ def _splits(
             side_a = (first, *others)
             side_b = tuple(node_id for node_id in ids if node_id not in side_a)
             after = cluster.reform(whole, [side_a, side_b], now_ms=1_000)
+            quorate_a = after.state_of(side_a[0]).quorate
+            quorate_b = after.state_of(side_b[0]).quorate
             outcomes.append(
                 SplitOutcome(
                     side_a=tuple(label[n] for n in side_a),
                     side_b=tuple(label[n] for n in side_b),
-                    quorate_a=after.state_of(side_a[0]).quorate,
-                    quorate_b=after.state_of(side_b[0]).quorate,
+                    quorate_a=quorate_a,
+                    quorate_b=quorate_b,
+                    verdict=_verdict(quorate_a, quorate_b),
                 )
             )
     return tuple(outcomes)
