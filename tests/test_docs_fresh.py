@@ -25,7 +25,7 @@ def test_check_detects_an_edited_and_an_obsolete_file(tmp_path: Path) -> None:
     assert docs.main(["--write", "--root", str(tmp_path)]) == 0
     assert docs.main(["--check", "--root", str(tmp_path)]) == 0
     page = tmp_path / "man" / "pvectl-status.1"
-    page.write_text(page.read_text() + ".\\\" edited by hand\n")
+    page.write_text(page.read_text() + '.\\" edited by hand\n')
     (tmp_path / "man" / "pvectl-removed.1").write_text("old\n")
     assert set(docs.stale_files(tmp_path)) == {"man/pvectl-status.1", "man/pvectl-removed.1"}
     assert docs.main(["--check", "--root", str(tmp_path)]) == 1
@@ -93,7 +93,7 @@ def test_nested_groups_are_walked_and_completed(tmp_path: Path) -> None:
     script.write_text(docs.bash_script(walked))
     probe = (
         f"source {script}\n"
-        "COMP_WORDS=(pvectl --debug lab up --tr); COMP_CWORD=4; _pvectl; echo \"${COMPREPLY[*]}\"\n"
+        'COMP_WORDS=(pvectl --debug lab up --tr); COMP_CWORD=4; _pvectl; echo "${COMPREPLY[*]}"\n'
         "COMP_WORDS=(pvectl lab ''); COMP_CWORD=2; _pvectl; echo \"${COMPREPLY[*]}\"\n"
     )
     out = subprocess.run(["bash", "-c", probe], capture_output=True, text=True, check=True)
@@ -105,7 +105,7 @@ def test_bash_completion_of_the_real_cli() -> None:
     script = ROOT / "completions" / "pvectl.bash"
     probe = (
         f"source {script}\n"
-        "t() { COMP_WORDS=(\"$@\"); COMP_CWORD=$((${#COMP_WORDS[@]}-1)); COMPREPLY=(); "
+        't() { COMP_WORDS=("$@"); COMP_CWORD=$((${#COMP_WORDS[@]}-1)); COMPREPLY=(); '
         '_pvectl; echo "${COMPREPLY[*]}"; }\n'
         "t pvectl qu\n"
         "t pvectl quorum what-if --qdevice ''\n"

@@ -192,9 +192,7 @@ def walk(
     """Every visible command and group, depth first, in the CLI's own order."""
     root = command if command is not None else build_command()
     settings: dict[str, Any] = dict(getattr(root, "context_settings", None) or {})
-    ctx = click.Context(
-        root, info_name=path[-1] if path else "pvectl", parent=parent, **settings
-    )
+    ctx = click.Context(root, info_name=path[-1] if path else "pvectl", parent=parent, **settings)
     doc = _describe(root, path, ctx)
     yield doc
     if _is_group(root):
@@ -344,13 +342,13 @@ def _zsh_option_specs(options: tuple[OptionDoc, ...]) -> list[str]:
 def zsh_script(docs: list[CommandDoc]) -> str:
     extra = _global_options(docs)
     by_path = {doc.path: doc for doc in docs}
-    out = [f"#compdef pvectl", f"# zsh completion for pvectl: {GENERATED}", ""]
+    out = ["#compdef pvectl", f"# zsh completion for pvectl: {GENERATED}", ""]
     for doc in docs:
         function = _zsh_function(doc.path)
         specs = _zsh_option_specs(_options_for(doc, extra))
         out.append(f"{function}() {{")
         if doc.subcommands:
-            out.append("    local curcontext=\"$curcontext\" state line")
+            out.append('    local curcontext="$curcontext" state line')
             out.append("    typeset -A opt_args")
             out.append("    _arguments -C \\")
             for spec in specs:
@@ -438,9 +436,7 @@ def fish_script(docs: list[CommandDoc]) -> str:
         condition = f"-n {_fish_quote('__pvectl_at ' + _fish_quote(' '.join(doc.path)))}"
         for name in doc.subcommands:
             sub = next(d for d in docs if d.path == (*doc.path, name))
-            out.append(
-                f"complete -c pvectl {condition} -a {name} -d {_fish_quote(sub.short_help)}"
-            )
+            out.append(f"complete -c pvectl {condition} -a {name} -d {_fish_quote(sub.short_help)}")
         for option in _options_for(doc, extra):
             flags = []
             for name in option.names:
