@@ -274,6 +274,10 @@ def _plain(options: QuorumOptions) -> QuorumOptions:
     return QuorumOptions.build(options.node_votes)
 
 
+def _n(count: int, word: str) -> str:
+    return f"{count} {word}" + ("" if count == 1 else "s")
+
+
 def _with_advice(report: WhatIfReport, options: QuorumOptions) -> WhatIfReport:
     advice: list[str] = []
     count = len(report.nodes)
@@ -281,10 +285,14 @@ def _with_advice(report: WhatIfReport, options: QuorumOptions) -> WhatIfReport:
     uniform = all(spec.votes == 1 for spec in report.nodes)
     tolerated = report.max_failures_always_survived
     advice.append(
-        f"{count} node(s), {options.nodelist_votes} vote(s)"
-        + (f" + {options.qdevice_votes} QDevice vote(s)" if options.has_qdevice else "")
-        + f": quorum is {report.quorum} of {report.expected_votes}; any {tolerated} node "
-        f"failure(s) are always survived"
+        f"{_n(count, 'node')}, {_n(options.nodelist_votes, 'vote')}"
+        + (f" + {_n(options.qdevice_votes, 'QDevice vote')}" if options.has_qdevice else "")
+        + f": quorum is {report.quorum} of {report.expected_votes}; "
+        + (
+            f"any {_n(tolerated, 'node failure')} always survived"
+            if tolerated
+            else "a single node failure can stop it"
+        )
         + (
             f", and up to {report.max_failures_survivable} if the right nodes fail"
             if report.max_failures_survivable > tolerated
@@ -332,7 +340,7 @@ def _with_advice(report: WhatIfReport, options: QuorumOptions) -> WhatIfReport:
         advice.append(
             "An odd vote count already breaks ties; a QDevice is not recommended here."
             + (
-                f" With lms ({count - 1} votes) the cluster would survive {lms_up} failures "
+                f" With lms ({count - 1} votes) the cluster would survive {_n(lms_up, 'failure')} "
                 "(down to one node) while qnetd is reachable, but "
                 + (
                     f"only {lms_down} if qnetd is down: the qnetd host becomes almost a "
@@ -350,18 +358,18 @@ def _with_advice(report: WhatIfReport, options: QuorumOptions) -> WhatIfReport:
             advice.append(
                 "ffsplit is meant for even node counts: on this odd cluster the QDevice vote "
                 f"adds no failure tolerance ({plain_tolerance} without it) and, with qnetd "
-                f"down, the cluster survives {max(down or 0, 0)} failures."
+                f"down, the cluster survives {_n(max(down or 0, 0), 'failure')}."
             )
         elif options.qdevice_algorithm == "lms":
             advice.append(
                 f"lms gives the QDevice {options.qdevice_votes} votes: with qnetd up the cluster "
-                f"survives {tolerated} failures, with qnetd down only "
+                f"survives {_n(tolerated, 'failure')}, with qnetd down only "
                 f"{max(down or 0, 0)}. Use it on odd clusters only with care: qnetd becomes "
                 "nearly a single point of failure."
             )
         else:
             advice.append(
-                f"With the QDevice the cluster survives {tolerated} failures "
+                f"With the QDevice the cluster survives {_n(tolerated, 'failure')} "
                 f"({plain_tolerance} without it); if qnetd is down it survives "
                 f"{max(down or 0, 0)}."
             )
