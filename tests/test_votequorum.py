@@ -343,3 +343,21 @@ def test_expected_warning_names_the_risks() -> None:
 def test_leaving_flag_round_trips() -> None:
     state = cluster.start(uniform(3)).state_of(1)
     assert local_nodeinfo(state).flags & NodeFlag.QUORATE
+
+
+def test_without_nodelist_expected_votes_and_quorum_votes_apply() -> None:
+    conf = "quorum {\n  provider: corosync_votequorum\n  expected_votes: 4\n  votes: 2\n}\n"
+    options = QuorumOptions.from_config(parse(conf))
+    assert options.node_votes == () and options.configured_expected_votes == 4
+    state = initial_state(options, 7)
+    assert (state.us.votes, state.expected_votes, state.quorum, state.quorate) == (2, 4, 3, False)
+
+
+def test_qdevice_nodeinfo_takes_the_higher_votes_unless_a_quorate_node_says_otherwise() -> None:
+    from pvectl.quorum.votequorum import QDEVICE_NODE_ID, NodeInfo
+
+    options = uniform(3, qdevice_model="net", qdevice_algorithm="lms")
+    state = cluster.start(options).state_of(1)
+    assert state.qdevice_votes == 2
+    assert nodeinfo_received(state, NodeInfo(QDEVICE_NODE_ID, 1, 0), 2).qdevice_votes == 2
+    assert nodeinfo_received(state, NodeInfo(QDEVICE_NODE_ID, 3, 0), 2).qdevice_votes == 3

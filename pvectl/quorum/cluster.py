@@ -13,7 +13,7 @@ tie-breaker node (lowest node id by default).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from pvectl.quorum.votequorum import (
@@ -66,9 +66,14 @@ def reform(
     partitions: Sequence[Iterable[int]],
     now_ms: int,
     qnetd_up: bool | None = None,
+    observers: Collection[int] | None = None,
 ) -> ClusterModel:
     """Install new rings: nodes in no partition are down (their state is dropped), nodes
-    seen for the first time boot fresh."""
+    seen for the first time boot fresh.
+
+    ``observers``: only these nodes process the sync round (a what-if shortcut: every
+    member decides alike); the others' states are then stale and must not be read.
+    """
     groups = tuple(tuple(sorted(group)) for group in partitions if tuple(group))
     qnetd = model.qnetd_up if qnetd_up is None else qnetd_up
     existing = {state.local_node_id: state for state in model.states}
@@ -99,10 +104,11 @@ def reform(
             for node_id in group
             for info in (local_nodeinfo(states[node_id]), local_qdevice_nodeinfo(states[node_id]))
         ]
+        receivers = [n for n in group if observers is None or n in observers]
         for sender, info in messages:
-            for node_id in group:
+            for node_id in receivers:
                 states[node_id] = nodeinfo_received(states[node_id], info, sender)
-        for node_id in group:
+        for node_id in receivers:
             states[node_id] = sync_completed(states[node_id])
     ordered = tuple(states[node_id] for node_id in sorted(states))
     return ClusterModel(model.options, ordered, groups, qnetd, now_ms)

@@ -130,6 +130,7 @@ class QuorumOptions:
         qdevice_votes: int | None = None,
         qdevice_algorithm: str = "ffsplit",
         qdevice_tie_breaker: str = "lowest",
+        no_nodelist_votes: int = 1,
         path: str = "",
     ) -> QuorumOptions:
         """Validate and resolve options exactly as votequorum's readconfig does at startup.
@@ -218,6 +219,7 @@ class QuorumOptions:
             qdevice_model=qdevice_model,
             qdevice_algorithm=qdevice_algorithm if have_qdevice else "",
             qdevice_tie_breaker=qdevice_tie_breaker,
+            no_nodelist_votes=no_nodelist_votes,
             notes=tuple(notes),
         )
 
@@ -264,6 +266,7 @@ class QuorumOptions:
             qdevice_votes=None if qdevice_votes < 0 else qdevice_votes,
             qdevice_algorithm=((net.get("algorithm") if net else None) or "ffsplit"),
             qdevice_tie_breaker=((net.get("tie_breaker") if net else None) or "lowest"),
+            no_nodelist_votes=number(quorum, "votes", 1),
             path=path,
         )
 

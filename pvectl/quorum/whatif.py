@@ -8,6 +8,7 @@ a time, each after the window has expired.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import combinations
@@ -148,7 +149,9 @@ def _failure(
     failed_names = tuple(label[node_id] for node_id in failed) + (() if qnetd_up else (QNETD,))
     if not survivors:
         return FailureOutcome(failed_names, (), 0, whole.states[0].expected_votes, 0, False)
-    after = cluster.reform(whole, [survivors], now_ms=1_000, qnetd_up=qnetd_up)
+    after = cluster.reform(
+        whole, [survivors], now_ms=1_000, qnetd_up=qnetd_up, observers=(survivors[0],)
+    )
     view = after.state_of(survivors[0])
     one_at_a_time: bool | None = None
     if options.last_man_standing:
@@ -192,7 +195,9 @@ def _splits(
         for others in combinations(rest, size):
             side_a = (first, *others)
             side_b = tuple(node_id for node_id in ids if node_id not in side_a)
-            after = cluster.reform(whole, [side_a, side_b], now_ms=1_000)
+            after = cluster.reform(
+                whole, [side_a, side_b], now_ms=1_000, observers=(side_a[0], side_b[0])
+            )
             quorate_a = after.state_of(side_a[0]).quorate
             quorate_b = after.state_of(side_b[0]).quorate
             outcomes.append(
@@ -237,6 +242,7 @@ def _option_keys(options: QuorumOptions) -> tuple[str, ...]:
 # --- advice ---------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=64)
 def _quick_tolerance(options: QuorumOptions) -> tuple[int, int | None]:
     """(failures always survived with qnetd up, with qnetd down) without building a report."""
     whole = cluster.start(options)
