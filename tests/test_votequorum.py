@@ -361,3 +361,20 @@ def test_qdevice_nodeinfo_takes_the_higher_votes_unless_a_quorate_node_says_othe
     assert state.qdevice_votes == 2
     assert nodeinfo_received(state, NodeInfo(QDEVICE_NODE_ID, 1, 0), 2).qdevice_votes == 2
     assert nodeinfo_received(state, NodeInfo(QDEVICE_NODE_ID, 3, 0), 2).qdevice_votes == 3
+
+
+def test_state_renders_as_quorumtool_status() -> None:
+    from pvectl.cli.pvecm_text import quorum_block
+    from pvectl.quorum.view import quorum_status
+    from pvectl.results import RingId
+
+    options = uniform(2, qdevice_model="net", qdevice_votes=1)
+    model = cluster.reform(cluster.start(options), [[1], [2]], 1_000)
+    status = quorum_status(model.state_of(2), RingId(2, 0x1A8), {1: "pve1", 2: "pve2"})
+    assert (status.nodes, status.quorate, status.total_votes, status.quorum) == (1, False, 1, 2)
+    assert status.members[0].qdevice == "A,NV,NMW" and status.members[0].local
+    assert status.qdevice is not None and not status.qdevice.casting
+    text = quorum_block(status, date="x")
+    assert "Quorum:           2   Activity blocked\n" in text
+    assert "Flags:            Qdevice \n" in text
+    assert "Ring ID:          2.1a8\n" in text
