@@ -10,9 +10,13 @@ comes in), no sockets. The embedded node runtime calls, on every membership chan
     for info in delivered_nodeinfos: state = nodeinfo_received(state, info)
     state = sync_completed(state)                           # sync_activate
 
-and ``lms_timer_fired(state, now_ms)`` once ``next_deadline(state)`` has passed. The
-formulas follow totem-spec section 3 (``calculate_quorum``, ``are_we_quorate``,
-``recalculate_quorum``); names mirror corosync's so the two can be read side by side.
+and ``lms_timer_fired(state, now_ms)`` once ``next_deadline(state)`` has passed. Other
+inputs: ``set_expected`` (the local ``expected N``: guard + apply; multicast the value and
+let the other nodes call ``expected_reconfigured``), ``set_qdevice`` (the local qdevice
+daemon's registration/poll; then re-send ``local_nodeinfo``), ``leaving`` (NODEINFO to
+send on clean shutdown with allow_downscale), ``cancel_wait_for_all``. The formulas follow
+totem-spec section 3 (``calculate_quorum``, ``are_we_quorate``, ``recalculate_quorum``);
+names mirror corosync's so the two can be read side by side.
 """
 
 from __future__ import annotations
