@@ -159,7 +159,7 @@ def test_cli_what_if_from_corosync_conf(tmp_path: object) -> None:
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [
-        (("--nodes", "0"), 64, "--nodes must be between 1 and 16"),
+        (("--nodes", "0"), 64, "--nodes must be between 1 and 32"),
         (("--nodes", "3", "--votes", "1,1"), 64, "--votes has 2 values for 3 nodes"),
         (("--nodes", "3", "--votes", "1,a,1"), 64, "--votes must be integers"),
         (("--nodes", "3", "--qdevice", "bogus"), 64, "bogus"),
@@ -173,3 +173,21 @@ def test_cli_what_if_bad_input(args: tuple[str, ...], code: int, message: str) -
     assert run.code == code, (run.stdout, run.stderr)
     assert message in run.stderr and run.stderr.startswith("pvectl: error:")
     assert "Traceback" not in run.stderr
+
+
+def test_large_symmetric_clusters_use_one_set_per_count() -> None:
+    report = analyse(options_for_nodes(13))
+    assert not report.exhaustive
+    assert [len(f.failed) for f in report.failures] == list(range(14))
+    assert report.max_failures_always_survived == 6
+    assert (
+        report.max_failures_always_survived
+        == analyse(options_for_nodes(9)).max_failures_always_survived + 2
+    )
+
+
+def test_large_uneven_clusters_are_refused_not_guessed() -> None:
+    from pvectl.quorum.whatif import WhatIfUnsupported
+
+    with pytest.raises(WhatIfUnsupported, match="equal votes"):
+        analyse(options_for_nodes(11, [2] + [1] * 10))

@@ -24,7 +24,7 @@ def _names(names: tuple[str, ...]) -> str:
 def _failure_table(report: WhatIfReport) -> Table:
     lms = any(f.quorate_one_at_a_time is not None for f in report.failures)
     table = Table(title="Failures (nodes down at the same time)", title_justify="left")
-    if len(report.failures) <= FULL_TABLE_ROWS:
+    if report.exhaustive and len(report.failures) <= FULL_TABLE_ROWS:
         table.add_column("failed")
         table.add_column("votes left", justify="right")
         table.add_column("quorum", justify="right")
@@ -42,10 +42,17 @@ def _failure_table(report: WhatIfReport) -> Table:
                 cells.append(_yes(bool(row.quorate_one_at_a_time)))
             table.add_row(*cells)
         return table
+    if not report.exhaustive:
+        table.title = (
+            "Failures (any nodes down at the same time: equal votes, only the count matters)"
+        )
     table.add_column("nodes failed", justify="right")
     table.add_column("qnetd")
-    table.add_column("sets keeping quorum", justify="right")
-    table.add_column("example that loses quorum")
+    table.add_column(
+        "sets keeping quorum" if report.exhaustive else "keeps quorum", justify="right"
+    )
+    if report.exhaustive:
+        table.add_column("example that loses quorum")
     groups: dict[tuple[int, bool], list[FailureOutcome]] = defaultdict(list)
     for row in report.failures:
         qnetd_down = QNETD in row.failed
@@ -53,12 +60,14 @@ def _failure_table(report: WhatIfReport) -> Table:
     for (count, qnetd_down), rows in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         kept = sum(1 for r in rows if r.quorate)
         lost = next((r for r in rows if not r.quorate), None)
-        table.add_row(
+        cells = [
             str(count),
             ("down" if qnetd_down else "up") if report.qdevice_votes else "-",
-            f"{kept}/{len(rows)}",
-            _names(tuple(n for n in lost.failed if n != QNETD)) if lost else "-",
-        )
+            f"{kept}/{len(rows)}" if report.exhaustive else ("yes" if kept else "no"),
+        ]
+        if report.exhaustive:
+            cells.append(_names(tuple(n for n in lost.failed if n != QNETD)) if lost else "-")
+        table.add_row(*cells)
     return table
 
 

@@ -21,7 +21,12 @@ from pvectl.quorum.votequorum import QuorumOptions, TieBreaker
 from pvectl.results import QuorumStatus
 
 QNETD = "qnetd"
-MAX_NODES = 16  # 2^16 failure sets is still quick; beyond that the table is not useful
+MAX_NODES = 32  # corosync's own limit is higher, but beyond this the advice is moot
+EXHAUSTIVE_MAX = 10  # every failure set up to here; above, one set per count (needs symmetry)
+
+
+class WhatIfUnsupported(PvectlError):
+    """A configuration the what-if cannot enumerate in reasonable time."""
 
 
 @dataclass(frozen=True)
@@ -78,15 +83,31 @@ class WhatIfReport:
     splits: tuple[SplitOutcome, ...]
     advice: tuple[str, ...]
     notes: tuple[str, ...] = ()
+    exhaustive: bool = True  # False: one representative set per failure count (symmetric)
+
+
+def _failure_sets(options: QuorumOptions) -> list[tuple[int, ...]]:
+    """Every subset of nodes, or, for large symmetric clusters, one per size (the highest
+    ids fail: with equal votes and no auto_tie_breaker only the count matters)."""
+    ids = options.node_ids
+    if len(ids) <= EXHAUSTIVE_MAX:
+        return [failed for count in range(len(ids) + 1) for failed in combinations(ids, count)]
+    if len({options.votes_of(n) for n in ids}) > 1 or options.auto_tie_breaker.value != "none":
+        raise WhatIfUnsupported(
+            f"what-if enumerates every failure set only up to {EXHAUSTIVE_MAX} nodes; "
+            f"{len(ids)} nodes need equal votes and no auto_tie_breaker"
+        )
+    return [tuple(ids[len(ids) - count :]) for count in range(len(ids) + 1)]
 
 
 def analyse(options: QuorumOptions, names: dict[int, str] | None = None) -> WhatIfReport:
     """The full what-if for ``options`` (node names default to ``node<id>``)."""
     ids = options.node_ids
     if not ids:
-        raise ValueError("what-if needs a nodelist")
+        raise WhatIfUnsupported("what-if needs a nodelist")
     if len(ids) > MAX_NODES:
-        raise ValueError(f"what-if handles up to {MAX_NODES} nodes, got {len(ids)}")
+        raise WhatIfUnsupported(f"what-if handles up to {MAX_NODES} nodes, got {len(ids)}")
+    failure_sets = _failure_sets(options)
     label = {node_id: (names or {}).get(node_id) or f"node{node_id}" for node_id in ids}
     specs = tuple(NodeSpec(node_id, label[node_id], options.votes_of(node_id)) for node_id in ids)
     whole = cluster.start(options)
@@ -95,9 +116,8 @@ def analyse(options: QuorumOptions, names: dict[int, str] | None = None) -> What
     failures: list[FailureOutcome] = []
     qnetd_cases = (True, False) if options.has_qdevice else (True,)
     for qnetd_up in qnetd_cases:
-        for count in range(len(ids) + 1):
-            for failed in combinations(ids, count):
-                failures.append(_failure(options, whole, failed, qnetd_up, label))
+        for failed in failure_sets:
+            failures.append(_failure(options, whole, failed, qnetd_up, label))
 
     up_rows = [f for f in failures if QNETD not in f.failed]
     survivable = max((len(f.failed) for f in up_rows if f.quorate), default=0)
@@ -119,6 +139,7 @@ def analyse(options: QuorumOptions, names: dict[int, str] | None = None) -> What
         splits=_splits(options, whole, label),
         advice=(),
         notes=options.notes,
+        exhaustive=len(ids) <= EXHAUSTIVE_MAX,
     )
     return _with_advice(report_without_advice, options)
 
@@ -190,25 +211,29 @@ def _splits(
 ) -> tuple[SplitOutcome, ...]:
     ids = options.node_ids
     first, rest = ids[0], ids[1:]
+    if len(ids) <= EXHAUSTIVE_MAX:
+        sides: list[tuple[int, ...]] = [
+            (first, *others) for size in range(len(rest)) for others in combinations(rest, size)
+        ]
+    else:  # symmetric: one split per size, the side with the lowest id first
+        sides = [tuple(ids[:size]) for size in range(1, len(ids))]
     outcomes: list[SplitOutcome] = []
-    for size in range(len(rest)):
-        for others in combinations(rest, size):
-            side_a = (first, *others)
-            side_b = tuple(node_id for node_id in ids if node_id not in side_a)
-            after = cluster.reform(
-                whole, [side_a, side_b], now_ms=1_000, observers=(side_a[0], side_b[0])
+    for side_a in sides:
+        side_b = tuple(node_id for node_id in ids if node_id not in side_a)
+        after = cluster.reform(
+            whole, [side_a, side_b], now_ms=1_000, observers=(side_a[0], side_b[0])
+        )
+        quorate_a = after.state_of(side_a[0]).quorate
+        quorate_b = after.state_of(side_b[0]).quorate
+        outcomes.append(
+            SplitOutcome(
+                side_a=tuple(label[n] for n in side_a),
+                side_b=tuple(label[n] for n in side_b),
+                quorate_a=quorate_a,
+                quorate_b=quorate_b,
+                verdict=_verdict(quorate_a, quorate_b),
             )
-            quorate_a = after.state_of(side_a[0]).quorate
-            quorate_b = after.state_of(side_b[0]).quorate
-            outcomes.append(
-                SplitOutcome(
-                    side_a=tuple(label[n] for n in side_a),
-                    side_b=tuple(label[n] for n in side_b),
-                    quorate_a=quorate_a,
-                    quorate_b=quorate_b,
-                    verdict=_verdict(quorate_a, quorate_b),
-                )
-            )
+        )
     return tuple(outcomes)
 
 
@@ -248,18 +273,11 @@ def _quick_tolerance(options: QuorumOptions) -> tuple[int, int | None]:
     whole = cluster.start(options)
     ids = options.node_ids
     label = {node_id: str(node_id) for node_id in ids}
-    up = [
-        _failure(options, whole, failed, True, label)
-        for count in range(len(ids) + 1)
-        for failed in combinations(ids, count)
-    ]
+    sets = _failure_sets(options)
+    up = [_failure(options, whole, failed, True, label) for failed in sets]
     down: int | None = None
     if options.has_qdevice:
-        rows = [
-            _failure(options, whole, failed, False, label)
-            for count in range(len(ids) + 1)
-            for failed in combinations(ids, count)
-        ]
+        rows = [_failure(options, whole, failed, False, label) for failed in sets]
         down = _always(rows, len(ids), qnetd_row=True)
     return _always(up, len(ids)), down
 
