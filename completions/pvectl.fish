@@ -48,7 +48,7 @@ complete -c pvectl -n '__pvectl_at \'expected\'' -l debug -d 'Show tracebacks on
 complete -c pvectl -n '__pvectl_at \'quorum\'' -a what-if -d 'Which sets of failed nodes keep quorum, how many failures are always survived, what network splits do, and advice (odd/even, QDevice ffsplit/lms, two_node).'
 complete -c pvectl -n '__pvectl_at \'quorum\'' -s h -l help -d 'Show help and exit.'
 complete -c pvectl -n '__pvectl_at \'quorum\'' -l debug -d 'Show tracebacks on errors (also accepted after the subcommand).'
-complete -c pvectl -n '__pvectl_at \'quorum what-if\'' -l nodes -x -d 'Number of nodes (ids 1..N), 1 to 16.'
+complete -c pvectl -n '__pvectl_at \'quorum what-if\'' -l nodes -x -d 'Number of nodes (ids 1..N), 1 to 32.'
 complete -c pvectl -n '__pvectl_at \'quorum what-if\'' -l votes -x -d 'Votes per node, comma-separated: 1,1,1,2.'
 complete -c pvectl -n '__pvectl_at \'quorum what-if\'' -l two-node -d 'Set quorum.two_node.'
 complete -c pvectl -n '__pvectl_at \'quorum what-if\'' -l qdevice -x -a 'ffsplit lms' -d 'Add a QDevice with this algorithm.'

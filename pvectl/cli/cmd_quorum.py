@@ -31,7 +31,7 @@ class QdeviceAlgorithm(StrEnum):
 @quorum_app.command("what-if")
 def what_if(
     nodes: Annotated[
-        int | None, typer.Option("--nodes", help="Number of nodes (ids 1..N), 1 to 16.")
+        int | None, typer.Option("--nodes", help="Number of nodes (ids 1..N), 1 to 32.")
     ] = None,
     votes: Annotated[
         str | None, typer.Option("--votes", help="Votes per node, comma-separated: 1,1,1,2.")
