@@ -378,3 +378,18 @@ def test_state_renders_as_quorumtool_status() -> None:
     assert "Quorum:           2   Activity blocked\n" in text
     assert "Flags:            Qdevice \n" in text
     assert "Ring ID:          2.1a8\n" in text
+
+
+def test_expected_cannot_drop_below_configured_qdevice_votes_plus_members() -> None:
+    """recalculate_quorum raises expected to member votes + the device's configured votes
+    (get_total_votes counts them even when not cast), so with qnetd unreachable a lone
+    node of a 2-node + QDevice cluster is not rescued by 'expected 1'. This follows
+    votequorum.c; the spec's summary counts only cast votes (unverified on a live cluster)."""
+    options = uniform(2, qdevice_model="net", qdevice_votes=1)
+    model = cluster.reform(cluster.start(options), [[1]], 1_000, qnetd_up=False)
+    lone = model.state_of(1)
+    assert (lone.expected_votes, lone.total_votes, lone.quorate) == (3, 1, False)
+    after = set_expected(lone, 1)
+    assert (after.expected_votes, after.quorum, after.quorate) == (2, 2, False)
+    with_qnetd = cluster.reform(cluster.start(options), [[1]], 1_000, qnetd_up=True)
+    assert with_qnetd.state_of(1).quorate  # the QDevice vote is the real rescue
