@@ -393,3 +393,24 @@ def test_expected_cannot_drop_below_configured_qdevice_votes_plus_members() -> N
     assert (after.expected_votes, after.quorum, after.quorate) == (2, 2, False)
     with_qnetd = cluster.reform(cluster.start(options), [[1]], 1_000, qnetd_up=True)
     assert with_qnetd.state_of(1).quorate  # the QDevice vote is the real rescue
+
+
+@pytest.mark.parametrize("atb", [False, True])
+def test_lms_cascade_of_the_votequorum_man_page(atb: bool) -> None:
+    """votequorum(5): 8 nodes -> 5 (E5 q3) -> 3 (E3 q2) -> 2 (E2 q2); the last step to one
+    node needs auto_tie_breaker."""
+    options = uniform(8, last_man_standing=True, auto_tie_breaker=atb)
+    model = cluster.start(options)
+    now = 0
+    for alive, want in (
+        ([1, 2, 3, 4, 5], (5, 3)),
+        ([1, 2, 3], (3, 2)),
+        ([1, 2], (2, 2)),
+    ):
+        now += 1_000
+        model = cluster.advance(cluster.reform(model, [alive], now), now + 10_000)
+        now += 10_000
+        state = model.state_of(1)
+        assert (state.expected_votes, state.quorum, state.quorate) == (*want, True)
+    model = cluster.advance(cluster.reform(model, [[1]], now + 1_000), now + 20_000)
+    assert model.state_of(1).quorate is atb
