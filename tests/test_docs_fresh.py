@@ -142,3 +142,32 @@ def test_man_pages_render_without_warnings() -> None:
             check=False,
         )
         assert out.returncode == 0 and not out.stderr, f"{page.name}: {out.stderr}"
+
+
+ZPTY_PROBE = r"""
+zmodload zsh/zpty
+zpty z zsh -f -i
+zpty -w z 'PS1="> "; fpath=(%(dir)s $fpath); autoload -U compinit; compinit -u -D; pvectl() { :; }'
+zpty -w z 'zstyle ":completion:*" verbose yes; zstyle ":completion:*:descriptions" format "[%%d]"'
+zpty -w z $'pvectl \t\t'
+sleep 1
+zpty -w z $'\C-u'
+zpty -w z $'pvectl quorum what-if --qdevice \t\t'
+sleep 1
+local all="" chunk
+while zpty -rt z chunk; do all+=$chunk; done
+print -r -- "$all"
+zpty -d z
+"""
+
+
+@pytest.mark.skipif(shutil.which("zsh") is None, reason="zsh not installed (CI installs it)")
+def test_zsh_completion_completes_in_a_real_shell(tmp_path: Path) -> None:
+    shutil.copy(ROOT / "completions" / "_pvectl", tmp_path / "_pvectl")
+    probe = tmp_path / "probe.zsh"
+    probe.write_text(ZPTY_PROBE % {"dir": str(tmp_path)})
+    out = subprocess.run(
+        ["zsh", "-f", str(probe)], capture_output=True, text=True, timeout=60, check=False
+    ).stdout
+    assert "quorum    -- Quorum maths offline: what survives" in out
+    assert "ffsplit" in out and "lms" in out
