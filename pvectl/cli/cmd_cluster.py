@@ -6,7 +6,8 @@ from typing import Annotated
 
 import typer
 
-from pvectl.cli import pvecm_text
+from pvectl import corosync_conf
+from pvectl.cli import pvecm_text, whatif_text
 from pvectl.cli.options import (
     LabNameOption,
     LabNodeOption,
@@ -14,8 +15,10 @@ from pvectl.cli.options import (
     TargetKind,
     TargetOption,
 )
-from pvectl.cli.output import OutputFormat, emit
+from pvectl.cli.output import OutputFormat, emit, stdout_console, to_jsonable
 from pvectl.errors import ExitCode, UsageError
+from pvectl.quorum import whatif
+from pvectl.results import QuorumStatus
 from pvectl.targets.resolve import resolve_target
 
 
@@ -24,14 +27,39 @@ def status(
     target: TargetOption = TargetKind.auto,
     name: LabNameOption = "default",
     node: LabNodeOption = None,
+    what_if: Annotated[
+        bool,
+        typer.Option(
+            "--what-if",
+            help="Also show which node failures keep quorum, the failures always survived, "
+            "what splits do, and advice (JSON: a 'what_if' key).",
+        ),
+    ] = False,
 ) -> None:
     """Membership, votes, quorum and flags, in `pvecm status` layout.
 
     Exit status as corosync-quorumtool: 0 quorate, 2 not quorate, 1 error, 64 usage.
     """
     result = resolve_target(target.value, name, node).status()
-    emit(result, output_format, lambda: pvecm_text.pvecm_status(result))
+    if what_if:
+        _status_with_what_if(result, output_format)
+    else:
+        emit(result, output_format, lambda: pvecm_text.pvecm_status(result))
     raise typer.Exit(int(ExitCode.OK if result.quorate else ExitCode.NOT_QUORATE))
+
+
+def _status_with_what_if(result: QuorumStatus, output_format: OutputFormat) -> None:
+    config = None
+    if result.source == "corosync":  # the local file describes the local cluster only
+        found = corosync_conf.find_config()
+        config = corosync_conf.load(found) if found else None
+    options, names = whatif.options_from_status(result, config)
+    report = whatif.analyse(options, names)
+    if output_format is OutputFormat.text:
+        emit(result, output_format, lambda: pvecm_text.pvecm_status(result))
+        stdout_console().print(whatif_text.render(report))
+    else:
+        emit({**to_jsonable(result), "what_if": to_jsonable(report)}, output_format, str)
 
 
 def nodes(
