@@ -15,10 +15,9 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from pvectl import corosync_conf
 from pvectl.corosync_conf import Section
@@ -39,7 +38,7 @@ from pvectl.targets.runner import LocalRunner
 
 ENGINE = "corosync"
 MAX_NODES = 16
-SUBNET_POOL = ipaddress.ip_network("10.99.0.0/16")
+SUBNET_POOL = "10.99.0.0/16"
 TOOLS = ("corosync", "corosync-keygen", "corosync-quorumtool", "corosync-cmapctl")
 Report = Callable[[str], None]
 
@@ -190,6 +189,7 @@ def node_list_view(node: LabNode) -> NodeList | None:
 
 
 def _allocate_subnet(requested: str | None, lab_name: str) -> ipaddress.IPv4Network:
+    """The requested /24 if no other lab holds it, else the first free one in the pool."""
     used = {lab.subnet for lab in lab_state.all_labs() if lab.name != lab_name}
     if requested is not None:
         try:
@@ -202,7 +202,8 @@ def _allocate_subnet(requested: str | None, lab_name: str) -> ipaddress.IPv4Netw
             owner = next(lab.name for lab in lab_state.all_labs() if lab.subnet == str(net))
             raise CommandRefused(f"subnet {net} is already used by lab {owner!r}")
         return net
-    for candidate in SUBNET_POOL.subnets(new_prefix=24):
+    pool = ipaddress.IPv4Network(SUBNET_POOL)
+    for candidate in pool.subnets(new_prefix=24):
         if candidate.network_address.packed[2] == 0:
             continue  # 10.99.0.0/24 is the reference lab's
         if str(candidate) not in used:
@@ -278,9 +279,7 @@ def check_options(options: UpOptions) -> None:
     if options.transport not in ("knet", "udpu"):
         raise UsageError(f"--transport must be knet or udpu, got {options.transport!r}")
     if options.votes and len(options.votes) != options.nodes:
-        raise UsageError(
-            f"--votes lists {len(options.votes)} values for {options.nodes} nodes"
-        )
+        raise UsageError(f"--votes lists {len(options.votes)} values for {options.nodes} nodes")
     if any(v < 0 or v > 255 for v in options.votes):
         raise UsageError("--votes: each value must be between 0 and 255")
     if options.token is not None and not 100 <= options.token <= 600_000:
@@ -305,8 +304,7 @@ def load_running(name: str) -> LabState:
         leftovers = netns.lab_namespaces(name) if os.geteuid() == 0 else []
         hint = f"; 'pvectl lab down --name {name}' removes its leftovers" if leftovers else ""
         raise TargetUnavailable(
-            f"no lab named {name!r} is up (start one with 'pvectl lab up 3 --name {name}')"
-            + hint
+            f"no lab named {name!r} is up (start one with 'pvectl lab up 3 --name {name}')" + hint
         )
     return state
 
@@ -387,9 +385,7 @@ def up(name: str, options: UpOptions, report: Report = _quiet) -> LabState:
     for node in state.nodes:
         _wait_ipc(node, 20.0)
     want = tuple(n.node_id for n in nodes)
-    ok = _wait_until(
-        lambda: all(membership(n) == want for n in state.nodes), options.wait_timeout
-    )
+    ok = _wait_until(lambda: all(membership(n) == want for n in state.nodes), options.wait_timeout)
     elapsed = time.monotonic() - started
     if not ok:
         raise PvectlError(
@@ -459,8 +455,7 @@ def _wait_ipc(node: LabNode, timeout: float) -> None:
     def answers() -> bool:
         if node.pid is None or not netns.process_in_namespace(node.pid, node.namespace):
             raise PvectlError(
-                f"node {node.node_id}: corosync exited at start; see {node.dir}/log/"
-                "corosync.stderr"
+                f"node {node.node_id}: corosync exited at start; see {node.dir}/log/corosync.stderr"
             )
         return membership(node) is not None
 
@@ -477,8 +472,12 @@ def _running_nodes(state: LabState, exclude: int | None = None) -> list[LabNode]
 
 
 def _settle(
-    state: LabState, node_id: int, action: str, expect: Callable[[tuple[int, ...]], bool],
-    timeout: float, exclude_self: bool,
+    state: LabState,
+    node_id: int,
+    action: str,
+    expect: Callable[[tuple[int, ...]], bool],
+    timeout: float,
+    exclude_self: bool,
 ) -> RingChange:
     """Time until every other running node's view satisfies ``expect``."""
     started = time.monotonic()
@@ -519,7 +518,8 @@ def stop_node(name: str, node_id: int, sig: signal.Signals) -> RingChange:
     pid = node_pid(node)
     if pid is None:
         raise CommandRefused(f"node {node_id} of lab {name!r} is not running")
-    netns.signal_pid(pid, signal.SIGCONT) if sig == signal.SIGTERM else None
+    if sig == signal.SIGTERM:
+        netns.signal_pid(pid, signal.SIGCONT)  # a paused node must run to leave cleanly
     netns.signal_pid(pid, sig)
     if netns.wait_gone([pid], 10.0):
         netns.signal_pid(pid, signal.SIGKILL)
@@ -527,9 +527,7 @@ def stop_node(name: str, node_id: int, sig: signal.Signals) -> RingChange:
     state = state.with_pid(node_id, None)
     lab_state.save(state)
     action = "kill" if sig == signal.SIGKILL else "stop"
-    return _settle(
-        state, node_id, action, lambda v: node_id not in v, _ring_timeout(state), True
-    )
+    return _settle(state, node_id, action, lambda v: node_id not in v, _ring_timeout(state), True)
 
 
 def start_node(name: str, node_id: int) -> RingChange:
@@ -596,12 +594,11 @@ def partition(name: str, groups: Sequence[str]) -> list[list[int]]:
     state = load_running(name)
     parsed = parse_groups(groups, state)
     for index, group in enumerate(parsed):
-        others = [
-            state.node(n).address for j, g in enumerate(parsed) if j != index for n in g
-        ]
+        others = [state.node(n).address for j, g in enumerate(parsed) if j != index for n in g]
         for node_id in group:
             netns.replace_table(
-                state.node(node_id).namespace, netns.PARTITION_TABLE,
+                state.node(node_id).namespace,
+                netns.PARTITION_TABLE,
                 netns.partition_rules(others),
             )
     return parsed
@@ -683,19 +680,3 @@ def first_running(state: LabState) -> LabNode:
     raise TargetUnavailable(
         f"no node of lab {state.name!r} is running: 'pvectl lab start NODE --name {state.name}'"
     )
-
-
-def state_summary(state: LabState) -> dict[str, Any]:
-    return state.to_json()
-
-
-__all__ = [
-    "ENGINE",
-    "LabView",
-    "NodeView",
-    "RingChange",
-    "UpOptions",
-    "down",
-    "replace",
-    "up",
-]

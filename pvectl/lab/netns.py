@@ -8,6 +8,7 @@ mount and UTS namespace in which the node's directories cover corosync's fixed p
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -183,10 +184,8 @@ def _alive(pid: int) -> bool:
 
 
 def signal_pid(pid: int, sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def destroy_namespace(namespace: str) -> list[int]:

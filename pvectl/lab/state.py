@@ -17,14 +17,14 @@ from pvectl.errors import ConfigError, UsageError
 
 STATE_FILE = "lab.json"
 SCHEMA_VERSION = 1
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_]{0,15}$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,15}$")
 
 
 def check_lab_name(name: str) -> str:
     """Lab names become namespace names and directory names: keep them short and plain."""
     if not _NAME.match(name):
         raise UsageError(
-            f"invalid lab name {name!r}: use 1-16 letters, digits or '_', starting with a "
+            f"invalid lab name {name!r}: use 1-16 letters, digits, '-' or '_', starting with a "
             "letter or digit"
         )
     return name

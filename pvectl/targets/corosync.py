@@ -62,9 +62,9 @@ def _not_reachable(result: CommandResult) -> bool:
 def is_running(runner: CommandRunner | None = None) -> bool:
     """Whether a corosync answers where ``runner`` runs (False if its tools are missing)."""
     runner = runner or LocalRunner()
-    if isinstance(runner, LocalRunner) and not runner.prefix:
-        if shutil.which("corosync-quorumtool") is None:
-            return False
+    local = isinstance(runner, LocalRunner) and not runner.prefix
+    if local and shutil.which("corosync-quorumtool") is None:
+        return False
     try:
         result = runner.run(["corosync-quorumtool", "-s"], timeout=10)
     except PvectlError:
@@ -86,12 +86,12 @@ class CorosyncTarget:
         self.runner: CommandRunner = runner or LocalRunner()
         self.config_paths = config_paths
         self.source = source
-        if isinstance(self.runner, LocalRunner) and not self.runner.prefix:
-            if shutil.which("corosync-quorumtool") is None:
-                raise TargetUnavailable(
-                    NOT_INSTALLED.format(tool="corosync-quorumtool", where="not on PATH"),
-                    ExitCode.UNAVAILABLE,
-                )
+        local = isinstance(self.runner, LocalRunner) and not self.runner.prefix
+        if local and shutil.which("corosync-quorumtool") is None:
+            raise TargetUnavailable(
+                NOT_INSTALLED.format(tool="corosync-quorumtool", where="not on PATH"),
+                ExitCode.UNAVAILABLE,
+            )
 
     # ---- running the tools ----------------------------------------------------------
 

@@ -13,10 +13,8 @@ from collections.abc import Iterator
 from pvectl.errors import PvectlError
 from pvectl.results import LinkStatus, Member, NodeList, QdeviceRow, QuorumStatus, RingId
 
-_ROW = re.compile(
-    r"^\s*(?P<id>0x[0-9a-fA-F]+|\d+)\s+(?P<votes>\d+)(?P<novote> \(votes (?P<real>\d+)\))?"
-    r"(?P<rest>.*)$"
-)
+_ROW = re.compile(r"^\s*(?P<id>0x[0-9a-fA-F]+|\d+)\s+(?P<votes>\d+)(?P<rest>.*)$")
+_NOT_CASTING = re.compile(r"^(?P<name>.*) \(votes (?P<votes>\d+)\)$")
 _ERROR_NAME = re.compile(r"\b(CS_ERR_[A-Z_]+)\b")
 
 
@@ -43,7 +41,9 @@ def _membership_rows(lines: list[str], what: str) -> tuple[tuple[Member, ...], Q
     try:
         start = next(i for i, line in enumerate(lines) if line.split()[:2] == ["Nodeid", "Votes"])
     except StopIteration:
-        raise ParseError(f"{what}: no membership table (corosync printed {len(lines)} lines)")
+        raise ParseError(
+            f"{what}: no membership table (corosync printed {len(lines)} lines)"
+        ) from None
     header = lines[start]
     has_qdevice_column = "Qdevice" in header.split()
     members: list[Member] = []
@@ -56,10 +56,12 @@ def _membership_rows(lines: list[str], what: str) -> tuple[tuple[Member, ...], Q
             raise ParseError(f"{what}: line {number}: unexpected membership row {line!r}")
         node_id = _node_id(match["id"])
         rest = match["rest"].strip()
-        if node_id == 0:
-            casting = match["novote"] is None
-            votes = int(match["real"]) if not casting else int(match["votes"])
-            qdevice = QdeviceRow(votes=votes, name=rest or "Qdevice", casting=casting)
+        if node_id == 0:  # the quorum device's pseudo-node row
+            suffix = _NOT_CASTING.match(rest)
+            if suffix:
+                qdevice = QdeviceRow(int(suffix["votes"]), suffix["name"], casting=False)
+            else:
+                qdevice = QdeviceRow(int(match["votes"]), rest or "Qdevice", casting=True)
             continue
         flags: str | None = None
         if has_qdevice_column:
@@ -114,8 +116,7 @@ def merge_names(status: QuorumStatus, named: NodeList) -> QuorumStatus:
 
     names = {m.node_id: m.name for m in named.members}
     members = tuple(
-        replace(m, name=names.get(m.node_id, m.name), addresses=(m.name,))
-        for m in status.members
+        replace(m, name=names.get(m.node_id, m.name), addresses=(m.name,)) for m in status.members
     )
     return replace(status, members=members)
 
