@@ -453,7 +453,9 @@ def _wait_until(predicate: Callable[[], bool], timeout: float, interval: float =
 
 def _wait_ipc(node: LabNode, timeout: float) -> None:
     def answers() -> bool:
-        if node.pid is None or not netns.process_in_namespace(node.pid, node.namespace):
+        # alive is enough: for its first milliseconds the process is still 'ip', outside
+        # the node's namespace
+        if node.pid is None or not netns.alive(node.pid):
             raise PvectlError(
                 f"node {node.node_id}: corosync exited at start; see {node.dir}/log/corosync.stderr"
             )

@@ -169,13 +169,13 @@ def wait_gone(pids: Iterable[int], timeout: float) -> list[int]:
     remaining = list(pids)
     deadline = time.monotonic() + timeout
     while remaining and time.monotonic() < deadline:
-        remaining = [pid for pid in remaining if _alive(pid)]
+        remaining = [pid for pid in remaining if alive(pid)]
         if remaining:
             time.sleep(0.05)
-    return [pid for pid in remaining if _alive(pid)]
+    return [pid for pid in remaining if alive(pid)]
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except (FileNotFoundError, IndexError):
