@@ -404,13 +404,15 @@ def down(name: str, report: Report = _quiet) -> list[str]:
     """Stop every process in the lab's namespaces and delete them, found by prefix so a
     crashed ``pvectl`` leaves nothing behind; returns the removed namespaces."""
     require_root("pvectl lab down (corosync engine)")
-    removed = []
     namespaces = netns.lab_namespaces(name)
-    # node namespaces first, the hub (bridge) last
-    for namespace in sorted(namespaces, key=lambda ns: ns.endswith("-hub")):
-        pids = netns.destroy_namespace(namespace)
-        removed.append(namespace)
+    stopped = netns.destroy_namespaces(namespaces)
+    removed = [ns for ns in namespaces if ns not in netns.list_namespaces()]
+    for namespace in namespaces:
+        pids = stopped.get(namespace)
         report(f"removed {namespace}" + (f" (stopped pids {pids})" if pids else ""))
+    left = [ns for ns in namespaces if ns not in removed]
+    if left:
+        raise PvectlError(f"could not remove namespaces {', '.join(left)}")
     directory = lab_state.lab_dir(name)
     if directory.exists():
         shutil.rmtree(directory, ignore_errors=True)

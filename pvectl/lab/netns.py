@@ -188,18 +188,20 @@ def signal_pid(pid: int, sig: signal.Signals) -> None:
         os.kill(pid, sig)
 
 
-def destroy_namespace(namespace: str) -> list[int]:
-    """SIGTERM then SIGKILL every process in the namespace, then delete it; returns the
-    pids that had to be stopped."""
-    pids = namespace_pids(namespace)
-    for pid in pids:
+def destroy_namespaces(namespaces: Sequence[str]) -> dict[str, list[int]]:
+    """SIGTERM (then SIGKILL) every process in the namespaces, all at once, then delete
+    the namespaces; returns the pids that had to be stopped, per namespace."""
+    pids = {namespace: namespace_pids(namespace) for namespace in namespaces}
+    everyone = [pid for found in pids.values() for pid in found]
+    for pid in everyone:
         signal_pid(pid, signal.SIGCONT)  # a paused node must be able to die cleanly
         signal_pid(pid, signal.SIGTERM)
-    stubborn = wait_gone(pids, 5.0)
+    stubborn = wait_gone(everyone, 5.0)
     for pid in stubborn:
         signal_pid(pid, signal.SIGKILL)
     wait_gone(stubborn, 2.0)
-    run(["ip", "netns", "del", namespace], check=False)
+    for namespace in namespaces:
+        run(["ip", "netns", "del", namespace], check=False)
     return pids
 
 
