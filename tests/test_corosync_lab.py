@@ -263,6 +263,8 @@ def test_corosync_refusal_is_mapped_when_our_guard_is_bypassed(
 def test_four_nodes_split_two_two_and_heal(lab_factory: Callable[..., CliRun]) -> None:
     lab_factory("tcs4", 4)
     check_agrees("tcs4", 1, quorate=True, nodes=4, expected_votes=4, quorum=3)
+    auto = run_cli("nodes", "--name", "tcs4", "--node", "2", "--output-format", "json")
+    assert auto.code == 0 and json.loads(auto.stdout)["source"] == "lab:tcs4:node2", auto
     overlap = lab("partition", "1,2", "2,3", "--name", "tcs4")
     assert overlap.code == 64 and one_line_error(overlap) and "overlap" in overlap.stderr
     unknown = lab("partition", "1,2", "3,9", "--name", "tcs4")

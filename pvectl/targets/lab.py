@@ -28,6 +28,11 @@ def is_running(name: str) -> bool:
     return False
 
 
+def running_labs() -> list[str]:
+    """Names of the labs that have at least one running node."""
+    return [lab.name for lab in lab_state.all_labs() if is_running(lab.name)]
+
+
 class LabTarget:
     """``ClusterTarget`` for node ``node`` (default: the first running one) of lab ``name``."""
 
