@@ -9,6 +9,7 @@ import typer
 COMMAND_MODULES = (
     "pvectl.cli.cmd_cluster",
     "pvectl.cli.cmd_quorum",
+    "pvectl.cli.cmd_lab",
 )
 
 

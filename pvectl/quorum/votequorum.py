@@ -631,6 +631,11 @@ def expected_reconfigured(state: VotequorumState, requested: int) -> VotequorumS
 # --- the core formulas -------------------------------------------------------------------
 
 
+def quorum_for(expected_votes: int, total_votes: int) -> int:
+    """More than half of max(expected, present): the core of ``calculate_quorum``."""
+    return max((expected_votes + 2) // 2, (total_votes + 2) // 2)
+
+
 def calculate_quorum(
     state: VotequorumState, allow_decrease: bool, max_expected: int
 ) -> tuple[int, int]:
@@ -650,7 +655,7 @@ def calculate_quorum(
         total_nodes += 1
     if max_expected > 0:
         highest_expected = max_expected
-    new_quorum = max((highest_expected + 2) // 2, (total_votes + 2) // 2)
+    new_quorum = quorum_for(highest_expected, total_votes)
     if not allow_decrease:
         new_quorum = max(state.quorum, new_quorum)
     if state.two_node and total_nodes <= 2:
