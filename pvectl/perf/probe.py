@@ -118,7 +118,7 @@ def percentile(sorted_values: Sequence[int], pct: float) -> int:
     """Nearest-rank percentile of already sorted values (the value, never interpolated)."""
     if not sorted_values:
         return 0
-    rank = max(1, math.ceil(pct / 100.0 * len(sorted_values)))
+    rank = max(1, math.ceil(round(pct / 100.0 * len(sorted_values), 9)))
     return sorted_values[min(rank, len(sorted_values)) - 1]
 
 
