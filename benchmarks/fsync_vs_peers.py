@@ -25,9 +25,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pvectl.perf import probe  # noqa: E402
-from pvectl.perf.report import parse_probe_output  # noqa: E402
-from pvectl.perf.run import run_probe_locally  # noqa: E402
+from pvectl.perf import probe
+from pvectl.perf.report import parse_probe_output
+from pvectl.perf.run import run_probe_locally
 
 PG_TEST_FSYNC = "/usr/lib/postgresql/15/bin/pg_test_fsync"
 # pveperf's FSYNCS/SECOND loop in Perl: IO::Handle::sync is fsync(fileno) without a
@@ -216,13 +216,19 @@ def main() -> int:
         ("fdatasync ops/s (ioping -W)", io_w, "ioping -W -i 0 (1 MiB random)"),
         ("fdatasync ops/s (ioping -W -D)", io_wd, "ioping -W -D -i 0 (O_DIRECT)"),
     ):
-        print(f"{label:<34}{fdatasync:>12.1f}{result['rate']:>12.1f}"
-              f"{ratio(fdatasync, result['rate']):>8}  {peer}")
+        print(
+            f"{label:<34}{fdatasync:>12.1f}{result['rate']:>12.1f}"
+            f"{ratio(fdatasync, result['rate']):>8}  {peer}"
+        )
     compat, perl, honest = (median(fsyncs[k]) for k in ("compat", "perl", "honest"))
-    print(f"{'FSYNCS/SECOND --pveperf-compat':<34}{compat:>12.1f}{perl:>12.1f}"
-          f"{ratio(compat, perl):>8}  pveperf's loop in Perl")
-    print(f"{'FSYNCS/SECOND honest':<34}{honest:>12.1f}{perl:>12.1f}"
-          f"{ratio(honest, perl):>8}  (honest writes before fsync)")
+    print(
+        f"{'FSYNCS/SECOND --pveperf-compat':<34}{compat:>12.1f}{perl:>12.1f}"
+        f"{ratio(compat, perl):>8}  pveperf's loop in Perl"
+    )
+    print(
+        f"{'FSYNCS/SECOND honest':<34}{honest:>12.1f}{perl:>12.1f}"
+        f"{ratio(honest, perl):>8}  (honest writes before fsync)"
+    )
     if ns.json:
         print(json.dumps({"runs": runs, "fsyncs": fsyncs, "pg": pg, "ioping": [io_w, io_wd]}))
     return 0

@@ -28,12 +28,16 @@ def _verdict_from_latency(sync_ns: int, pveperf_per_s: float | None, fs: str = "
     count = max(1, int(1e9 // sync_ns))
     fsync = durable_from_timings("fsync", [sync_ns] * count, 1.0)
     fdatasync = durable_from_timings("fdatasync", [sync_ns] * count, 1.0)
-    return verdict_for([], [fsync, fdatasync], fs, "honest") if pveperf_per_s is None else (
-        make_verdict(
-            fsync.rate,
-            pveperf_per_s,
-            fdatasync.latency.p99 / 1000 if fdatasync.latency else None,
-            fs,
+    return (
+        verdict_for([], [fsync, fdatasync], fs, "honest")
+        if pveperf_per_s is None
+        else (
+            make_verdict(
+                fsync.rate,
+                pveperf_per_s,
+                fdatasync.latency.p99 / 1000 if fdatasync.latency else None,
+                fs,
+            )
         )
     )
 

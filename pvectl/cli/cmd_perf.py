@@ -27,7 +27,7 @@ from rich.progress import (
 from pvectl.cli import perf_text
 from pvectl.cli.options import OutputFormatOption
 from pvectl.cli.output import OutputFormat, emit, stderr_console
-from pvectl.errors import UsageError
+from pvectl.errors import ExitCode, PvectlError, UsageError
 from pvectl.perf import probe
 from pvectl.perf.pveperf_format import format_pveperf, mode_note
 from pvectl.perf.report import PerfReport, parse_probe_output
@@ -126,7 +126,9 @@ def perf(
     quick: Annotated[bool, typer.Option("--quick", help="Whole run under 5 s.")] = False,
     runtime: Annotated[
         float | None,
-        typer.Option("--runtime", help="Seconds of timed tests (default 16, --quick 3.5).", min=0.05),
+        typer.Option(
+            "--runtime", help="Seconds of timed tests (default 16, --quick 3.5).", min=0.05
+        ),
     ] = None,
     block_size: Annotated[
         str, typer.Option("--block-size", help="Durable-write block size (4k, 8k, 1m...).")
@@ -195,6 +197,10 @@ def perf(
     try:
         with _ProgressDisplay(progress) as display:
             text = run_probe_locally(local_probe_args(opts), display)
+    except KeyboardInterrupt:
+        raise PvectlError(
+            "interrupted (the test directory has been removed)", ExitCode.INTERRUPTED
+        ) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
     report = parse_probe_output(text)

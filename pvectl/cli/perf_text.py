@@ -6,14 +6,20 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from pvectl.perf.report import Latency, PerfReport
+from pvectl.perf.report import HistogramBucket, Latency, PerfReport
 
-KIND_LABELS = {"fsync": "write + fsync", "fdatasync": "write + fdatasync", "odsync": "O_DSYNC write"}
+KIND_LABELS = {
+    "fsync": "write + fsync",
+    "fdatasync": "write + fdatasync",
+    "odsync": "O_DSYNC write",
+}
 
 
 def format_us(us: float) -> str:
     if us >= 1_000_000:
         return f"{us / 1_000_000:.2f} s"
+    if us >= 10_000:
+        return f"{us / 1000:.1f} ms"
     if us >= 1000:
         return f"{us / 1000:.2f} ms"
     return f"{us:.0f} µs" if us >= 10 else f"{us:.1f} µs"
@@ -27,11 +33,19 @@ def format_value(value: float | None, unit: str) -> str:
     return f"{value:,.2f} {unit}"
 
 
-def latency_histogram(latency: Latency, width: int = 40) -> str:
+def latency_histogram(latency: Latency, width: int = 40, max_rows: int = 16) -> str:
     """One line per log-spaced bucket: range, bar scaled to the fullest bucket, count, %."""
-    buckets = latency.histogram
+    buckets = list(latency.histogram)
     if not buckets:
         return ""
+    while len(buckets) > max_rows:  # halve the resolution until it fits
+        merged = []
+        for i in range(0, len(buckets), 2):
+            pair = buckets[i : i + 2]
+            merged.append(
+                HistogramBucket(pair[0].low_us, pair[-1].high_us, sum(b.count for b in pair))
+            )
+        buckets = merged
     peak = max(b.count for b in buckets)
     total = sum(b.count for b in buckets) or 1
     lines = []
@@ -41,7 +55,9 @@ def latency_histogram(latency: Latency, width: int = 40) -> str:
         if not bar and bucket.count:
             bar = "▏"
         span = f"{format_us(bucket.low_us):>9} - {format_us(bucket.high_us):<9}"
-        lines.append(f"{span} │{bar:<{width + 1}} {bucket.count:>7} {100 * bucket.count / total:5.1f}%")
+        lines.append(
+            f"{span} │{bar:<{width + 1}} {bucket.count:>7} {100 * bucket.count / total:5.1f}%"
+        )
     return "\n".join(lines)
 
 
@@ -58,8 +74,8 @@ def render(report: PerfReport, show_histogram: bool = True) -> RenderableType:
     parts.append(Text(f"pvectl perf on {report.host}: {where} ({on}); mode: {mode}"))
 
     figures = Table(title="pveperf figures", title_justify="left", show_lines=False)
-    figures.add_column("figure")
-    figures.add_column("value", justify="right")
+    figures.add_column("figure", no_wrap=True)
+    figures.add_column("value", justify="right", no_wrap=True)
     figures.add_column("method", overflow="fold")
     for fig in report.figures:
         value = format_value(fig.value, fig.unit)
@@ -75,7 +91,7 @@ def render(report: PerfReport, show_histogram: bool = True) -> RenderableType:
             title_justify="left",
         )
         for name in ("sync", "ops/s", "p50", "p90", "p99", "p99.9", "max"):
-            durable.add_column(name, justify="left" if name == "sync" else "right")
+            durable.add_column(name, justify="left" if name == "sync" else "right", no_wrap=True)
         for d in report.durable:
             lat = d.latency
             cells = (
@@ -89,10 +105,10 @@ def render(report: PerfReport, show_histogram: bool = True) -> RenderableType:
     if show_histogram:
         source = report.durable_result("fsync")
         latency = source.latency if source else None
-        title = "fsync latency (4 KiB write + fsync)"
+        title = f"fsync latency ({source.block_size} B write + fsync)" if source else ""
         if latency is None:
-            fig = report.figure("fsyncs_per_second")
-            latency = fig.latency if fig else None
+            pveperf_fig = report.figure("fsyncs_per_second")
+            latency = pveperf_fig.latency if pveperf_fig else None
             title = "fsync latency (pveperf loop)"
         if latency is not None:
             parts.append(Text(f"{title}, {latency.samples} calls:", style="bold"))

@@ -740,9 +740,7 @@ def measure_dns(opts: ProbeOptions) -> list[dict[str, Any]]:
         f"mean time of {ext['queries']} A queries for random names under a nonexistent .com "
         f"domain to {servers[0]} (timeout {opts.dns_timeout:g} s); elapsed / queries"
     )
-    out.append(
-        figure("dns_ext", "DNS EXT", ext.pop("value"), "ms", method, servers=servers, **ext)
-    )
+    out.append(figure("dns_ext", "DNS EXT", ext.pop("value"), "ms", method, servers=servers, **ext))
     if search_domain:
         internal = dns_series(servers, search_domain, opts, seconds)
         out.append(
