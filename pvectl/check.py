@@ -401,7 +401,7 @@ def _token(config: ConfigFacts, facts: list[NodeFacts]) -> list[Finding]:
     total_s = (token + consensus) / 1000
     count = len(config.nodes)
     base = (
-        f"token {token} ms, consensus {consensus} ms for {count} nodes ({source}): a failed "
+        f"token {token} ms, consensus {consensus} ms for {count} node(s) ({source}): a failed "
         f"node is detected and the ring re-formed after about {total_s:.1f} s"
     )
     if total_s >= HA_WATCHDOG_S * 0.8:

@@ -57,7 +57,8 @@ def status_side_by_side(comparison: ViewComparison) -> RenderableType:
             columns.append(["error"] + [""] * (len(_LABELS) - 1))
     for index, label in enumerate(_LABELS):
         table.add_row(label, *(col[index] for col in columns))
-    parts: list[RenderableType] = [table, Text("")]
+    answered = any(view.status is not None for view in comparison.views)
+    parts: list[RenderableType] = [table, Text("")] if answered else []
     for view in comparison.views:
         if view.error is not None:
             parts.append(Text(f"error: {view.error}", style="red"))
