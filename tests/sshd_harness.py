@@ -49,7 +49,9 @@ class Sshd:
     root: Path
     address: str = "127.0.0.1"
     port: int = field(default_factory=free_port)
-    netns: str | None = None
+    netns: str | None = None  # where to check that it listens
+    prefix: tuple[str, ...] = ()  # argv prefix to start it with (a lab node's context)
+    privsep_dir: Path = Path("/run/sshd")  # as the started sshd sees /run
     proc: subprocess.Popen[bytes] | None = None
 
     def __post_init__(self) -> None:
@@ -99,9 +101,11 @@ class Sshd:
             handle.write(pubkey_path.read_text())
 
     def start(self) -> None:
-        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+        self.privsep_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
         argv = [SSHD, "-D", "-e", "-f", str(self.config)]
-        if self.netns:
+        if self.prefix:
+            argv = [*self.prefix, *argv]
+        elif self.netns:
             argv = ["ip", "netns", "exec", self.netns, *argv]
         log = (self.root / "sshd.log").open("ab")
         self.proc = subprocess.Popen(argv, stdout=log, stderr=log, start_new_session=True)
