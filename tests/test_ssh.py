@@ -189,3 +189,30 @@ def test_proxy_jump_through_a_jump_host(client: SshClientHome, sshd: Sshd) -> No
     with session() as ssh:
         assert ssh.runner(parse_host("behind")).run(["echo", "via jump"]).stdout == "via jump\n"
     assert sshd.log().count("Accepted publickey") == 2
+
+
+def test_ssh_config_accept_new_and_hashed_known_hosts(client: SshClientHome, sshd: Sshd) -> None:
+    with client.config.open("a") as handle:
+        handle.write(
+            f"Host hashed\n  HostName 127.0.0.1\n  Port {sshd.port}\n  User root\n"
+            "  StrictHostKeyChecking accept-new\n  HashKnownHosts yes\n"
+            f"  UserKnownHostsFile {client.ssh_dir / 'kh_custom'}\n"
+        )
+    with session() as ssh:  # no flag: the config's accept-new is enough
+        assert ssh.runner(parse_host("hashed")).run(["echo", "ok"]).stdout == "ok\n"
+    recorded = (client.ssh_dir / "kh_custom").read_text()
+    assert recorded.startswith("|1|")  # hashed, as OpenSSH writes with HashKnownHosts
+    assert "127.0.0.1" not in recorded
+    assert not client.known_hosts.exists()
+    with session() as ssh:  # and the hashed entry is found again
+        assert ssh.runner(parse_host("hashed")).run(["echo", "again"]).stdout == "again\n"
+
+
+def test_ssh_config_strict_yes_refuses_unknown_keys(client: SshClientHome, sshd: Sshd) -> None:
+    with client.config.open("a") as handle:
+        handle.write(
+            f"Host strict\n  HostName 127.0.0.1\n  Port {sshd.port}\n  User root\n"
+            "  StrictHostKeyChecking yes\n"
+        )
+    with session() as ssh, pytest.raises(HostKeyUnknown):
+        ssh.runner(parse_host("strict")).run(["true"])
