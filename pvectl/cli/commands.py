@@ -11,6 +11,7 @@ COMMAND_MODULES = (
     "pvectl.cli.cmd_quorum",
     "pvectl.cli.cmd_lab",
     "pvectl.cli.cmd_perf",
+    "pvectl.cli.cmd_check",
 )
 
 
