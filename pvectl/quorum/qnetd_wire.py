@@ -520,29 +520,42 @@ def echo_reply_for(raw_request: bytes) -> bytes:
 
 
 class FrameReader:
-    """Splits a byte stream into whole messages; refuses ones above ``max_size``
-    before buffering them (a hostile length field must not make us allocate)."""
+    """Splits a byte stream into whole messages, one at a time (a STARTTLS in the middle
+    of the stream turns the bytes after it into TLS records, so the caller must be able
+    to stop and take the rest). Refuses a message above ``max_size`` from its header,
+    before buffering it: a hostile length field must not make us allocate."""
 
     def __init__(self, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> None:
         self.max_size = max_size
         self._buf = bytearray()
 
-    def feed(self, data: bytes) -> list[bytes]:
+    def push(self, data: bytes) -> None:
         self._buf += data
-        frames: list[bytes] = []
-        while len(self._buf) >= HEADER_SIZE:
-            total = frame_length(bytes(self._buf[:HEADER_SIZE]))
-            if total > self.max_size:
-                raise WireError(f"message of {total} bytes exceeds {self.max_size}", code=5)
-            if len(self._buf) < total:
-                break
-            frames.append(bytes(self._buf[:total]))
-            del self._buf[:total]
-        return frames
 
-    @property
-    def pending(self) -> int:
-        return len(self._buf)
+    def next_frame(self) -> bytes | None:
+        if len(self._buf) < HEADER_SIZE:
+            return None
+        total = frame_length(bytes(self._buf[:HEADER_SIZE]))
+        if total > self.max_size:
+            raise WireError(f"message of {total} bytes exceeds {self.max_size}", code=5)
+        if len(self._buf) < total:
+            return None
+        frame = bytes(self._buf[:total])
+        del self._buf[:total]
+        return frame
+
+    def take_rest(self) -> bytes:
+        rest = bytes(self._buf)
+        self._buf.clear()
+        return rest
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Push ``data`` and return every complete frame."""
+        self.push(data)
+        frames = []
+        while (frame := self.next_frame()) is not None:
+            frames.append(frame)
+        return frames
 
 
 # --- message constructors (what a qnetd server sends) ------------------------------------
