@@ -6,7 +6,7 @@ import importlib
 
 import typer
 
-COMMAND_MODULES = ("pvectl.cli.cmd_cluster",)
+COMMAND_MODULES = ("pvectl.cli.cmd_cluster", "pvectl.cli.cmd_qdevice")
 
 
 def register(app: typer.Typer) -> None:
