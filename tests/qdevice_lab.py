@@ -187,7 +187,8 @@ class QdLab:
     def start(self, key: str, argv: list[str], log: Path) -> None:
         handle = open(log, "ab")  # noqa: SIM115 - kept open by the child
         self.procs[key] = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT,
-                                           stdin=subprocess.DEVNULL, start_new_session=True)
+                                           stdin=subprocess.DEVNULL, start_new_session=True,
+                                           cwd=REPO)
         handle.close()
 
     def stop(self, key: str, sig: int = signal.SIGTERM, wait: float = 10) -> None:
