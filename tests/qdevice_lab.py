@@ -11,6 +11,7 @@ Used until ``pvectl lab up N --engine corosync`` (issue: corosync lab) lands on 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -48,7 +49,9 @@ def available() -> str | None:
     return None
 
 
-def _run(argv: list[str], check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+def _run(
+    argv: list[str], check: bool = True, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
     if check and proc.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} -> {proc.returncode}: {proc.stderr.strip()}")
@@ -69,8 +72,15 @@ class QuorumView:
     raw: str = field(repr=False, default="")
 
     def figures(self) -> tuple[object, ...]:
-        return (self.quorate, self.expected, self.total, self.quorum, self.flags,
-                tuple(sorted(self.qdevice_flags.items())), self.qdevice_row)
+        return (
+            self.quorate,
+            self.expected,
+            self.total,
+            self.quorum,
+            self.flags,
+            tuple(sorted(self.qdevice_flags.items())),
+            self.qdevice_row,
+        )
 
 
 def parse_quorumtool(text: str) -> QuorumView:
@@ -137,8 +147,23 @@ class QdLab:
         for who, addr, veth in members:
             name = self.ns(who)
             self._add_ns(name)
-            _run(["ip", "-n", name, "link", "add", "eth0", "type", "veth", "peer", "name", veth,
-                  "netns", hub])
+            _run(
+                [
+                    "ip",
+                    "-n",
+                    name,
+                    "link",
+                    "add",
+                    "eth0",
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    veth,
+                    "netns",
+                    hub,
+                ]
+            )
             _run(["ip", "-n", hub, "link", "set", veth, "master", "br0", "up"])
             _run(["ip", "-n", name, "addr", "add", f"{addr}/24", "dev", "eth0"])
             _run(["ip", "-n", name, "link", "set", "eth0", "up"])
@@ -177,18 +202,41 @@ class QdLab:
 
     # --- running things "on" a node ---
     def wrap(self, who: int | str, argv: list[str]) -> list[str]:
-        return ["ip", "netns", "exec", self.ns(who), "unshare", "--mount", "--uts",
-                "--propagation", "private", "--", "/bin/sh", "-c", _MOUNT_WRAPPER, "sh",
-                str(self.ndir(who)), "qnetd" if who == "qnetd" else f"node{who}", *argv]
+        return [
+            "ip",
+            "netns",
+            "exec",
+            self.ns(who),
+            "unshare",
+            "--mount",
+            "--uts",
+            "--propagation",
+            "private",
+            "--",
+            "/bin/sh",
+            "-c",
+            _MOUNT_WRAPPER,
+            "sh",
+            str(self.ndir(who)),
+            "qnetd" if who == "qnetd" else f"node{who}",
+            *argv,
+        ]
 
-    def exec(self, who: int | str, argv: list[str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    def exec(
+        self, who: int | str, argv: list[str], timeout: float = 30
+    ) -> subprocess.CompletedProcess[str]:
         return _run(self.wrap(who, argv), check=False, timeout=timeout)
 
     def start(self, key: str, argv: list[str], log: Path) -> None:
         handle = open(log, "ab")  # noqa: SIM115 - kept open by the child
-        self.procs[key] = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT,
-                                           stdin=subprocess.DEVNULL, start_new_session=True,
-                                           cwd=REPO)
+        self.procs[key] = subprocess.Popen(
+            argv,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=REPO,
+        )
         handle.close()
 
     def stop(self, key: str, sig: int = signal.SIGTERM, wait: float = 10) -> None:
@@ -204,47 +252,69 @@ class QdLab:
 
     def start_corosync(self, n: int) -> None:
         (self.ndir(n) / "run" / "corosync.pid").unlink(missing_ok=True)
-        self.start(f"corosync{n}", self.wrap(n, ["corosync", "-f"]),
-                   self.ndir(n) / "log" / "corosync.stderr")
+        self.start(
+            f"corosync{n}",
+            self.wrap(n, ["corosync", "-f"]),
+            self.ndir(n) / "log" / "corosync.stderr",
+        )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
-            rc = _run(["ip", "netns", "exec", self.ns(n), "corosync-quorumtool", "-s"],
-                      check=False).returncode
+            rc = _run(
+                ["ip", "netns", "exec", self.ns(n), "corosync-quorumtool", "-s"], check=False
+            ).returncode
             if rc in (0, 2):
                 return
             time.sleep(0.2)
         raise RuntimeError(f"node{n}: corosync did not come up")
 
     def start_qdevice(self, n: int) -> None:
-        self.start(f"qdevice{n}", self.wrap(n, ["corosync-qdevice", "-f"]),
-                   self.ndir(n) / "log" / "qdevice.stderr")
+        self.start(
+            f"qdevice{n}",
+            self.wrap(n, ["corosync-qdevice", "-f"]),
+            self.ndir(n) / "log" / "qdevice.stderr",
+        )
 
     # --- certificates (pvectl's CA into the nodes' NSS databases) ---
     def setup_certs_from_pvectl(self) -> Path:
         certs = self.ndir("qnetd") / "pvectl-certs"
         self.pvectl("qdevice", "certs", "init", str(certs))
-        self.nss_exchange(certs / "qnetd-cacert.crt",
-                          lambda crq, out: self.pvectl("qdevice", "certs", "sign", str(crq),
-                                                       "--cluster", CLUSTER, "--cert-dir",
-                                                       str(certs), "-o", str(out)))
+        self.nss_exchange(
+            certs / "qnetd-cacert.crt",
+            lambda crq, out: self.pvectl(
+                "qdevice",
+                "certs",
+                "sign",
+                str(crq),
+                "--cluster",
+                CLUSTER,
+                "--cert-dir",
+                str(certs),
+                "-o",
+                str(out),
+            ),
+        )
         return certs
 
     def nss_exchange(self, ca_file: Path, sign: object) -> None:
         for n in range(1, self.nodes + 1):
             shutil.copy(ca_file, self.ndir(n) / "etc" / "qnetd-cacert.crt")
-            self._ok(n, ["corosync-qdevice-net-certutil", "-i", "-c",
-                         "/etc/corosync/qnetd-cacert.crt"])
+            self._ok(
+                n, ["corosync-qdevice-net-certutil", "-i", "-c", "/etc/corosync/qnetd-cacert.crt"]
+            )
         self._ok(1, ["corosync-qdevice-net-certutil", "-r", "-n", CLUSTER])
         crq = self.ndir(1) / "etc" / "qdevice" / "net" / "nssdb" / "qdevice-net-node.crq"
         crt = self.ndir(1) / "etc" / f"cluster-{CLUSTER}.crt"
         sign(crq, crt)  # type: ignore[operator]
-        self._ok(1, ["corosync-qdevice-net-certutil", "-M", "-c",
-                     f"/etc/corosync/cluster-{CLUSTER}.crt"])
+        self._ok(
+            1, ["corosync-qdevice-net-certutil", "-M", "-c", f"/etc/corosync/cluster-{CLUSTER}.crt"]
+        )
         p12 = self.ndir(1) / "etc" / "qdevice" / "net" / "nssdb" / "qdevice-net-node.p12"
         for n in range(2, self.nodes + 1):
             shutil.copy(p12, self.ndir(n) / "etc" / "qdevice-net-node.p12")
-            self._ok(n, ["corosync-qdevice-net-certutil", "-m", "-c",
-                         "/etc/corosync/qdevice-net-node.p12"])
+            self._ok(
+                n,
+                ["corosync-qdevice-net-certutil", "-m", "-c", "/etc/corosync/qdevice-net-node.p12"],
+            )
 
     def _ok(self, who: int | str, argv: list[str]) -> str:
         proc = self.exec(who, argv)
@@ -253,8 +323,14 @@ class QdLab:
         return proc.stdout
 
     def pvectl(self, *args: str) -> str:
-        proc = subprocess.run([sys.executable, "-m", "pvectl", *args], capture_output=True,
-                              text=True, cwd=REPO, timeout=60, check=False)
+        proc = subprocess.run(
+            [sys.executable, "-m", "pvectl", *args],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=60,
+            check=False,
+        )
         if proc.returncode != 0:
             raise RuntimeError(f"pvectl {' '.join(args)}: {proc.stderr}")
         return proc.stdout
@@ -262,16 +338,29 @@ class QdLab:
     # --- qnetd ---
     def start_pvectl_qnetd(self, certs: Path | None) -> None:
         self.qnetd_kind = "pvectl"
-        argv = ["ip", "netns", "exec", self.ns("qnetd"), sys.executable, "-m", "pvectl",
-                "qdevice", "serve", "--control-socket", str(self.control_socket)]
+        argv = [
+            "ip",
+            "netns",
+            "exec",
+            self.ns("qnetd"),
+            sys.executable,
+            "-m",
+            "pvectl",
+            "qdevice",
+            "serve",
+            "--control-socket",
+            str(self.control_socket),
+        ]
         argv += ["--cert-dir", str(certs)] if certs else ["--tls", "off"]
         env_argv = ["env", f"PYTHONPATH={REPO}", *argv]
         self.start("qnetd", env_argv, self.ndir("qnetd") / "log" / "qnetd.stderr")
         deadline = time.monotonic() + 15
         while not self.control_socket.exists():
             if time.monotonic() > deadline or self.procs["qnetd"].poll() is not None:
-                raise RuntimeError("pvectl qnetd did not start: "
-                                   + (self.ndir("qnetd") / "log" / "qnetd.stderr").read_text())
+                raise RuntimeError(
+                    "pvectl qnetd did not start: "
+                    + (self.ndir("qnetd") / "log" / "qnetd.stderr").read_text()
+                )
             time.sleep(0.1)
 
     @property
@@ -288,8 +377,17 @@ class QdLab:
 
             def sign(crq: Path, crt: Path) -> None:
                 shutil.copy(crq, self.ndir("qnetd") / "etc" / "qdevice-net-node.crq")
-                self._ok("qnetd", ["corosync-qnetd-certutil", "-s", "-c",
-                                   "/etc/corosync/qdevice-net-node.crq", "-n", CLUSTER])
+                self._ok(
+                    "qnetd",
+                    [
+                        "corosync-qnetd-certutil",
+                        "-s",
+                        "-c",
+                        "/etc/corosync/qdevice-net-node.crq",
+                        "-n",
+                        CLUSTER,
+                    ],
+                )
                 shutil.copy(nssdb / f"cluster-{CLUSTER}.crt", crt)
 
             self.nss_exchange(nssdb / "qnetd-cacert.crt", sign)
@@ -310,8 +408,9 @@ class QdLab:
     def wait_members(self, n: int, count: int, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            out = _run(["ip", "netns", "exec", self.ns(n), "corosync-quorumtool", "-l"],
-                       check=False).stdout
+            out = _run(
+                ["ip", "netns", "exec", self.ns(n), "corosync-quorumtool", "-l"], check=False
+            ).stdout
             ids = [int(x) for x in re.findall(r"^\s+(\d+)\s+\d+", out, re.M) if int(x) != 0]
             if len(ids) == count:
                 return
@@ -337,13 +436,20 @@ class QdLab:
                 f" chain out {{ type filter hook output priority 0; policy accept; "
                 f"ip daddr {self.ip(other)} drop; }}\n}}\n"
             )
-            subprocess.run(["ip", "netns", "exec", self.ns(me), "nft", "-f", "-"], input=rules,
-                           text=True, check=True, capture_output=True)
+            subprocess.run(
+                ["ip", "netns", "exec", self.ns(me), "nft", "-f", "-"],
+                input=rules,
+                text=True,
+                check=True,
+                capture_output=True,
+            )
 
     def heal(self) -> None:
         for n in range(1, self.nodes + 1):
-            _run(["ip", "netns", "exec", self.ns(n), "nft", "delete", "table", "inet",
-                  "pvtqdpart"], check=False)
+            _run(
+                ["ip", "netns", "exec", self.ns(n), "nft", "delete", "table", "inet", "pvtqdpart"],
+                check=False,
+            )
 
     def down(self) -> None:
         for key in list(self.procs):
@@ -351,9 +457,7 @@ class QdLab:
         for name in self.created_ns:
             pids = _run(["ip", "netns", "pids", name], check=False).stdout.split()
             for pid in pids:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(int(pid), signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
             _run(["ip", "netns", "del", name], check=False)
         self.created_ns.clear()

@@ -189,7 +189,11 @@ def test_lms_last_man_standing_alone_acks() -> None:
 
 def test_lms_larger_partition_wins() -> None:
     cfg = (1, 2, 3)
-    cs = [client(1, cfg, (1,), (1, 9)), client(2, cfg, (2, 3), (2, 9)), client(3, cfg, (2, 3), (2, 9))]
+    cs = [
+        client(1, cfg, (1,), (1, 9)),
+        client(2, cfg, (2, 3), (2, 9)),
+        client(3, cfg, (2, 3), (2, 9)),
+    ]
     last = {1: Vote.ACK, 2: Vote.ACK, 3: Vote.ACK}
     assert lms_decide(cs[0], cs, LOWEST, last).vote is Vote.NACK
     assert lms_decide(cs[1], cs, LOWEST, last).vote is Vote.ACK

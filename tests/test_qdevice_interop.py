@@ -32,7 +32,7 @@ def _run_scenarios(lab: QdLab, listings: dict[str, str]) -> Snapshot:
     for n in (1, 2):
         lab.start_qdevice(n)
     for n in (1, 2):
-        lab.wait_for(n, lambda v: v.total == 3 and v.qdevice_flags.get(n) == "A,V,NMW", 90)
+        lab.wait_for(n, lambda v, n=n: v.total == 3 and v.qdevice_flags.get(n) == "A,V,NMW", 90)
     time.sleep(2)
     seen["both-up"] = {n: lab.quorum(n) for n in (1, 2)}
     listings["both-up"] = lab.qnetd_listing()
@@ -64,7 +64,7 @@ def _run_scenarios(lab: QdLab, listings: dict[str, str]) -> Snapshot:
         lab.wait_for(n, lambda v: v.total == 3, 90)
     lab.stop("qnetd", signal.SIGTERM)
     for n in (1, 2):
-        lab.wait_for(n, lambda v: v.qdevice_flags.get(n) == "A,NV,NMW" and v.total == 2, 60)
+        lab.wait_for(n, lambda v, n=n: v.qdevice_flags.get(n) == "A,NV,NMW" and v.total == 2, 60)
     time.sleep(2)
     seen["qnetd-down"] = {n: lab.quorum(n) for n in (1, 2)}
     return seen

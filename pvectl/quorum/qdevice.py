@@ -235,7 +235,7 @@ def _partitions(clients: Sequence[ClientView]) -> list[_Partition]:
     """Connected clients grouped by ring id, in connection order of first appearance."""
     groups: dict[WireRingId, list[ClientView]] = {}
     for client in clients:
-        if client.ring_id is None or not client.membership:
+        if client.ring_id is None:
             continue
         groups.setdefault(client.ring_id, []).append(client)
     out = []

@@ -109,7 +109,7 @@ class _Client:
             node_id=self.node_id,
             config_nodes=self.config_nodes,
             membership=self.membership,
-            ring_id=self.ring_id if self.membership else None,
+            ring_id=self.ring_id,
             heuristics=self.heuristics,
             keep_active_partition=self.keep_active_partition,
         )
