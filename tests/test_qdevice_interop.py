@@ -10,12 +10,15 @@ qdevice no longer votes). TLS on, with pvectl's CA in the nodes' NSS databases.
 
 from __future__ import annotations
 
+import json
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
 
-from tests.qdevice_lab import QdLab, QuorumView, available
+from tests.qdevice_lab import REPO, QdLab, QuorumView, available
 
 pytestmark = [
     pytest.mark.root,
@@ -122,3 +125,39 @@ def test_real_qdevice_votes_from_pvectl_qnetd_match_real_qnetd() -> None:
     for scenario, views in ours.items():
         for node, view in views.items():
             assert view.figures() == real[scenario][node].figures(), (scenario, node)
+
+
+def _pvectl_on_node(lab: QdLab, node: int, *args: str) -> subprocess.CompletedProcess[str]:
+    argv = lab.wrap(node, ["env", f"PYTHONPATH={REPO}", sys.executable, "-m", "pvectl", *args])
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=REPO, check=False)
+
+
+def test_tls_off_and_qdevice_status_on_a_real_node() -> None:
+    lab = QdLab(nodes=2, tls=False)
+    try:
+        lab.up()
+        lab.start_pvectl_qnetd(None)
+        for n in (1, 2):
+            lab.start_qdevice(n)
+        for n in (1, 2):
+            lab.wait_for(n, lambda v: v.total == 3, 90)
+        time.sleep(1)
+        run = _pvectl_on_node(lab, 1, "qdevice", "status", "--output-format", "json")
+        assert run.returncode == 0, run.stderr
+        status = json.loads(run.stdout)
+        assert status["state"] == "Connected" and status["casting_vote"] is True
+        assert status["tls"] == "Unsupported"
+        assert status["votequorum_flags"] == "A,V,NMW"
+        assert (status["device_votes"], status["device_counted"]) == (1, True)
+        assert "TLS active:\t\tNo" in lab.qnetd_listing()
+
+        lab.stop("qnetd", signal.SIGTERM)
+        lab.wait_for(1, lambda v: v.total == 2, 60)
+        print(lab.quorum(1).raw)
+        run = _pvectl_on_node(lab, 1, "qdevice", "status", "--output-format", "json")
+        assert run.returncode == 2, run.stderr
+        status = json.loads(run.stdout)
+        assert status["state"] != "Connected" and status["casting_vote"] is False
+        assert (status["device_votes"], status["device_counted"]) == (1, False)
+    finally:
+        lab.down()

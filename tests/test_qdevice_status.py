@@ -8,7 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from pvectl.targets.qdevice_status import parse_qdevice_tool, render_qdevice_status
+from pvectl.targets.qdevice_status import (
+    parse_qdevice_tool,
+    render_qdevice_status,
+    votequorum_qdevice_view,
+)
 from tests.conftest import run_cli
 
 DATA = Path(__file__).parent / "data"
@@ -46,3 +50,33 @@ def test_no_daemon_is_a_one_line_error() -> None:
     assert "Can't connect to QDevice socket" in run.stderr
     assert "is corosync-qdevice running?" in run.stderr
     assert len(run.stderr.strip().splitlines()) == 1
+
+
+def test_votequorum_side_from_quorumtool() -> None:
+    casting = """Membership information
+----------------------
+    Nodeid      Votes    Qdevice Name
+         1          1    A,V,NMW node1 (local)
+         2          1    A,V,NMW node2
+         0          1            Qdevice
+"""
+    assert votequorum_qdevice_view(casting) == ("A,V,NMW", 1, True)
+    lost = """    Nodeid      Votes    Qdevice Name
+0x00000001          1   A,NV,NMW 10.98.0.1 (local)
+0x00000000          0            Qdevice (votes 1)
+"""
+    assert votequorum_qdevice_view(lost) == ("A,NV,NMW", 1, False)
+
+
+def test_pvecm_layout_of_a_device_that_does_not_vote() -> None:
+    # the row as real corosync-quorumtool -s printed it with qnetd down (pvt-qd lab)
+    from pvectl.cli.pvecm_text import membership_block
+    from pvectl.results import Member, QdeviceRow
+
+    block = membership_block(
+        (Member(1, 1, "node1", local=True, qdevice="A,NV,NMW"),),
+        QdeviceRow(votes=1, casting=False),
+        hex_ids=False,
+    )
+    assert block.splitlines()[-1] == "         0          0            Qdevice (votes 1)"
+    assert block.splitlines()[-2] == "         1          1   A,NV,NMW node1 (local)"

@@ -49,10 +49,10 @@ def membership_block(members: tuple[Member, ...], qdevice: QdeviceRow | None, he
         lines.append(row)
     if qdevice is not None:
         shown = qdevice.votes if qdevice.casting else 0
-        row = _node_id(0, hex_ids) + f"{shown:>10} "
+        row = _node_id(0, hex_ids) + f"{shown:>10} " + f"{'':>10} " + qdevice.name
         if not qdevice.casting:
-            row = row.rstrip(" ") + f" (votes {qdevice.votes}) "
-        row += f"{'':>10} " + qdevice.name
+            # corosync-quorumtool appends the configured votes after the name
+            row += f" (votes {qdevice.votes})"
         lines.append(row)
     return "\n".join(lines) + "\n"
 

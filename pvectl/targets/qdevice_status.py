@@ -8,7 +8,7 @@ every field (``fields``) and lifts the ones scripts need into named attributes.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from pvectl.errors import TargetUnavailable
 from pvectl.targets.runner import CommandRunner
@@ -37,6 +37,11 @@ class QdeviceStatus:
     expected_votes: int | None
     configured_nodes: tuple[int, ...]
     fields: dict[str, str] = field(default_factory=dict)
+    # votequorum's side (corosync-quorumtool -s): the local node's Qdevice column
+    # ("A,V,NMW") and the device row's votes; None when quorumtool gave nothing
+    votequorum_flags: str | None = None
+    device_votes: int | None = None
+    device_counted: bool | None = None  # False: shown as "0 ... (votes N)"
     source: str = "corosync-qdevice-tool"
 
 
@@ -103,6 +108,28 @@ def parse_qdevice_tool(text: str) -> QdeviceStatus:
     )
 
 
+_LOCAL_ROW = re.compile(r"^\s*\S+\s+\d+\s+(?P<flags>[A-Z,]+)\s+.*\(local\)\s*$")
+_DEVICE_ROW = re.compile(r"^\s*(?:0|0x00000000)\s+(?P<shown>\d+)\s")
+_NOT_COUNTED = re.compile(r"\(votes (?P<votes>\d+)\)")
+
+
+def votequorum_qdevice_view(quorumtool_s: str) -> tuple[str | None, int | None, bool | None]:
+    """(local node's Qdevice column, device votes, counted) from corosync-quorumtool -s."""
+    flags = votes = counted = None
+    for line in quorumtool_s.splitlines():
+        local = _LOCAL_ROW.match(line)
+        if local:
+            flags = local.group("flags")
+        device = _DEVICE_ROW.match(line)
+        if device:
+            hidden = _NOT_COUNTED.search(line)
+            if hidden:
+                votes, counted = int(hidden.group("votes")), False
+            else:
+                votes, counted = int(device.group("shown")), True
+    return flags, votes, counted
+
+
 def local_qdevice_status(runner: CommandRunner) -> QdeviceStatus:
     result = runner.run(["corosync-qdevice-tool", "-sv"], timeout=10)
     if result.returncode != 0:
@@ -112,7 +139,12 @@ def local_qdevice_status(runner: CommandRunner) -> QdeviceStatus:
             + (detail[-1] if detail else f"exit {result.returncode}")
             + " (is corosync-qdevice running?)"
         )
-    return parse_qdevice_tool(result.stdout)
+    status = parse_qdevice_tool(result.stdout)
+    quorum = runner.run(["corosync-quorumtool", "-s"], timeout=10)
+    if quorum.returncode in (0, 2):
+        flags, votes, counted = votequorum_qdevice_view(quorum.stdout)
+        status = replace(status, votequorum_flags=flags, device_votes=votes, device_counted=counted)
+    return status
 
 
 def render_qdevice_status(status: QdeviceStatus) -> str:
@@ -131,4 +163,11 @@ def render_qdevice_status(status: QdeviceStatus) -> str:
         f"{'Membership:':<22}{', '.join(map(str, status.membership)) or '-'}",
         f"{'Quorate:':<22}{'?' if status.quorate is None else ('Yes' if status.quorate else 'No')}",
     ]
+    if status.votequorum_flags is not None or status.device_votes is not None:
+        counted = "counted" if status.device_counted else "not counted"
+        lines.append(
+            f"{'Votequorum:':<22}{status.votequorum_flags or '?'}, "
+            f"device votes {status.device_votes if status.device_votes is not None else '?'}"
+            f" ({counted})"
+        )
     return "\n".join(lines) + "\n"
