@@ -12,6 +12,7 @@ COMMAND_MODULES = (
     "pvectl.cli.cmd_lab",
     "pvectl.cli.cmd_perf",
     "pvectl.cli.cmd_check",
+    "pvectl.cli.cmd_qdevice",
 )
 
 
