@@ -57,8 +57,8 @@ def membership_block(
         row += shown + (" (local)" if member.local else "")
         lines.append(row)
     if qdevice is not None:
-        shown = qdevice.votes if qdevice.casting else 0
-        row = _node_id(0, hex_ids) + f"{shown:>10} " + f"{'':>10} " + qdevice.name
+        votes = qdevice.votes if qdevice.casting else 0
+        row = _node_id(0, hex_ids) + f"{votes:>10} " + f"{'':>10} " + qdevice.name
         if not qdevice.casting:
             # corosync-quorumtool appends the configured votes after the name
             row += f" (votes {qdevice.votes})"
