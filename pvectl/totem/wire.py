@@ -238,9 +238,7 @@ class Codec:
             parts.append(_U16.pack(len(msg.entries)))
             for e in msg.entries:
                 o = e.old_ring_id
-                parts.append(
-                    _ENTRY.pack(o.rep_node_id, o.seq, e.aru, e.high_delivered, e.received)
-                )
+                parts.append(_ENTRY.pack(o.rep_node_id, o.seq, e.aru, e.high_delivered, e.received))
             return self._seal(T_COMMIT, b"".join(parts))
         if isinstance(msg, MergeDetect):
             return self._seal(T_MERGE_DETECT, _RING.pack(msg.ring_id.rep_node_id, msg.ring_id.seq))
@@ -297,9 +295,7 @@ class Codec:
         if chash != self.cluster:
             raise self._reject("cluster", f"{chash:#x}")
         packet = data[:-MAC_LEN]
-        if not hmac.compare_digest(
-            hmac.digest(self._mac_key, packet, "sha256"), data[-MAC_LEN:]
-        ):
+        if not hmac.compare_digest(hmac.digest(self._mac_key, packet, "sha256"), data[-MAC_LEN:]):
             raise self._reject("auth")
         if flags & ~FLAG_ENCRYPTED:
             raise self._reject("malformed", "unknown flags")
