@@ -296,6 +296,13 @@ def test_four_nodes_split_two_two_and_heal(lab_factory: Callable[..., CliRun]) -
     assert change["members"] == [1, 2, 3] and change["quorate"] is True
     assert 0 < change["seconds"] < 15
 
+    # a node frozen longer than token + consensus is dropped, then rejoins
+    frozen = lab("pause", "3", "4", "--name", "tcs4", "--output-format", "json")
+    assert frozen.code == 0, frozen
+    paused = json.loads(frozen.stdout)
+    assert paused["dropped_after"] is not None and 1.5 < paused["dropped_after"] < 4
+    assert paused["members"] == [1, 2, 3]
+
     # random loss is an nftables rule inside each node, and heal removes it
     assert lab("loss", "30", "--name", "tcs4").code == 0
     rules = lab("exec", "1", "--name", "tcs4", "--", "nft", "list", "ruleset")

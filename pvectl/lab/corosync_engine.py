@@ -15,7 +15,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -97,6 +97,7 @@ class RingChange:
     survivors: tuple[int, ...]
     members: tuple[int, ...]
     quorate: bool | None
+    dropped_after: float | None = None  # pause: when the others had removed the node
 
 
 # ---- preconditions ------------------------------------------------------------------
@@ -557,12 +558,21 @@ def pause_node(name: str, node_id: int, seconds: float) -> RingChange:
     pid = node_pid(node)
     if pid is None:
         raise CommandRefused(f"node {node_id} of lab {name!r} is not running")
+    others = _running_nodes(state, exclude=node_id)
+    dropped_after: float | None = None
     netns.signal_pid(pid, signal.SIGSTOP)
+    started = time.monotonic()
     try:
-        time.sleep(seconds)
+        while (elapsed := time.monotonic() - started) < seconds:
+            if dropped_after is None and others:
+                views = [membership(n) for n in others]
+                if all(v is not None and node_id not in v for v in views):
+                    dropped_after = elapsed
+            time.sleep(min(0.2, max(0.0, seconds - elapsed)))
     finally:
         netns.signal_pid(pid, signal.SIGCONT)
-    return _settle(state, node_id, "pause", lambda v: node_id in v, _ring_timeout(state), False)
+    change = _settle(state, node_id, "pause", lambda v: node_id in v, _ring_timeout(state), False)
+    return replace(change, dropped_after=dropped_after)
 
 
 def parse_groups(groups: Sequence[str], state: LabState) -> list[list[int]]:
