@@ -361,6 +361,20 @@ def up(name: str, options: UpOptions, report: Report = _quiet) -> LabState:
         created=datetime.now(UTC).isoformat(timespec="seconds"),
     )
     lab_state.save(state)  # first, so a crash from here on is found by 'lab down'
+    try:
+        state = _build_and_start(state, options, report)
+    except PvectlError as exc:
+        raise PvectlError(
+            f"{exc}; the lab is left as it is for inspection, 'pvectl lab down --name {name}' "
+            "removes it",
+            exc.exit_code,
+        ) from exc
+    return state
+
+
+def _build_and_start(state: LabState, options: UpOptions, report: Report) -> LabState:
+    directory = Path(state.state_dir)
+    nodes = state.nodes
     netns.create_hub(state.hub_namespace)
     for node in nodes:
         netns.create_node_namespace(
@@ -376,10 +390,13 @@ def up(name: str, options: UpOptions, report: Report = _quiet) -> LabState:
         (base / "etc" / "corosync.conf").write_text(conf, encoding="utf-8")
         shutil.copyfile(authkey, base / "etc" / "authkey")
         os.chmod(base / "etc" / "authkey", 0o400)
-    first = nodes[0]
-    check = netns.run([*node_prefix(first), "corosync", "-t"], check=False)
+    check = netns.run([*node_prefix(nodes[0]), "corosync", "-t"], check=False)
     if check.returncode != 0:
-        raise PvectlError(f"corosync -t rejected the generated corosync.conf: {check.stderr}")
+        detail = (check.stderr or check.stdout).strip().splitlines()
+        raise PvectlError(
+            "corosync -t rejected the generated corosync.conf: "
+            + (detail[-1] if detail else f"exit {check.returncode}")
+        )
     started = time.monotonic()
     for node in nodes:
         state = _start_process(state, node.node_id)
@@ -390,13 +407,13 @@ def up(name: str, options: UpOptions, report: Report = _quiet) -> LabState:
     elapsed = time.monotonic() - started
     if not ok:
         raise PvectlError(
-            f"lab {name!r}: the ring did not form within {options.wait_timeout:g} s "
+            f"lab {state.name!r}: the ring did not form within {options.wait_timeout:g} s "
             f"(logs under {directory}/node*/log)",
             ExitCode.TEMP_FAIL,
         )
     report(
-        f"lab {name!r}: {options.nodes} corosync node(s) up ({options.transport}, "
-        f"subnet {subnet}); ring formed in {elapsed:.2f} s"
+        f"lab {state.name!r}: {options.nodes} corosync node(s) up ({options.transport}, "
+        f"subnet {state.subnet}); ring formed in {elapsed:.2f} s"
     )
     return state
 
