@@ -311,9 +311,9 @@ def load_running(name: str) -> LabState:
 
 
 def up(name: str, options: UpOptions, report: Report = _quiet) -> LabState:
+    check_options(options)  # usage errors first: they do not depend on who runs it
     require_root("pvectl lab up --engine corosync")
     require_corosync()
-    check_options(options)
     if shutil.which("nft") is None:
         report("note: nft not found (Debian package 'nftables'): partition/loss will not work")
     existing = lab_state.load(name)
