@@ -63,6 +63,12 @@ def _ring_text(change: object) -> str:
         "pause": "resumed after pause",
     }[change.action]
     head = f"node {change.node_id} {what}"
+    if change.action == "pause":
+        head += (
+            f" (the others dropped it after {change.dropped_after:.2f} s)"
+            if change.dropped_after is not None
+            else " (the others kept it in the ring)"
+        )
     if not change.survivors:
         return head + "; no other node runs\n"
     if change.seconds is None:

@@ -60,6 +60,11 @@ class LabTarget:
                 corosync_engine.node_runner(lab_node),
                 config_paths=("/etc/corosync/corosync.conf",),
                 source=f"lab:{state.name}:node{lab_node.node_id}",
+                not_running=(
+                    f"corosync of node {lab_node.node_id} in lab {state.name!r} is not running: "
+                    f"'pvectl lab start {lab_node.node_id} --name {state.name}', or ask "
+                    "another node with --node"
+                ),
             )
         else:
             raise TargetUnavailable(

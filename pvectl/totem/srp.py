@@ -65,6 +65,9 @@ Follows corosync where the two differ:
 * old-ring messages after the last gap from non-transitional members are discarded at
   install (corosync and paper agree on the filter);
 * merge detection with MERGE_DETECT messages, and a distinct LEAVE message (corosync).
+* a join re-enters GATHER only if it taught us something (our proc or failed set
+  grew); corosync 3 re-gathers even when a non-member's failed list could not be
+  merged, which lets two nodes echo joins at each other and postpones consensus.
 
 Ours:
 
@@ -669,18 +672,21 @@ class Srp:
         elif (proc <= self._proc and failed <= self._failed) or sender in self._failed:
             pass  # nothing new, or from a node I gave up on
         else:
-            self._proc |= proc
+            new_proc = self._proc | proc
+            new_failed = set(self._failed)
             if me in failed:
-                self._failed.add(sender)
+                new_failed.add(sender)
             elif sender in self.members:
-                if sender not in self._failed:
-                    self._failed |= failed
-                else:
-                    self._failed |= failed - set(self.members)
+                new_failed |= failed
             if not self._failed_to_recv:
-                self._failed.discard(me)
-            self._gather_enter(now, "merge during join")
-            return
+                new_failed.discard(me)
+            if new_proc != self._proc or new_failed != self._failed:
+                self._proc = new_proc
+                self._failed = new_failed
+                self._gather_enter(now, "merge during join")
+                return
+            # nothing learnt (a non-member's failed list): re-gathering would only echo
+            # joins back and forth and postpone consensus forever
         if self.state is State.OPERATIONAL or force_gather:
             self._gather_enter(now, "join during OPERATIONAL")
 
