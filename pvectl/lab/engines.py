@@ -9,28 +9,11 @@ from pvectl.errors import ExitCode, PvectlError
 from pvectl.lab import state as lab_state
 
 ENGINES = ("embedded", "corosync")
-EMBEDDED_MISSING = (
-    "the embedded engine is not available yet: use --engine corosync (needs root and the "
-    "Debian package 'corosync')"
-)
 
 
 def choose(requested: str | None) -> str:
-    """``--engine`` as given, or the default: corosync when it can run here."""
-    from pvectl.lab import corosync_engine
-
-    if requested == "corosync":
-        return "corosync"
-    if requested == "embedded":
-        raise PvectlError(EMBEDDED_MISSING, ExitCode.UNAVAILABLE)
-    if corosync_engine.available():
-        return "corosync"
-    raise PvectlError(
-        "the embedded engine is not available yet, and the corosync engine needs root and "
-        "the Debian package 'corosync': run as root with corosync installed, or pass "
-        "--engine corosync to see what is missing",
-        ExitCode.UNAVAILABLE,
-    )
+    """``--engine`` as given, or the default: the embedded engine (no root needed)."""
+    return requested or "embedded"
 
 
 def module_for(engine: str) -> ModuleType:
@@ -38,6 +21,10 @@ def module_for(engine: str) -> ModuleType:
         from pvectl.lab import corosync_engine
 
         return corosync_engine
+    if engine == "embedded":
+        from pvectl.lab import embedded_engine
+
+        return embedded_engine
     raise PvectlError(
         f"lab engine {engine!r} is not available in this pvectl", ExitCode.UNAVAILABLE
     )

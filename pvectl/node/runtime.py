@@ -42,7 +42,7 @@ from pvectl.node.services import (
 from pvectl.node.transport import FaultFilter, UdpTransport
 from pvectl.quorum import votequorum as vq
 from pvectl.quorum.view import quorum_status
-from pvectl.results import NodeList
+from pvectl.results import NodeList, QuorumStatus
 from pvectl.totem import srp
 from pvectl.totem.wire import Codec
 from pvectl.trace.spans import Phase, Span
@@ -399,6 +399,16 @@ class NodeRuntime:
             "stats": dict(self.srp.stats),
             "dropped": self.faults.dropped,
         }
+
+    def _status(self) -> QuorumStatus:
+        return quorum_status(
+            self.services.quorum,
+            self.services.ring_id,
+            self.config.names,
+            self.config.cluster,
+            source="lab",
+            addresses={p.node_id: (p.address,) for p in self.config.peers},
+        )
 
     async def _cmd_status(self, _: dict[str, Any]) -> dict[str, Any]:
         status = quorum_status(
