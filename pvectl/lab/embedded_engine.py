@@ -14,6 +14,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -90,9 +91,21 @@ def _allocate_subnet(requested: str | None) -> ipaddress.IPv4Network:
     used = {lab.subnet for lab in lab_state.all_labs()}
     for third in range(1, 255):
         candidate = ipaddress.IPv4Network(f"127.77.{third}.0/24")
-        if str(candidate) not in used:
+        if str(candidate) not in used and _port_free(str(candidate.network_address + 1)):
             return candidate
     raise PvectlError("no free 127.77.x.0/24 left for another lab", ExitCode.UNAVAILABLE)
+
+
+def _port_free(address: str) -> bool:
+    """Another user's lab (another XDG_RUNTIME_DIR) may hold this /24 already."""
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        probe.bind((address, PORT))
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True
 
 
 def build_conf(state: LabState, options: UpOptions, authkey: Path) -> str:
@@ -181,6 +194,11 @@ def _lab_processes(state_dir: str) -> list[int]:
             if "pvectl.node" in cmd and any(part.startswith(state_dir) for part in cmd):
                 found.append(int(entry.name))
     return found
+
+
+def leftovers(name: str) -> list[int]:
+    """Node processes of lab ``name`` still running, whatever the state file says."""
+    return _lab_processes(str(lab_state.lab_dir(name)))
 
 
 def _socket(node: LabNode) -> Path:

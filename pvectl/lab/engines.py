@@ -3,6 +3,7 @@ up by every later command."""
 
 from __future__ import annotations
 
+import os
 from types import ModuleType
 
 from pvectl.errors import ExitCode, PvectlError
@@ -31,6 +32,13 @@ def module_for(engine: str) -> ModuleType:
 
 
 def for_lab(name: str) -> ModuleType:
-    """The engine module of a recorded lab (corosync when only leftovers remain)."""
+    """The engine module of a recorded lab; without a state file (a crash), the engine
+    whose leftovers are found: embedded node processes, else corosync namespaces."""
     state = lab_state.load(name)
-    return module_for(state.engine if state is not None else "corosync")
+    if state is not None:
+        return module_for(state.engine)
+    from pvectl.lab import embedded_engine
+
+    if embedded_engine.leftovers(name) or os.geteuid() != 0:
+        return embedded_engine
+    return module_for("corosync")
