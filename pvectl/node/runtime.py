@@ -505,6 +505,38 @@ class NodeRuntime:
             "mtime": entry.mtime,
         }
 
+    def _stat(self, entry: mdb.Entry) -> dict[str, Any]:
+        return {
+            "name": entry.name,
+            "inode": entry.inode,
+            "dir": entry.is_dir,
+            "size": entry.size,
+            "mtime": entry.mtime,
+            "version": entry.version,
+            "writer": entry.writer,
+        }
+
+    async def _cmd_stat(self, request: dict[str, Any]) -> dict[str, Any]:
+        """getattr for the FUSE layer: also says whether writes are allowed right now."""
+        entry = self.memdb.lookup(str(request["path"]))
+        if entry is None:
+            return {"ok": True, "exists": False, "writable": self.services.quorum.quorate}
+        return {
+            "ok": True,
+            "exists": True,
+            "writable": self.services.quorum.quorate,
+            **self._stat(entry),
+        }
+
+    async def _cmd_readdir(self, request: dict[str, Any]) -> dict[str, Any]:
+        entry = self.memdb.lookup(str(request["path"]))
+        if entry is None or not entry.is_dir:
+            return {"ok": False, "error": "ENOTDIR: not a directory", "errno": errno.ENOTDIR}
+        return {
+            "ok": True,
+            "entries": [self._stat(e) for e in self.memdb.listdir(str(request["path"]))],
+        }
+
     async def _cmd_tree(self, _: dict[str, Any]) -> dict[str, Any]:
         rows = [
             [

@@ -8,6 +8,7 @@ plugs in by adding a branch to ``LabTarget.__init__`` (and ``is_running``).
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from pvectl.errors import PvectlError, TargetUnavailable
 from pvectl.lab import state as lab_state
@@ -108,7 +109,7 @@ class EmbeddedNodeTarget:
         self.node_id = lab_node.node_id
         self.source = f"lab:{state.name}:node{lab_node.node_id}"
 
-    def _call(self, cmd: str, **args: object) -> dict[str, object]:
+    def _call(self, cmd: str, **args: Any) -> dict[str, Any]:
         from pvectl.lab import embedded_engine
 
         return embedded_engine.control_call(self.lab.name, self.node_id, cmd, **args)
