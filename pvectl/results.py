@@ -125,11 +125,14 @@ def from_jsonable(cls: type[_T], data: object) -> _T:
 
 def _decode(hint: object, data: object) -> object:
     import dataclasses
+    import enum
     import types
     import typing
 
     if hint is RingId:
         return RingId.parse(str(data))
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return hint(data)
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
         options = [a for a in typing.get_args(hint) if a is not type(None)]
