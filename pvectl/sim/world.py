@@ -160,6 +160,24 @@ class Simulator:
         t = self.timeouts
         return 3 * (t.token + t.consensus + t.hold + t.merge) + 1.0
 
+    def drain_bound(self) -> float:
+        """Time allowed to empty the send queues once healed: the backlog at the
+        ring's slowest plausible rate (one window of frames per 50 ms) plus margin."""
+        frames = 0
+        for i in self.ids:
+            srp = self.nodes[i].srp
+            if srp is not None:
+                frames += srp.send_queue_bytes // 1000 + srp.send_queue_len
+        return 2.0 + 0.05 * frames / self.config.window_size
+
+    def _drained(self) -> bool:
+        views = self.checker.views
+        for i in self.ids:
+            n = self.nodes[i]
+            if n.srp is None or n.srp.send_queue_len or views[i].own_next != n.sent:
+                return False
+        return True
+
     # ---- node actions -------------------------------------------------------------------
 
     def _start_node(self, n: SimNode) -> None:
@@ -190,8 +208,8 @@ class Simulator:
             return
         size = 0
         r = self.work_rng
-        if self.opt.big_messages and r.random() < 0.05:
-            size = r.choice([3000, 20000, 150000])
+        if self.opt.big_messages and r.random() < 0.01:
+            size = r.choice([3000, 20000, 100000])
         else:
             size = r.choice([0, 16, 64, 200])
         payload = b"%d.%d.%d|" % (n.node_id, n.incarnation, n.sent) + b"x" * size
@@ -434,9 +452,15 @@ class Simulator:
                     )
                 self._run_until(self.now + step)
             converge_s = self.now - healed_at
-            # drain phase: a burst of traffic then quiet
+            # drain phase: a burst of traffic, then quiet until every queue is empty
             self._schedule_workload(self.now, self.now + 0.5)
-            self._run_until(self.now + 0.5 + 4 * self.timeouts.token_retransmit + 1.0)
+            self._run_until(self.now + 0.5)
+            drain_deadline = self.now + self.drain_bound()
+            while not self._drained():
+                if self.now >= drain_deadline:
+                    break
+                self._run_until(self.now + 0.1)
+            self._run_until(self.now + 2 * self.timeouts.token_retransmit)
             self._check_drained()
             return SimResult(self.seed, o, converge_s, self.now, self.steps, self.checker.deliveries)
         except InvariantViolation as exc:
