@@ -147,14 +147,10 @@ def test_lost_mcast_is_requested_on_the_token_and_retransmitted() -> None:
         net.send(1, b"m%d" % i)
     net.run(2.0)
     assert lost
-    requested = [
-        m for s, d, m in net.sent_messages if isinstance(m, Token) and lost[0] in m.rtr
-    ]
+    requested = [m for s, d, m in net.sent_messages if isinstance(m, Token) and lost[0] in m.rtr]
     assert requested, "node 3 never put the lost seq on the token"
     resent = [
-        m
-        for s, d, m in net.sent_messages
-        if isinstance(m, Mcast) and m.seq == lost[0] and d == 3
+        m for s, d, m in net.sent_messages if isinstance(m, Mcast) and m.seq == lost[0] and d == 3
     ]
     assert len(resent) >= 2  # the original (dropped) and the retransmission
     expected = [b"m%d" % i for i in range(5)]
@@ -202,7 +198,9 @@ def test_clean_leave_reforms_without_waiting_for_the_token_timeout() -> None:
 def test_two_rings_merge_into_one_with_evs_transitional_configurations() -> None:
     ids = [1, 2, 3, 4]
     net = Net(ids)
-    net.blocked = {(a, b) for a in (1, 2) for b in (3, 4)} | {(b, a) for a in (1, 2) for b in (3, 4)}
+    net.blocked = {(a, b) for a in (1, 2) for b in (3, 4)} | {
+        (b, a) for a in (1, 2) for b in (3, 4)
+    }
     net.run_until(lambda: net.one_ring([1, 2]) and net.one_ring([3, 4]), limit=10)
     net.send(1, b"left side")
     net.send(4, b"right side")

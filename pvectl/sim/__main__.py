@@ -29,8 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.nodes is not None and not 1 <= args.nodes <= 64:
         print("python -m pvectl.sim: error: --nodes must be 1..64", file=sys.stderr)
         return 64
-    seeds = [args.seed] if args.seed is not None else range(
-        args.seed_start, args.seed_start + args.seeds
+    seeds = (
+        [args.seed]
+        if args.seed is not None
+        else range(args.seed_start, args.seed_start + args.seeds)
     )
     trace = args.seed is not None
     started = time.perf_counter()
@@ -43,8 +45,11 @@ def main(argv: list[str] | None = None) -> int:
             result = sim.run()
         except InvariantViolation as exc:
             print(f"VIOLATION {exc}", file=sys.stderr)
-            print(f"replay: python -m pvectl.sim --seed {seed} --safety {args.safety}"
-                  + (f" --nodes {args.nodes}" if args.nodes else ""), file=sys.stderr)
+            print(
+                f"replay: python -m pvectl.sim --seed {seed} --safety {args.safety}"
+                + (f" --nodes {args.nodes}" if args.nodes else ""),
+                file=sys.stderr,
+            )
             return 1
         done += 1
         simulated += result.simulated_s

@@ -61,7 +61,9 @@ class Checker:
     def __init__(self) -> None:
         self.views: dict[int, NodeView] = {}
         self.order: dict[tuple[RingId, int, int], tuple[int, int, int]] = {}
-        self.evs: dict[tuple[RingId, RingId], tuple[tuple[int, ...], frozenset[object], frozenset[object]]] = {}
+        self.evs: dict[
+            tuple[RingId, RingId], tuple[tuple[int, ...], frozenset[object], frozenset[object]]
+        ] = {}
         self.deliveries = 0
         self.config_changes = 0
 

@@ -125,7 +125,9 @@ class Simulator:
         self.net_rng = random.Random(f"net-{seed}")
         self.fault_rng = random.Random(f"fault-{seed}")
         self.work_rng = random.Random(f"work-{seed}")
-        self.config = TotemConfig(token=self.opt.token_ms, token_coefficient=50, netmtu=self.opt.netmtu)
+        self.config = TotemConfig(
+            token=self.opt.token_ms, token_coefficient=50, netmtu=self.opt.netmtu
+        )
         self.ids = list(range(1, self.opt.nodes + 1))
         self.timeouts = self.config.timeouts(len(self.ids))
         self.nodes = {i: SimNode(i) for i in self.ids}
@@ -462,7 +464,9 @@ class Simulator:
                 self._run_until(self.now + 0.1)
             self._run_until(self.now + 2 * self.timeouts.token_retransmit)
             self._check_drained()
-            return SimResult(self.seed, o, converge_s, self.now, self.steps, self.checker.deliveries)
+            return SimResult(
+                self.seed, o, converge_s, self.now, self.steps, self.checker.deliveries
+            )
         except InvariantViolation as exc:
             exc.args = (
                 f"seed {self.seed}: {exc.args[0]}\noptions: {o}\n"
