@@ -36,9 +36,8 @@ def test_swarm_300_seeds_all_fault_kinds() -> None:
                 f"replay with: python -m pvectl.sim --seed {seed} --safety {SAFETY_S}\n{exc}"
             )
     elapsed = time.perf_counter() - started
-    print(
-        f"\nsimulator: {len(CI_SEEDS)} seeds in {elapsed:.1f}s = {len(CI_SEEDS) / elapsed * 60:.0f} seeds/minute"
-    )
+    rate = len(CI_SEEDS) / elapsed * 60
+    print(f"\nsimulator: {len(CI_SEEDS)} seeds in {elapsed:.1f}s = {rate:.0f} seeds/minute")
     assert sizes == {3, 4, 5, 6, 7}
     assert all(n >= 30 for n in kinds.values()), kinds
 

@@ -223,34 +223,30 @@ class Simulator:
     def _execute(self, n: SimNode, cmds: list[Command]) -> None:
         nid = n.node_id
         for c in cmds:
-            t = type(c)
-            if t is SendAll:
+            if isinstance(c, SendAll):
                 for dst in self.ids:
                     if dst != nid:
-                        self._transmit(nid, dst, c.data)  # type: ignore[union-attr]
-            elif t is SendTo:
-                self._transmit(nid, c.node, c.data)  # type: ignore[union-attr]
-            elif t is Deliver:
-                self.checker.on_deliver(nid, c)  # type: ignore[arg-type]
-            elif t is SetTimer:
-                n.timers[c.kind] = c.deadline  # type: ignore[union-attr]
-                self._push(c.deadline, _TIMER, nid, n.incarnation, (c.kind, c.deadline))  # type: ignore[union-attr]
-            elif t is CancelTimer:
-                n.timers.pop(c.kind, None)  # type: ignore[union-attr]
-            elif t is ConfigChange:
-                assert isinstance(c, ConfigChange)
+                        self._transmit(nid, dst, c.data)
+            elif isinstance(c, SendTo):
+                self._transmit(nid, c.node, c.data)
+            elif isinstance(c, Deliver):
+                self.checker.on_deliver(nid, c)
+            elif isinstance(c, SetTimer):
+                n.timers[c.kind] = c.deadline
+                self._push(c.deadline, _TIMER, nid, n.incarnation, (c.kind, c.deadline))
+            elif isinstance(c, CancelTimer):
+                n.timers.pop(c.kind, None)
+            elif isinstance(c, ConfigChange):
                 if self.trace_on:
                     self._log(
                         f"n{nid} {c.kind} {c.ring_id} members={list(c.members)} "
                         f"left={list(c.left)} joined={list(c.joined)}"
                     )
                 self.checker.on_config_change(nid, c)
-            elif t is PersistRingSeq:
-                n.ring_seq = c.seq  # type: ignore[union-attr]
-            elif t is Log and self.trace_on:
-                assert isinstance(c, Log)
-                if c.level != "debug":
-                    self._log(f"n{nid} {c.text}")
+            elif isinstance(c, PersistRingSeq):
+                n.ring_seq = c.seq
+            elif isinstance(c, Log) and self.trace_on and c.level != "debug":
+                self._log(f"n{nid} {c.text}")
 
     def _transmit(self, src: int, dst: int, data: bytes) -> None:
         self.packets += 1
