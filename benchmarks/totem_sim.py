@@ -27,10 +27,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pvectl.results import RingId  # noqa: E402
-from pvectl.sim.world import Options, Simulator  # noqa: E402
-from pvectl.totem.packing import SendQueue  # noqa: E402
-from pvectl.totem.srp import (  # noqa: E402
+from pvectl.results import RingId
+from pvectl.sim.world import Options, Simulator
+from pvectl.totem.packing import SendQueue
+from pvectl.totem.srp import (
     AppSend,
     Deliver,
     PacketReceived,
@@ -43,7 +43,7 @@ from pvectl.totem.srp import (  # noqa: E402
     TimerFired,
     TotemConfig,
 )
-from pvectl.totem.wire import Codec, Mcast, Token  # noqa: E402
+from pvectl.totem.wire import Codec, Mcast, Token
 
 KEY = b"benchmark-key-0123456789abcdef!!"
 
@@ -89,8 +89,8 @@ def bench_codec(seconds: float) -> list[tuple[str, float, float]]:
             rows.append(
                 (
                     f"{name} ({label})",
-                    rate(lambda m=msg: a.encode(m), seconds / 12),
-                    rate(lambda d=data: b.decode(d), seconds / 12),
+                    rate(lambda m=msg, c=a: c.encode(m), seconds / 12),
+                    rate(lambda d=data, c=b: c.decode(d), seconds / 12),
                 )
             )
     return rows

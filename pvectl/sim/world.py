@@ -107,6 +107,7 @@ class SimNode:
     paused_until: float = 0.0
     ring_seq: int = 0  # the "ring-id file"
     timers: dict[TimerKind, float] = field(default_factory=dict)
+    scheduled: dict[TimerKind, float] = field(default_factory=dict)  # heap entry per kind
     sent: int = 0
 
 
@@ -187,6 +188,7 @@ class Simulator:
         n.alive = True
         n.paused_until = 0.0
         n.timers = {}
+        n.scheduled = {}
         n.sent = 0
         codec = Codec(n.node_id, "sim", KEY)
         n.srp = Srp(n.node_id, self.ids, codec, self.config, ring_seq=n.ring_seq)
@@ -204,6 +206,7 @@ class Simulator:
         n.alive = False
         n.srp = None
         n.timers = {}
+        n.scheduled = {}
 
     def _send_app(self, n: SimNode) -> None:
         if not n.alive or n.srp is None or n.paused_until > self.now:
@@ -232,8 +235,13 @@ class Simulator:
             elif isinstance(c, Deliver):
                 self.checker.on_deliver(nid, c)
             elif isinstance(c, SetTimer):
+                # lazy timers: one heap entry per kind, moved only when it must fire
+                # earlier; a later deadline is honoured when the early entry pops
                 n.timers[c.kind] = c.deadline
-                self._push(c.deadline, _TIMER, nid, n.incarnation, (c.kind, c.deadline))
+                sched = n.scheduled.get(c.kind)
+                if sched is None or c.deadline < sched:
+                    n.scheduled[c.kind] = c.deadline
+                    self._push(c.deadline, _TIMER, nid, n.incarnation, c.kind)
             elif isinstance(c, CancelTimer):
                 n.timers.pop(c.kind, None)
             elif isinstance(c, ConfigChange):
@@ -382,21 +390,29 @@ class Simulator:
         n = self.nodes[nid]
         if not n.alive or n.srp is None:
             return True
-        if kind == _TIMER and inc != n.incarnation:
+        if kind == _TIMER:
+            if inc != n.incarnation or n.scheduled.get(payload) != t:
+                return True  # superseded heap entry
+            del n.scheduled[payload]
+            deadline = n.timers.get(payload)
+            if deadline is None:
+                return True
+            fire_at = max(deadline, n.paused_until)
+            if fire_at > t:
+                n.scheduled[payload] = fire_at
+                self._push(fire_at, _TIMER, nid, inc, payload)
+                return True
+            self.now = t
+            self.steps += 1
+            del n.timers[payload]
+            self._execute(n, n.srp.handle(TimerFired(payload), t))
             return True
         if n.paused_until > t:
             self._push(n.paused_until, kind, nid, inc, payload)
             return True
         self.now = t
         self.steps += 1
-        if kind == _PKT:
-            self._execute(n, n.srp.handle(PacketReceived(payload), t))
-        else:
-            tk, deadline = payload
-            if n.timers.get(tk) != deadline:
-                return True
-            del n.timers[tk]
-            self._execute(n, n.srp.handle(TimerFired(tk), t))
+        self._execute(n, n.srp.handle(PacketReceived(payload), t))
         return True
 
     def _run_until(self, t_end: float) -> None:
