@@ -258,3 +258,24 @@ def test_packing_and_one_mebibyte_fragmented_message_in_total_order() -> None:
     assert net.payloads(2) == ref and net.payloads(3) == ref
     frames = [m for s, d, m in net.sent_messages if isinstance(m, Mcast) and s == 1 and d == 2]
     assert len(frames) < 20  # 100 small messages packed into a few frames
+
+
+def test_failed_to_receive_node_leaves_by_forming_a_singleton() -> None:
+    cfg = TotemConfig(token=200, token_coefficient=0, fail_recv_const=20)
+    net = Net([1, 2, 3], config=cfg)
+    net.run_until(lambda: net.one_ring([1, 2, 3]), limit=5)
+    # node 3 hears tokens and joins but no message frame ever reaches it
+    net.drop = lambda src, dst, msg: dst == 3 and isinstance(msg, Mcast)
+    logs: list[str] = []
+    original = net.execute
+
+    def spy(i: int, cmds: list) -> None:  # type: ignore[type-arg]
+        logs.extend(f"{i}:{c.text}" for c in cmds if type(c).__name__ == "Log")
+        original(i, cmds)
+
+    net.execute = spy  # type: ignore[method-assign]
+    net.send(1, b"unreachable for 3")
+    net.run_until(lambda: "3:FAILED TO RECEIVE" in logs, limit=20)
+    net.run_until(lambda: net.one_ring([1, 2]) and net.srp[3].members == (3,), limit=10)
+    assert net.payloads(1) == net.payloads(2) == [b"unreachable for 3"]
+    assert b"unreachable for 3" not in net.payloads(3)
