@@ -36,7 +36,7 @@ messages: st.SearchStrategy[Message] = st.one_of(
         small,
         st.booleans(),
         st.lists(st.integers(1, 40), max_size=5).map(tuple),
-    ),  # fmt: skip
+    ),
     st.builds(Mcast, rings, st.integers(1, 40), nodes, st.binary(max_size=20)),
     st.builds(Mcast, rings, st.integers(1, 40), nodes, st.binary(max_size=20), rings, small),
     st.builds(MergeDetect, rings),
