@@ -62,7 +62,10 @@ class Checker:
         self.views: dict[int, NodeView] = {}
         self.order: dict[tuple[RingId, int, int], tuple[int, int, int]] = {}
         self.evs: dict[
-            tuple[RingId, RingId], tuple[tuple[int, ...], frozenset[object], frozenset[object]]
+            tuple[RingId, RingId],
+            tuple[
+                tuple[int, ...], frozenset[tuple[int, int, int]], frozenset[tuple[int, int, int]]
+            ],
         ] = {}
         self.deliveries = 0
         self.config_changes = 0

@@ -107,6 +107,7 @@ class SimNode:
     paused_until: float = 0.0
     ring_seq: int = 0  # the "ring-id file"
     timers: dict[TimerKind, float] = field(default_factory=dict)
+    scheduled: dict[TimerKind, float] = field(default_factory=dict)  # heap entry per kind
     sent: int = 0
 
 
@@ -162,6 +163,24 @@ class Simulator:
         t = self.timeouts
         return 3 * (t.token + t.consensus + t.hold + t.merge) + 1.0
 
+    def drain_bound(self) -> float:
+        """Time allowed to empty the send queues once healed: the backlog at the
+        ring's slowest plausible rate (one window of frames per 50 ms) plus margin."""
+        frames = 0
+        for i in self.ids:
+            srp = self.nodes[i].srp
+            if srp is not None:
+                frames += srp.send_queue_bytes // 1000 + srp.send_queue_len
+        return 2.0 + 0.05 * frames / self.config.window_size
+
+    def _drained(self) -> bool:
+        views = self.checker.views
+        for i in self.ids:
+            n = self.nodes[i]
+            if n.srp is None or n.srp.send_queue_len or views[i].own_next != n.sent:
+                return False
+        return True
+
     # ---- node actions -------------------------------------------------------------------
 
     def _start_node(self, n: SimNode) -> None:
@@ -169,6 +188,7 @@ class Simulator:
         n.alive = True
         n.paused_until = 0.0
         n.timers = {}
+        n.scheduled = {}
         n.sent = 0
         codec = Codec(n.node_id, "sim", KEY)
         n.srp = Srp(n.node_id, self.ids, codec, self.config, ring_seq=n.ring_seq)
@@ -186,14 +206,15 @@ class Simulator:
         n.alive = False
         n.srp = None
         n.timers = {}
+        n.scheduled = {}
 
     def _send_app(self, n: SimNode) -> None:
         if not n.alive or n.srp is None or n.paused_until > self.now:
             return
         size = 0
         r = self.work_rng
-        if self.opt.big_messages and r.random() < 0.05:
-            size = r.choice([3000, 20000, 150000])
+        if self.opt.big_messages and r.random() < 0.01:
+            size = r.choice([3000, 20000, 100000])
         else:
             size = r.choice([0, 16, 64, 200])
         payload = b"%d.%d.%d|" % (n.node_id, n.incarnation, n.sent) + b"x" * size
@@ -205,34 +226,35 @@ class Simulator:
     def _execute(self, n: SimNode, cmds: list[Command]) -> None:
         nid = n.node_id
         for c in cmds:
-            t = type(c)
-            if t is SendAll:
+            if isinstance(c, SendAll):
                 for dst in self.ids:
                     if dst != nid:
-                        self._transmit(nid, dst, c.data)  # type: ignore[union-attr]
-            elif t is SendTo:
-                self._transmit(nid, c.node, c.data)  # type: ignore[union-attr]
-            elif t is Deliver:
-                self.checker.on_deliver(nid, c)  # type: ignore[arg-type]
-            elif t is SetTimer:
-                n.timers[c.kind] = c.deadline  # type: ignore[union-attr]
-                self._push(c.deadline, _TIMER, nid, n.incarnation, (c.kind, c.deadline))  # type: ignore[union-attr]
-            elif t is CancelTimer:
-                n.timers.pop(c.kind, None)  # type: ignore[union-attr]
-            elif t is ConfigChange:
-                assert isinstance(c, ConfigChange)
+                        self._transmit(nid, dst, c.data)
+            elif isinstance(c, SendTo):
+                self._transmit(nid, c.node, c.data)
+            elif isinstance(c, Deliver):
+                self.checker.on_deliver(nid, c)
+            elif isinstance(c, SetTimer):
+                # lazy timers: one heap entry per kind, moved only when it must fire
+                # earlier; a later deadline is honoured when the early entry pops
+                n.timers[c.kind] = c.deadline
+                sched = n.scheduled.get(c.kind)
+                if sched is None or c.deadline < sched:
+                    n.scheduled[c.kind] = c.deadline
+                    self._push(c.deadline, _TIMER, nid, n.incarnation, c.kind)
+            elif isinstance(c, CancelTimer):
+                n.timers.pop(c.kind, None)
+            elif isinstance(c, ConfigChange):
                 if self.trace_on:
                     self._log(
                         f"n{nid} {c.kind} {c.ring_id} members={list(c.members)} "
                         f"left={list(c.left)} joined={list(c.joined)}"
                     )
                 self.checker.on_config_change(nid, c)
-            elif t is PersistRingSeq:
-                n.ring_seq = c.seq  # type: ignore[union-attr]
-            elif t is Log and self.trace_on:
-                assert isinstance(c, Log)
-                if c.level != "debug":
-                    self._log(f"n{nid} {c.text}")
+            elif isinstance(c, PersistRingSeq):
+                n.ring_seq = c.seq
+            elif isinstance(c, Log) and self.trace_on and c.level != "debug":
+                self._log(f"n{nid} {c.text}")
 
     def _transmit(self, src: int, dst: int, data: bytes) -> None:
         self.packets += 1
@@ -368,21 +390,29 @@ class Simulator:
         n = self.nodes[nid]
         if not n.alive or n.srp is None:
             return True
-        if kind == _TIMER and inc != n.incarnation:
+        if kind == _TIMER:
+            if inc != n.incarnation or n.scheduled.get(payload) != t:
+                return True  # superseded heap entry
+            del n.scheduled[payload]
+            deadline = n.timers.get(payload)
+            if deadline is None:
+                return True
+            fire_at = max(deadline, n.paused_until)
+            if fire_at > t:
+                n.scheduled[payload] = fire_at
+                self._push(fire_at, _TIMER, nid, inc, payload)
+                return True
+            self.now = t
+            self.steps += 1
+            del n.timers[payload]
+            self._execute(n, n.srp.handle(TimerFired(payload), t))
             return True
         if n.paused_until > t:
             self._push(n.paused_until, kind, nid, inc, payload)
             return True
         self.now = t
         self.steps += 1
-        if kind == _PKT:
-            self._execute(n, n.srp.handle(PacketReceived(payload), t))
-        else:
-            tk, deadline = payload
-            if n.timers.get(tk) != deadline:
-                return True
-            del n.timers[tk]
-            self._execute(n, n.srp.handle(TimerFired(tk), t))
+        self._execute(n, n.srp.handle(PacketReceived(payload), t))
         return True
 
     def _run_until(self, t_end: float) -> None:
@@ -436,9 +466,15 @@ class Simulator:
                     )
                 self._run_until(self.now + step)
             converge_s = self.now - healed_at
-            # drain phase: a burst of traffic then quiet
+            # drain phase: a burst of traffic, then quiet until every queue is empty
             self._schedule_workload(self.now, self.now + 0.5)
-            self._run_until(self.now + 0.5 + 4 * self.timeouts.token_retransmit + 1.0)
+            self._run_until(self.now + 0.5)
+            drain_deadline = self.now + self.drain_bound()
+            while not self._drained():
+                if self.now >= drain_deadline:
+                    break
+                self._run_until(self.now + 0.1)
+            self._run_until(self.now + 2 * self.timeouts.token_retransmit)
             self._check_drained()
             return SimResult(
                 self.seed, o, converge_s, self.now, self.steps, self.checker.deliveries

@@ -112,6 +112,7 @@ from pvectl.totem.wire import (
 
 RTR_MAX: Final = 30  # RETRANSMIT_ENTRIES_MAX
 QUEUE_RTR_ITEMS_SIZE_MAX: Final = 16384
+RTR_SCAN_MAX: Final = 2048  # how far past my aru one token visit looks for holes
 SEQ_REFORM: Final = 0x7FFF0000
 _MCAST_HEADROOM: Final = 21 + 16  # mcast header + room to encapsulate in RECOVERY
 
@@ -301,8 +302,8 @@ class _Buf:
 
     def insert(self, m: Mcast, data: bytes) -> bool:
         seq = m.seq
-        if seq <= self.aru or seq in self.queue:
-            return False
+        if seq <= self.aru or seq in self.queue or seq > self.aru + QUEUE_RTR_ITEMS_SIZE_MAX:
+            return False  # duplicate, or outside the sort-queue window (corosync sq_in_range)
         self.queue[seq] = (m, data)
         if seq > self.high_seq:
             self.high_seq = seq
@@ -741,7 +742,11 @@ class Srp:
                 self._commit_enter(ct, now)
         elif state is State.COMMIT:
             first_rotation_done = len(ct.entries) == n and ct.token_seq > self._commit_tseq
-            if ct.ring_id == self.ring_id and first_rotation_done:
+            if (
+                ct.ring_id == self.ring_id
+                and first_rotation_done
+                and ct.entries[ct.addrs.index(me)].old_ring_id == self._old_ring_id
+            ):
                 self._recovery_enter(ct, now)
         elif (
             state is State.RECOVERY
@@ -980,7 +985,7 @@ class Srp:
             q = buf.queue
             listed = set(rtr)
             miss = buf.miss
-            for s in range(buf.aru + 1, tok.seq + 1):
+            for s in range(buf.aru + 1, min(tok.seq, buf.aru + RTR_SCAN_MAX) + 1):
                 if s in q or s in listed:
                     continue
                 c = miss.get(s, 0) + 1
