@@ -15,6 +15,7 @@ from dataclasses import replace
 from pvectl import corosync_conf
 from pvectl.errors import (
     CommandRefused,
+    ConfigError,
     ExitCode,
     PermissionNeeded,
     PvectlError,
@@ -138,7 +139,12 @@ class CorosyncTarget:
     def config(self) -> corosync_conf.Section | None:
         """The first corosync.conf found (PVE's copy first), parsed; None if none exists."""
         for path in self.config_paths:
-            text = self.runner.read_file(path)
+            try:
+                text = self.runner.read_file(path)
+            except PermissionError as exc:
+                raise PermissionNeeded(f"{path}: permission denied: run pvectl with sudo") from exc
+            except UnicodeDecodeError as exc:
+                raise ConfigError("not a text file", path) from exc
             if text is not None:
                 return corosync_conf.parse(text, path)
         return None
