@@ -200,6 +200,10 @@ def test_three_nodes_stop_one_two_then_expected_1(lab_factory: Callable[..., Cli
             flags=["Quorate"],
         )
 
+    # pvecm nodes is `corosync-quorumtool -l`, byte for byte
+    ours = run_cli("nodes", "--target", "lab", "--name", TCS3, "--node", "2")
+    assert ours.code == 0 and ours.stdout == tool(TCS3, 2, "-l").stdout
+
     # the same lab, a second time, is refused
     again = lab("up", "3", "--name", TCS3, "--engine", "corosync")
     assert again.code == 1 and one_line_error(again) and "already up" in again.stderr
