@@ -314,6 +314,11 @@ def up(name: str, options: UpOptions, report: Report = _quiet) -> LabState:
     check_options(options)  # usage errors first: they do not depend on who runs it
     require_root("pvectl lab up --engine corosync")
     require_corosync()
+    with lab_state.locked(name):
+        return _up(name, options, report)
+
+
+def _up(name: str, options: UpOptions, report: Report) -> LabState:
     if shutil.which("nft") is None:
         report("note: nft not found (Debian package 'nftables'): partition/loss will not work")
     existing = lab_state.load(name)
@@ -323,7 +328,7 @@ def up(name: str, options: UpOptions, report: Report = _quiet) -> LabState:
             f"{existing.engine}): 'pvectl lab down --name {name}' first"
         )
     if existing is not None or netns.lab_namespaces(name):
-        down(name)  # leftovers of a crashed run
+        _down(name, _quiet)  # leftovers of a crashed run
     subnet = _allocate_subnet(options.subnet, name)
     directory = lab_state.lab_dir(name)
     if directory.exists():
@@ -422,6 +427,11 @@ def down(name: str, report: Report = _quiet) -> list[str]:
     """Stop every process in the lab's namespaces and delete them, found by prefix so a
     crashed ``pvectl`` leaves nothing behind; returns the removed namespaces."""
     require_root("pvectl lab down (corosync engine)")
+    with lab_state.locked(name):
+        return _down(name, report)
+
+
+def _down(name: str, report: Report) -> list[str]:
     namespaces = netns.lab_namespaces(name)
     stopped = netns.destroy_namespaces(namespaces)
     removed = [ns for ns in namespaces if ns not in netns.list_namespaces()]
@@ -535,6 +545,11 @@ def _ring_timeout(state: LabState) -> float:
 def stop_node(name: str, node_id: int, sig: signal.Signals) -> RingChange:
     """SIGKILL (crash) or SIGTERM (clean leave) one node, then time the new ring."""
     require_root(f"pvectl lab {'kill' if sig == signal.SIGKILL else 'stop'}")
+    with lab_state.locked(name):
+        return _stop_node(name, node_id, sig)
+
+
+def _stop_node(name: str, node_id: int, sig: signal.Signals) -> RingChange:
     state = load_running(name)
     node = state.node(node_id)
     pid = node_pid(node)
@@ -554,6 +569,11 @@ def stop_node(name: str, node_id: int, sig: signal.Signals) -> RingChange:
 
 def start_node(name: str, node_id: int) -> RingChange:
     require_root("pvectl lab start")
+    with lab_state.locked(name):
+        return _start_node(name, node_id)
+
+
+def _start_node(name: str, node_id: int) -> RingChange:
     state = load_running(name)
     node = state.node(node_id)
     if node_pid(node) is not None:
