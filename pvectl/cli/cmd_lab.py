@@ -161,6 +161,8 @@ def list_labs(
             )
             for node in lab.nodes:
                 quorate = {True: "yes", False: "no", None: "-"}[node.quorate]
+                if node.paused:
+                    quorate = "paused"
                 out.append(
                     f"  {node.node_id:<6}{node.address:<16}{node.pid or '-':>8}  "
                     f"{node.ring_id or '-':<10}{quorate:<9}"

@@ -69,6 +69,7 @@ class NodeView:
     namespace: str
     pid: int | None
     running: bool
+    paused: bool
     ring_id: str | None
     quorate: bool | None
     members: tuple[int, ...]
@@ -151,39 +152,40 @@ def node_pid(node: LabNode) -> int | None:
     return None
 
 
-def membership(node: LabNode) -> tuple[int, ...] | None:
-    """Node ids in this node's current view, or None when its corosync does not answer."""
-    proc = netns.run(
-        [*netns.net_only(node.namespace), "corosync-quorumtool", "-l"], check=False, timeout=10
-    )
-    if proc.returncode != 0:
-        return None
+def _quorumtool(node: LabNode, option: str, ok: tuple[int, ...]) -> str | None:
+    """The tool's output on the node, or None when its corosync does not answer (stopped,
+    or frozen by ``lab pause``: hence the short timeout)."""
     try:
-        listing = corosync_parse.parse_node_list(proc.stdout)
+        proc = netns.run(
+            [*netns.net_only(node.namespace), "corosync-quorumtool", option],
+            check=False,
+            timeout=5,
+        )
     except PvectlError:
         return None
-    return tuple(sorted(m.node_id for m in listing.members))
+    return proc.stdout if proc.returncode in ok else None
+
+
+def membership(node: LabNode) -> tuple[int, ...] | None:
+    """Node ids in this node's current view, or None when its corosync does not answer."""
+    listing = node_list_view(node)
+    return tuple(sorted(m.node_id for m in listing.members)) if listing else None
 
 
 def quorum_view(node: LabNode) -> QuorumStatus | None:
-    proc = netns.run(
-        [*netns.net_only(node.namespace), "corosync-quorumtool", "-s"], check=False, timeout=10
-    )
-    if proc.returncode not in (0, 2):
-        return None
+    text = _quorumtool(node, "-s", (0, 2))
     try:
-        return corosync_parse.parse_status(proc.stdout)
+        return corosync_parse.parse_status(text) if text is not None else None
     except PvectlError:
         return None
 
 
 def node_list_view(node: LabNode) -> NodeList | None:
-    proc = netns.run(
-        [*netns.net_only(node.namespace), "corosync-quorumtool", "-l"], check=False, timeout=10
-    )
-    if proc.returncode != 0:
+    text = _quorumtool(node, "-l", (0,))
+    try:
+        return corosync_parse.parse_node_list(text) if text is not None else None
+    except PvectlError:
         return None
-    return corosync_parse.parse_node_list(proc.stdout)
 
 
 # ---- configuration ------------------------------------------------------------------
@@ -706,6 +708,7 @@ def view(name: str) -> LabView:
                 namespace=node.namespace,
                 pid=pid,
                 running=pid is not None,
+                paused=pid is not None and netns.is_stopped(pid),
                 ring_id=str(status.ring_id) if status else None,
                 quorate=status.quorate if status else None,
                 members=tuple(m.node_id for m in status.members) if status else (),
