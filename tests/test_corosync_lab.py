@@ -395,6 +395,8 @@ def test_udpu_votes_and_node_context(lab_factory: Callable[..., CliRun]) -> None
         lab_state.load(TCU3).subnet,
     )  # type: ignore[union-attr]
     assert taken.code == 1 and f"already used by lab '{TCU3}'" in taken.stderr
+    host = lab("up", "1", "--name", TCX, "--engine", "corosync", "--subnet", "127.0.0.0/24")
+    assert host.code == 1 and one_line_error(host) and "overlaps 127.0.0.0/8" in host.stderr
 
 
 @needs_lab

@@ -177,9 +177,25 @@ def node_list_view(node: LabNode) -> NodeList | None:
 # ---- configuration ------------------------------------------------------------------
 
 
+def host_networks() -> dict[ipaddress.IPv4Network, str]:
+    """IPv4 networks on this machine's own interfaces, by interface name."""
+    proc = netns.run(["ip", "-o", "-4", "addr", "show"], check=False)
+    found: dict[ipaddress.IPv4Network, str] = {}
+    for line in proc.stdout.splitlines():
+        fields = line.split()
+        if len(fields) >= 4 and fields[2] == "inet":
+            try:
+                found[ipaddress.IPv4Network(fields[3], strict=False)] = fields[1]
+            except ValueError:
+                continue
+    return found
+
+
 def _allocate_subnet(requested: str | None, lab_name: str) -> ipaddress.IPv4Network:
-    """The requested /24 if no other lab holds it, else the first free one in the pool."""
+    """The requested /24 if neither another lab nor this machine uses it, else the first
+    free one in the pool."""
     used = {lab.subnet for lab in lab_state.all_labs() if lab.name != lab_name}
+    host = host_networks()
     if requested is not None:
         try:
             net = ipaddress.ip_network(requested, strict=False)
@@ -190,12 +206,18 @@ def _allocate_subnet(requested: str | None, lab_name: str) -> ipaddress.IPv4Netw
         if str(net) in used:
             owner = next(lab.name for lab in lab_state.all_labs() if lab.subnet == str(net))
             raise CommandRefused(f"subnet {net} is already used by lab {owner!r}")
+        for other, interface in host.items():
+            if net.overlaps(other):
+                raise CommandRefused(
+                    f"subnet {net} overlaps {other} on this machine's interface {interface}: "
+                    "choose another --subnet"
+                )
         return net
     pool = ipaddress.IPv4Network(SUBNET_POOL)
     for candidate in pool.subnets(new_prefix=24):
         if candidate.network_address.packed[2] == 0:
             continue  # 10.99.0.0/24 is the reference lab's
-        if str(candidate) not in used:
+        if str(candidate) not in used and not any(candidate.overlaps(n) for n in host):
             return candidate
     raise CommandRefused("no free /24 left in 10.99.0.0/16 for another lab")
 
