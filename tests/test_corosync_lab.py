@@ -522,7 +522,7 @@ def _as_nobody() -> list[str] | None:
     if not ROOT or setpriv is None:
         return None
     # nobody, but able to read this interpreter (it may live under /root)
-    return [
+    prefix = [
         setpriv,
         "--reuid=65534",
         "--regid=65534",
@@ -530,6 +530,13 @@ def _as_nobody() -> list[str] | None:
         "--inh-caps=+dac_read_search",
         "--ambient-caps=+dac_read_search",
     ]
+    probe = subprocess.run(
+        [*prefix, sys.executable, "-c", "import pvectl"],
+        capture_output=True,
+        cwd=Path(__file__).parent.parent,
+        check=False,
+    )
+    return prefix if probe.returncode == 0 else None
 
 
 @pytest.mark.skipif(_as_nobody() is None, reason="needs root and setpriv to become nobody")
