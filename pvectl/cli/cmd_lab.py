@@ -75,7 +75,8 @@ def _ring_text(change: object) -> str:
         return head + "; the ring had not settled when pvectl stopped waiting\n"
     quorate = {True: "quorate", False: "NOT quorate", None: "quorate: unknown"}[change.quorate]
     members = ",".join(str(m) for m in change.members)
-    return head + f"; new ring after {change.seconds:.2f} s: members {members}, {quorate}\n"
+    when = "new ring after" if change.action in ("kill", "stop") else "in the ring after"
+    return head + f"; {when} {change.seconds:.2f} s: members {members}, {quorate}\n"
 
 
 @lab_app.command()
