@@ -255,13 +255,15 @@ def _up(name: str, options: UpOptions, report: Report) -> LabState:
     if shutil.which("nft") is None:
         report("note: nft not found (Debian package 'nftables'): partition/loss will not work")
     existing = lab_state.load(name)
-    if existing is not None and any(node_pid(n) is not None for n in existing.nodes):
+    leftovers = netns.lab_namespaces(name)
+    if existing is not None and (leftovers or any(node_pid(n) for n in existing.nodes)):
+        running = sum(1 for n in existing.nodes if node_pid(n) is not None)
         raise CommandRefused(
-            f"lab {name!r} is already up ({len(existing.nodes)} nodes, engine "
-            f"{existing.engine}): 'pvectl lab down --name {name}' first"
+            f"lab {name!r} is already up ({len(existing.nodes)} nodes, {running} running, "
+            f"engine {existing.engine}): 'pvectl lab down --name {name}' first"
         )
-    if existing is not None or netns.lab_namespaces(name):
-        _down(name, _quiet)  # leftovers of a crashed run
+    if existing is not None or leftovers:
+        _down(name, _quiet)  # a state without namespaces, or namespaces without a state
     subnet = _allocate_subnet(options.subnet, name)
     directory = lab_state.lab_dir(name)
     if directory.exists():
