@@ -44,6 +44,12 @@ class Pattern(StrEnum):
     same = "same"
 
 
+class SyncKind(StrEnum):
+    fsync = "fsync"
+    fdatasync = "fdatasync"
+    odsync = "odsync"
+
+
 class Test(StrEnum):
     cpu = "cpu"
     regex = "regex"
@@ -147,6 +153,10 @@ def perf(
     skip: Annotated[
         list[Test] | None, typer.Option("--skip", help="Leave a test out (repeatable).")
     ] = None,
+    sync: Annotated[
+        list[SyncKind] | None,
+        typer.Option("--sync", help="Durable-write kinds to run (repeatable; default all)."),
+    ] = None,
     resolv_conf: Annotated[
         str | None, typer.Option("--resolv-conf", help="Resolver config for the DNS tests.")
     ] = None,
@@ -188,6 +198,7 @@ def perf(
         pattern=pattern.value,
         direct=direct,
         skip=tuple(t.value for t in (skip or [])),
+        sync_kinds=tuple(k.value for k in (sync or [])),
         resolv_conf=resolv_conf,
         dns_port=dns_port,
         dns_timeout=dns_timeout,

@@ -34,6 +34,7 @@ class PerfOptions:
     pattern: str = "seq"
     direct: bool = False
     skip: tuple[str, ...] = field(default_factory=tuple)
+    sync_kinds: tuple[str, ...] = field(default_factory=tuple)  # empty: all
     resolv_conf: str | None = None
     dns_port: int | None = None
     dns_timeout: float | None = None
@@ -56,6 +57,8 @@ def probe_args(opts: PerfOptions, fsync_dir: str | None = None) -> list[str]:
         args.append("--direct")
     for test in opts.skip:
         args += ["--skip", test]
+    for kind in opts.sync_kinds:
+        args += ["--sync", kind]
     if opts.resolv_conf is not None:
         args += ["--resolv-conf", opts.resolv_conf]
     if opts.dns_port is not None:
