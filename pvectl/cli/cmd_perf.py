@@ -132,16 +132,16 @@ def perf(
     quick: Annotated[bool, typer.Option("--quick", help="Whole run under 5 s.")] = False,
     runtime: Annotated[
         float | None,
-        typer.Option(
-            "--runtime", help="Seconds of timed tests (default 16, --quick 3.5).", min=0.05
-        ),
+        typer.Option("--runtime", help="Seconds of timed tests (default 16, --quick 3).", min=0.05),
     ] = None,
     block_size: Annotated[
         str, typer.Option("--block-size", help="Durable-write block size (4k, 8k, 1m...).")
     ] = "4k",
     file_size: Annotated[
         str | None,
-        typer.Option("--file-size", help="Laid-out file for durable writes (64m; --quick 16m)."),
+        typer.Option(
+            "--file-size", help="Fallocated file for the durable writes (64m; --quick 16m)."
+        ),
     ] = None,
     pattern: Annotated[
         Pattern,

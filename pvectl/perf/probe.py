@@ -63,7 +63,7 @@ TEST_WEIGHTS = {
     "dns": 1.0,  # per lookup series (EXT, INT)
 }
 DEFAULT_RUNTIME = 16.0
-QUICK_RUNTIME = 3.5
+QUICK_RUNTIME = 3.0
 PVEPERF_SECONDS = 3.0
 
 Progress = Callable[[dict[str, Any]], None]
