@@ -247,3 +247,25 @@ def test_tmpfs_gets_a_warning_and_memory_verdict() -> None:
         assert list(work.iterdir()) == []
     finally:
         shutil.rmtree(work)
+
+
+def _old_interpreters() -> list[str]:
+    """Pythons older than ours that a node may have (PVE 6: 3.7, PVE 7: 3.9), if installed."""
+    found = [shutil.which(f"python3.{minor}") for minor in (7, 8, 9, 10)]
+    home = Path.home() / ".pyenv" / "versions"
+    for minor in (7, 8, 9, 10):
+        found += [str(p / "bin" / "python3") for p in sorted(home.glob(f"3.{minor}.*"))]
+    return sorted({f for f in found if f and "/shims/" not in f and os.access(f, os.X_OK)})
+
+
+@pytest.mark.parametrize("python", _old_interpreters() or [None])
+def test_probe_runs_on_older_node_pythons(tmp_path: Path, python: str | None) -> None:
+    if python is None:
+        pytest.skip("no Python 3.7-3.10 interpreter installed here")
+    proc = subprocess.run(
+        [python, "-I", "-", *QUICK, "--runtime", "0.3", str(tmp_path)],
+        input=PROBE.read_text(), capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = parse_probe_output(proc.stdout)
+    assert report.durable and list(tmp_path.iterdir()) == []

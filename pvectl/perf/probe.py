@@ -31,10 +31,14 @@ import struct
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # annotations only: the probe must start on a node's Python 3.7+
+    from collections.abc import Callable, Iterator, Sequence
+
+    Progress = Callable[[dict[str, Any]], None]
 
 PROBE_NAME = "pvectl-perf-probe"
 PROBE_VERSION = 1
@@ -46,6 +50,7 @@ EXIT_NO_INPUT = 66
 EXIT_CANT_CREATE = 73
 EXIT_IO = 74
 EXIT_NO_PERMISSION = 77
+EXIT_SOFTWARE = 70
 EXIT_INTERRUPTED = 130
 
 MIB = 1024 * 1024
@@ -65,8 +70,6 @@ TEST_WEIGHTS = {
 DEFAULT_RUNTIME = 16.0
 QUICK_RUNTIME = 3.0
 PVEPERF_SECONDS = 3.0
-
-Progress = Callable[[dict[str, Any]], None]
 
 
 class ProbeError(Exception):
@@ -620,7 +623,7 @@ def measure_durable(path: str, kind: str, opts: ProbeOptions, laid_out: int) -> 
     size = max(bs, laid_out // bs * bs)
     flags = os.O_WRONLY | (os.O_DSYNC if kind == "odsync" else 0)
     fd = os.open(path, flags)
-    buf = random.Random(bs).randbytes(bs)
+    buf = os.urandom(bs)
     clock = time.perf_counter_ns
     pwrite = os.pwrite
     sync = os.fdatasync if kind == "fdatasync" else os.fsync
@@ -965,6 +968,9 @@ def run_argv(argv: Sequence[str], progress: Progress | None = None) -> tuple[int
     """Parse, measure, serialize: (exit code, JSON text). Interrupts are re-raised."""
     try:
         doc = run(options_from_args(argv), progress)
+    except OSError as exc:  # anything not mapped where it happened
+        mapped = _os_error(exc, "perf probe")
+        return mapped.exit_code, json.dumps(error_document(str(mapped), mapped.exit_code))
     except ProbeError as exc:
         return exc.exit_code, json.dumps(error_document(str(exc), exc.exit_code))
     return EXIT_OK, json.dumps(doc)
@@ -987,6 +993,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         code, text = run_argv(args, progress if "--progress" in args else None)
     except KeyboardInterrupt:
         code, text = EXIT_INTERRUPTED, json.dumps(error_document("interrupted", 130))
+    except Exception as exc:  # a bug: still one JSON document for the caller to read
+        message = f"internal error in the perf probe: {type(exc).__name__}: {exc}"
+        code, text = EXIT_SOFTWARE, json.dumps(error_document(message, EXIT_SOFTWARE))
     sys.stdout.write(text + "\n")
     sys.stdout.flush()
     return code

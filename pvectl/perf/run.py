@@ -12,11 +12,14 @@ import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psutil
 
 from pvectl.perf import probe
-from pvectl.perf.probe import Progress
+
+if TYPE_CHECKING:
+    from pvectl.perf.probe import Progress
 
 PROBE_SOURCE = Path(probe.__file__)
 
