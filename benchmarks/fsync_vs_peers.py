@@ -172,18 +172,22 @@ def paired_rounds(directory: str, seconds: float, rounds: int) -> dict[str, list
 
 
 def print_pairs(title: str, pairs: dict[str, list[dict[str, Any]]]) -> None:
+    """Medians of each tool, their ratio, and the spread of the per-round ratios."""
     print(f"\n{title}")
-    head = f"{'4 KiB seq write + ...':<26}{'pvectl':>10}{'fio':>10}{'ratio':>7}  ratio per round"
+    head = (
+        f"{'4 KiB seq write + ...':<26}{'pvectl':>10}{'fio':>10}{'ratio':>7}"
+        "  per-round ratio: median [min-max]"
+    )
     print(head)
-    print("-" * (len(head) + 20))
+    print("-" * len(head))
     for kind, pair_list in pairs.items():
         for field, unit in (("rate", "ops/s"), ("p50", "us"), ("p99", "us")):
             mine = median([p["pvectl"][field] for p in pair_list])
             theirs = median([p["fio"][field] for p in pair_list])
             per_round = [p["pvectl"][field] / p["fio"][field] for p in pair_list]
-            spread = " ".join(f"{r:.2f}" for r in per_round)
+            spread = f"{median(per_round):.2f} [{min(per_round):.2f}-{max(per_round):.2f}]"
             label = f"{kind} {field} {unit}"
-            print(f"{label:<26}{mine:>10.1f}{theirs:>10.1f}{median(per_round):>7.2f}  {spread}")
+            print(f"{label:<26}{mine:>10.1f}{theirs:>10.1f}{ratio(mine, theirs):>7}  {spread}")
 
 
 def ram_loop_directory(size_mib: int = 320) -> tuple[str, str, str] | None:
