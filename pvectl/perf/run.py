@@ -7,12 +7,13 @@ to the same ``parse_probe_output``. ``probe_args`` builds the argument list both
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import psutil
 
@@ -120,3 +121,14 @@ def run_probe_locally(args: Sequence[str], progress: Progress | None = None) -> 
     """
     _code, text = probe.run_argv(list(args), progress)
     return text
+
+
+def parse_progress_line(line: str) -> dict[str, Any] | None:
+    """A remote probe's ``--progress`` stderr line as the event the local display takes."""
+    if not line.startswith(probe.PROGRESS_PREFIX):
+        return None
+    try:
+        event = json.loads(line[len(probe.PROGRESS_PREFIX) :])
+    except json.JSONDecodeError:
+        return None
+    return event if isinstance(event, dict) else None
