@@ -63,7 +63,7 @@ def test_runtime_option_bounds_the_run(tmp_path: Path) -> None:
     budget = probe.TEST_WEIGHTS["durable"] * 0.5 / probe.DEFAULT_RUNTIME
     for d in report.durable:  # the loop stops after the first call past its share
         assert d.latency is not None
-        assert budget <= d.seconds <= budget + d.latency.max / 1e6 + 0.01
+        assert budget - 0.001 <= d.seconds <= budget + d.latency.max / 1e6 + 0.01
 
 
 def _run_script(args: list[str], stdin_source: bool, cwd: Path) -> subprocess.CompletedProcess[str]:
