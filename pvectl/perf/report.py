@@ -196,7 +196,7 @@ def make_verdict(
     if pveperf_ok is not None:
         checks.append(
             f"{'passes' if pveperf_ok else 'fails'} pveperf's > {PVEPERF_MIN_FSYNCS:.0f} "
-            f"fsyncs/s ({_fmt_rate(pveperf_fsyncs or 0.0)})"
+            f"fsyncs/s ({pveperf_fsyncs or 0.0:,.2f})"
         )
     if etcd_ok is not None:
         checks.append(
