@@ -143,6 +143,17 @@ def test_control_socket_is_private(plain_server: Server) -> None:
         "qdevice", "clients", "--control-socket", str(plain_server.sock), "--output-format", "json"
     )
     assert run.code == 0 and '"connected_clients": 0' in run.stdout
+    # junk on the control socket gets no answer and does not disturb the server
+    for junk in (b"x" * 100_000, b"shutdown\n", b"\xff\xfe\n"):
+        with socket.socket(socket.AF_UNIX) as ctl:
+            ctl.settimeout(5)
+            ctl.connect(str(plain_server.sock))
+            with contextlib.suppress(OSError):
+                ctl.sendall(junk)
+                ctl.recv(1000)
+    assert plain_server.proc.poll() is None
+    again = run_cli("qdevice", "clients", "--control-socket", str(plain_server.sock))
+    assert again.code == 0 and "Connected clients:" in again.stdout
 
 
 def test_clients_without_a_server_is_a_clear_error(tmp_path: Path) -> None:

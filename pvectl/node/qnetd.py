@@ -239,8 +239,8 @@ class QnetdServer:
                 body = json.dumps({"error": f"unknown request {request[:40]!r}"})
             writer.write(body.encode() + b"\n")
             await writer.drain()
-        except (TimeoutError, OSError):
-            pass
+        except (TimeoutError, OSError, ValueError, asyncio.IncompleteReadError):
+            pass  # a slow, oversized or broken request gets no answer
         finally:
             writer.close()
 
