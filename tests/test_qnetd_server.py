@@ -169,15 +169,15 @@ def _client_cert(tmp: Path, certs: Path, cluster: str) -> tuple[Path, Path]:
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cluster)]))
         .sign(key, hashes.SHA256())
     )
-    crq = tmp / f"{cluster}.crq"
+    crq = tmp / f"{certs.name}-{cluster}.crq"
     crq.write_bytes(csr.public_bytes(serialization.Encoding.DER))  # certutil -r writes DER
-    crt = tmp / f"{cluster}.crt"
+    crt = tmp / f"{certs.name}-{cluster}.crt"
     run = run_cli(
         *("qdevice", "certs", "sign", str(crq), "-n", cluster),
         *("--cert-dir", str(certs), "-o", str(crt)),
     )
     assert run.code == 0, run.stderr
-    keyfile = tmp / f"{cluster}.key"
+    keyfile = tmp / f"{certs.name}-{cluster}.key"
     keyfile.write_bytes(
         key.private_bytes(
             serialization.Encoding.PEM,
@@ -200,7 +200,8 @@ def _tls_session(port: int, certs: Path, crt: Path, key: Path, cluster: str) -> 
     tls = ctx.wrap_socket(raw, server_hostname="Qnetd Server")  # the name qdevice checks
     try:
         return hello(tls, w.FrameReader(), cluster)  # type: ignore[arg-type]
-    except (ConnectionError, ssl.SSLError, TimeoutError, IndexError, ValueError):
+    except (ConnectionError, ssl.SSLError, TimeoutError, IndexError, ValueError) as exc:
+        print(f"TLS session refused: {exc!r}")
         return None
     finally:
         tls.close()
@@ -223,10 +224,18 @@ def test_tls_with_client_certificates_from_our_ca(tmp_path: Path) -> None:
         # a certificate for another cluster is refused (qnetd checks the CN)
         crt2, key2 = _client_cert(tmp_path, certs, "other")
         assert _tls_session(server.port, certs, crt2, key2, "prod") is None
+        # a certificate from another CA fails the handshake
+        foreign = tmp_path / "foreign"
+        assert run_cli("qdevice", "certs", "init", str(foreign)).code == 0
+        crt3, key3 = _client_cert(tmp_path, foreign, "prod")
+        assert _tls_session(server.port, certs, crt3, key3, "prod") is None
         assert server.proc.poll() is None
+        reply = _tls_session(server.port, certs, crt, key, "prod")
+        assert reply is not None and reply.reply_error_code == w.ErrorCode.NO_ERROR
     finally:
         server.stop()
-    assert "not cluster 'prod'" in server.log.read_text()
+    log = server.log.read_text()
+    assert "not cluster 'prod'" in log and "TLS handshake failed" in log
 
 
 def test_sign_refuses_a_request_for_another_cluster(tmp_path: Path) -> None:
