@@ -66,7 +66,10 @@ def talk(sock: socket.socket, msg: w.Message, reader: w.FrameReader) -> list[w.M
     sock.sendall(w.encode(msg))
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
-        frames = reader.feed(sock.recv(65536))
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("server closed the connection")
+        frames = reader.feed(chunk)
         if frames:
             return [w.decode(f) for f in frames]
     raise TimeoutError
