@@ -232,6 +232,16 @@ def test_tls_with_client_certificates_from_our_ca(tmp_path: Path) -> None:
         assert run_cli("qdevice", "certs", "init", str(foreign)).code == 0
         crt3, key3 = _client_cert(tmp_path, foreign, "prod")
         assert _tls_session(server.port, certs, crt3, key3, "prod") is None
+        # STARTTLS followed by junk instead of a TLS handshake
+        for junk in (b"\x16\x03\x01\xff\xff" + b"A" * 300, b"GET / HTTP/1.0\r\n\r\n"):
+            with socket.create_connection(("127.0.0.1", server.port), timeout=5) as raw:
+                preinit = w.Message(w.MsgType.PREINIT, seq_number=1, cluster_name="prod")
+                starttls = w.Message(w.MsgType.STARTTLS, seq_number=2)
+                raw.sendall(w.encode(preinit) + w.encode(starttls) + junk)
+                raw.settimeout(5)
+                with contextlib.suppress(OSError):
+                    while raw.recv(4096):
+                        pass
         assert server.proc.poll() is None
         reply = _tls_session(server.port, certs, crt, key, "prod")
         assert reply is not None and reply.reply_error_code == w.ErrorCode.NO_ERROR
