@@ -277,7 +277,14 @@ class QnetdServer:
             raise PvectlError(f"cannot listen on port {port}: {exc}", ExitCode.UNAVAILABLE) from exc
         control = None
         if self.control_socket is not None:
-            control = await self._start_control(self.control_socket)
+            try:
+                control = await self._start_control(self.control_socket)
+            except OSError as exc:
+                server.close()
+                raise PvectlError(
+                    f"control socket {self.control_socket}: {exc.strerror or exc}",
+                    ExitCode.CANT_CREATE,
+                ) from exc
         ticker = asyncio.ensure_future(self._ticker())
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -382,7 +389,10 @@ def query_status(port: int = DEFAULT_PORT, control_socket: Path | None = None) -
         await writer.drain()
         line = await asyncio.wait_for(reader.readline(), 5)
         writer.close()
-        data = json.loads(line)
+        try:
+            data = json.loads(line)
+        except ValueError as exc:
+            raise PvectlError(f"{path}: not a pvectl qnetd control socket", ExitCode.ERROR) from exc
         if not isinstance(data, dict) or "error" in data:
             raise PvectlError(f"control socket error: {data}", ExitCode.ERROR)
         return data
