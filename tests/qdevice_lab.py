@@ -2,8 +2,8 @@
 
 Follows shared/reference/corosync-lab (one network namespace per node on a bridge, a
 private mount namespace binding the node's own /etc/corosync, /run, /var/lib/corosync
-and /var/log/corosync), with names starting ``pvt-qd`` on 10.98.0.0/24. It only ever
-deletes the namespaces it created and only kills the processes it started (by pid, or
+and /var/log/corosync), with names starting ``pvt-qd`` (``pvt-qd<pid>-n1``...) on
+10.98.0.0/24. It only ever deletes the namespaces it created and only kills the processes it started (by pid, or
 listed by ``ip netns pids`` of its own namespaces).
 
 Used until ``pvectl lab up N --engine corosync`` (issue: corosync lab) lands on main.
@@ -117,10 +117,13 @@ class QdLab:
         self.created_ns: list[str] = []
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.qnetd_kind = ""
+        # one set of namespaces per run (pvt-qd<pid>-n1 ...), so two test runs on this
+        # machine never collide; each run has its own bridge, so the subnet can repeat
+        self.prefix = f"{PREFIX}{os.getpid() % 100000}"
 
     # --- names ---
     def ns(self, n: int | str) -> str:
-        return f"{PREFIX}-{'qnetd' if n == 'qnetd' else f'n{n}'}"
+        return f"{self.prefix}-{'qnetd' if n == 'qnetd' else f'n{n}'}"
 
     def ndir(self, n: int | str) -> Path:
         return self.state / ("qnetd" if n == "qnetd" else f"node{n}")
@@ -137,7 +140,7 @@ class QdLab:
         _run(["ip", "-n", name, "link", "set", "lo", "up"])
 
     def up(self) -> None:
-        hub = f"{PREFIX}-hub"
+        hub = f"{self.prefix}-hub"
         self._add_ns(hub)
         _run(["ip", "-n", hub, "link", "add", "br0", "type", "bridge"])
         _run(["ip", "-n", hub, "link", "set", "br0", "up"])
