@@ -3,8 +3,8 @@
 Follows shared/reference/corosync-lab (one network namespace per node on a bridge, a
 private mount namespace binding the node's own /etc/corosync, /run, /var/lib/corosync
 and /var/log/corosync), with names starting ``pvt-qd`` (``pvt-qd<pid>-n1``...) on
-10.98.0.0/24. It only ever deletes the namespaces it created and only kills the processes it started (by pid, or
-listed by ``ip netns pids`` of its own namespaces).
+10.98.0.0/24. It only ever deletes the namespaces it created and only kills the
+processes it started (by pid, or listed by ``ip netns pids`` of its own namespaces).
 
 Used until ``pvectl lab up N --engine corosync`` (issue: corosync lab) lands on main.
 """
