@@ -1,22 +1,59 @@
-"""``status``, ``nodes``, ``expected``: the pvecm mirror. Thin: targets do the work."""
+"""``status``, ``nodes``, ``expected``: the pvecm mirror. Thin: targets do the work.
+
+With ``--host`` (or ``--cluster``) the corosync target runs on each node over SSH; with
+several hosts the answers come side by side and are compared.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+import dataclasses
+from typing import Annotated, TypeVar
 
 import typer
 
-from pvectl.cli import pvecm_text
+from pvectl import corosync_conf
+from pvectl.cli import pvecm_text, views_text, whatif_text
 from pvectl.cli.options import (
+    AcceptNewHostKeyOption,
+    ClusterNameOption,
+    ConnectTimeoutOption,
+    HostsOption,
     LabNameOption,
     LabNodeOption,
     OutputFormatOption,
     TargetKind,
     TargetOption,
 )
-from pvectl.cli.output import OutputFormat, emit
-from pvectl.errors import ExitCode, UsageError
+from pvectl.cli.output import OutputFormat, emit, stdout_console, to_jsonable
+from pvectl.cli.remote import DEFAULT_CONNECT_TIMEOUT, open_session, remote_hosts
+from pvectl.cluster_views import HostView, compare_views
+from pvectl.errors import ExitCode, PvectlError, UsageError
+from pvectl.quorum import whatif
+from pvectl.results import ExpectedResult, NodeList, QuorumStatus
+from pvectl.targets.remote import HostOutcome, across_hosts, corosync_target
 from pvectl.targets.resolve import resolve_target
+from pvectl.targets.ssh import SshRunner
+
+T = TypeVar("T")
+
+
+def _only(outcome: HostOutcome[T]) -> T:
+    """The one host's result, or its error raised as the command's own."""
+    if outcome.result is None:
+        raise PvectlError(
+            outcome.error or f"{outcome.host}: no answer", ExitCode(outcome.exit_code)
+        )
+    return outcome.result
+
+
+def _remote_status(runner: SshRunner) -> QuorumStatus:
+    result = corosync_target(runner).status()
+    return dataclasses.replace(result, source=runner.describe)
+
+
+def _remote_nodes(runner: SshRunner) -> NodeList:
+    result = corosync_target(runner).nodes()
+    return dataclasses.replace(result, source=runner.describe)
 
 
 def status(
@@ -24,14 +61,64 @@ def status(
     target: TargetOption = TargetKind.auto,
     name: LabNameOption = "default",
     node: LabNodeOption = None,
+    what_if: Annotated[
+        bool,
+        typer.Option(
+            "--what-if",
+            help="Also show which node failures keep quorum, the failures always survived, "
+            "what splits do, and advice (JSON: a 'what_if' key).",
+        ),
+    ] = False,
+    host: HostsOption = None,
+    cluster: ClusterNameOption = None,
+    accept_new_host_key: AcceptNewHostKeyOption = False,
+    connect_timeout: ConnectTimeoutOption = DEFAULT_CONNECT_TIMEOUT,
 ) -> None:
     """Membership, votes, quorum and flags, in `pvecm status` layout.
 
     Exit status as corosync-quorumtool: 0 quorate, 2 not quorate, 1 error, 64 usage.
+    With several hosts: 0 all quorate and in agreement, 2 some host not quorate or the
+    views disagree (partitioned), 1 some host could not be asked.
     """
-    result = resolve_target(target.value, name, node).status()
-    emit(result, output_format, lambda: pvecm_text.pvecm_status(result))
-    raise typer.Exit(int(ExitCode.OK if result.quorate else ExitCode.NOT_QUORATE))
+    hosts = remote_hosts(host, cluster)
+    if not hosts:
+        result = resolve_target(target.value, name, node).status()
+        _emit_status(result, output_format, what_if)
+        raise typer.Exit(int(ExitCode.OK if result.quorate else ExitCode.NOT_QUORATE))
+    with open_session(accept_new_host_key, connect_timeout) as ssh:
+        outcomes = across_hosts(ssh, hosts, _remote_status)
+    if len(outcomes) == 1:
+        single = _only(outcomes[0])
+        _emit_status(single, output_format, what_if)
+        raise typer.Exit(int(ExitCode.OK if single.quorate else ExitCode.NOT_QUORATE))
+    comparison = compare_views([HostView(o.host, o.result, o.error) for o in outcomes])
+    emit(comparison, output_format, lambda: views_text.status_side_by_side(comparison))
+    if any(o.error is not None for o in outcomes):
+        raise typer.Exit(int(ExitCode.ERROR))
+    all_quorate = all(v.status is not None and v.status.quorate for v in comparison.views)
+    ok = all_quorate and comparison.agree
+    raise typer.Exit(int(ExitCode.OK if ok else ExitCode.NOT_QUORATE))
+
+
+def _emit_status(result: QuorumStatus, output_format: OutputFormat, what_if: bool) -> None:
+    if what_if:
+        _status_with_what_if(result, output_format)
+    else:
+        emit(result, output_format, lambda: pvecm_text.pvecm_status(result))
+
+
+def _status_with_what_if(result: QuorumStatus, output_format: OutputFormat) -> None:
+    config = None
+    if result.source == "corosync":  # the local file describes the local cluster only
+        found = corosync_conf.find_config()
+        config = corosync_conf.load(found) if found else None
+    options, names = whatif.options_from_status(result, config)
+    report = whatif.analyse(options, names)
+    if output_format is OutputFormat.text:
+        emit(result, output_format, lambda: pvecm_text.pvecm_status(result))
+        stdout_console().print(whatif_text.render(report))
+    else:
+        emit({**to_jsonable(result), "what_if": to_jsonable(report)}, output_format, str)
 
 
 def nodes(
@@ -39,10 +126,26 @@ def nodes(
     target: TargetOption = TargetKind.auto,
     name: LabNameOption = "default",
     node: LabNodeOption = None,
+    host: HostsOption = None,
+    cluster: ClusterNameOption = None,
+    accept_new_host_key: AcceptNewHostKeyOption = False,
+    connect_timeout: ConnectTimeoutOption = DEFAULT_CONNECT_TIMEOUT,
 ) -> None:
-    """The member list, as `pvecm nodes`."""
-    result = resolve_target(target.value, name, node).nodes()
-    emit(result, output_format, lambda: pvecm_text.pvecm_nodes(result))
+    """The member list, as `pvecm nodes` (one block per host with several hosts)."""
+    hosts = remote_hosts(host, cluster)
+    if not hosts:
+        result = resolve_target(target.value, name, node).nodes()
+        emit(result, output_format, lambda: pvecm_text.pvecm_nodes(result))
+        return
+    with open_session(accept_new_host_key, connect_timeout) as ssh:
+        outcomes = across_hosts(ssh, hosts, _remote_nodes)
+    if len(outcomes) == 1:
+        single = _only(outcomes[0])
+        emit(single, output_format, lambda: pvecm_text.pvecm_nodes(single))
+        return
+    emit(outcomes, output_format, lambda: views_text.nodes_per_host(outcomes))
+    if any(o.error is not None for o in outcomes):
+        raise typer.Exit(int(ExitCode.ERROR))
 
 
 def expected(
@@ -51,15 +154,34 @@ def expected(
     target: TargetOption = TargetKind.auto,
     name: LabNameOption = "default",
     node: LabNodeOption = None,
+    host: HostsOption = None,
+    accept_new_host_key: AcceptNewHostKeyOption = False,
+    connect_timeout: ConnectTimeoutOption = DEFAULT_CONNECT_TIMEOUT,
 ) -> None:
     """Set expected votes at runtime (the lone-survivor recovery), with corosync's guards.
 
     Runtime only: corosync.conf is not changed, and a node that joins later can raise it
-    again. Use it only when you know the missing nodes are really down.
+    again. Use it only when you know the missing nodes are really down. Takes at most one
+    --host: lowering expected votes in two partitions at once would make both quorate.
     """
     if votes < 1:
         raise UsageError(f"expected votes must be an integer >= 1, got {votes}")
-    result = resolve_target(target.value, name, node).set_expected(votes)
+    hosts = remote_hosts(host, None)
+    if len(hosts) > 1:
+        raise UsageError(
+            "expected takes one --host: it changes quorum for that node's whole partition, "
+            "and doing it in two partitions at once would make both quorate (split-brain)"
+        )
+    if hosts:
+        with open_session(accept_new_host_key, connect_timeout) as ssh:
+            outcome = across_hosts(
+                ssh, hosts, lambda runner: corosync_target(runner).set_expected(votes)
+            )[0]
+        _only(outcome)
+        assert outcome.result is not None
+        result: ExpectedResult = dataclasses.replace(outcome.result, source=f"ssh:{outcome.host}")
+    else:
+        result = resolve_target(target.value, name, node).set_expected(votes)
     emit(
         result,
         output_format,

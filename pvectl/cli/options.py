@@ -44,3 +44,36 @@ LabNodeOption = Annotated[
     int | None,
     typer.Option("--node", help="Lab node whose view to show (default: first running node)."),
 ]
+
+HostsOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--host",
+        help="Run on this node over SSH: \\[user@]host\\[:port] or a ~/.ssh/config alias. "
+        "Repeat for several nodes (they run in parallel).",
+        show_default=False,
+    ),
+]
+
+ClusterNameOption = Annotated[
+    str | None,
+    typer.Option(
+        "--cluster",
+        help="A cluster named in ~/.config/pvectl/config.yaml: run on all its hosts.",
+        show_default=False,
+    ),
+]
+
+AcceptNewHostKeyOption = Annotated[
+    bool,
+    typer.Option(
+        "--accept-new-host-key",
+        help="Record the host key of a node not yet in known_hosts (OpenSSH's accept-new). "
+        "A changed key is refused even so.",
+    ),
+]
+
+ConnectTimeoutOption = Annotated[
+    float,
+    typer.Option("--connect-timeout", min=0.1, help="Seconds to wait for each SSH connection."),
+]

@@ -1,0 +1,106 @@
+"""``pvectl check``: a homelab health report. Thin: facts from targets, rules in check.py."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from pvectl.check import CheckReport, NodeFacts, Severity, evaluate
+from pvectl.cli.options import (
+    AcceptNewHostKeyOption,
+    ClusterNameOption,
+    ConnectTimeoutOption,
+    HostsOption,
+    OutputFormatOption,
+)
+from pvectl.cli.output import OutputFormat, emit
+from pvectl.cli.remote import DEFAULT_CONNECT_TIMEOUT, open_session, remote_hosts
+from pvectl.targets.checkfacts import gather
+from pvectl.targets.remote import across_hosts, corosync_target
+from pvectl.targets.runner import CommandRunner, LocalRunner
+from pvectl.targets.ssh import SshRunner
+
+_STYLE = {Severity.ok: "green", Severity.warning: "yellow", Severity.critical: "bold red"}
+
+
+def report_text(report: CheckReport) -> RenderableType:
+    table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
+    table.add_column("severity")
+    table.add_column("check")
+    table.add_column("host")
+    table.add_column("finding / advice", overflow="fold")
+    for finding in report.findings:
+        table.add_row(
+            Text(finding.severity.value.upper(), style=_STYLE[finding.severity]),
+            finding.check,
+            finding.host,
+            Text(finding.message) + Text("\n-> " + finding.advice, style="dim"),
+        )
+    summary = Text(
+        f"\nworst: {report.worst.value} (exit {report.exit_code}); "
+        f"checked: {', '.join(report.hosts)}",
+        style=_STYLE[report.worst],
+    )
+    return Group(table, summary)
+
+
+def check(
+    output_format: OutputFormatOption = OutputFormat.text,
+    host: HostsOption = None,
+    cluster: ClusterNameOption = None,
+    accept_new_host_key: AcceptNewHostKeyOption = False,
+    connect_timeout: ConnectTimeoutOption = DEFAULT_CONNECT_TIMEOUT,
+    fsync: Annotated[
+        bool, typer.Option("--fsync/--no-fsync", help="Measure each node's system-disk fsync.")
+    ] = True,
+    fsync_dir: Annotated[
+        str | None,
+        typer.Option(
+            "--fsync-dir",
+            help="Directory to measure fsync in (default: /var/lib/pve-cluster, else "
+            "/var/lib/corosync, else /var/tmp).",
+            show_default=False,
+        ),
+    ] = None,
+    fsync_seconds: Annotated[
+        float, typer.Option("--fsync-seconds", min=0.1, max=60, help="Seconds of fsyncs.")
+    ] = 2.0,
+) -> None:
+    """Health report: quorum, node count, expected votes, token, links, latency, fsync.
+
+    Each finding has a severity and one line of advice. Exit 0 all ok, 1 worst is a
+    warning, 2 something is critical (an unreachable node counts as critical).
+    """
+    hosts = remote_hosts(host, cluster)
+
+    def facts_of(runner: CommandRunner, label: str) -> NodeFacts:
+        return gather(
+            runner,
+            label,
+            lambda: corosync_target(runner).status(),
+            fsync=fsync,
+            fsync_dir=fsync_dir,
+            fsync_seconds=fsync_seconds,
+        )
+
+    if not hosts:
+        facts = [facts_of(LocalRunner(), "local")]
+    else:
+        with open_session(accept_new_host_key, connect_timeout) as ssh:
+
+            def remote(runner: SshRunner) -> NodeFacts:
+                return facts_of(runner, runner.spec.text)
+
+            outcomes = across_hosts(ssh, hosts, remote)
+        facts = [o.result or NodeFacts(host=o.host, error=o.error) for o in outcomes]
+    report = evaluate(facts)
+    emit(report, output_format, lambda: report_text(report))
+    raise typer.Exit(report.exit_code)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(check)

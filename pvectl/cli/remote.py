@@ -1,0 +1,19 @@
+"""Glue between the SSH options and the SSH session: one place, so every command that
+takes ``--host`` reads them the same way."""
+
+from __future__ import annotations
+
+from pvectl.targets.hosts import HostSpec, select_hosts
+from pvectl.targets.ssh import DEFAULT_CONNECT_TIMEOUT, SshSession, SshSettings
+
+__all__ = ["DEFAULT_CONNECT_TIMEOUT", "open_session", "remote_hosts"]
+
+
+def remote_hosts(hosts: list[str] | None, cluster: str | None) -> list[HostSpec]:
+    return select_hosts(hosts, cluster)
+
+
+def open_session(accept_new_host_key: bool, connect_timeout: float) -> SshSession:
+    return SshSession(
+        SshSettings(accept_new_host_key=accept_new_host_key, connect_timeout=connect_timeout)
+    )

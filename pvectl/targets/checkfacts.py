@@ -1,0 +1,217 @@
+"""Collecting ``pvectl check``'s facts on one node, wherever its commands run.
+
+Each fact is fetched on its own, so a node where one tool fails still yields the
+others, with the failure recorded as a problem rather than aborting the check.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+from pvectl import corosync_conf
+from pvectl.check import ConfigFacts, FsyncFigures, LinkStat, NodeFacts
+from pvectl.errors import ExitCode, PvectlError
+from pvectl.results import QuorumStatus
+from pvectl.targets.runner import CommandResult, CommandRunner, LocalRunner
+
+CONFIG_PATHS = corosync_conf.CONFIG_PATHS
+# Where pmxcfs keeps config.db on Proxmox; elsewhere corosync's state dir, then /var/tmp
+# (not /tmp: often tmpfs, where fsync costs nothing and proves nothing).
+FSYNC_DIRS = ("/var/lib/pve-cluster", "/var/lib/corosync", "/var/tmp")
+_CMAP_LINE = re.compile(r"^(\S+) \((\w+)\) = ?(.*)$")
+_LINK_KEY = re.compile(r"^stats\.knet\.node(\d+)\.link(\d+)\.(\w+)$")
+_NO_SAMPLES = 4294967295  # knet's latency_min before any sample
+
+
+def parse_cmap(text: str) -> dict[str, str]:
+    """``key (type) = value`` lines of corosync-cmapctl into a dict."""
+    values: dict[str, str] = {}
+    for line in text.splitlines():
+        match = _CMAP_LINE.match(line.strip())
+        if match:
+            values[match.group(1)] = match.group(3).strip()
+    return values
+
+
+def link_stats(stats: dict[str, str]) -> tuple[LinkStat, ...]:
+    """knet links per node from the stats map; latencies there are in microseconds."""
+    fields: dict[tuple[int, int], dict[str, str]] = {}
+    for key, value in stats.items():
+        match = _LINK_KEY.match(key)
+        if match:
+            fields.setdefault((int(match.group(1)), int(match.group(2))), {})[match.group(3)] = (
+                value
+            )
+    links: list[LinkStat] = []
+    for (node_id, link), values in sorted(fields.items()):
+        samples = _int(values.get("latency_samples")) or 0
+        ave = _int(values.get("latency_ave"))
+        high = _int(values.get("latency_max"))
+        measured = samples > 0 and ave is not None and ave != _NO_SAMPLES
+        links.append(
+            LinkStat(
+                node_id=node_id,
+                link=link,
+                connected=values.get("connected") == "1",
+                latency_ave_ms=(ave / 1000) if measured and ave is not None else None,
+                latency_max_ms=(high / 1000) if measured and high is not None else None,
+            )
+        )
+    return tuple(links)
+
+
+def _int(text: str | None) -> int | None:
+    if text is None:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
+def config_facts(root: corosync_conf.Section, path: str) -> ConfigFacts:
+    quorum = root.section("quorum") or corosync_conf.Section("quorum")
+    device = quorum.section("device")
+    net = device.section("net") if device else None
+    totem = root.section("totem") or corosync_conf.Section("totem")
+    return ConfigFacts(
+        nodes=tuple((n.node_id, n.name, n.votes) for n in corosync_conf.nodelist(root, path)),
+        expected_votes=_int(quorum.get("expected_votes")),
+        two_node=quorum.get("two_node") == "1",
+        qdevice_model=device.get("model") if device else None,
+        qdevice_algorithm=net.get("algorithm") if net else None,
+        qdevice_votes=_int(device.get("votes")) if device else None,
+        token_ms=_int(totem.get("token")),
+        token_coefficient_ms=_int(totem.get("token_coefficient")),
+        consensus_ms=_int(totem.get("consensus")),
+        config_version=_int(totem.get("config_version")),
+    )
+
+
+def run_python(
+    runner: CommandRunner, source: str, args: list[str], timeout: float
+) -> CommandResult:
+    """``python3 - ARGS`` with ``source`` on stdin, where ``runner`` runs commands."""
+    argv = ["python3", "-", *args]
+    run_input = getattr(runner, "run_input", None)
+    if run_input is not None:
+        result: CommandResult = run_input(argv, source, timeout)
+        return result
+    prefix = runner.prefix if isinstance(runner, LocalRunner) else ()
+    try:
+        proc = subprocess.run(
+            [*prefix, *argv],
+            input=source,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise PvectlError(
+            f"python3 probe timed out after {timeout:g} s", ExitCode.TEMP_FAIL
+        ) from exc
+    except FileNotFoundError as exc:
+        raise PvectlError("python3: command not found", ExitCode.UNAVAILABLE) from exc
+    return CommandResult(tuple(argv), proc.returncode, proc.stdout, proc.stderr)
+
+
+def measure_fsync(runner: CommandRunner, directory: str | None, seconds: float) -> FsyncFigures:
+    """The system disk's fsync rate and p99, measured on the node itself."""
+    where = directory or _first_existing_dir(runner)
+    source = (Path(__file__).with_name("fsync_probe.py")).read_text(encoding="utf-8")
+    result = run_python(runner, source, [where, f"{seconds:g}"], timeout=seconds + 30)
+    if result.returncode == 127:
+        raise PvectlError("python3 not found there: cannot measure fsync", ExitCode.UNAVAILABLE)
+    if result.returncode != 0:
+        tail = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        raise PvectlError(f"fsync probe failed in {where}: {tail}")
+    doc = json.loads(result.stdout)
+    return FsyncFigures(
+        path=str(doc["path"]),
+        fsyncs_per_second=float(doc["fsyncs_per_second"]),
+        p99_ms=float(doc["p99_ms"]),
+    )
+
+
+def _first_existing_dir(runner: CommandRunner) -> str:
+    test = ["sh", "-c", 'for d in "$@"; do [ -d "$d" ] && { echo "$d"; exit 0; }; done', "sh"]
+    result = runner.run([*test, *FSYNC_DIRS], timeout=15)
+    found = result.stdout.strip()
+    return found or "/var/tmp"
+
+
+def gather(
+    runner: CommandRunner,
+    host: str,
+    status_of: Callable[[], QuorumStatus],
+    *,
+    fsync: bool = True,
+    fsync_dir: str | None = None,
+    fsync_seconds: float = 2.0,
+) -> NodeFacts:
+    """Every fact ``check`` uses, from one node. ``status_of`` asks the node's corosync
+    target, which the caller picks (local, ssh, namespaced)."""
+    problems: list[str] = []
+    status: QuorumStatus | None = None
+    try:
+        status = status_of()
+    except PvectlError as exc:
+        problems.append(f"quorum status unavailable: {exc}")
+
+    config: ConfigFacts | None = None
+    for path in CONFIG_PATHS:
+        try:
+            text = runner.read_file(path)
+        except PvectlError as exc:
+            problems.append(f"cannot read {path}: {exc}")
+            break
+        if text is not None:
+            try:
+                config = config_facts(corosync_conf.parse(text, path), path)
+            except PvectlError as exc:
+                problems.append(f"corosync.conf unreadable: {exc}")
+            break
+    else:
+        problems.append("no corosync.conf (looked in " + ", ".join(CONFIG_PATHS) + ")")
+
+    runtime: dict[str, str] = {}
+    stats: dict[str, str] = {}
+    if status is not None:  # corosync answers: its maps are worth asking
+        for argv, into in (
+            (["corosync-cmapctl", "runtime.config.totem."], runtime),
+            (["corosync-cmapctl", "-m", "stats", "stats."], stats),
+        ):
+            try:
+                result = runner.run(argv, timeout=30)
+            except PvectlError as exc:
+                problems.append(f"{' '.join(argv)}: {exc}")
+                continue
+            if result.returncode != 0:
+                problems.append(f"{' '.join(argv)} failed: {result.stderr.strip()}")
+                continue
+            into.update(parse_cmap(result.stdout))
+
+    figures: FsyncFigures | None = None
+    if fsync:
+        try:
+            figures = measure_fsync(runner, fsync_dir, fsync_seconds)
+        except (PvectlError, ValueError, KeyError) as exc:
+            problems.append(f"fsync not measured: {exc}")
+
+    mtt = _int(stats.get("stats.srp.mtt_rx_token"))
+    return NodeFacts(
+        host=host,
+        status=status,
+        config=config,
+        runtime_token_ms=_int(runtime.get("runtime.config.totem.token")),
+        runtime_consensus_ms=_int(runtime.get("runtime.config.totem.consensus")),
+        links=link_stats(stats),
+        mtt_rx_token_ms=float(mtt) if mtt is not None else None,
+        fsync=figures,
+        problems=tuple(problems),
+    )

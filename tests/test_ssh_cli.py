@@ -1,0 +1,144 @@
+"""The CLI over SSH, as a user runs it: real processes, a real sshd on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CliRun, run_cli
+from tests.sshd_harness import SshClientHome, Sshd, free_port, keygen, sshd_skip_reason
+
+pytestmark = pytest.mark.skipif(sshd_skip_reason() is not None, reason=str(sshd_skip_reason()))
+
+
+@pytest.fixture
+def sshd(tmp_path: Path) -> Iterator[Sshd]:
+    server = Sshd(tmp_path / "sshd")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def home(tmp_path: Path, sshd: Sshd) -> SshClientHome:
+    client = SshClientHome(tmp_path / "home")
+    sshd.authorize(client.pubkey)
+    client.add_alias("node1", sshd)
+    return client
+
+
+def cli(home: SshClientHome, *args: str) -> CliRun:
+    return run_cli(*args, env=home.env(), timeout=120)
+
+
+def test_unknown_key_via_cli_then_accepted_with_the_flag(home: SshClientHome, sshd: Sshd) -> None:
+    refused = cli(home, "check", "--host", "node1", "--no-fsync", "--output-format", "json")
+    assert refused.code == 2
+    doc = json.loads(refused.stdout)
+    reach = [f for f in doc["findings"] if f["check"] == "reach"]
+    assert reach and sshd.fingerprint() in reach[0]["message"]
+    assert "--accept-new-host-key" in reach[0]["message"]
+
+    cli(home, "nodes", "--host", "node1", "--accept-new-host-key")
+    assert sshd.host_public_key() in home.known_hosts.read_text()
+
+
+def test_status_errors_are_one_line_per_host_and_others_carry_on(
+    home: SshClientHome, sshd: Sshd
+) -> None:
+    home.trust(sshd)
+    dead = free_port()
+    started = time.monotonic()
+    result = cli(
+        home,
+        "status",
+        "--host",
+        "node1",
+        "--host",
+        f"root@127.0.0.1:{dead}",
+        "--connect-timeout",
+        "3",
+        "--output-format",
+        "json",
+    )
+    assert time.monotonic() - started < 60
+    assert result.code == 1
+    doc = json.loads(result.stdout)
+    views = {v["host"]: v for v in doc["views"]}
+    assert "host unreachable" in views[f"root@127.0.0.1:{dead}"]["error"]
+    # node1 answered over SSH: its error (if any) is about corosync, not about SSH
+    node1 = views["node1"]
+    assert node1["status"] is not None or "corosync" in node1["error"]
+    assert "Traceback" not in result.stderr
+
+
+def test_single_host_error_is_one_line_with_exit_code(home: SshClientHome, sshd: Sshd) -> None:
+    sshd.stop()
+    result = cli(home, "status", "--host", "node1", "--connect-timeout", "2")
+    assert result.code == 69
+    assert result.stderr.startswith("pvectl: error: node1: host unreachable")
+    assert result.stderr.count("\n") == 1
+
+
+def test_expected_refuses_several_hosts(home: SshClientHome) -> None:
+    result = cli(home, "expected", "1", "--host", "a", "--host", "b")
+    assert result.code == 64
+    assert "split-brain" in result.stderr
+
+
+def test_check_measures_fsync_on_the_remote_node(home: SshClientHome, sshd: Sshd) -> None:
+    home.trust(sshd)
+    fsync_dir = sshd.root / "disk"
+    fsync_dir.mkdir()
+    result = cli(
+        home,
+        "check",
+        "--host",
+        "node1",
+        "--fsync-dir",
+        str(fsync_dir),
+        "--fsync-seconds",
+        "0.5",
+        "--output-format",
+        "json",
+    )
+    doc = json.loads(result.stdout)
+    fsync = [f for f in doc["findings"] if f["check"] == "fsync"]
+    assert len(fsync) == 1 and fsync[0]["host"] == "node1"
+    assert f"system disk ({fsync_dir})" in fsync[0]["message"]
+    assert "fsyncs/s" in fsync[0]["message"]
+    assert list(fsync_dir.iterdir()) == []  # the probe cleans up after itself
+
+
+def test_no_key_material_in_any_output_or_log(
+    home: SshClientHome, sshd: Sshd, tmp_path: Path
+) -> None:
+    outputs: list[str] = []
+    runs = [
+        ("status", "--host", "node1"),  # unknown host key
+        ("status", "--host", "node1", "--accept-new-host-key", "--debug"),
+        ("nodes", "--host", "node1", "--output-format", "json"),
+        ("check", "--host", "node1", "--fsync-seconds", "0.2", "--output-format", "yaml"),
+        ("check", "--host", "node1", "--no-fsync", "--debug"),
+    ]
+    for args in runs:
+        result = cli(home, *args)
+        outputs += [result.stdout, result.stderr]
+    fragments = home.private_key_fragments()
+    # auth failure path: a key the server does not know replaces the user's key
+    home.key.unlink()
+    home.pubkey.unlink()
+    keygen(home.key, "stranger")
+    fragments += home.private_key_fragments()
+    result = cli(home, "status", "--host", "node1", "--debug")
+    outputs += [result.stdout, result.stderr, sshd.log()]
+    assert len(fragments) > 4
+    combined = "\n".join(outputs)
+    assert "authentication failed" in combined
+    for fragment in fragments:
+        assert fragment not in combined, "private key material leaked into output"
+    assert "PRIVATE KEY" not in combined
