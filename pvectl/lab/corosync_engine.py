@@ -29,7 +29,7 @@ from pvectl.errors import (
     TargetUnavailable,
     UsageError,
 )
-from pvectl.lab import netns
+from pvectl.lab import netns, qdevice_lab
 from pvectl.lab import state as lab_state
 from pvectl.lab.state import LabNode, LabState
 from pvectl.results import NodeList, QuorumStatus
@@ -57,6 +57,8 @@ class UpOptions:
     votes: tuple[int, ...] = ()
     subnet: str | None = None
     wait_timeout: float = 60.0
+    qdevice: bool = False  # a pvectl qnetd + corosync-qdevice on every node
+    qdevice_algorithm: str = "ffsplit"
 
 
 @dataclass(frozen=True)
@@ -213,7 +215,11 @@ def _allocate_subnet(requested: str | None, lab_name: str) -> ipaddress.IPv4Netw
 
 
 def build_conf(
-    cluster_name: str, nodes: Sequence[LabNode], options: UpOptions, config_version: int = 1
+    cluster_name: str,
+    nodes: Sequence[LabNode],
+    options: UpOptions,
+    config_version: int = 1,
+    subnet: str | None = None,
 ) -> str:
     """corosync.conf as Proxmox writes it (sorted keys, two-space indent), plus a log file
     because no syslog runs inside a lab node."""
@@ -270,6 +276,8 @@ def build_conf(
         )
     if options.token is not None:
         totem.values["token"] = str(options.token)
+    if options.qdevice and subnet is not None:
+        quorum.children.append(qdevice_lab.device_section(subnet, options.qdevice_algorithm))
     root.children.extend([logging, nodelist, quorum, totem])
     return corosync_conf.dump(root)
 
@@ -287,6 +295,8 @@ def check_options(options: UpOptions) -> None:
         raise UsageError(f"--token must be 100..600000 ms, got {options.token}")
     if options.two_node and options.nodes != 2:
         raise UsageError("--two-node needs exactly 2 nodes")
+    if options.qdevice:
+        qdevice_lab.check(options.nodes, options.votes, options.qdevice_algorithm, options.two_node)
 
 
 # ---- lifecycle ----------------------------------------------------------------------
@@ -382,7 +392,7 @@ def _build_and_start(state: LabState, options: UpOptions, report: Report) -> Lab
         )
     authkey = directory / "authkey"
     netns.run(["corosync-keygen", "-k", str(authkey)])
-    conf = build_conf(state.cluster_name, nodes, options)
+    conf = build_conf(state.cluster_name, nodes, options, subnet=state.subnet)
     for node in nodes:
         base = Path(node.dir)
         for sub, _ in netns.NODE_MOUNTS:
@@ -415,6 +425,8 @@ def _build_and_start(state: LabState, options: UpOptions, report: Report) -> Lab
         f"lab {state.name!r}: {options.nodes} corosync node(s) up ({options.transport}, "
         f"subnet {state.subnet}); ring formed in {elapsed:.2f} s"
     )
+    if options.qdevice:
+        state = qdevice_lab.attach(state, options.qdevice_algorithm, report)
     return state
 
 
@@ -562,6 +574,8 @@ def start_node(name: str, node_id: int) -> RingChange:
         raise CommandRefused(f"lab {name!r} has no namespace for node {node_id}: lab down/up")
     state = _start_process(state, node_id)
     _wait_ipc(state.node(node_id), 20.0)
+    if state.options.get("qdevice") and not qdevice_lab.qdevice_running(state.node(node_id)):
+        qdevice_lab.start_qdevice(state.node(node_id))
     return _settle(state, node_id, "start", lambda v: node_id in v, _ring_timeout(state), False)
 
 
