@@ -473,3 +473,5 @@ class QdLab:
                     os.kill(int(pid), signal.SIGKILL)
             _run(["ip", "netns", "del", name], check=False)
         self.created_ns.clear()
+        if not os.environ.get("PVECTL_KEEP_QD_LAB"):  # keep logs for a post-mortem
+            shutil.rmtree(self.state, ignore_errors=True)
