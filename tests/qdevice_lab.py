@@ -2,9 +2,9 @@
 
 Follows shared/reference/corosync-lab (one network namespace per node on a bridge, a
 private mount namespace binding the node's own /etc/corosync, /run, /var/lib/corosync
-and /var/log/corosync), with names starting ``pvt-qd`` on 10.98.0.0/24. It only ever
-deletes the namespaces it created and only kills the processes it started (by pid, or
-listed by ``ip netns pids`` of its own namespaces).
+and /var/log/corosync), with names starting ``pvt-qd`` (``pvt-qd<pid>-n1``...) on
+10.98.0.0/24. It only ever deletes the namespaces it created and only kills the
+processes it started (by pid, or listed by ``ip netns pids`` of its own namespaces).
 
 Used until ``pvectl lab up N --engine corosync`` (issue: corosync lab) lands on main.
 """
@@ -109,17 +109,21 @@ def parse_quorumtool(text: str) -> QuorumView:
 
 
 class QdLab:
-    def __init__(self, nodes: int = 2, tls: bool = True) -> None:
+    def __init__(self, nodes: int = 2, tls: bool = True, algorithm: str = "ffsplit") -> None:
         self.nodes = nodes
         self.tls = tls
+        self.algorithm = algorithm
         self.state = Path(tempfile.mkdtemp(prefix="pvt-qd-"))
         self.created_ns: list[str] = []
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.qnetd_kind = ""
+        # one set of namespaces per run (pvt-qd<pid>-n1 ...), so two test runs on this
+        # machine never collide; each run has its own bridge, so the subnet can repeat
+        self.prefix = f"{PREFIX}{os.getpid() % 100000}"
 
     # --- names ---
     def ns(self, n: int | str) -> str:
-        return f"{PREFIX}-{'qnetd' if n == 'qnetd' else f'n{n}'}"
+        return f"{self.prefix}-{'qnetd' if n == 'qnetd' else f'n{n}'}"
 
     def ndir(self, n: int | str) -> Path:
         return self.state / ("qnetd" if n == "qnetd" else f"node{n}")
@@ -136,7 +140,7 @@ class QdLab:
         _run(["ip", "-n", name, "link", "set", "lo", "up"])
 
     def up(self) -> None:
-        hub = f"{PREFIX}-hub"
+        hub = f"{self.prefix}-hub"
         self._add_ns(hub)
         _run(["ip", "-n", hub, "link", "add", "br0", "type", "bridge"])
         _run(["ip", "-n", hub, "link", "set", "br0", "up"])
@@ -193,7 +197,9 @@ class QdLab:
             "  logfile: /var/log/corosync/corosync.log\n  timestamp: hires\n}\n"
             f"nodelist {{\n{nodes}}}\n"
             "quorum {\n  provider: corosync_votequorum\n  device {\n    model: net\n"
-            "    votes: 1\n    net {\n      algorithm: ffsplit\n"
+            # ffsplit needs votes: 1; lms leaves votes unset (N-1), as pvecm writes it
+            + ("    votes: 1\n" if self.algorithm == "ffsplit" else "")
+            + f"    net {{\n      algorithm: {self.algorithm}\n"
             f"      host: {QNETD_IP}\n      tls: {'on' if self.tls else 'off'}\n    }}\n  }}\n}}\n"
             f"totem {{\n  cluster_name: {CLUSTER}\n  config_version: 1\n"
             "  interface {\n    linknumber: 0\n  }\n  ip_version: ipv4-6\n  link_mode: passive\n"
@@ -427,22 +433,28 @@ class QdLab:
             time.sleep(0.3)
         raise TimeoutError(f"node{n}: condition not reached; last view:\n{view.raw}")
 
-    def partition(self, a: int, b: int) -> None:
-        for me, other in ((a, b), (b, a)):
-            rules = (
-                "table inet pvtqdpart {\n"
-                f" chain in {{ type filter hook input priority 0; policy accept; "
-                f"ip saddr {self.ip(other)} drop; }}\n"
-                f" chain out {{ type filter hook output priority 0; policy accept; "
-                f"ip daddr {self.ip(other)} drop; }}\n}}\n"
-            )
-            subprocess.run(
-                ["ip", "netns", "exec", self.ns(me), "nft", "-f", "-"],
-                input=rules,
-                text=True,
-                check=True,
-                capture_output=True,
-            )
+    def partition(self, *groups: tuple[int, ...] | int) -> None:
+        """Cut the links between groups of nodes (nft drops in each node's namespace);
+        everyone still reaches qnetd. ``partition(1, 2)`` or ``partition((1, 2), (3,))``."""
+        sets = [g if isinstance(g, tuple) else (g,) for g in groups]
+        for group in sets:
+            others = [n for other in sets if other is not group for n in other]
+            addrs = ", ".join(self.ip(n) for n in others)
+            for me in group:
+                rules = (
+                    "table inet pvtqdpart {\n"
+                    f" chain in {{ type filter hook input priority 0; policy accept; "
+                    f"ip saddr {{ {addrs} }} drop; }}\n"
+                    f" chain out {{ type filter hook output priority 0; policy accept; "
+                    f"ip daddr {{ {addrs} }} drop; }}\n}}\n"
+                )
+                subprocess.run(
+                    ["ip", "netns", "exec", self.ns(me), "nft", "-f", "-"],
+                    input=rules,
+                    text=True,
+                    check=True,
+                    capture_output=True,
+                )
 
     def heal(self) -> None:
         for n in range(1, self.nodes + 1):
@@ -461,3 +473,5 @@ class QdLab:
                     os.kill(int(pid), signal.SIGKILL)
             _run(["ip", "netns", "del", name], check=False)
         self.created_ns.clear()
+        if not os.environ.get("PVECTL_KEEP_QD_LAB"):  # keep logs for a post-mortem
+            shutil.rmtree(self.state, ignore_errors=True)

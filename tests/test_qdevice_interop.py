@@ -161,3 +161,70 @@ def test_tls_off_and_qdevice_status_on_a_real_node() -> None:
         assert (status["device_votes"], status["device_counted"]) == (1, False)
     finally:
         lab.down()
+
+
+def _lms_scenarios(lab: QdLab) -> Snapshot:
+    seen: Snapshot = {}
+    for n in (1, 2, 3):
+        lab.start_qdevice(n)
+    for n in (1, 2, 3):
+        lab.wait_for(n, lambda v: v.total == 5, 90)
+    time.sleep(2)
+    seen["all-up"] = {n: lab.quorum(n) for n in (1, 2, 3)}
+
+    lab.partition((1, 2), (3,))
+    lab.wait_members(1, 2)
+    lab.wait_members(3, 1)
+    lab.wait_for(1, lambda v: v.quorate and v.total == 4, 90)
+    lab.wait_for(3, lambda v: not v.quorate and v.qdevice_flags.get(3) == "A,NV,NMW", 90)
+    time.sleep(3)
+    seen["split-2-1"] = {n: lab.quorum(n) for n in (1, 3)}
+    lab.heal()
+    lab.wait_members(1, 3)
+    for n in (1, 2, 3):
+        lab.wait_for(n, lambda v: v.total == 5, 90)
+
+    for n in (2, 3):
+        lab.stop(f"corosync{n}", signal.SIGKILL)
+        lab.stop(f"qdevice{n}", signal.SIGKILL)
+    lab.wait_members(1, 1)
+    lab.wait_for(1, lambda v: v.quorate and v.total == 3, 90)
+    time.sleep(3)
+    seen["last-man"] = {1: lab.quorum(1)}
+    return seen
+
+
+def _lms_run(kind: str) -> Snapshot:
+    lab = QdLab(nodes=3, tls=True, algorithm="lms")
+    try:
+        lab.up()
+        if kind == "pvectl":
+            lab.start_pvectl_qnetd(lab.setup_certs_from_pvectl())
+        else:
+            lab.start_real_qnetd()
+        return _lms_scenarios(lab)
+    finally:
+        lab.down()
+
+
+def test_lms_three_nodes_last_man_standing_matches_real_qnetd() -> None:
+    ours = _lms_run("pvectl")
+    everyone = ours["all-up"][1]  # lms: device votes N-1 = 2, expected 5, quorum 3
+    assert (everyone.quorate, everyone.expected, everyone.total, everyone.quorum) == (
+        True,
+        5,
+        5,
+        3,
+    )
+    assert everyone.qdevice_row == "0 2 Qdevice"
+    majority, lone = ours["split-2-1"][1], ours["split-2-1"][3]
+    assert (majority.quorate, majority.total) == (True, 4)
+    assert (lone.quorate, lone.total) == (False, 1)
+    last = ours["last-man"][1]
+    assert (last.quorate, last.total, last.quorum) == (True, 3, 3)
+
+    real = _lms_run("corosync-qnetd")
+    _print_side_by_side(ours, real)
+    for scenario, views in ours.items():
+        for node, view in views.items():
+            assert view.figures() == real[scenario][node].figures(), (scenario, node)

@@ -256,6 +256,14 @@ def test_dead_peer_detection_after_one_and_a_half_heartbeats() -> None:
     assert isinstance(close, Close) and "dead peer" in close.reason
 
 
+def test_connection_that_never_inits_is_dropped() -> None:
+    core = QnetdCore(w.TlsSupported.UNSUPPORTED)
+    core.connect(7, "idle", 0.0)
+    assert core.tick(29.0) == []
+    (close,) = core.tick(31.0)
+    assert isinstance(close, Close) and close.conn_id == 7
+
+
 def test_lms_session_acks_single_partition() -> None:
     core = QnetdCore(w.TlsSupported.UNSUPPORTED)
     qs = [FakeQdevice(core, n, n) for n in (1, 2, 3)]

@@ -66,7 +66,10 @@ def talk(sock: socket.socket, msg: w.Message, reader: w.FrameReader) -> list[w.M
     sock.sendall(w.encode(msg))
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
-        frames = reader.feed(sock.recv(65536))
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("server closed the connection")
+        frames = reader.feed(chunk)
         if frames:
             return [w.decode(f) for f in frames]
     raise TimeoutError
@@ -143,6 +146,17 @@ def test_control_socket_is_private(plain_server: Server) -> None:
         "qdevice", "clients", "--control-socket", str(plain_server.sock), "--output-format", "json"
     )
     assert run.code == 0 and '"connected_clients": 0' in run.stdout
+    # junk on the control socket gets no answer and does not disturb the server
+    for junk in (b"x" * 100_000, b"shutdown\n", b"\xff\xfe\n"):
+        with socket.socket(socket.AF_UNIX) as ctl:
+            ctl.settimeout(5)
+            ctl.connect(str(plain_server.sock))
+            with contextlib.suppress(OSError):
+                ctl.sendall(junk)
+                ctl.recv(1000)
+    assert plain_server.proc.poll() is None
+    again = run_cli("qdevice", "clients", "--control-socket", str(plain_server.sock))
+    assert again.code == 0 and "Connected clients:" in again.stdout
 
 
 def test_clients_without_a_server_is_a_clear_error(tmp_path: Path) -> None:
@@ -158,15 +172,15 @@ def _client_cert(tmp: Path, certs: Path, cluster: str) -> tuple[Path, Path]:
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cluster)]))
         .sign(key, hashes.SHA256())
     )
-    crq = tmp / f"{cluster}.crq"
+    crq = tmp / f"{certs.name}-{cluster}.crq"
     crq.write_bytes(csr.public_bytes(serialization.Encoding.DER))  # certutil -r writes DER
-    crt = tmp / f"{cluster}.crt"
+    crt = tmp / f"{certs.name}-{cluster}.crt"
     run = run_cli(
         *("qdevice", "certs", "sign", str(crq), "-n", cluster),
         *("--cert-dir", str(certs), "-o", str(crt)),
     )
     assert run.code == 0, run.stderr
-    keyfile = tmp / f"{cluster}.key"
+    keyfile = tmp / f"{certs.name}-{cluster}.key"
     keyfile.write_bytes(
         key.private_bytes(
             serialization.Encoding.PEM,
@@ -189,7 +203,8 @@ def _tls_session(port: int, certs: Path, crt: Path, key: Path, cluster: str) -> 
     tls = ctx.wrap_socket(raw, server_hostname="Qnetd Server")  # the name qdevice checks
     try:
         return hello(tls, w.FrameReader(), cluster)  # type: ignore[arg-type]
-    except (ConnectionError, ssl.SSLError, TimeoutError, IndexError, ValueError):
+    except (ConnectionError, ssl.SSLError, TimeoutError, IndexError, ValueError) as exc:
+        print(f"TLS session refused: {exc!r}")
         return None
     finally:
         tls.close()
@@ -212,10 +227,28 @@ def test_tls_with_client_certificates_from_our_ca(tmp_path: Path) -> None:
         # a certificate for another cluster is refused (qnetd checks the CN)
         crt2, key2 = _client_cert(tmp_path, certs, "other")
         assert _tls_session(server.port, certs, crt2, key2, "prod") is None
+        # a certificate from another CA fails the handshake
+        foreign = tmp_path / "foreign"
+        assert run_cli("qdevice", "certs", "init", str(foreign)).code == 0
+        crt3, key3 = _client_cert(tmp_path, foreign, "prod")
+        assert _tls_session(server.port, certs, crt3, key3, "prod") is None
+        # STARTTLS followed by junk instead of a TLS handshake
+        for junk in (b"\x16\x03\x01\xff\xff" + b"A" * 300, b"GET / HTTP/1.0\r\n\r\n"):
+            with socket.create_connection(("127.0.0.1", server.port), timeout=5) as raw:
+                preinit = w.Message(w.MsgType.PREINIT, seq_number=1, cluster_name="prod")
+                starttls = w.Message(w.MsgType.STARTTLS, seq_number=2)
+                raw.sendall(w.encode(preinit) + w.encode(starttls) + junk)
+                raw.settimeout(5)
+                with contextlib.suppress(OSError):
+                    while raw.recv(4096):
+                        pass
         assert server.proc.poll() is None
+        reply = _tls_session(server.port, certs, crt, key, "prod")
+        assert reply is not None and reply.reply_error_code == w.ErrorCode.NO_ERROR
     finally:
         server.stop()
-    assert "not cluster 'prod'" in server.log.read_text()
+    log = server.log.read_text()
+    assert "not cluster 'prod'" in log and "TLS handshake failed" in log
 
 
 def test_sign_refuses_a_request_for_another_cluster(tmp_path: Path) -> None:

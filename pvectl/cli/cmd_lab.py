@@ -122,12 +122,25 @@ def up(
             "stalls the token) or decoupled (group commit off the token path).",
         ),
     ] = "decoupled",
+    qdevice: Annotated[
+        bool,
+        typer.Option(
+            "--qdevice",
+            help="corosync engine: add a qnetd (pvectl qdevice serve, TLS) and run the real "
+            "corosync-qdevice on every node.",
+        ),
+    ] = False,
+    qdevice_algorithm: Annotated[
+        str, typer.Option("--qdevice-algorithm", help="ffsplit (default) or lms.")
+    ] = "ffsplit",
     output_format: OutputFormatOption = OutputFormat.text,
 ) -> None:
     """Start an N-node lab and wait until its ring has formed."""
     lab_state.check_lab_name(name)
     chosen = engines.choose(engine.value if engine else None)
     module = engines.module_for(chosen)
+    if qdevice and chosen != "corosync":
+        raise UsageError("--qdevice needs --engine corosync (embedded nodes have no qdevice yet)")
     options = module.UpOptions(
         nodes=nodes,
         transport=transport.value,
@@ -137,6 +150,11 @@ def up(
         votes=_parse_votes(votes),
         subnet=subnet,
         **({"durability": durability, "coupling": coupling} if chosen == "embedded" else {}),
+        **(
+            {"qdevice": True, "qdevice_algorithm": qdevice_algorithm}
+            if chosen == "corosync" and qdevice
+            else {}
+        ),
     )
     state = module.up(name, options, report=_say)
     emit(

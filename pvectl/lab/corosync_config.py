@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pvectl import corosync_conf
 from pvectl.corosync_conf import Section
 from pvectl.errors import UsageError
+from pvectl.lab import qdevice_lab
 from pvectl.lab.state import LabNode
 
 MAX_NODES = 16
@@ -24,10 +25,16 @@ class UpOptions:
     votes: tuple[int, ...] = ()
     subnet: str | None = None
     wait_timeout: float = 60.0
+    qdevice: bool = False  # a pvectl qnetd + corosync-qdevice on every node
+    qdevice_algorithm: str = "ffsplit"
 
 
 def build_conf(
-    cluster_name: str, nodes: Sequence[LabNode], options: UpOptions, config_version: int = 1
+    cluster_name: str,
+    nodes: Sequence[LabNode],
+    options: UpOptions,
+    config_version: int = 1,
+    subnet: str | None = None,
 ) -> str:
     """corosync.conf as Proxmox writes it (sorted keys, two-space indent), plus a log file
     because no syslog runs inside a lab node."""
@@ -84,6 +91,8 @@ def build_conf(
         )
     if options.token is not None:
         totem.values["token"] = str(options.token)
+    if options.qdevice and subnet is not None:
+        quorum.children.append(qdevice_lab.device_section(subnet, options.qdevice_algorithm))
     root.children.extend([logging, nodelist, quorum, totem])
     return corosync_conf.dump(root)
 
@@ -101,3 +110,5 @@ def check_options(options: UpOptions) -> None:
         raise UsageError(f"--token must be 100..600000 ms, got {options.token}")
     if options.two_node and options.nodes != 2:
         raise UsageError("--two-node needs exactly 2 nodes")
+    if options.qdevice:
+        qdevice_lab.check(options.nodes, options.votes, options.qdevice_algorithm, options.two_node)

@@ -27,7 +27,7 @@ from pvectl.errors import (
     TargetUnavailable,
     UsageError,
 )
-from pvectl.lab import netns
+from pvectl.lab import netns, qdevice_lab
 from pvectl.lab import state as lab_state
 from pvectl.lab.corosync_config import UpOptions, build_conf, check_options
 from pvectl.lab.state import LabNode, LabState
@@ -281,7 +281,7 @@ def _build_and_start(state: LabState, options: UpOptions, report: Report) -> Lab
         )
     authkey = directory / "authkey"
     netns.run(["corosync-keygen", "-k", str(authkey)])
-    conf = build_conf(state.cluster_name, nodes, options)
+    conf = build_conf(state.cluster_name, nodes, options, subnet=state.subnet)
     for node in nodes:
         base = Path(node.dir)
         for sub, _ in netns.NODE_MOUNTS:
@@ -314,6 +314,8 @@ def _build_and_start(state: LabState, options: UpOptions, report: Report) -> Lab
         f"lab {state.name!r}: {options.nodes} corosync node(s) up ({options.transport}, "
         f"subnet {state.subnet}); ring formed in {elapsed:.2f} s"
     )
+    if options.qdevice:
+        state = qdevice_lab.attach(state, options.qdevice_algorithm, report)
     return state
 
 
@@ -466,6 +468,8 @@ def _start_node(name: str, node_id: int) -> RingChange:
         raise CommandRefused(f"lab {name!r} has no namespace for node {node_id}: lab down/up")
     state = _start_process(state, node_id)
     _wait_ipc(state.node(node_id), 20.0)
+    if state.options.get("qdevice") and not qdevice_lab.qdevice_running(state.node(node_id)):
+        qdevice_lab.start_qdevice(state.node(node_id))
     return _settle(state, node_id, "start", lambda v: node_id in v, _ring_timeout(state), False)
 
 

@@ -13,6 +13,7 @@ A Unix control socket (mode 0600) answers ``status`` with the JSON of
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import errno
 import json
@@ -165,6 +166,19 @@ class _Connection(asyncio.Protocol):
         else:
             self.transport.write(data)
 
+    def shutdown(self) -> None:
+        """Server going down: end TLS with close_notify (as NSS's PR_Close does), then
+        close, without running the algorithms for a leaving client."""
+        if self.closed:
+            return
+        self.closed = True
+        if self.tls is not None and not self.handshaking:
+            with contextlib.suppress(ssl.SSLError, OSError):
+                self.tls.unwrap()
+            self._flush_tls()
+        if self.transport is not None:
+            self.transport.close()
+
     def close(self, reason: str) -> None:
         if self.closed:
             return
@@ -239,8 +253,8 @@ class QnetdServer:
                 body = json.dumps({"error": f"unknown request {request[:40]!r}"})
             writer.write(body.encode() + b"\n")
             await writer.drain()
-        except (TimeoutError, OSError):
-            pass
+        except (TimeoutError, OSError, ValueError, asyncio.IncompleteReadError):
+            pass  # a slow, oversized or broken request gets no answer
         finally:
             writer.close()
 
@@ -263,7 +277,14 @@ class QnetdServer:
             raise PvectlError(f"cannot listen on port {port}: {exc}", ExitCode.UNAVAILABLE) from exc
         control = None
         if self.control_socket is not None:
-            control = await self._start_control(self.control_socket)
+            try:
+                control = await self._start_control(self.control_socket)
+            except OSError as exc:
+                server.close()
+                raise PvectlError(
+                    f"control socket {self.control_socket}: {exc.strerror or exc}",
+                    ExitCode.CANT_CREATE,
+                ) from exc
         ticker = asyncio.ensure_future(self._ticker())
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -276,9 +297,8 @@ class QnetdServer:
             ticker.cancel()
             server.close()
             for conn in list(self._conns.values()):
-                conn.closed = True
-                if conn.transport is not None:
-                    conn.transport.close()
+                conn.shutdown()
+            await asyncio.sleep(0.05)  # let the transports really close their sockets
             if control is not None:
                 control.close()
                 assert self.control_socket is not None
@@ -369,7 +389,10 @@ def query_status(port: int = DEFAULT_PORT, control_socket: Path | None = None) -
         await writer.drain()
         line = await asyncio.wait_for(reader.readline(), 5)
         writer.close()
-        data = json.loads(line)
+        try:
+            data = json.loads(line)
+        except ValueError as exc:
+            raise PvectlError(f"{path}: not a pvectl qnetd control socket", ExitCode.ERROR) from exc
         if not isinstance(data, dict) or "error" in data:
             raise PvectlError(f"control socket error: {data}", ExitCode.ERROR)
         return data

@@ -42,6 +42,9 @@ HEARTBEAT_MIN_MS = 1000
 HEARTBEAT_MAX_MS = 120_000
 DPD_COEFFICIENT = 1.5
 ALGO_TIMER_S = 5.0  # lms/2nodelms re-check while a client waits for a reply
+# A connection that has not completed INIT by then is dropped (qnetd has no heartbeat
+# for it yet; without this an idle or slow-loris peer would hold a slot forever).
+INIT_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -290,6 +293,11 @@ class QnetdCore:
         """Dead-peer detection and algorithm timers; call about once a second."""
         actions: list[Action] = []
         for client in list(self._clients.values()):
+            if not client.init and now - client.connected_at > INIT_TIMEOUT_S:
+                actions.append(
+                    Close(client.conn_id, f"client {client.addr} did not complete INIT in time")
+                )
+                continue
             if client.init and client.heartbeat_interval:
                 limit = client.heartbeat_interval / 1000.0 * DPD_COEFFICIENT
                 if now - client.last_message_at > limit:

@@ -1,0 +1,230 @@
+"""pvectl's qdevice client (the embedded nodes' side, issue 8 part 3) against pvectl's
+qnetd core in memory, and over TCP against the real corosync-qnetd and against
+``pvectl qdevice serve``: the same votes from both servers."""
+
+from __future__ import annotations
+
+import os
+import selectors
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from pvectl.quorum import qnetd_wire as w
+from pvectl.quorum.qdevice_client import (
+    ClientDisconnect,
+    ClientSend,
+    ClientState,
+    QdeviceNetClient,
+)
+from pvectl.quorum.qnetd_core import QnetdCore, Send
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+# --- in memory ------------------------------------------------------------------------
+
+
+class MemoryLink:
+    """Client <-> QnetdCore, delivering every message at once."""
+
+    def __init__(self, core: QnetdCore, client: QdeviceNetClient, conn: int) -> None:
+        self.core, self.client, self.conn = core, client, conn
+        core.connect(conn, f"mem:{conn}", 0.0)
+
+    def to_server(self, actions: list[object], links: dict[int, MemoryLink]) -> None:
+        for action in actions:
+            if isinstance(action, ClientSend):
+                for out in self.core.receive(self.conn, action.data, 0.0):
+                    if isinstance(out, Send):
+                        target = links[out.conn_id]
+                        target.to_server(target.client.receive(out.data, 0.0), links)
+
+
+def test_clients_get_votes_from_the_core_and_lose_them_on_split() -> None:
+    core = QnetdCore(w.TlsSupported.UNSUPPORTED)
+    clients = {n: QdeviceNetClient("c1", n) for n in (1, 2)}
+    links = {n: MemoryLink(core, clients[n], n) for n in (1, 2)}
+    ring = w.WireRingId(1, 4)
+    for n, c in clients.items():
+        c.set_config((1, 2), 1)
+        c.set_membership(ring, (1, 2))
+        c.set_quorum(True, (1, 2))
+        links[n].to_server(c.connect(0.0), links)
+    assert all(c.state is ClientState.CONNECTED for c in clients.values())
+    assert [c.casting_vote for c in clients.values()] == [True, True]
+    # membership change: the held ACK becomes NACK until qnetd answers for the new ring
+    links[2].to_server(clients[2].set_membership(w.WireRingId(2, 8), (2,)), links)
+    assert not clients[2].casting_vote
+    links[1].to_server(clients[1].set_membership(w.WireRingId(1, 8), (1,)), links)
+    assert clients[1].casting_vote and not clients[2].casting_vote
+
+
+def test_client_drops_a_silent_server() -> None:
+    client = QdeviceNetClient("c1", 1, heartbeat_interval_ms=1000)
+    core = QnetdCore(w.TlsSupported.UNSUPPORTED)
+    links = {1: MemoryLink(core, client, 1)}
+    links[1].to_server(client.connect(0.0), links)
+    assert client.state is ClientState.CONNECTED
+    assert isinstance(client.tick(1.0)[0], ClientSend)  # echo request, unanswered
+    (drop,) = client.tick(2.0)
+    assert isinstance(drop, ClientDisconnect) and not client.casting_vote
+
+
+def test_client_refuses_garbage_and_errors() -> None:
+    client = QdeviceNetClient("c1", 1)
+    client.connect(0.0)
+    (drop,) = client.receive(b"\x00\x01\x00\x00\x00\x02\x00", 0.0)
+    assert isinstance(drop, ClientDisconnect) and client.state is ClientState.DISCONNECTED
+    client.connect(0.0)
+    error = w.encode(w.server_error(1, w.ErrorCode.TLS_REQUIRED))
+    assert isinstance(client.receive(error, 0.0)[0], ClientDisconnect)
+
+
+# --- over TCP: real corosync-qnetd and pvectl qdevice serve ------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class TcpNode:
+    def __init__(self, port: int, client: QdeviceNetClient, sel: selectors.BaseSelector) -> None:
+        self.client = client
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        self.reader = w.FrameReader(1 << 24)
+        sel.register(self.sock, selectors.EVENT_READ, self)
+
+    def act(self, actions: list[object]) -> None:
+        for action in actions:
+            if isinstance(action, ClientSend):
+                self.sock.sendall(action.data)
+
+
+def _pump(sel: selectors.BaseSelector, until: Callable[[], bool], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not until():
+        for key, _ in sel.select(0.1):
+            node: TcpNode = key.data
+            data = node.sock.recv(65536)
+            if not data:
+                node.client.connection_lost()
+                sel.unregister(node.sock)
+                continue
+            for frame in node.reader.feed(data):
+                node.act(node.client.receive(frame, time.monotonic()))
+    assert until(), "condition not reached"
+
+
+def _scenario(port: int) -> list[tuple[bool, bool]]:
+    sel = selectors.DefaultSelector()
+    clients = {n: QdeviceNetClient("pvtcl", n) for n in (1, 2)}
+    nodes = {}
+    ring = w.WireRingId(1, 4)
+    for n, c in clients.items():
+        c.set_config((1, 2), 1)
+        c.set_membership(ring, (1, 2))
+        c.set_quorum(True, (1, 2))
+        nodes[n] = TcpNode(port, c, sel)
+        nodes[n].act(c.connect(time.monotonic()))
+    seen = []
+    _pump(sel, lambda: all(c.casting_vote for c in clients.values()))
+    seen.append((clients[1].casting_vote, clients[2].casting_vote))
+    nodes[2].act(clients[2].set_membership(w.WireRingId(2, 8), (2,)))
+    nodes[1].act(clients[1].set_membership(w.WireRingId(1, 8), (1,)))
+    _pump(sel, lambda: clients[1].casting_vote and not clients[2].casting_vote)
+    time.sleep(0.5)
+    _pump(sel, lambda: True, 0.5)
+    seen.append((clients[1].casting_vote, clients[2].casting_vote))
+    for node in nodes.values():
+        node.sock.close()
+    return seen
+
+
+@pytest.fixture
+def real_qnetd() -> Iterator[int]:
+    if os.geteuid() != 0 or shutil.which("corosync-qnetd") is None:
+        pytest.skip("needs root and corosync-qnetd (private mount namespace for its /run)")
+    state = Path(tempfile.mkdtemp(prefix="pvt-qd-cl-"))
+    (state / "run" / "corosync-qnetd").mkdir(parents=True)
+    (state / "etc").mkdir()
+    port = _free_port()
+    script = (
+        'mount --bind "$1/run" /run && mount --bind "$1/etc" /etc/corosync && '
+        f"exec corosync-qnetd -f -s off -l 127.0.0.1 -p {port}"
+    )
+    proc = subprocess.Popen(
+        [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "--",
+            "sh",
+            "-c",
+            script,
+            "sh",
+            str(state),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            assert time.monotonic() < deadline and proc.poll() is None, "qnetd did not start"
+            time.sleep(0.1)
+    yield port
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(10)
+    shutil.rmtree(state, ignore_errors=True)
+
+
+@pytest.fixture
+def pvectl_qnetd(tmp_path: Path) -> Iterator[int]:
+    port = _free_port()
+    argv = [
+        sys.executable,
+        "-m",
+        "pvectl",
+        "qdevice",
+        "serve",
+        "--tls",
+        "off",
+        "--listen",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--control-socket",
+        str(tmp_path / "ctl.sock"),
+    ]
+    proc = subprocess.Popen(argv, cwd=REPO, stderr=subprocess.DEVNULL)
+    while not (tmp_path / "ctl.sock").exists():
+        assert proc.poll() is None
+        time.sleep(0.05)
+    yield port
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(10)
+
+
+def test_client_against_pvectl_serve(pvectl_qnetd: int) -> None:
+    assert _scenario(pvectl_qnetd) == [(True, True), (True, False)]
+
+
+@pytest.mark.root
+@pytest.mark.corosync
+def test_client_against_real_corosync_qnetd(real_qnetd: int) -> None:
+    assert _scenario(real_qnetd) == [(True, True), (True, False)]
