@@ -26,6 +26,9 @@ Time is a float in **seconds** from any monotonic clock (``loop.time()``); every
    timer set by the machine expires, ``AppSend(payload)`` to multicast application
    bytes (up to 16 MiB, totally ordered, delivered to the sender too), and
    ``Shutdown()`` on clean stop (sends a leave; the machine is inert afterwards).
+   ``MessageReceived(sender, message)`` feeds an already decoded message (tests).
+   Datagrams whose sender id is our own are ignored (udpu loops nothing back; if a
+   transport does, no harm).
 3. Execute the returned commands in order:
 
    * ``SendTo(node, data)``: one UDP datagram to that node's address;
@@ -35,6 +38,7 @@ Time is a float in **seconds** from any monotonic clock (``loop.time()``); every
      an earlier deadline; ``CancelTimer(kind)``: disarm it. A stale ``TimerFired`` is
      ignored by the machine, so races are harmless;
    * ``Deliver(sender, payload, ring_id, seq)``: hand to the application (CPG);
+     ``seq`` is the frame's sequence number (packed messages share it, in order);
    * ``ConfigChange(kind, members, left, joined, ring_id)``: membership event;
    * ``PersistRingSeq(seq)``: write the u64 to the ring-id file *before* sending
      anything else from this batch (corosync aborts if it cannot);
