@@ -27,8 +27,8 @@ Time is a float in **seconds** from any monotonic clock (``loop.time()``); every
    bytes (up to 16 MiB, totally ordered, delivered to the sender too), and
    ``Shutdown()`` on clean stop (sends a leave; the machine is inert afterwards).
    ``MessageReceived(sender, message)`` feeds an already decoded message (tests).
-   Datagrams whose sender id is our own are ignored (udpu loops nothing back; if a
-   transport does, no harm).
+   Datagrams from our own id (a looping transport) or from a node id outside ``nodes``
+   are ignored and counted in ``srp.stats``; undecodable ones in ``codec.rejected``.
 3. Execute the returned commands in order:
 
    * ``SendTo(node, data)``: one UDP datagram to that node's address;
@@ -346,6 +346,7 @@ class Srp:
             raise ValueError("codec node id differs from node id")
         self.node_id = node_id
         self.nodes = tuple(sorted(set(nodes) | {node_id}))
+        self._peers = frozenset(self.nodes) - {node_id}
         self.codec = codec
         self.config = config or TotemConfig()
         self.timeouts = self.config.timeouts(len(self.nodes))
@@ -388,6 +389,7 @@ class Srp:
             "token_retransmits": 0,
             "rings_formed": 0,
             "bad_packets": 0,
+            "unknown_sender": 0,
         }
 
     def _reset_ring_counters(self) -> None:
@@ -432,8 +434,10 @@ class Srp:
             except WireError:
                 self.stats["bad_packets"] += 1
                 return out
-            if sender != self.node_id:
+            if sender in self._peers:
                 self._dispatch(sender, msg, event.data, now)
+            elif sender != self.node_id:
+                self.stats["unknown_sender"] += 1  # signed, but not in our nodelist
         elif type(event) is AppSend:
             self._app_send(event.payload, now)
         elif type(event) is TimerFired:
