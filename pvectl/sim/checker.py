@@ -61,7 +61,8 @@ class NodeView:
 class Checker:
     def __init__(self) -> None:
         self.views: dict[int, NodeView] = {}
-        self.order: dict[tuple[RingId, int, int], tuple[int, int, int]] = {}
+        # ring -> (frame seq, index in frame) -> message: one agreed order per ring
+        self.order: dict[RingId, dict[tuple[int, int], tuple[int, int, int]]] = {}
         self.evs: dict[
             tuple[RingId, RingId],
             tuple[
@@ -95,8 +96,10 @@ class Checker:
         if pos <= v.last_pos:
             raise self._fail(v, f"delivery position {pos} not after {v.last_pos} in {d.ring_id}")
         v.last_pos = pos
-        key = (d.ring_id, d.seq, v.frame_idx)
-        prev = self.order.setdefault(key, mid)
+        ring_order = self.order.get(d.ring_id)
+        if ring_order is None:
+            ring_order = self.order[d.ring_id] = {}
+        prev = ring_order.setdefault(pos, mid)
         if prev != mid:
             raise self._fail(v, f"ring {d.ring_id} seq {d.seq}.{v.frame_idx}: {mid} != {prev}")
         if mid in v.delivered:

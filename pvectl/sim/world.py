@@ -232,7 +232,9 @@ class Simulator:
     def _execute(self, n: SimNode, cmds: list[Command]) -> None:
         nid = n.node_id
         for c in cmds:
-            if isinstance(c, SendAll):
+            if type(c) is Deliver:  # the most frequent command first
+                self.checker.on_deliver(nid, c)
+            elif isinstance(c, SendAll):
                 for dst in self.ids:
                     if dst != nid:
                         self._transmit(nid, dst, c.data)
