@@ -15,6 +15,7 @@ CI_SEEDS = range(300)
 SAFETY_S = 3.0
 
 
+@pytest.mark.slow
 def test_swarm_300_seeds_all_fault_kinds() -> None:
     """3-7 nodes, loss/dup/reorder, partitions, crashes, leaves, pauses: no violation."""
     kinds = {"partitions": 0, "crashes": 0, "pauses": 0, "leaves": 0, "loss": 0, "dup": 0}

@@ -9,6 +9,7 @@ from pvectl.totem.srp import (
     ConfigKind,
     Deliver,
     MessageReceived,
+    PacketReceived,
     PersistRingSeq,
     SendAll,
     SendTo,
@@ -19,7 +20,7 @@ from pvectl.totem.srp import (
     TimerKind,
     TotemConfig,
 )
-from pvectl.totem.wire import Mcast, Token
+from pvectl.totem.wire import Join, Mcast, Token
 from tests.totem_net import FAST, Net, codec
 
 
@@ -279,3 +280,13 @@ def test_failed_to_receive_node_leaves_by_forming_a_singleton() -> None:
     net.run_until(lambda: net.one_ring([1, 2]) and net.srp[3].members == (3,), limit=10)
     assert net.payloads(1) == net.payloads(2) == [b"unreachable for 3"]
     assert b"unreachable for 3" not in net.payloads(3)
+
+
+def test_packets_from_outside_the_nodelist_or_garbage_are_counted_not_processed() -> None:
+    net = formed([1, 2, 3])
+    node = net.srp[1]
+    stranger = codec(9).encode(Join((1, 2, 3, 9), (), 10_000))
+    assert node.handle(PacketReceived(stranger), net.now) == []
+    assert node.stats["unknown_sender"] == 1 and node.state is State.OPERATIONAL
+    assert node.handle(PacketReceived(b"\x00" * 60), net.now) == []
+    assert node.stats["bad_packets"] == 1 and node.codec.rejected["magic"] == 1

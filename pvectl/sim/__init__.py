@@ -1,0 +1,1 @@
+"""Deterministic simulation of Totem nodes: ``python -m pvectl.sim`` (see world.py)."""

@@ -12,7 +12,8 @@ Safety (checked on every command, so a run stops at the first bad step):
   list the same transitional members and delivered the same set of messages in C,
   and the same set in the transitional configuration;
 * shape of configuration changes: TRANSITIONAL then REGULAR with the same ring id,
-  the node itself a member, transitional members a subset of both old and new rings.
+  the node itself a member, transitional members a subset of both old and new rings;
+  a ring id names one member list everywhere, and a node's ring seq only grows.
 
 Liveness (checked by the simulator after healing): one ring of all live nodes, and
 every message a live node sent is delivered to it.
@@ -60,13 +61,15 @@ class NodeView:
 class Checker:
     def __init__(self) -> None:
         self.views: dict[int, NodeView] = {}
-        self.order: dict[tuple[RingId, int, int], tuple[int, int, int]] = {}
+        # ring -> (frame seq, index in frame) -> message: one agreed order per ring
+        self.order: dict[RingId, dict[tuple[int, int], tuple[int, int, int]]] = {}
         self.evs: dict[
             tuple[RingId, RingId],
             tuple[
                 tuple[int, ...], frozenset[tuple[int, int, int]], frozenset[tuple[int, int, int]]
             ],
         ] = {}
+        self.rings: dict[RingId, tuple[int, ...]] = {}
         self.deliveries = 0
         self.config_changes = 0
 
@@ -93,8 +96,10 @@ class Checker:
         if pos <= v.last_pos:
             raise self._fail(v, f"delivery position {pos} not after {v.last_pos} in {d.ring_id}")
         v.last_pos = pos
-        key = (d.ring_id, d.seq, v.frame_idx)
-        prev = self.order.setdefault(key, mid)
+        ring_order = self.order.get(d.ring_id)
+        if ring_order is None:
+            ring_order = self.order[d.ring_id] = {}
+        prev = ring_order.setdefault(pos, mid)
         if prev != mid:
             raise self._fail(v, f"ring {d.ring_id} seq {d.seq}.{v.frame_idx}: {mid} != {prev}")
         if mid in v.delivered:
@@ -135,6 +140,11 @@ class Checker:
             raise self._fail(v, f"regular configuration {c.ring_id} without its transitional")
         if not set(v.trans_members) <= set(c.members):
             raise self._fail(v, f"transitional {v.trans_members} not within {c.members}")
+        if v.ring is not None and c.ring_id.seq <= v.ring.seq:
+            raise self._fail(v, f"ring seq went from {v.ring} to {c.ring_id}")
+        known = self.rings.setdefault(c.ring_id, c.members)
+        if known != c.members:
+            raise self._fail(v, f"ring {c.ring_id} has members {c.members} here, {known} elsewhere")
         if v.ring is not None:
             key = (v.ring, c.ring_id)
             rec = (v.trans_members, frozenset(v.regular_set), frozenset(v.trans_set))

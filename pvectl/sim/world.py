@@ -76,6 +76,7 @@ class Options:
     rate: float  # application messages per second per node
     big_messages: bool
     safety_s: float
+    encrypt: bool = False
     netmtu: int = 1400
 
     @classmethod
@@ -95,6 +96,7 @@ class Options:
             rate=r.choice([2.0, 20.0, 100.0]),
             big_messages=r.random() < 0.3,
             safety_s=safety_s,
+            encrypt=r.random() < 0.2,
         )
 
 
@@ -126,6 +128,7 @@ class Simulator:
         self.net_rng = random.Random(f"net-{seed}")
         self.fault_rng = random.Random(f"fault-{seed}")
         self.work_rng = random.Random(f"work-{seed}")
+        self.nonce_rng = random.Random(f"nonce-{seed}")
         self.config = TotemConfig(
             token=self.opt.token_ms, token_coefficient=50, netmtu=self.opt.netmtu
         )
@@ -142,6 +145,9 @@ class Simulator:
         self.trace: deque[str] = deque(maxlen=trace_len)
         self.steps = 0
         self.packets = 0
+
+    def _nonce(self, size: int) -> bytes:
+        return self.nonce_rng.randbytes(size)
 
     # ---- scheduling ---------------------------------------------------------------------
 
@@ -190,7 +196,7 @@ class Simulator:
         n.timers = {}
         n.scheduled = {}
         n.sent = 0
-        codec = Codec(n.node_id, "sim", KEY)
+        codec = Codec(n.node_id, "sim", KEY, encrypt=self.opt.encrypt, nonce_source=self._nonce)
         n.srp = Srp(n.node_id, self.ids, codec, self.config, ring_seq=n.ring_seq)
         self.checker.node_started(n.node_id, n.incarnation)
         self._log(f"n{n.node_id} start (incarnation {n.incarnation}, ring seq {n.ring_seq})")
@@ -226,7 +232,9 @@ class Simulator:
     def _execute(self, n: SimNode, cmds: list[Command]) -> None:
         nid = n.node_id
         for c in cmds:
-            if isinstance(c, SendAll):
+            if type(c) is Deliver:  # the most frequent command first
+                self.checker.on_deliver(nid, c)
+            elif isinstance(c, SendAll):
                 for dst in self.ids:
                     if dst != nid:
                         self._transmit(nid, dst, c.data)

@@ -26,6 +26,9 @@ Time is a float in **seconds** from any monotonic clock (``loop.time()``); every
    timer set by the machine expires, ``AppSend(payload)`` to multicast application
    bytes (up to 16 MiB, totally ordered, delivered to the sender too), and
    ``Shutdown()`` on clean stop (sends a leave; the machine is inert afterwards).
+   ``MessageReceived(sender, message)`` feeds an already decoded message (tests).
+   Datagrams from our own id (a looping transport) or from a node id outside ``nodes``
+   are ignored and counted in ``srp.stats``; undecodable ones in ``codec.rejected``.
 3. Execute the returned commands in order:
 
    * ``SendTo(node, data)``: one UDP datagram to that node's address;
@@ -35,6 +38,7 @@ Time is a float in **seconds** from any monotonic clock (``loop.time()``); every
      an earlier deadline; ``CancelTimer(kind)``: disarm it. A stale ``TimerFired`` is
      ignored by the machine, so races are harmless;
    * ``Deliver(sender, payload, ring_id, seq)``: hand to the application (CPG);
+     ``seq`` is the frame's sequence number (packed messages share it, in order);
    * ``ConfigChange(kind, members, left, joined, ring_id)``: membership event;
    * ``PersistRingSeq(seq)``: write the u64 to the ring-id file *before* sending
      anything else from this batch (corosync aborts if it cannot);
@@ -342,6 +346,7 @@ class Srp:
             raise ValueError("codec node id differs from node id")
         self.node_id = node_id
         self.nodes = tuple(sorted(set(nodes) | {node_id}))
+        self._peers = frozenset(self.nodes) - {node_id}
         self.codec = codec
         self.config = config or TotemConfig()
         self.timeouts = self.config.timeouts(len(self.nodes))
@@ -384,6 +389,7 @@ class Srp:
             "token_retransmits": 0,
             "rings_formed": 0,
             "bad_packets": 0,
+            "unknown_sender": 0,
         }
 
     def _reset_ring_counters(self) -> None:
@@ -428,8 +434,10 @@ class Srp:
             except WireError:
                 self.stats["bad_packets"] += 1
                 return out
-            if sender != self.node_id:
+            if sender in self._peers:
                 self._dispatch(sender, msg, event.data, now)
+            elif sender != self.node_id:
+                self.stats["unknown_sender"] += 1  # signed, but not in our nodelist
         elif type(event) is AppSend:
             self._app_send(event.payload, now)
         elif type(event) is TimerFired:
