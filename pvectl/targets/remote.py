@@ -59,6 +59,12 @@ def across_hosts(
             return HostOutcome(spec.text, error=str(exc), exit_code=int(exc.exit_code))
         except PvectlError as exc:
             return HostOutcome(spec.text, error=f"{spec.text}: {exc}", exit_code=int(exc.exit_code))
+        except Exception as exc:  # a bug on one host must not hide the others' answers
+            return HostOutcome(
+                spec.text,
+                error=f"{spec.text}: internal error: {type(exc).__name__}: {exc}",
+                exit_code=int(ExitCode.SOFTWARE),
+            )
 
     if len(hosts) == 1:
         return [one(hosts[0])]

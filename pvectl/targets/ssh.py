@@ -439,10 +439,12 @@ class SshRunner:
         return CommandResult(tuple(argv), code, out, err)
 
     def read_file(self, path: str) -> str | None:
-        result = self.run(["cat", "--", path])
+        # exit 3 = absent, whatever language the remote error messages are in
+        script = 'test -e "$1" || exit 3; exec cat -- "$1"'
+        result = self.run(["sh", "-c", script, "sh", path])
         if result.returncode == 0:
             return result.stdout
-        if "No such file" in result.stderr:
+        if result.returncode == 3:
             return None
         raise PvectlError(f"{self.spec.text}: cannot read {path}: {result.stderr.strip()}")
 
