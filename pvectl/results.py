@@ -59,6 +59,15 @@ class QdeviceRow:
 
 
 @dataclass(frozen=True)
+class LinkStatus:
+    """One knet/udpu link as ``corosync-cfgtool -s`` reports it from the local node."""
+
+    link_id: int
+    address: str
+    peers: tuple[tuple[int, str], ...] = ()  # (node id, "localhost"/"connected"/...)
+
+
+@dataclass(frozen=True)
 class QuorumStatus:
     """What ``corosync-quorumtool -s`` reports, from one node's point of view."""
 
@@ -76,6 +85,10 @@ class QuorumStatus:
     qdevice: QdeviceRow | None = None
     cluster: ClusterInfo | None = None
     source: str = "corosync"  # which target answered: corosync, lab, ssh:HOST
+    activity_blocked: bool = False  # quorumtool's "Quorum: N Activity blocked"
+    links: tuple[LinkStatus, ...] = ()  # corosync-cfgtool -s, where available
+    totem_token_ms: int | None = None  # runtime.config.totem.token (after coefficient)
+    totem_consensus_ms: int | None = None  # runtime.config.totem.consensus
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 # packages) and runs lint, types, the docs staleness check and the whole test suite.
 set -eu
 cd "$(dirname "$0")/.."
-DEB_PACKAGES="python3-venv corosync corosync-qnetd corosync-qdevice openssh-server openssh-client fuse3 libfuse3-3 fio ioping nftables iproute2 postgresql-15 sqlite3 procps psmisc"
+DEB_PACKAGES="python3-venv corosync corosync-qnetd corosync-qdevice openssh-server openssh-client fuse3 libfuse3-3 fio ioping nftables iproute2 postgresql-15 sqlite3 procps psmisc zsh fish strace"
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     missing=""
     for pkg in $DEB_PACKAGES; do

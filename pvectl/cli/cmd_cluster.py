@@ -11,7 +11,8 @@ from typing import Annotated, TypeVar
 
 import typer
 
-from pvectl.cli import pvecm_text, views_text
+from pvectl import corosync_conf
+from pvectl.cli import pvecm_text, views_text, whatif_text
 from pvectl.cli.options import (
     AcceptNewHostKeyOption,
     ClusterNameOption,
@@ -23,10 +24,11 @@ from pvectl.cli.options import (
     TargetKind,
     TargetOption,
 )
-from pvectl.cli.output import OutputFormat, emit
+from pvectl.cli.output import OutputFormat, emit, stdout_console, to_jsonable
 from pvectl.cli.remote import DEFAULT_CONNECT_TIMEOUT, open_session, remote_hosts
 from pvectl.cluster_views import HostView, compare_views
 from pvectl.errors import ExitCode, PvectlError, UsageError
+from pvectl.quorum import whatif
 from pvectl.results import ExpectedResult, NodeList, QuorumStatus
 from pvectl.targets.remote import HostOutcome, across_hosts, corosync_target
 from pvectl.targets.resolve import resolve_target
@@ -59,6 +61,14 @@ def status(
     target: TargetOption = TargetKind.auto,
     name: LabNameOption = "default",
     node: LabNodeOption = None,
+    what_if: Annotated[
+        bool,
+        typer.Option(
+            "--what-if",
+            help="Also show which node failures keep quorum, the failures always survived, "
+            "what splits do, and advice (JSON: a 'what_if' key).",
+        ),
+    ] = False,
     host: HostsOption = None,
     cluster: ClusterNameOption = None,
     accept_new_host_key: AcceptNewHostKeyOption = False,
@@ -73,13 +83,13 @@ def status(
     hosts = remote_hosts(host, cluster)
     if not hosts:
         result = resolve_target(target.value, name, node).status()
-        emit(result, output_format, lambda: pvecm_text.pvecm_status(result))
+        _emit_status(result, output_format, what_if)
         raise typer.Exit(int(ExitCode.OK if result.quorate else ExitCode.NOT_QUORATE))
     with open_session(accept_new_host_key, connect_timeout) as ssh:
         outcomes = across_hosts(ssh, hosts, _remote_status)
     if len(outcomes) == 1:
         single = _only(outcomes[0])
-        emit(single, output_format, lambda: pvecm_text.pvecm_status(single))
+        _emit_status(single, output_format, what_if)
         raise typer.Exit(int(ExitCode.OK if single.quorate else ExitCode.NOT_QUORATE))
     comparison = compare_views([HostView(o.host, o.result, o.error) for o in outcomes])
     emit(comparison, output_format, lambda: views_text.status_side_by_side(comparison))
@@ -88,6 +98,27 @@ def status(
     all_quorate = all(v.status is not None and v.status.quorate for v in comparison.views)
     ok = all_quorate and comparison.agree
     raise typer.Exit(int(ExitCode.OK if ok else ExitCode.NOT_QUORATE))
+
+
+def _emit_status(result: QuorumStatus, output_format: OutputFormat, what_if: bool) -> None:
+    if what_if:
+        _status_with_what_if(result, output_format)
+    else:
+        emit(result, output_format, lambda: pvecm_text.pvecm_status(result))
+
+
+def _status_with_what_if(result: QuorumStatus, output_format: OutputFormat) -> None:
+    config = None
+    if result.source == "corosync":  # the local file describes the local cluster only
+        found = corosync_conf.find_config()
+        config = corosync_conf.load(found) if found else None
+    options, names = whatif.options_from_status(result, config)
+    report = whatif.analyse(options, names)
+    if output_format is OutputFormat.text:
+        emit(result, output_format, lambda: pvecm_text.pvecm_status(result))
+        stdout_console().print(whatif_text.render(report))
+    else:
+        emit({**to_jsonable(result), "what_if": to_jsonable(report)}, output_format, str)
 
 
 def nodes(

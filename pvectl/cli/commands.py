@@ -6,7 +6,14 @@ import importlib
 
 import typer
 
-COMMAND_MODULES = ("pvectl.cli.cmd_cluster", "pvectl.cli.cmd_check")
+COMMAND_MODULES = (
+    "pvectl.cli.cmd_cluster",
+    "pvectl.cli.cmd_quorum",
+    "pvectl.cli.cmd_lab",
+    "pvectl.cli.cmd_perf",
+    "pvectl.cli.cmd_check",
+    "pvectl.cli.cmd_qdevice",
+)
 
 
 def register(app: typer.Typer) -> None:

@@ -34,7 +34,15 @@ def _node_id(node_id: int, hex_ids: bool) -> str:
     return f"0x{node_id:08x} " if hex_ids else f"{node_id:>10} "
 
 
-def membership_block(members: tuple[Member, ...], qdevice: QdeviceRow | None, hex_ids: bool) -> str:
+def membership_block(
+    members: tuple[Member, ...],
+    qdevice: QdeviceRow | None,
+    hex_ids: bool,
+    show_addresses: bool = False,
+) -> str:
+    """corosync-quorumtool's table: columns right-aligned in 10 plus a space; the qdevice
+    pseudo-node row prints 11 spaces before its name and " (votes N)" after it when this
+    node's qdevice is not casting its vote."""
     show_qdevice = qdevice is not None or any(m.qdevice is not None for m in members)
     lines = ["Membership information", "----------------------"]
     header = f"{'Nodeid':>10} {'Votes':>10} "
@@ -45,21 +53,23 @@ def membership_block(members: tuple[Member, ...], qdevice: QdeviceRow | None, he
         row = _node_id(member.node_id, hex_ids) + f"{member.votes:>10} "
         if show_qdevice:
             row += f"{member.qdevice or 'NR':>10} "
-        row += member.name + (" (local)" if member.local else "")
+        shown = member.addresses[0] if show_addresses and member.addresses else member.name
+        row += shown + (" (local)" if member.local else "")
         lines.append(row)
     if qdevice is not None:
-        shown = qdevice.votes if qdevice.casting else 0
-        row = _node_id(0, hex_ids) + f"{shown:>10} "
+        votes = qdevice.votes if qdevice.casting else 0
+        row = _node_id(0, hex_ids) + f"{votes:>10} " + f"{'':>10} " + qdevice.name
         if not qdevice.casting:
-            row = row.rstrip(" ") + f" (votes {qdevice.votes}) "
-        row += f"{'':>10} " + qdevice.name
+            # corosync-quorumtool appends the configured votes after the name
+            row += f" (votes {qdevice.votes})"
         lines.append(row)
     return "\n".join(lines) + "\n"
 
 
 def quorum_block(status: QuorumStatus, hex_ids: bool = True, date: str | None = None) -> str:
     node_id = f"0x{status.node_id:08x}" if hex_ids else str(status.node_id)
-    quorum = f"{status.quorum:<3}" + ("" if status.quorate else " Activity blocked")
+    # quorumtool: printf("%d %s", quorum, quorate ? " " : "Activity blocked")
+    quorum = f"{status.quorum} " + (" " if status.quorate else "Activity blocked")
     flags = "".join(f"{flag} " for flag in FLAG_ORDER if flag in status.flags)
     return (
         "Quorum information\n"
@@ -88,7 +98,7 @@ def pvecm_status(status: QuorumStatus, date: str | None = None) -> str:
     return (
         header
         + quorum_block(status, True, date)
-        + membership_block(status.members, status.qdevice, hex_ids=True)
+        + membership_block(status.members, status.qdevice, hex_ids=True, show_addresses=True)
     )
 
 

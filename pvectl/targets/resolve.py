@@ -26,6 +26,10 @@ def resolve_target(
             lab = importlib.import_module("pvectl.targets.lab")
         except ImportError:
             lab = None
+        if lab is not None and kind == "auto" and not lab.is_running(lab_name):
+            # no lab of that name: with the default name, the only running lab will do
+            running = lab.running_labs() if lab_name == "default" else []
+            lab_name = running[0] if len(running) == 1 else lab_name
         if lab is not None and (kind == "lab" or lab.is_running(lab_name)):
             found: ClusterTarget = lab.LabTarget(lab_name, lab_node)
             return found

@@ -1,0 +1,443 @@
+"""The config store's memdb: pmxcfs's ``tree`` table, held in an in-memory SQLite database.
+
+Every node applies the same operations in the same (agreed) order, so every node's tree is
+identical, row for row. Semantics follow pmxcfs's memdb (proxmox-spec 3.2-3.3):
+
+* inode 0 is the ``__version__`` row carrying the global version, writer and mtime;
+* every mutating operation bumps the global version and stamps the touched entry with it;
+* a new inode number is the global version at its creation (unique, increasing);
+* ``writer`` is the node id whose message caused the change; ``mtime`` is the sender's clock,
+  carried in the message, so applying is deterministic on every node;
+* a file is at most 1 MiB (EFBIG); a non-empty directory cannot be removed or renamed
+  (ENOTEMPTY); ``.``/``..`` cannot be created; rename over a file replaces it.
+
+Applying returns the row changes so the node runtime can persist exactly them to the
+backing ``config.db`` (see ``pvectl.node.backing_store``). No clock, no I/O here.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import sqlite3
+import struct
+from dataclasses import dataclass
+
+DT_DIR = 4
+DT_REG = 8
+MAX_FILE_SIZE = 1024 * 1024
+VERSION_ROW_NAME = "__version__"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS tree (
+  inode   INTEGER PRIMARY KEY NOT NULL,
+  parent  INTEGER NOT NULL CHECK(typeof(parent)=='integer'),
+  version INTEGER NOT NULL CHECK(typeof(version)=='integer'),
+  writer  INTEGER NOT NULL CHECK(typeof(writer)=='integer'),
+  mtime   INTEGER NOT NULL CHECK(typeof(mtime)=='integer'),
+  type    INTEGER NOT NULL CHECK(typeof(type)=='integer'),
+  name    TEXT NOT NULL,
+  data    BLOB);
+"""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One row of ``tree``; inode 0 is the ``__version__`` row."""
+
+    inode: int
+    parent: int
+    version: int
+    writer: int
+    mtime: int
+    type: int
+    name: str
+    data: bytes | None
+
+    @property
+    def is_dir(self) -> bool:
+        """The version row (inode 0) stands for the root directory."""
+        return self.type == DT_DIR or self.inode == 0
+
+    @property
+    def size(self) -> int:
+        return len(self.data) if self.data is not None else 0
+
+    def digest(self) -> bytes:
+        """SHA-256 over what makes two entries the same (pmxcfs's index digest fields)."""
+        hasher = hashlib.sha256()
+        hasher.update(
+            struct.pack(
+                "<QIIIBQ", self.version, self.writer, self.mtime, self.size, self.type, self.parent
+            )
+        )
+        hasher.update(self.name.encode())
+        if self.type == DT_REG and self.data is not None:
+            hasher.update(self.data)
+        return hasher.digest()
+
+
+# --- operations (what travels in a CPG message) -------------------------------------------
+
+
+@dataclass(frozen=True)
+class Create:
+    path: str
+
+
+@dataclass(frozen=True)
+class Mkdir:
+    path: str
+
+
+@dataclass(frozen=True)
+class Write:
+    """pwrite semantics: a write past the end grows the file; ``truncate`` sets size=offset+len."""
+
+    path: str
+    offset: int
+    data: bytes
+    truncate: bool = False
+
+
+@dataclass(frozen=True)
+class Delete:
+    path: str
+
+
+@dataclass(frozen=True)
+class Rename:
+    path: str
+    to: str
+
+
+@dataclass(frozen=True)
+class SetMtime:
+    path: str
+    mtime: int
+
+
+Operation = Create | Mkdir | Write | Delete | Rename | SetMtime
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """``errno_code`` 0 on success; ``upserts``/``deletes`` are what changed in ``tree``."""
+
+    errno_code: int
+    version: int
+    upserts: tuple[Entry, ...] = ()
+    deletes: tuple[int, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.errno_code == 0
+
+
+@dataclass(frozen=True)
+class MemdbIndex:
+    """What DFSM state sync compares: the global version plus a digest per inode."""
+
+    version: int
+    last_inode: int
+    writer: int
+    mtime: int
+    entries: tuple[tuple[int, bytes], ...]
+
+    def encode(self) -> bytes:
+        head = struct.pack(
+            "<QQIII", self.version, self.last_inode, self.writer, self.mtime, len(self.entries)
+        )
+        return head + b"".join(struct.pack("<Q", inode) + d for inode, d in self.entries)
+
+    def digest(self) -> str:
+        return hashlib.sha256(self.encode()).hexdigest()
+
+
+def split_path(path: str) -> list[str]:
+    return [part for part in path.split("/") if part]
+
+
+class MemDB:
+    """The in-RAM tree; authoritative, like pmxcfs's (the backing file is its copy)."""
+
+    def __init__(self) -> None:
+        self.db = sqlite3.connect(":memory:", isolation_level=None)
+        self.db.executescript(SCHEMA)
+        self.db.execute("CREATE UNIQUE INDEX IF NOT EXISTS tree_parent_name ON tree(parent, name)")
+        self.db.execute(
+            "INSERT INTO tree VALUES (0, 0, 1, 0, 0, ?, ?, NULL)", (DT_REG, VERSION_ROW_NAME)
+        )
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def root(self) -> Entry:
+        found = self._row("SELECT * FROM tree WHERE inode = 0", ())
+        assert found is not None
+        return found
+
+    @property
+    def version(self) -> int:
+        return self.root().version
+
+    def _row(self, sql: str, args: tuple[object, ...]) -> Entry | None:
+        row = self.db.execute(sql, args).fetchone()
+        return _entry(row) if row else None
+
+    def lookup(self, path: str) -> Entry | None:
+        parent = 0
+        found: Entry | None = self.root()
+        for part in split_path(path):
+            found = self._row(
+                "SELECT * FROM tree WHERE parent = ? AND name = ? AND inode != 0", (parent, part)
+            )
+            if found is None:
+                return None
+            parent = found.inode
+        return found
+
+    def read(self, path: str) -> bytes | None:
+        entry = self.lookup(path)
+        return entry.data or b"" if entry is not None and not entry.is_dir else None
+
+    def listdir(self, path: str) -> list[Entry]:
+        entry = self.lookup(path)
+        if entry is None or not entry.is_dir:
+            return []
+        return [
+            _entry(row)
+            for row in self.db.execute(
+                "SELECT * FROM tree WHERE parent = ? AND inode != 0 ORDER BY name", (entry.inode,)
+            )
+        ]
+
+    def entries(self) -> list[Entry]:
+        """Every row, sorted by inode (the order the index and the verify checksum use)."""
+        return [_entry(row) for row in self.db.execute("SELECT * FROM tree ORDER BY inode")]
+
+    def index(self) -> MemdbIndex:
+        root = self.root()
+        rows = [e for e in self.entries() if e.inode != 0]
+        return MemdbIndex(
+            version=root.version,
+            last_inode=max((e.inode for e in rows), default=0),
+            writer=root.writer,
+            mtime=root.mtime,
+            entries=tuple((e.inode, e.digest()) for e in rows),
+        )
+
+    def checksum(self) -> str:
+        """SHA-256 over the whole tree, version row included (pmxcfs's verify checksum)."""
+        hasher = hashlib.sha256()
+        for entry in self.entries():
+            hasher.update(entry.digest())
+        return hasher.hexdigest()
+
+    # --- writing ---------------------------------------------------------------------------
+
+    def apply(self, op: Operation, writer: int, mtime: int) -> ApplyResult:
+        """Apply one operation as one transaction; on error nothing changes."""
+        self.db.execute("BEGIN")
+        try:
+            result = self._apply(op, writer, mtime)
+        except Exception:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT" if result.ok else "ROLLBACK")
+        return result
+
+    def _fail(self, code: int) -> ApplyResult:
+        return ApplyResult(code, self.version)
+
+    def _bump(self, writer: int, mtime: int) -> Entry:
+        root = self.root()
+        new_root = Entry(0, 0, root.version + 1, writer, mtime, DT_REG, VERSION_ROW_NAME, None)
+        self._put(new_root)
+        return new_root
+
+    def _put(self, entry: Entry) -> None:
+        self.db.execute(
+            "REPLACE INTO tree VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                entry.inode,
+                entry.parent,
+                entry.version,
+                entry.writer,
+                entry.mtime,
+                entry.type,
+                entry.name,
+                entry.data,
+            ),
+        )
+
+    def _parent_of(self, path: str) -> tuple[Entry | None, str]:
+        parts = split_path(path)
+        if not parts:
+            return None, ""
+        parent = self.lookup("/".join(parts[:-1]))
+        return parent, parts[-1]
+
+    def _create(self, path: str, kind: int, writer: int, mtime: int) -> ApplyResult:
+        parent, name = self._parent_of(path)
+        if name in ("", ".", ".."):
+            return self._fail(errno.EACCES)
+        if parent is None:
+            return self._fail(errno.ENOENT)
+        if not parent.is_dir:
+            return self._fail(errno.ENOTDIR)
+        if self.lookup(path) is not None:
+            return self._fail(errno.EEXIST)
+        root = self._bump(writer, mtime)
+        entry = Entry(
+            root.version,
+            parent.inode,
+            root.version,
+            writer,
+            mtime,
+            kind,
+            name,
+            None if kind == DT_DIR else b"",
+        )
+        self._put(entry)
+        return ApplyResult(0, root.version, (entry, root))
+
+    def _apply(self, op: Operation, writer: int, mtime: int) -> ApplyResult:
+        if isinstance(op, Create):
+            return self._create(op.path, DT_REG, writer, mtime)
+        if isinstance(op, Mkdir):
+            return self._create(op.path, DT_DIR, writer, mtime)
+        if isinstance(op, Write):
+            return self._write(op, writer, mtime)
+        if isinstance(op, Delete):
+            return self._delete(op.path, writer, mtime)
+        if isinstance(op, Rename):
+            return self._rename(op, writer, mtime)
+        return self._set_mtime(op, writer, mtime)
+
+    def _write(self, op: Write, writer: int, mtime: int) -> ApplyResult:
+        if op.offset < 0:
+            return self._fail(errno.EINVAL)
+        if op.offset + len(op.data) > MAX_FILE_SIZE:
+            return self._fail(errno.EFBIG)
+        entry = self.lookup(op.path)
+        if entry is None:
+            return self._fail(errno.ENOENT)
+        if entry.is_dir or entry.inode == 0:
+            return self._fail(errno.EISDIR)
+        old = entry.data or b""
+        if op.truncate:
+            base = old[: op.offset].ljust(op.offset, b"\0")
+            data = base + op.data
+        else:
+            end = op.offset + len(op.data)
+            data = old[: op.offset].ljust(op.offset, b"\0") + op.data + old[end:]
+        root = self._bump(writer, mtime)
+        new = Entry(
+            entry.inode, entry.parent, root.version, writer, mtime, DT_REG, entry.name, data
+        )
+        self._put(new)
+        return ApplyResult(0, root.version, (new, root))
+
+    def _has_children(self, inode: int) -> bool:
+        found = self.db.execute(
+            "SELECT 1 FROM tree WHERE parent = ? AND inode != 0 LIMIT 1", (inode,)
+        ).fetchone()
+        return found is not None
+
+    def _delete(self, path: str, writer: int, mtime: int) -> ApplyResult:
+        entry = self.lookup(path)
+        if entry is None:
+            return self._fail(errno.ENOENT)
+        if entry.inode == 0:
+            return self._fail(errno.EACCES)
+        if entry.is_dir and self._has_children(entry.inode):
+            return self._fail(errno.ENOTEMPTY)
+        self.db.execute("DELETE FROM tree WHERE inode = ?", (entry.inode,))
+        root = self._bump(writer, mtime)
+        return ApplyResult(0, root.version, (root,), (entry.inode,))
+
+    def _rename(self, op: Rename, writer: int, mtime: int) -> ApplyResult:
+        entry = self.lookup(op.path)
+        if entry is None:
+            return self._fail(errno.ENOENT)
+        if entry.inode == 0:
+            return self._fail(errno.EACCES)
+        if entry.is_dir and self._has_children(entry.inode):
+            return self._fail(errno.ENOTEMPTY)
+        parent, name = self._parent_of(op.to)
+        if parent is None or name in ("", ".", ".."):
+            return self._fail(errno.ENOENT if parent is None else errno.EACCES)
+        if not parent.is_dir:
+            return self._fail(errno.ENOTDIR)
+        deletes: tuple[int, ...] = ()
+        target = self.lookup(op.to)
+        if target is not None and target.inode != entry.inode:
+            if target.is_dir != entry.is_dir:
+                return self._fail(errno.EISDIR if target.is_dir else errno.ENOTDIR)
+            if target.is_dir and self._has_children(target.inode):
+                return self._fail(errno.ENOTEMPTY)
+            self.db.execute("DELETE FROM tree WHERE inode = ?", (target.inode,))
+            deletes = (target.inode,)
+        root = self._bump(writer, mtime)
+        moved = Entry(
+            entry.inode, parent.inode, root.version, writer, mtime, entry.type, name, entry.data
+        )
+        self._put(moved)
+        return ApplyResult(0, root.version, (moved, root), deletes)
+
+    def _set_mtime(self, op: SetMtime, writer: int, mtime: int) -> ApplyResult:
+        entry = self.lookup(op.path)
+        if entry is None:
+            return self._fail(errno.ENOENT)
+        root = self._bump(writer, mtime)
+        new = Entry(
+            entry.inode,
+            entry.parent,
+            root.version,
+            writer,
+            op.mtime,
+            entry.type,
+            entry.name,
+            entry.data,
+        )
+        self._put(new)
+        return ApplyResult(0, root.version, (new, root))
+
+    # --- state sync --------------------------------------------------------------------------
+
+    def replace_all(self, entries: list[Entry]) -> None:
+        """Install a leader's tree (DFSM update) as one transaction."""
+        self.db.execute("BEGIN")
+        self.db.execute("DELETE FROM tree")
+        for entry in entries:
+            self._put(entry)
+        self.db.execute("COMMIT")
+
+    def load(self, entries: list[Entry]) -> None:
+        """Load rows from a backing config.db, with pmxcfs's load checks."""
+        seen: set[tuple[int, str]] = set()
+        inodes = {e.inode: e for e in entries}
+        for entry in entries:
+            if entry.inode == 0:
+                if entry.name != VERSION_ROW_NAME:
+                    raise ValueError(f"inode 0 must be {VERSION_ROW_NAME!r}, found {entry.name!r}")
+                continue
+            if entry.type not in (DT_DIR, DT_REG):
+                raise ValueError(f"inode {entry.inode}: unknown type {entry.type}")
+            if entry.type == DT_DIR and entry.data:
+                raise ValueError(f"inode {entry.inode}: directory with data")
+            if entry.parent != 0 and not (
+                entry.parent in inodes and inodes[entry.parent].type == DT_DIR
+            ):
+                raise ValueError(f"inode {entry.inode}: parent {entry.parent} is not a directory")
+            key = (entry.parent, entry.name)
+            if key in seen:
+                raise ValueError(f"found entry with duplicate name {entry.name!r}")
+            seen.add(key)
+        if 0 not in inodes:
+            entries = [Entry(0, 0, 1, 0, 0, DT_REG, VERSION_ROW_NAME, None), *entries]
+        self.replace_all(entries)
+
+
+def _entry(row: tuple[int, int, int, int, int, int, str, bytes | None]) -> Entry:
+    return Entry(*row)

@@ -1,0 +1,686 @@
+"""The corosync lab engine: N real corosync 3 nodes on this machine, one network
+namespace each, broken on purpose with signals and nftables.
+
+Each node gets its own directories for corosync's fixed paths (config and authkey, the
+pid lock under /run, the state dir, the log); commands run "on" a node through
+``netns.node_context`` so corosync's own tools behave as on a real node.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pvectl import corosync_conf
+from pvectl.corosync_conf import Section
+from pvectl.errors import (
+    CommandRefused,
+    ExitCode,
+    PermissionNeeded,
+    PvectlError,
+    TargetUnavailable,
+    UsageError,
+)
+from pvectl.lab import netns
+from pvectl.lab import state as lab_state
+from pvectl.lab.state import LabNode, LabState
+from pvectl.results import NodeList, QuorumStatus
+from pvectl.targets import corosync_parse
+from pvectl.targets.runner import LocalRunner
+
+ENGINE = "corosync"
+MAX_NODES = 16
+SUBNET_POOL = "10.99.0.0/16"
+TOOLS = ("corosync", "corosync-keygen", "corosync-quorumtool", "corosync-cmapctl")
+Report = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class UpOptions:
+    nodes: int
+    transport: str = "knet"
+    token: int | None = None
+    two_node: bool = False
+    wait_for_all: bool | None = None
+    votes: tuple[int, ...] = ()
+    subnet: str | None = None
+    wait_timeout: float = 60.0
+
+
+@dataclass(frozen=True)
+class NodeView:
+    """One node as ``lab ls`` shows it: process facts plus its own quorum view."""
+
+    node_id: int
+    name: str
+    address: str
+    namespace: str
+    pid: int | None
+    running: bool
+    ring_id: str | None
+    quorate: bool | None
+    members: tuple[int, ...]
+    state_dir: str
+    files: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class LabView:
+    name: str
+    engine: str
+    state_dir: str
+    subnet: str
+    transport: str
+    cluster_name: str
+    nodes: tuple[NodeView, ...]
+
+
+@dataclass(frozen=True)
+class RingChange:
+    """What a fault did to the ring, as seen from the surviving nodes."""
+
+    action: str
+    node_id: int
+    seconds: float | None  # None: the ring did not settle within the timeout
+    survivors: tuple[int, ...]
+    members: tuple[int, ...]
+    quorate: bool | None
+
+
+# ---- preconditions ------------------------------------------------------------------
+
+
+def require_root(what: str) -> None:
+    if os.geteuid() != 0:
+        raise PermissionNeeded(
+            f"{what} needs root (network namespaces, bind mounts, nftables): "
+            "run it with sudo or as root"
+        )
+
+
+def missing_tools() -> list[str]:
+    return [tool for tool in (*TOOLS, "ip", "unshare") if shutil.which(tool) is None]
+
+
+def require_corosync() -> None:
+    missing = missing_tools()
+    if missing:
+        package = "corosync" if any(t.startswith("corosync") for t in missing) else "iproute2"
+        raise PvectlError(
+            f"{missing[0]} not found on PATH: install the Debian package '{package}' "
+            f"(apt install {package})",
+            ExitCode.UNAVAILABLE,
+        )
+
+
+def available() -> bool:
+    """Whether this machine can run the corosync engine for the current user."""
+    return os.geteuid() == 0 and not missing_tools()
+
+
+# ---- node context -------------------------------------------------------------------
+
+
+def node_prefix(node: LabNode) -> tuple[str, ...]:
+    return netns.node_context(node.namespace, node.dir, node.name)
+
+
+def node_runner(node: LabNode) -> LocalRunner:
+    runner = LocalRunner(prefix=node_prefix(node))
+    runner.describe = f"lab node {node.node_id}"
+    return runner
+
+
+def node_pid(node: LabNode) -> int | None:
+    """The node's corosync pid if it still runs (checked against pid reuse)."""
+    if node.pid is not None and netns.process_in_namespace(node.pid, node.namespace, "corosync"):
+        return node.pid
+    return None
+
+
+def membership(node: LabNode) -> tuple[int, ...] | None:
+    """Node ids in this node's current view, or None when its corosync does not answer."""
+    proc = netns.run(
+        [*netns.net_only(node.namespace), "corosync-quorumtool", "-l"], check=False, timeout=10
+    )
+    if proc.returncode != 0:
+        return None
+    try:
+        listing = corosync_parse.parse_node_list(proc.stdout)
+    except PvectlError:
+        return None
+    return tuple(sorted(m.node_id for m in listing.members))
+
+
+def quorum_view(node: LabNode) -> QuorumStatus | None:
+    proc = netns.run(
+        [*netns.net_only(node.namespace), "corosync-quorumtool", "-s"], check=False, timeout=10
+    )
+    if proc.returncode not in (0, 2):
+        return None
+    try:
+        return corosync_parse.parse_status(proc.stdout)
+    except PvectlError:
+        return None
+
+
+def node_list_view(node: LabNode) -> NodeList | None:
+    proc = netns.run(
+        [*netns.net_only(node.namespace), "corosync-quorumtool", "-l"], check=False, timeout=10
+    )
+    if proc.returncode != 0:
+        return None
+    return corosync_parse.parse_node_list(proc.stdout)
+
+
+# ---- configuration ------------------------------------------------------------------
+
+
+def _allocate_subnet(requested: str | None, lab_name: str) -> ipaddress.IPv4Network:
+    """The requested /24 if no other lab holds it, else the first free one in the pool."""
+    used = {lab.subnet for lab in lab_state.all_labs() if lab.name != lab_name}
+    if requested is not None:
+        try:
+            net = ipaddress.ip_network(requested, strict=False)
+        except ValueError as exc:
+            raise UsageError(f"--subnet {requested!r}: {exc}") from exc
+        if not isinstance(net, ipaddress.IPv4Network) or net.prefixlen != 24:
+            raise UsageError(f"--subnet {requested!r}: give an IPv4 /24, e.g. 10.99.7.0/24")
+        if str(net) in used:
+            owner = next(lab.name for lab in lab_state.all_labs() if lab.subnet == str(net))
+            raise CommandRefused(f"subnet {net} is already used by lab {owner!r}")
+        return net
+    pool = ipaddress.IPv4Network(SUBNET_POOL)
+    for candidate in pool.subnets(new_prefix=24):
+        if candidate.network_address.packed[2] == 0:
+            continue  # 10.99.0.0/24 is the reference lab's
+        if str(candidate) not in used:
+            return candidate
+    raise CommandRefused("no free /24 left in 10.99.0.0/16 for another lab")
+
+
+def build_conf(
+    cluster_name: str, nodes: Sequence[LabNode], options: UpOptions, config_version: int = 1
+) -> str:
+    """corosync.conf as Proxmox writes it (sorted keys, two-space indent), plus a log file
+    because no syslog runs inside a lab node."""
+    root = Section("")
+    logging = Section(
+        "logging",
+        {
+            "debug": "off",
+            "logfile": "/var/log/corosync/corosync.log",
+            "timestamp": "hires",
+            "to_logfile": "yes",
+            "to_stderr": "no",
+            "to_syslog": "no",
+        },
+    )
+    nodelist = Section("nodelist")
+    for node in nodes:
+        nodelist.children.append(
+            Section(
+                "node",
+                {
+                    "name": node.name,
+                    "nodeid": str(node.node_id),
+                    "quorum_votes": str(node.votes),
+                    "ring0_addr": node.address,
+                },
+            )
+        )
+    quorum = Section("quorum", {"provider": "corosync_votequorum"})
+    if options.two_node:
+        quorum.values["two_node"] = "1"
+    if options.wait_for_all is not None:
+        quorum.values["wait_for_all"] = "1" if options.wait_for_all else "0"
+    totem = Section(
+        "totem",
+        {
+            "cluster_name": cluster_name,
+            "config_version": str(config_version),
+            "token_coefficient": "125",
+            "version": "2",
+        },
+        [Section("interface", {"linknumber": "0"})],
+    )
+    if options.transport == "knet":
+        totem.values.update({"ip_version": "ipv4-6", "link_mode": "passive", "secauth": "on"})
+    else:  # udpu cannot encrypt in corosync 3
+        totem.values.update(
+            {
+                "transport": options.transport,
+                "ip_version": "ipv4",
+                "crypto_cipher": "none",
+                "crypto_hash": "none",
+            }
+        )
+    if options.token is not None:
+        totem.values["token"] = str(options.token)
+    root.children.extend([logging, nodelist, quorum, totem])
+    return corosync_conf.dump(root)
+
+
+def check_options(options: UpOptions) -> None:
+    if not 1 <= options.nodes <= MAX_NODES:
+        raise UsageError(f"N must be between 1 and {MAX_NODES}, got {options.nodes}")
+    if options.transport not in ("knet", "udpu"):
+        raise UsageError(f"--transport must be knet or udpu, got {options.transport!r}")
+    if options.votes and len(options.votes) != options.nodes:
+        raise UsageError(f"--votes lists {len(options.votes)} values for {options.nodes} nodes")
+    if any(v < 0 or v > 255 for v in options.votes):
+        raise UsageError("--votes: each value must be between 0 and 255")
+    if options.token is not None and not 100 <= options.token <= 600_000:
+        raise UsageError(f"--token must be 100..600000 ms, got {options.token}")
+    if options.two_node and options.nodes != 2:
+        raise UsageError("--two-node needs exactly 2 nodes")
+
+
+# ---- lifecycle ----------------------------------------------------------------------
+
+
+def is_up(name: str) -> bool:
+    state = lab_state.load(name)
+    if state is None or state.engine != ENGINE:
+        return False
+    return any(node_pid(node) is not None for node in state.nodes)
+
+
+def load_running(name: str) -> LabState:
+    state = lab_state.load(name)
+    if state is None:
+        leftovers = netns.lab_namespaces(name) if os.geteuid() == 0 else []
+        hint = f"; 'pvectl lab down --name {name}' removes its leftovers" if leftovers else ""
+        raise TargetUnavailable(
+            f"no lab named {name!r} is up (start one with 'pvectl lab up 3 --name {name}')" + hint
+        )
+    return state
+
+
+def up(name: str, options: UpOptions, report: Report = _quiet) -> LabState:
+    require_root("pvectl lab up --engine corosync")
+    require_corosync()
+    check_options(options)
+    if shutil.which("nft") is None:
+        report("note: nft not found (Debian package 'nftables'): partition/loss will not work")
+    existing = lab_state.load(name)
+    if existing is not None and any(node_pid(n) is not None for n in existing.nodes):
+        raise CommandRefused(
+            f"lab {name!r} is already up ({len(existing.nodes)} nodes, engine "
+            f"{existing.engine}): 'pvectl lab down --name {name}' first"
+        )
+    if existing is not None or netns.lab_namespaces(name):
+        down(name)  # leftovers of a crashed run
+    subnet = _allocate_subnet(options.subnet, name)
+    directory = lab_state.lab_dir(name)
+    if directory.exists():
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True, mode=0o700)
+    hosts = list(subnet.hosts())
+    votes = options.votes or (1,) * options.nodes
+    nodes = tuple(
+        LabNode(
+            node_id=i,
+            name=f"node{i}",
+            namespace=netns.node_namespace(name, i),
+            address=str(hosts[i - 1]),
+            dir=str(directory / f"node{i}"),
+            votes=votes[i - 1],
+        )
+        for i in range(1, options.nodes + 1)
+    )
+    state = LabState(
+        name=name,
+        engine=ENGINE,
+        state_dir=str(directory),
+        namespace_prefix=netns.lab_prefix(name),
+        hub_namespace=netns.hub_namespace(name),
+        subnet=str(subnet),
+        cluster_name=name,
+        transport=options.transport,
+        nodes=nodes,
+        options={
+            "token": options.token,
+            "two_node": options.two_node,
+            "wait_for_all": options.wait_for_all,
+            "votes": list(votes),
+        },
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+    lab_state.save(state)  # first, so a crash from here on is found by 'lab down'
+    netns.create_hub(state.hub_namespace)
+    for node in nodes:
+        netns.create_node_namespace(
+            node.namespace, state.hub_namespace, f"v{node.node_id}", f"{node.address}/24"
+        )
+    authkey = directory / "authkey"
+    netns.run(["corosync-keygen", "-k", str(authkey)])
+    conf = build_conf(state.cluster_name, nodes, options)
+    for node in nodes:
+        base = Path(node.dir)
+        for sub, _ in netns.NODE_MOUNTS:
+            (base / sub).mkdir(parents=True, exist_ok=True)
+        (base / "etc" / "corosync.conf").write_text(conf, encoding="utf-8")
+        shutil.copyfile(authkey, base / "etc" / "authkey")
+        os.chmod(base / "etc" / "authkey", 0o400)
+    first = nodes[0]
+    check = netns.run([*node_prefix(first), "corosync", "-t"], check=False)
+    if check.returncode != 0:
+        raise PvectlError(f"corosync -t rejected the generated corosync.conf: {check.stderr}")
+    started = time.monotonic()
+    for node in nodes:
+        state = _start_process(state, node.node_id)
+    for node in state.nodes:
+        _wait_ipc(node, 20.0)
+    want = tuple(n.node_id for n in nodes)
+    ok = _wait_until(lambda: all(membership(n) == want for n in state.nodes), options.wait_timeout)
+    elapsed = time.monotonic() - started
+    if not ok:
+        raise PvectlError(
+            f"lab {name!r}: the ring did not form within {options.wait_timeout:g} s "
+            f"(logs under {directory}/node*/log)",
+            ExitCode.TEMP_FAIL,
+        )
+    report(
+        f"lab {name!r}: {options.nodes} corosync node(s) up ({options.transport}, "
+        f"subnet {subnet}); ring formed in {elapsed:.2f} s"
+    )
+    return state
+
+
+def down(name: str, report: Report = _quiet) -> list[str]:
+    """Stop every process in the lab's namespaces and delete them, found by prefix so a
+    crashed ``pvectl`` leaves nothing behind; returns the removed namespaces."""
+    require_root("pvectl lab down (corosync engine)")
+    namespaces = netns.lab_namespaces(name)
+    stopped = netns.destroy_namespaces(namespaces)
+    removed = [ns for ns in namespaces if ns not in netns.list_namespaces()]
+    for namespace in namespaces:
+        pids = stopped.get(namespace)
+        report(f"removed {namespace}" + (f" (stopped pids {pids})" if pids else ""))
+    left = [ns for ns in namespaces if ns not in removed]
+    if left:
+        raise PvectlError(f"could not remove namespaces {', '.join(left)}")
+    directory = lab_state.lab_dir(name)
+    if directory.exists():
+        shutil.rmtree(directory, ignore_errors=True)
+    return removed
+
+
+def _start_process(state: LabState, node_id: int) -> LabState:
+    node = state.node(node_id)
+    base = Path(node.dir)
+    stale_lock = base / "run" / "corosync.pid"
+    stale_lock.unlink(missing_ok=True)
+    log = open(base / "log" / "corosync.stderr", "ab")  # noqa: SIM115 - handed to the child
+    try:
+        # The chain ip -> unshare -> sh -> corosync execs all the way, so this pid is
+        # corosync's own: signals go straight to it.
+        proc = subprocess.Popen(
+            [*node_prefix(node), "corosync", "-f"],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+        )
+    finally:
+        log.close()
+    state = state.with_pid(node_id, proc.pid)
+    lab_state.save(state)
+    return state
+
+
+def _wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.1) -> bool:
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+
+
+def _wait_ipc(node: LabNode, timeout: float) -> None:
+    def answers() -> bool:
+        # alive is enough: for its first milliseconds the process is still 'ip', outside
+        # the node's namespace
+        if node.pid is None or not netns.alive(node.pid):
+            raise PvectlError(
+                f"node {node.node_id}: corosync exited at start; see {node.dir}/log/corosync.stderr"
+            )
+        return membership(node) is not None
+
+    if not _wait_until(answers, timeout):
+        raise PvectlError(
+            f"node {node.node_id}: corosync does not answer after {timeout:g} s "
+            f"(see {node.dir}/log)",
+            ExitCode.TEMP_FAIL,
+        )
+
+
+def _running_nodes(state: LabState, exclude: int | None = None) -> list[LabNode]:
+    return [n for n in state.nodes if n.node_id != exclude and node_pid(n) is not None]
+
+
+def _settle(
+    state: LabState,
+    node_id: int,
+    action: str,
+    expect: Callable[[tuple[int, ...]], bool],
+    timeout: float,
+    exclude_self: bool,
+) -> RingChange:
+    """Time until every other running node's view satisfies ``expect``."""
+    started = time.monotonic()
+    observers = _running_nodes(state, exclude=node_id if exclude_self else None)
+    views: dict[int, tuple[int, ...] | None] = {}
+
+    def settled() -> bool:
+        for node in observers:
+            views[node.node_id] = membership(node)
+        return all(v is not None and expect(v) for v in views.values())
+
+    ok = _wait_until(settled, timeout)
+    seconds = time.monotonic() - started if ok else None
+    members: tuple[int, ...] = ()
+    quorate: bool | None = None
+    if observers:
+        view = quorum_view(observers[0])
+        if view is not None:
+            members = tuple(m.node_id for m in view.members)
+            quorate = view.quorate
+    return RingChange(
+        action, node_id, seconds, tuple(n.node_id for n in observers), members, quorate
+    )
+
+
+def _ring_timeout(state: LabState) -> float:
+    token = state.options.get("token") or 3000
+    nodes = len(state.nodes)
+    effective = token + max(0, nodes - 2) * 125
+    return max(30.0, 4 * 2.2 * effective / 1000)
+
+
+def stop_node(name: str, node_id: int, sig: signal.Signals) -> RingChange:
+    """SIGKILL (crash) or SIGTERM (clean leave) one node, then time the new ring."""
+    require_root(f"pvectl lab {'kill' if sig == signal.SIGKILL else 'stop'}")
+    state = load_running(name)
+    node = state.node(node_id)
+    pid = node_pid(node)
+    if pid is None:
+        raise CommandRefused(f"node {node_id} of lab {name!r} is not running")
+    if sig == signal.SIGTERM:
+        netns.signal_pid(pid, signal.SIGCONT)  # a paused node must run to leave cleanly
+    netns.signal_pid(pid, sig)
+    if netns.wait_gone([pid], 10.0):
+        netns.signal_pid(pid, signal.SIGKILL)
+        netns.wait_gone([pid], 2.0)
+    state = state.with_pid(node_id, None)
+    lab_state.save(state)
+    action = "kill" if sig == signal.SIGKILL else "stop"
+    return _settle(state, node_id, action, lambda v: node_id not in v, _ring_timeout(state), True)
+
+
+def start_node(name: str, node_id: int) -> RingChange:
+    require_root("pvectl lab start")
+    state = load_running(name)
+    node = state.node(node_id)
+    if node_pid(node) is not None:
+        raise CommandRefused(f"node {node_id} of lab {name!r} is already running")
+    if not Path(f"/run/netns/{node.namespace}").exists():
+        raise CommandRefused(f"lab {name!r} has no namespace for node {node_id}: lab down/up")
+    state = _start_process(state, node_id)
+    _wait_ipc(state.node(node_id), 20.0)
+    return _settle(state, node_id, "start", lambda v: node_id in v, _ring_timeout(state), False)
+
+
+def pause_node(name: str, node_id: int, seconds: float) -> RingChange:
+    """SIGSTOP for ``seconds``, then SIGCONT: a node frozen by swap or a stuck disk."""
+    require_root("pvectl lab pause")
+    if not 0 < seconds <= 3600:
+        raise UsageError(f"pause SECONDS must be in (0, 3600], got {seconds:g}")
+    state = load_running(name)
+    node = state.node(node_id)
+    pid = node_pid(node)
+    if pid is None:
+        raise CommandRefused(f"node {node_id} of lab {name!r} is not running")
+    netns.signal_pid(pid, signal.SIGSTOP)
+    try:
+        time.sleep(seconds)
+    finally:
+        netns.signal_pid(pid, signal.SIGCONT)
+    return _settle(state, node_id, "pause", lambda v: node_id in v, _ring_timeout(state), False)
+
+
+def parse_groups(groups: Sequence[str], state: LabState) -> list[list[int]]:
+    parsed: list[list[int]] = []
+    seen: dict[int, int] = {}
+    for index, group in enumerate(groups):
+        members: list[int] = []
+        for token in group.replace(" ", ",").split(","):
+            if not token:
+                continue
+            try:
+                node_id = int(token)
+            except ValueError as exc:
+                raise UsageError(f"partition group {group!r}: {token!r} is not a node id") from exc
+            state.node(node_id)
+            if node_id in seen:
+                raise UsageError(
+                    f"node {node_id} is in partition groups {seen[node_id] + 1} and "
+                    f"{index + 1}: groups must not overlap"
+                )
+            seen[node_id] = index
+            members.append(node_id)
+        if not members:
+            raise UsageError(f"partition group {index + 1} is empty")
+        parsed.append(members)
+    if len(parsed) < 2:
+        raise UsageError("partition needs at least two groups, e.g. 'partition 1,2 3'")
+    return parsed
+
+
+def partition(name: str, groups: Sequence[str]) -> list[list[int]]:
+    require_root("pvectl lab partition")
+    state = load_running(name)
+    parsed = parse_groups(groups, state)
+    for index, group in enumerate(parsed):
+        others = [state.node(n).address for j, g in enumerate(parsed) if j != index for n in g]
+        for node_id in group:
+            netns.replace_table(
+                state.node(node_id).namespace,
+                netns.PARTITION_TABLE,
+                netns.partition_rules(others),
+            )
+    return parsed
+
+
+def heal(name: str) -> None:
+    require_root("pvectl lab heal")
+    state = load_running(name)
+    for node in state.nodes:
+        netns.replace_table(node.namespace, netns.PARTITION_TABLE, None)
+        netns.replace_table(node.namespace, netns.LOSS_TABLE, None)
+
+
+def loss(name: str, percent: int) -> None:
+    require_root("pvectl lab loss")
+    if not 0 <= percent <= 100:
+        raise UsageError(f"loss PCT must be 0..100, got {percent}")
+    state = load_running(name)
+    for node in state.nodes:
+        netns.replace_table(
+            node.namespace, netns.LOSS_TABLE, netns.loss_rules(percent) if percent else None
+        )
+
+
+def exec_in_node(name: str, node_id: int, argv: Sequence[str]) -> int:
+    require_root("pvectl lab exec")
+    if not argv:
+        raise UsageError("lab exec needs a command after '--'")
+    state = load_running(name)
+    node = state.node(node_id)
+    try:
+        return subprocess.call([*node_prefix(node), *argv])
+    except FileNotFoundError as exc:
+        raise PvectlError(f"{exc.filename}: command not found", ExitCode.UNAVAILABLE) from exc
+
+
+def view(name: str) -> LabView:
+    require_root("pvectl lab ls (corosync engine)")
+    state = load_running(name)
+    rows = []
+    for node in state.nodes:
+        pid = node_pid(node)
+        status = quorum_view(node) if pid is not None else None
+        files = tuple(
+            str(path.relative_to(node.dir))
+            for path in sorted(Path(node.dir).rglob("*"))
+            if path.is_file()
+        )
+        rows.append(
+            NodeView(
+                node_id=node.node_id,
+                name=node.name,
+                address=node.address,
+                namespace=node.namespace,
+                pid=pid,
+                running=pid is not None,
+                ring_id=str(status.ring_id) if status else None,
+                quorate=status.quorate if status else None,
+                members=tuple(m.node_id for m in status.members) if status else (),
+                state_dir=node.dir,
+                files=files,
+            )
+        )
+    return LabView(
+        name=state.name,
+        engine=state.engine,
+        state_dir=state.state_dir,
+        subnet=state.subnet,
+        transport=state.transport,
+        cluster_name=state.cluster_name,
+        nodes=tuple(rows),
+    )
+
+
+def first_running(state: LabState) -> LabNode:
+    for node in state.nodes:
+        if node_pid(node) is not None:
+            return node
+    raise TargetUnavailable(
+        f"no node of lab {state.name!r} is running: 'pvectl lab start NODE --name {state.name}'"
+    )

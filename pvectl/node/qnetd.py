@@ -1,0 +1,396 @@
+"""``pvectl qdevice serve``: the qnetd server's I/O (asyncio TCP, TLS, control socket).
+
+Protocol decisions live in :class:`pvectl.quorum.qnetd_core.QnetdCore`; this module
+moves bytes. TLS runs through ``ssl.MemoryBIO`` rather than ``start_tls`` because the
+protocol switches to TLS in the middle of a stream (STARTTLS): bytes of the client's
+TLS handshake that arrive together with the STARTTLS message must go to TLS, not be
+lost in a stream buffer.
+
+A Unix control socket (mode 0600) answers ``status`` with the JSON of
+``QnetdStatus``: ``pvectl qdevice clients`` reads it, like corosync-qnetd-tool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import errno
+import json
+import os
+import signal
+import ssl
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pvectl.errors import ExitCode, PvectlError
+from pvectl.node.qnetd_certs import CertDir, init_cert_dir, peer_names, server_ssl_context
+from pvectl.quorum import qnetd_wire as wire
+from pvectl.quorum.qnetd_core import Action, Close, QnetdCore, QnetdStatus, Send, StartTls
+
+DEFAULT_PORT = 5403
+TICK_S = 1.0  # qnetd's dead-peer-detection check interval
+
+
+def default_control_socket(port: int) -> Path:
+    base = os.environ.get("XDG_RUNTIME_DIR") or ("/run" if os.geteuid() == 0 else "/tmp")
+    return Path(base) / "pvectl" / f"qnetd-{port}.sock"
+
+
+def _log(text: str) -> None:
+    stamp = time.strftime("%b %d %H:%M:%S")
+    print(f"{stamp} pvectl-qnetd: {text}", file=sys.stderr, flush=True)
+
+
+class _Connection(asyncio.Protocol):
+    def __init__(self, server: QnetdServer, conn_id: int) -> None:
+        self.server = server
+        self.conn_id = conn_id
+        self.transport: asyncio.Transport | None = None
+        self.reader = wire.FrameReader(server.core.max_message_size)
+        self.tls: ssl.SSLObject | None = None
+        self.tls_in = ssl.MemoryBIO()
+        self.tls_out = ssl.MemoryBIO()
+        self.handshaking = False
+        self.closed = False
+        self.addr = "?"
+
+    # --- asyncio callbacks ---
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple) and len(peer) >= 2:
+            self.addr = f"{peer[0]}:{peer[1]}"
+        self.server.core.connect(self.conn_id, self.addr, self.server.now())
+        _log(f"new client connected from {self.addr}")
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
+        if self.tls is not None:
+            self._tls_received(data)
+        else:
+            self._plain_received(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.server.connection_gone(self)
+
+    # --- plaintext and TLS layers ---
+
+    def _plain_received(self, data: bytes) -> None:
+        self.reader.push(data)
+        self._drain_frames()
+
+    def _drain_frames(self) -> None:
+        while not self.closed:
+            try:
+                frame = self.reader.next_frame()
+            except wire.WireError as err:
+                # a length field beyond our limit: say so, then drop the client (the
+                # stream cannot be resynchronised without reading the whole message)
+                self.write(wire.encode(wire.server_error(None, err.code)))
+                self.close(f"client {self.addr}: {err}")
+                return
+            if frame is None:
+                return
+            self.server.apply(self.server.core.receive(self.conn_id, frame, self.server.now()))
+            if self.tls is not None and self.handshaking:
+                rest = self.reader.take_rest()
+                if rest:
+                    self._tls_received(rest)
+                return
+
+    def start_tls(self, context: ssl.SSLContext) -> None:
+        self.tls = context.wrap_bio(self.tls_in, self.tls_out, server_side=True)
+        self.handshaking = True
+
+    def _tls_received(self, data: bytes) -> None:
+        assert self.tls is not None
+        self.tls_in.write(data)
+        if self.handshaking:
+            try:
+                self.tls.do_handshake()
+            except ssl.SSLWantReadError:
+                self._flush_tls()
+                return
+            except (ssl.SSLError, OSError) as exc:
+                self._flush_tls()
+                self.close(f"client {self.addr}: TLS handshake failed: {exc}")
+                return
+            self.handshaking = False
+            self._flush_tls()
+            names = peer_names(self.tls.getpeercert())  # type: ignore[arg-type]
+            self.server.core.tls_established(self.conn_id, names)
+            _log(f"client {self.addr}: TLS up, certificate for {', '.join(names or ('-',))}")
+        plain = bytearray()
+        while True:
+            try:
+                chunk = self.tls.read(65536)
+            except ssl.SSLWantReadError:
+                break
+            except ssl.SSLZeroReturnError:
+                self.close(f"client {self.addr} closed TLS")
+                return
+            except (ssl.SSLError, OSError) as exc:
+                self.close(f"client {self.addr}: TLS error: {exc}")
+                return
+            if not chunk:
+                break
+            plain += chunk
+        self._flush_tls()
+        if plain:
+            self.reader.push(bytes(plain))
+            self._drain_frames()
+
+    def _flush_tls(self) -> None:
+        data = self.tls_out.read()
+        if data and self.transport is not None:
+            self.transport.write(data)
+
+    def write(self, data: bytes) -> None:
+        if self.closed or self.transport is None:
+            return
+        if self.tls is not None and not self.handshaking:
+            try:
+                self.tls.write(data)
+            except (ssl.SSLError, OSError) as exc:
+                self.close(f"client {self.addr}: TLS write failed: {exc}")
+                return
+            self._flush_tls()
+        else:
+            self.transport.write(data)
+
+    def close(self, reason: str) -> None:
+        if self.closed:
+            return
+        _log(reason)
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+        self.server.connection_gone(self)
+
+
+class QnetdServer:
+    """One listening qnetd: TCP clients, a control socket, a 1 s housekeeping tick."""
+
+    def __init__(
+        self,
+        core: QnetdCore,
+        ssl_context: ssl.SSLContext | None,
+        control_socket: Path | None,
+    ) -> None:
+        self.core = core
+        self.ssl_context = ssl_context
+        self.control_socket = control_socket
+        self._conns: dict[int, _Connection] = {}
+        self._next_id = 1
+        self._loop = asyncio.get_event_loop()
+        self._gone: set[int] = set()
+
+    def now(self) -> float:
+        return self._loop.time()
+
+    def _new_connection(self) -> _Connection:
+        conn = _Connection(self, self._next_id)
+        self._conns[self._next_id] = conn
+        self._next_id += 1
+        return conn
+
+    def apply(self, actions: list[Action]) -> None:
+        for action in actions:
+            conn = self._conns.get(action.conn_id)
+            if conn is None:
+                continue
+            if isinstance(action, Send):
+                conn.write(action.data)
+            elif isinstance(action, StartTls):
+                if self.ssl_context is None:
+                    conn.close(f"client {conn.addr}: STARTTLS but TLS is off")
+                else:
+                    conn.start_tls(self.ssl_context)
+            elif isinstance(action, Close):
+                conn.close(action.reason)
+
+    def connection_gone(self, conn: _Connection) -> None:
+        if conn.conn_id in self._gone:
+            return
+        self._gone.add(conn.conn_id)
+        self._conns.pop(conn.conn_id, None)
+        _log(f"client {conn.addr} disconnected")
+        self.apply(self.core.disconnect(conn.conn_id, self.now()))
+
+    async def _ticker(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_S)
+            self.apply(self.core.tick(self.now()))
+
+    async def _control(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            line = await asyncio.wait_for(reader.readline(), 5)
+            request = line.decode("utf-8", "replace").strip()
+            if request == "status":
+                body = json.dumps(dataclasses.asdict(self.core.status()))
+            else:
+                body = json.dumps({"error": f"unknown request {request[:40]!r}"})
+            writer.write(body.encode() + b"\n")
+            await writer.drain()
+        except (TimeoutError, OSError):
+            pass
+        finally:
+            writer.close()
+
+    async def run(self, hosts: list[str] | None, port: int, ready: Callable[[], None]) -> None:
+        try:
+            server = await self._loop.create_server(
+                self._new_connection, host=hosts, port=port, reuse_address=True
+            )
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise PvectlError(
+                    f"TCP port {port} is already in use (is corosync-qnetd or another "
+                    "'pvectl qdevice serve' running? stop it or pick --port)",
+                    ExitCode.UNAVAILABLE,
+                ) from exc
+            if exc.errno == errno.EACCES:
+                raise PvectlError(
+                    f"no permission to listen on port {port}", ExitCode.NO_PERMISSION
+                ) from exc
+            raise PvectlError(f"cannot listen on port {port}: {exc}", ExitCode.UNAVAILABLE) from exc
+        control = None
+        if self.control_socket is not None:
+            control = await self._start_control(self.control_socket)
+        ticker = asyncio.ensure_future(self._ticker())
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._loop.add_signal_handler(sig, stop.set)
+        ready()
+        try:
+            await stop.wait()
+        finally:
+            _log("shutting down")
+            ticker.cancel()
+            server.close()
+            for conn in list(self._conns.values()):
+                conn.closed = True
+                if conn.transport is not None:
+                    conn.transport.close()
+            if control is not None:
+                control.close()
+                assert self.control_socket is not None
+                self.control_socket.unlink(missing_ok=True)
+
+    async def _start_control(self, path: Path) -> asyncio.AbstractServer:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if path.exists():
+            if await _control_alive(path):
+                raise PvectlError(
+                    f"{path}: another pvectl qnetd is serving there", ExitCode.UNAVAILABLE
+                )
+            path.unlink()
+        old = os.umask(0o177)
+        try:
+            server = await asyncio.start_unix_server(self._control, path=str(path))
+        finally:
+            os.umask(old)
+        os.chmod(path, 0o600)
+        return server
+
+
+async def _control_alive(path: Path) -> bool:
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(path)), 1)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    return True
+
+
+def serve(
+    port: int = DEFAULT_PORT,
+    listen: list[str] | None = None,
+    cert_dir: str | None = None,
+    tls: str = "on",
+    require_client_cert: bool = True,
+    control_socket: Path | None = None,
+) -> None:
+    """Run until SIGINT/SIGTERM. ``tls``: on (offered), required, off."""
+    mode = {
+        "on": wire.TlsSupported.SUPPORTED,
+        "required": wire.TlsSupported.REQUIRED,
+        "off": wire.TlsSupported.UNSUPPORTED,
+    }[tls]
+    context = None
+    if mode is not wire.TlsSupported.UNSUPPORTED:
+        if cert_dir is None:
+            raise PvectlError("--cert-dir is needed unless --tls off", ExitCode.USAGE)
+        certs = CertDir(Path(cert_dir))
+        if not certs.exists():
+            init_cert_dir(certs.path)
+            _log(f"created CA and server certificate in {certs.path}")
+        context = server_ssl_context(certs, require_client_cert)
+    shown = ",".join(listen) if listen else "*"
+    core = QnetdCore(mode, require_client_cert, listen_address=shown, port=port)
+    sock = control_socket or default_control_socket(port)
+
+    async def main() -> None:
+        server = QnetdServer(core, context, sock)
+
+        def ready() -> None:
+            _log(
+                f"listening on {shown}:{port}, TLS {tls}"
+                + (", client certificate required" if context and require_client_cert else "")
+                + f"; control socket {sock}"
+            )
+
+        await server.run(listen or None, port, ready)
+
+    asyncio.run(main())
+
+
+def query_status(port: int = DEFAULT_PORT, control_socket: Path | None = None) -> QnetdStatus:
+    """Ask a running ``pvectl qdevice serve`` for its clusters and clients."""
+    path = control_socket or default_control_socket(port)
+
+    async def ask() -> dict[str, Any]:
+        try:
+            reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(path)), 3)
+        except (OSError, TimeoutError) as exc:
+            raise PvectlError(
+                f"cannot reach a running 'pvectl qdevice serve' at {path} "
+                f"({getattr(exc, 'strerror', None) or exc.__class__.__name__})",
+                ExitCode.UNAVAILABLE,
+            ) from exc
+        writer.write(b"status\n")
+        await writer.drain()
+        line = await asyncio.wait_for(reader.readline(), 5)
+        writer.close()
+        data = json.loads(line)
+        if not isinstance(data, dict) or "error" in data:
+            raise PvectlError(f"control socket error: {data}", ExitCode.ERROR)
+        return data
+
+    return status_from_dict(asyncio.run(ask()))
+
+
+def status_from_dict(data: dict[str, Any]) -> QnetdStatus:
+    from pvectl.quorum.qnetd_core import QnetdClientStatus, QnetdClusterStatus
+
+    clusters = []
+    for c in data.get("clusters", []):
+        clients = tuple(
+            QnetdClientStatus(
+                **{
+                    **cl,
+                    "configured_nodes": tuple(cl["configured_nodes"]),
+                    "membership_nodes": tuple(cl["membership_nodes"]),
+                }
+            )
+            for cl in c["clients"]
+        )
+        clusters.append(QnetdClusterStatus(**{**c, "clients": clients}))
+    return QnetdStatus(**{**data, "clusters": tuple(clusters)})

@@ -1,0 +1,178 @@
+from __future__ import annotations
+
+import contextlib
+import errno
+import random
+import sqlite3
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pvectl.cfs import messages
+from pvectl.cfs.memdb import (
+    DT_DIR,
+    DT_REG,
+    MAX_FILE_SIZE,
+    Create,
+    Delete,
+    MemDB,
+    Mkdir,
+    Rename,
+    SetMtime,
+    Write,
+)
+
+
+def test_versions_writer_mtime_and_inode_numbers() -> None:
+    db = MemDB()
+    assert db.version == 1
+    assert db.apply(Mkdir("nodes"), writer=2, mtime=100).ok
+    created = db.apply(Create("nodes/a.conf"), writer=3, mtime=101)
+    assert created.ok and created.version == 3
+    entry = db.lookup("nodes/a.conf")
+    assert entry is not None
+    # a new inode number is the global version at creation
+    assert (entry.inode, entry.version, entry.writer, entry.mtime) == (3, 3, 3, 101)
+    assert db.apply(Write("nodes/a.conf", 0, b"hello"), writer=1, mtime=102).ok
+    entry = db.lookup("nodes/a.conf")
+    assert entry is not None and entry.inode == 3 and entry.version == 4
+    root = db.root()
+    assert (root.inode, root.name, root.version, root.writer, root.mtime) == (
+        0,
+        "__version__",
+        4,
+        1,
+        102,
+    )
+    assert db.read("nodes/a.conf") == b"hello"
+
+
+def test_pwrite_semantics() -> None:
+    db = MemDB()
+    db.apply(Create("f"), 1, 1)
+    db.apply(Write("f", 0, b"abcdef"), 1, 1)
+    db.apply(Write("f", 2, b"XY"), 1, 1)
+    assert db.read("f") == b"abXYef"  # a shorter write keeps the old size
+    db.apply(Write("f", 8, b"Z"), 1, 1)
+    assert db.read("f") == b"abXYef\0\0Z"
+    db.apply(Write("f", 3, b"", truncate=True), 1, 1)
+    assert db.read("f") == b"abX"
+
+
+def test_errors_change_nothing() -> None:
+    db = MemDB()
+    db.apply(Mkdir("d"), 1, 1)
+    db.apply(Create("d/f"), 1, 1)
+    before = db.checksum()
+    cases = [
+        (Write("d/f", MAX_FILE_SIZE, b"x"), errno.EFBIG),
+        (Create("d/f"), errno.EEXIST),
+        (Create("missing/f"), errno.ENOENT),
+        (Create("d/f/g"), errno.ENOTDIR),
+        (Delete("d"), errno.ENOTEMPTY),
+        (Rename("d", "e"), errno.ENOTEMPTY),
+        (Delete("nope"), errno.ENOENT),
+        (Mkdir("d/.."), errno.EACCES),
+        (Write("d", 0, b"x"), errno.EISDIR),
+    ]
+    for op, code in cases:
+        result = db.apply(op, 1, 2)
+        assert result.errno_code == code, op
+    assert db.checksum() == before
+
+
+def test_exactly_one_mib_is_allowed() -> None:
+    db = MemDB()
+    db.apply(Create("big"), 1, 1)
+    assert db.apply(Write("big", 0, b"x" * MAX_FILE_SIZE), 1, 1).ok
+    assert db.apply(Write("big", 1, b"x" * MAX_FILE_SIZE), 1, 1).errno_code == errno.EFBIG
+
+
+def test_rename_keeps_inode_and_replaces_target() -> None:
+    db = MemDB()
+    db.apply(Create("a"), 1, 1)
+    db.apply(Create("b"), 1, 1)
+    inode_a = db.lookup("a").inode  # type: ignore[union-attr]
+    inode_b = db.lookup("b").inode  # type: ignore[union-attr]
+    result = db.apply(Rename("a", "b"), 1, 1)
+    assert result.ok and result.deletes == (inode_b,)
+    assert db.lookup("a") is None
+    assert db.lookup("b").inode == inode_a  # type: ignore[union-attr]
+    assert db.apply(SetMtime("b", 4242), 1, 5).ok
+    assert db.lookup("b").mtime == 4242  # type: ignore[union-attr]
+
+
+def test_schema_is_pmxcfs_tree() -> None:
+    db = MemDB()
+    db.apply(Mkdir("priv"), 1, 1)
+    db.apply(Create("priv/key"), 1, 1)
+    rows = db.db.execute("SELECT inode, parent, type, name FROM tree ORDER BY inode").fetchall()
+    assert rows == [(0, 0, DT_REG, "__version__"), (2, 0, DT_DIR, "priv"), (3, 2, DT_REG, "key")]
+    copy = sqlite3.connect(":memory:")
+    copy.executescript(
+        "".join(line for line in db.db.iterdump() if not line.startswith("CREATE UNIQUE"))
+    )
+
+
+def test_load_checks() -> None:
+    db = MemDB()
+    db.apply(Mkdir("d"), 1, 1)
+    db.apply(Create("d/f"), 1, 1)
+    rows = db.entries()
+    fresh = MemDB()
+    fresh.load(rows)
+    assert fresh.checksum() == db.checksum()
+    orphan = [*rows, rows[-1].__class__(99, 42, 9, 1, 1, DT_REG, "x", b"")]
+    with pytest.raises(ValueError, match="parent"):
+        MemDB().load(orphan)
+
+
+ops = st.one_of(
+    st.builds(Create, st.sampled_from(["a", "b", "d/a", "d/e/f"])),
+    st.builds(Mkdir, st.sampled_from(["d", "d/e", "x"])),
+    st.builds(
+        Write,
+        st.sampled_from(["a", "b", "d/a"]),
+        st.integers(0, 64),
+        st.binary(max_size=32),
+        st.booleans(),
+    ),
+    st.builds(Delete, st.sampled_from(["a", "d", "d/a", "x"])),
+    st.builds(Rename, st.sampled_from(["a", "b", "d/a"]), st.sampled_from(["b", "d/z", "x/q"])),
+    st.builds(SetMtime, st.sampled_from(["a", "d"]), st.integers(0, 2**31)),
+)
+
+
+@given(st.lists(st.tuples(ops, st.integers(1, 5), st.integers(0, 2**31)), max_size=40))
+def test_same_ops_same_tree_and_codec_round_trip(history: list[tuple[object, int, int]]) -> None:
+    """Two replicas applying the same decoded stream end byte-identical."""
+    left, right = MemDB(), MemDB()
+    for count, (op, writer, when) in enumerate(history):
+        raw = messages.encode_op(op, count, when)  # type: ignore[arg-type]
+        decoded = messages.decode(raw)
+        assert isinstance(decoded, messages.NormalMessage) and decoded.op == op
+        a = left.apply(op, writer, when)  # type: ignore[arg-type]
+        b = right.apply(decoded.op, writer, decoded.time)
+        assert a == b
+    assert left.checksum() == right.checksum()
+    assert left.index() == right.index()
+
+
+@given(st.binary(max_size=200))
+def test_decode_untrusted_bytes_raises_only_message_error(raw: bytes) -> None:
+    with contextlib.suppress(messages.MessageError):
+        messages.decode(raw)
+
+
+def test_decode_mutated_messages_raises_only_message_error() -> None:
+    seed = random.randrange(2**32)
+    print(f"seed={seed}")
+    rng = random.Random(seed)
+    good = messages.encode_op(Write("nodes/pve1/qemu-server/100.conf", 3, b"memory: 2048"), 7, 99)
+    for _ in range(2000):
+        raw = bytearray(good)
+        for _ in range(rng.randint(1, 4)):
+            raw[rng.randrange(len(raw))] = rng.randrange(256)
+        with contextlib.suppress(messages.MessageError):
+            messages.decode(bytes(raw[: rng.randint(0, len(raw))]))

@@ -1,0 +1,237 @@
+"""``pvectl qdevice serve`` as a real process on loopback: TLS with client certificates
+from its own CA, hostile input, a second server on a used port, the control socket."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import signal
+import socket
+import ssl
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+from pvectl.quorum import qnetd_wire as w
+from tests.conftest import run_cli
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    def __init__(self, tmp: Path, *extra: str) -> None:
+        self.port = free_port()
+        self.sock = tmp / "ctl.sock"
+        self.log = tmp / "serve.log"
+        argv = [sys.executable, "-m", "pvectl", "qdevice", "serve", "--listen", "127.0.0.1"]
+        argv += ["--port", str(self.port), "--control-socket", str(self.sock), *extra]
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(argv, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 15
+        while not self.sock.exists():
+            assert self.proc.poll() is None, self.log.read_text()
+            assert time.monotonic() < deadline, self.log.read_text()
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(10)
+
+
+@pytest.fixture
+def plain_server(tmp_path: Path) -> Iterator[Server]:
+    server = Server(tmp_path, "--tls", "off")
+    yield server
+    server.stop()
+
+
+def talk(sock: socket.socket, msg: w.Message, reader: w.FrameReader) -> list[w.Message]:
+    sock.sendall(w.encode(msg))
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        frames = reader.feed(sock.recv(65536))
+        if frames:
+            return [w.decode(f) for f in frames]
+    raise TimeoutError
+
+
+def hello(sock: socket.socket, reader: w.FrameReader, cluster: str = "c1") -> w.Message:
+    talk(sock, w.Message(w.MsgType.PREINIT, seq_number=1, cluster_name=cluster), reader)
+    (reply,) = talk(
+        sock,
+        w.Message(
+            w.MsgType.INIT,
+            seq_number=2,
+            node_id=1,
+            decision_algorithm=w.Algorithm.FFSPLIT,
+            heartbeat_interval=8000,
+            tie_breaker=w.TieBreaker(),
+            ring_id=w.WireRingId(1, 4),
+        ),
+        reader,
+    )
+    return reply
+
+
+def test_second_server_on_the_same_port_is_a_clear_error(
+    plain_server: Server, tmp_path: Path
+) -> None:
+    run = run_cli(
+        "qdevice",
+        "serve",
+        "--tls",
+        "off",
+        "--listen",
+        "127.0.0.1",
+        "--port",
+        str(plain_server.port),
+        "--control-socket",
+        str(tmp_path / "other.sock"),
+        timeout=30,
+    )
+    assert run.code == 69
+    assert "already in use" in run.stderr and "Traceback" not in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1
+
+
+def test_hostile_bytes_do_not_crash_the_server(plain_server: Server) -> None:
+    rng = random.Random(int(os.environ.get("PVECTL_FUZZ_SEED", "20261121")))
+    print(f"fuzz seed {rng.random()}")  # replay: PVECTL_FUZZ_SEED=<seed>
+    for _ in range(40):
+        with socket.create_connection(("127.0.0.1", plain_server.port), timeout=5) as s:
+            junk = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 200)))
+            if rng.random() < 0.5:  # a valid header so the TLV parser sees it
+                junk = rng.randrange(20).to_bytes(2, "big") + len(junk).to_bytes(4, "big") + junk
+            s.sendall(junk)
+            s.settimeout(0.3)
+            with contextlib.suppress(TimeoutError, ConnectionResetError):
+                s.recv(4096)
+    # a huge length field is refused with MESSAGE_TOO_LONG, not buffered
+    with socket.create_connection(("127.0.0.1", plain_server.port), timeout=5) as s:
+        s.sendall(b"\x00\x0a\xff\xff\xff\xf0")
+        reply = w.decode(s.recv(4096))
+        assert reply.reply_error_code == w.ErrorCode.MESSAGE_TOO_LONG
+    assert plain_server.proc.poll() is None
+    with socket.create_connection(("127.0.0.1", plain_server.port), timeout=5) as s:
+        assert hello(s, w.FrameReader()).reply_error_code == w.ErrorCode.NO_ERROR
+        run = run_cli("qdevice", "clients", "--control-socket", str(plain_server.sock))
+        assert run.code == 0, run.stderr
+        assert 'Cluster "c1":' in run.stdout and "Node ID 1:" in run.stdout
+        assert "Connected clusters:\t\t1" in run.stdout
+
+
+def test_control_socket_is_private(plain_server: Server) -> None:
+    assert stat.S_IMODE(plain_server.sock.stat().st_mode) == 0o600
+    run = run_cli(
+        "qdevice", "clients", "--control-socket", str(plain_server.sock), "--output-format", "json"
+    )
+    assert run.code == 0 and '"connected_clients": 0' in run.stdout
+
+
+def test_clients_without_a_server_is_a_clear_error(tmp_path: Path) -> None:
+    run = run_cli("qdevice", "clients", "--control-socket", str(tmp_path / "none.sock"))
+    assert run.code == 69
+    assert "cannot reach" in run.stderr and len(run.stderr.strip().splitlines()) == 1
+
+
+def _client_cert(tmp: Path, certs: Path, cluster: str) -> tuple[Path, Path]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cluster)]))
+        .sign(key, hashes.SHA256())
+    )
+    crq = tmp / f"{cluster}.crq"
+    crq.write_bytes(csr.public_bytes(serialization.Encoding.DER))  # certutil -r writes DER
+    crt = tmp / f"{cluster}.crt"
+    run = run_cli(
+        *("qdevice", "certs", "sign", str(crq), "-n", cluster),
+        *("--cert-dir", str(certs), "-o", str(crt)),
+    )
+    assert run.code == 0, run.stderr
+    keyfile = tmp / f"{cluster}.key"
+    keyfile.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return crt, keyfile
+
+
+def _tls_session(port: int, certs: Path, crt: Path, key: Path, cluster: str) -> w.Message | None:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(str(certs / "qnetd-cacert.crt"))
+    ctx.load_cert_chain(str(crt), str(key))
+    raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+    reader = w.FrameReader()
+    (pre,) = talk(raw, w.Message(w.MsgType.PREINIT, seq_number=1, cluster_name=cluster), reader)
+    assert pre.tls_supported is w.TlsSupported.SUPPORTED and pre.tls_client_cert_required
+    raw.sendall(w.encode(w.Message(w.MsgType.STARTTLS, seq_number=2)))
+    tls = ctx.wrap_socket(raw, server_hostname="Qnetd Server")  # the name qdevice checks
+    try:
+        return hello(tls, w.FrameReader(), cluster)  # type: ignore[arg-type]
+    except (ConnectionError, ssl.SSLError, TimeoutError, IndexError, ValueError):
+        return None
+    finally:
+        tls.close()
+
+
+def test_tls_with_client_certificates_from_our_ca(tmp_path: Path) -> None:
+    certs = tmp_path / "certs"
+    run = run_cli("qdevice", "certs", "init", str(certs))
+    assert run.code == 0, run.stderr
+    assert stat.S_IMODE((certs / "ca.key").stat().st_mode) == 0o600
+    again = run_cli("qdevice", "certs", "init", str(certs))
+    assert again.code == 73 and "--force" in again.stderr
+    server = Server(tmp_path, "--cert-dir", str(certs))
+    try:
+        crt, key = _client_cert(tmp_path, certs, "prod")
+        reply = _tls_session(server.port, certs, crt, key, "prod")
+        assert reply is not None and reply.reply_error_code == w.ErrorCode.NO_ERROR
+        listing = run_cli("qdevice", "clients", "--control-socket", str(server.sock)).stdout
+        assert "TLS:\t\t\t\tSupported (client certificate required)" in listing
+        # a certificate for another cluster is refused (qnetd checks the CN)
+        crt2, key2 = _client_cert(tmp_path, certs, "other")
+        assert _tls_session(server.port, certs, crt2, key2, "prod") is None
+        assert server.proc.poll() is None
+    finally:
+        server.stop()
+    assert "not cluster 'prod'" in server.log.read_text()
+
+
+def test_sign_refuses_a_request_for_another_cluster(tmp_path: Path) -> None:
+    certs = tmp_path / "certs"
+    assert run_cli("qdevice", "certs", "init", str(certs)).code == 0
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "a")]))
+        .sign(key, hashes.SHA256())
+    )
+    crq = tmp_path / "a.crq"
+    crq.write_bytes(csr.public_bytes(serialization.Encoding.PEM))
+    run = run_cli("qdevice", "certs", "sign", str(crq), "-n", "b", "--cert-dir", str(certs))
+    assert run.code == 65 and "not cluster 'b'" in run.stderr
+    garbage = tmp_path / "g.crq"
+    garbage.write_bytes(b"not a request")
+    run = run_cli("qdevice", "certs", "sign", str(garbage), "-n", "b", "--cert-dir", str(certs))
+    assert run.code == 65 and len(run.stderr.strip().splitlines()) == 1
