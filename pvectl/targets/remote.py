@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from pvectl.errors import ExitCode, PvectlError
 from pvectl.targets.base import ClusterTarget
@@ -32,17 +32,9 @@ class HostOutcome(Generic[T]):
 
 def corosync_target(runner: CommandRunner) -> ClusterTarget:
     """The corosync target with its tools run by ``runner`` (ssh, local, namespaced)."""
-    from pvectl.targets import corosync
+    from pvectl.targets.corosync import CorosyncTarget
 
-    factory: Any = corosync.CorosyncTarget
-    try:
-        target: ClusterTarget = factory(runner=runner)
-    except TypeError as exc:  # a build without the runner-aware corosync target
-        raise PvectlError(
-            "this pvectl build cannot run the corosync target remotely yet",
-            ExitCode.UNAVAILABLE,
-        ) from exc
-    return target
+    return CorosyncTarget(runner=runner)
 
 
 def across_hosts(
