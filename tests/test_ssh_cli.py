@@ -109,8 +109,8 @@ def test_check_measures_fsync_on_the_remote_node(home: SshClientHome, sshd: Sshd
     doc = json.loads(result.stdout)
     fsync = [f for f in doc["findings"] if f["check"] == "fsync"]
     assert len(fsync) == 1 and fsync[0]["host"] == "node1"
-    assert f"system disk ({fsync_dir})" in fsync[0]["message"]
-    assert "fsyncs/s" in fsync[0]["message"]
+    assert f"system disk ({fsync_dir}, " in fsync[0]["message"]
+    assert "fsyncs/s (4 KiB write + fsync), p99" in fsync[0]["message"]
     assert list(fsync_dir.iterdir()) == []  # the probe cleans up after itself
 
 
