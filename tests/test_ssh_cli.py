@@ -177,3 +177,14 @@ def test_perf_on_remote_hosts_side_by_side(home: SshClientHome, sshd: Sshd) -> N
     assert "disk class" in text.stdout and "fsync p99" in text.stdout
     assert f"error: 127.0.0.1:{dead}: host unreachable" in text.stdout
     assert list(disk.iterdir()) == []  # the probe removed its files on every host
+
+
+def test_qdevice_status_over_ssh_reports_the_missing_daemon(
+    home: SshClientHome, sshd: Sshd
+) -> None:
+    home.trust(sshd)
+    result = cli(home, "qdevice", "status", "--host", "node1")
+    assert result.code == 1
+    assert result.stderr.startswith("pvectl: error: ")
+    assert "corosync-qdevice-tool on ssh:node1" in result.stderr
+    assert "is corosync-qdevice running?" in result.stderr
