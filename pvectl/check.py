@@ -58,6 +58,8 @@ class ConfigFacts:
     token_coefficient_ms: int | None = None
     consensus_ms: int | None = None
     config_version: int | None = None
+    # pvectl's votequorum model on this config (quorum/whatif.py): its one-line summary
+    what_if: str | None = None
 
     def name_of(self, node_id: int) -> str:
         return next((name for nid, name, _ in self.nodes if nid == node_id), f"node {node_id}")
@@ -292,6 +294,17 @@ def _expected(node: NodeFacts) -> list[Finding]:
 
 
 def _node_count(config: ConfigFacts) -> list[Finding]:
+    """The node-count finding, with the quorum model's tolerance summary appended."""
+    found = _node_count_only(config)
+    if config.what_if is None:
+        return found
+    return [
+        Finding(f.severity, f.check, f.host, f"{f.message}. Model: {config.what_if}", f.advice)
+        for f in found
+    ]
+
+
+def _node_count_only(config: ConfigFacts) -> list[Finding]:
     count = len(config.nodes)
     algorithm = config.qdevice_algorithm or ("ffsplit" if config.qdevice_model else None)
     if count <= 1:

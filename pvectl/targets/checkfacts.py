@@ -12,6 +12,8 @@ from collections.abc import Callable
 from pvectl import corosync_conf
 from pvectl.check import ConfigFacts, FsyncFigures, LinkStat, NodeFacts
 from pvectl.errors import PvectlError
+from pvectl.quorum import whatif
+from pvectl.quorum.votequorum import QuorumOptions
 from pvectl.results import QuorumStatus
 from pvectl.targets.probes import measure_fsync
 from pvectl.targets.runner import CommandRunner
@@ -84,7 +86,19 @@ def config_facts(root: corosync_conf.Section, path: str) -> ConfigFacts:
         token_coefficient_ms=_int(totem.get("token_coefficient")),
         consensus_ms=_int(totem.get("consensus")),
         config_version=_int(totem.get("config_version")),
+        what_if=_what_if(root, path),
     )
+
+
+def _what_if(root: corosync_conf.Section, path: str) -> str | None:
+    """The votequorum model's summary line (quorum, failures always survived)."""
+    try:
+        options = QuorumOptions.from_config(root, path)
+        names = {entry.node_id: entry.name for entry in corosync_conf.nodelist(root, path)}
+        report = whatif.analyse(options, names)
+    except PvectlError:
+        return None
+    return report.advice[0] if report.advice else None
 
 
 def gather(
