@@ -227,7 +227,7 @@ def test_check_on_a_healthy_three_node_lab(lab: Lab) -> None:
     assert count["severity"] == "ok" and "3 nodes (odd)" in count["message"]
     fsync = [f for f in findings if f["check"] == "fsync"]
     assert sorted(f["host"] for f in fsync) == ["node1", "node2", "node3"]
-    assert all("fsyncs/s, p99" in f["message"] for f in fsync)
+    assert all("fsyncs/s (4 KiB write + fsync), p99" in f["message"] for f in fsync)
     latency = [f for f in findings if f["check"] == "latency"]
     assert len(latency) == 3 and all(f["severity"] == "ok" for f in latency)
     token = next(f for f in findings if f["check"] == "token")
