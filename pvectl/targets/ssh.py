@@ -475,7 +475,7 @@ def _collect(channel: paramiko.Channel, timeout: float) -> tuple[str, str, int]:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise _Timeout()
-            select.select([channel], [], [], min(remaining, 0.2))
+            select.select([channel], [], [], min(remaining, 0.05))
         code = channel.recv_exit_status()
     finally:
         channel.close()
