@@ -216,3 +216,30 @@ def test_ssh_config_strict_yes_refuses_unknown_keys(client: SshClientHome, sshd:
         )
     with session() as ssh, pytest.raises(HostKeyUnknown):
         ssh.runner(parse_host("strict")).run(["true"])
+
+
+def test_connection_lost_mid_run_is_not_mistaken_for_a_missing_tool(
+    client: SshClientHome, sshd: Sshd
+) -> None:
+    import os
+    import signal
+
+    import psutil
+
+    from pvectl.targets.remote import corosync_target
+
+    client.trust(sshd)
+    with session() as ssh:
+        runner = ssh.runner(parse_host("node1"))
+        runner.connect()
+        assert sshd.proc is not None
+        # the listener and its per-connection children (they run in their own sessions)
+        listener = psutil.Process(sshd.proc.pid)
+        for proc in [*listener.children(recursive=True), listener]:
+            os.kill(proc.pid, signal.SIGKILL)
+        sshd.proc.wait(5)
+        time.sleep(0.3)
+        with pytest.raises(HostUnreachable) as caught:
+            corosync_target(runner).status()
+        assert "not found" not in str(caught.value)
+        assert "node1" in str(caught.value)
