@@ -3,19 +3,43 @@
 
 _pvectl_subcommands() {
     case "$1" in
-        "") echo "status nodes expected quorum" ;;
+        "") echo "status nodes expected perf check quorum lab qdevice" ;;
         "quorum") echo "what-if" ;;
+        "lab") echo "up down ls kill stop start pause partition heal loss exec" ;;
+        "qdevice") echo "serve clients status certs" ;;
+        "qdevice certs") echo "init sign" ;;
     esac
 }
 
 _pvectl_options() {
     case "$1" in
         "") echo "--version --debug -h --help" ;;
-        "status") echo "--output-format --target --name --node --what-if -h --help --debug" ;;
-        "nodes") echo "--output-format --target --name --node -h --help --debug" ;;
-        "expected") echo "--output-format --target --name --node -h --help --debug" ;;
+        "status") echo "--output-format --target --name --node --what-if --host --cluster --accept-new-host-key --connect-timeout -h --help --debug" ;;
+        "nodes") echo "--output-format --target --name --node --host --cluster --accept-new-host-key --connect-timeout -h --help --debug" ;;
+        "expected") echo "--output-format --target --name --node --host --accept-new-host-key --connect-timeout -h --help --debug" ;;
+        "perf") echo "--format --output-format --pveperf-compat --quick --runtime --block-size --file-size --pattern --direct --skip --resolv-conf --dns-timeout --drop-caches --no-drop-caches --progress --no-progress --histogram --no-histogram --host --cluster --accept-new-host-key --connect-timeout -h --help --debug" ;;
+        "check") echo "--output-format --host --cluster --accept-new-host-key --connect-timeout --fsync --no-fsync --fsync-dir --fsync-seconds -h --help --debug" ;;
         "quorum") echo "-h --help --debug" ;;
         "quorum what-if") echo "--nodes --votes --two-node --qdevice --last-man-standing --auto-tie-breaker --wait-for-all --no-wait-for-all --config --output-format -h --help --debug" ;;
+        "lab") echo "-h --help --debug" ;;
+        "lab up") echo "--engine --name --transport --token --two-node --wait-for-all --no-wait-for-all --votes --subnet --output-format -h --help --debug" ;;
+        "lab down") echo "--name -h --help --debug" ;;
+        "lab ls") echo "--name --output-format -h --help --debug" ;;
+        "lab kill") echo "--name --output-format -h --help --debug" ;;
+        "lab stop") echo "--name --output-format -h --help --debug" ;;
+        "lab start") echo "--name --output-format -h --help --debug" ;;
+        "lab pause") echo "--name --output-format -h --help --debug" ;;
+        "lab partition") echo "--name -h --help --debug" ;;
+        "lab heal") echo "--name -h --help --debug" ;;
+        "lab loss") echo "--name -h --help --debug" ;;
+        "lab exec") echo "--name -h --help --debug" ;;
+        "qdevice") echo "-h --help --debug" ;;
+        "qdevice serve") echo "--port --listen --cert-dir --tls --client-cert --no-client-cert --control-socket -h --help --debug" ;;
+        "qdevice clients") echo "--port --control-socket -v --verbose --output-format -h --help --debug" ;;
+        "qdevice status") echo "--output-format --host --cluster --accept-new-host-key --connect-timeout -h --help --debug" ;;
+        "qdevice certs") echo "-h --help --debug" ;;
+        "qdevice certs init") echo "--force -h --help --debug" ;;
+        "qdevice certs sign") echo "-n --cluster --cert-dir -o --output -h --help --debug" ;;
     esac
 }
 
@@ -26,19 +50,82 @@ _pvectl_values() {
         "status|--target") echo "auto corosync lab" ;;
         "status|--name") echo "" ;;
         "status|--node") echo "" ;;
+        "status|--host") echo "" ;;
+        "status|--cluster") echo "" ;;
+        "status|--connect-timeout") echo "" ;;
         "nodes|--output-format") echo "text json json-pretty yaml" ;;
         "nodes|--target") echo "auto corosync lab" ;;
         "nodes|--name") echo "" ;;
         "nodes|--node") echo "" ;;
+        "nodes|--host") echo "" ;;
+        "nodes|--cluster") echo "" ;;
+        "nodes|--connect-timeout") echo "" ;;
         "expected|--output-format") echo "text json json-pretty yaml" ;;
         "expected|--target") echo "auto corosync lab" ;;
         "expected|--name") echo "" ;;
         "expected|--node") echo "" ;;
+        "expected|--host") echo "" ;;
+        "expected|--connect-timeout") echo "" ;;
+        "perf|--format") echo "pvectl pveperf" ;;
+        "perf|--output-format") echo "text json json-pretty yaml" ;;
+        "perf|--runtime") echo "" ;;
+        "perf|--block-size") echo "" ;;
+        "perf|--file-size") echo "" ;;
+        "perf|--pattern") echo "seq same" ;;
+        "perf|--skip") echo "" ;;
+        "perf|--resolv-conf") echo "" ;;
+        "perf|--dns-timeout") echo "" ;;
+        "perf|--host") echo "" ;;
+        "perf|--cluster") echo "" ;;
+        "perf|--connect-timeout") echo "" ;;
+        "check|--output-format") echo "text json json-pretty yaml" ;;
+        "check|--host") echo "" ;;
+        "check|--cluster") echo "" ;;
+        "check|--connect-timeout") echo "" ;;
+        "check|--fsync-dir") echo "" ;;
+        "check|--fsync-seconds") echo "" ;;
         "quorum what-if|--nodes") echo "" ;;
         "quorum what-if|--votes") echo "" ;;
         "quorum what-if|--qdevice") echo "ffsplit lms" ;;
         "quorum what-if|--config") echo "__file__" ;;
         "quorum what-if|--output-format") echo "text json json-pretty yaml" ;;
+        "lab up|--engine") echo "embedded corosync" ;;
+        "lab up|--name") echo "" ;;
+        "lab up|--transport") echo "knet udpu" ;;
+        "lab up|--token") echo "" ;;
+        "lab up|--votes") echo "" ;;
+        "lab up|--subnet") echo "" ;;
+        "lab up|--output-format") echo "text json json-pretty yaml" ;;
+        "lab down|--name") echo "" ;;
+        "lab ls|--name") echo "" ;;
+        "lab ls|--output-format") echo "text json json-pretty yaml" ;;
+        "lab kill|--name") echo "" ;;
+        "lab kill|--output-format") echo "text json json-pretty yaml" ;;
+        "lab stop|--name") echo "" ;;
+        "lab stop|--output-format") echo "text json json-pretty yaml" ;;
+        "lab start|--name") echo "" ;;
+        "lab start|--output-format") echo "text json json-pretty yaml" ;;
+        "lab pause|--name") echo "" ;;
+        "lab pause|--output-format") echo "text json json-pretty yaml" ;;
+        "lab partition|--name") echo "" ;;
+        "lab heal|--name") echo "" ;;
+        "lab loss|--name") echo "" ;;
+        "lab exec|--name") echo "" ;;
+        "qdevice serve|--port") echo "" ;;
+        "qdevice serve|--listen") echo "" ;;
+        "qdevice serve|--cert-dir") echo "__file__" ;;
+        "qdevice serve|--tls") echo "on required off" ;;
+        "qdevice serve|--control-socket") echo "__file__" ;;
+        "qdevice clients|--port") echo "" ;;
+        "qdevice clients|--control-socket") echo "__file__" ;;
+        "qdevice clients|--output-format") echo "text json json-pretty yaml" ;;
+        "qdevice status|--output-format") echo "text json json-pretty yaml" ;;
+        "qdevice status|--host") echo "" ;;
+        "qdevice status|--cluster") echo "" ;;
+        "qdevice status|--connect-timeout") echo "" ;;
+        "qdevice certs sign|-n"|"qdevice certs sign|--cluster") echo "" ;;
+        "qdevice certs sign|--cert-dir") echo "__file__" ;;
+        "qdevice certs sign|-o"|"qdevice certs sign|--output") echo "__file__" ;;
         *) return 1 ;;
     esac
 }
