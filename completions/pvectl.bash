@@ -3,9 +3,9 @@
 
 _pvectl_subcommands() {
     case "$1" in
-        "") echo "status nodes expected perf check quorum lab qdevice" ;;
+        "") echo "status nodes expected sync-trace perf check quorum lab qdevice" ;;
         "quorum") echo "what-if" ;;
-        "lab") echo "up down ls kill stop start pause partition heal loss exec" ;;
+        "lab") echo "up down ls kill stop start pause partition heal loss slow-disk exec" ;;
         "qdevice") echo "serve clients status certs" ;;
         "qdevice certs") echo "init sign" ;;
     esac
@@ -17,12 +17,13 @@ _pvectl_options() {
         "status") echo "--output-format --target --name --node --what-if --host --cluster --accept-new-host-key --connect-timeout -h --help --debug" ;;
         "nodes") echo "--output-format --target --name --node --host --cluster --accept-new-host-key --connect-timeout -h --help --debug" ;;
         "expected") echo "--output-format --target --name --node --host --accept-new-host-key --connect-timeout -h --help --debug" ;;
+        "sync-trace") echo "--name --node --path --size --count --level --output-format -h --help --debug" ;;
         "perf") echo "--format --output-format --pveperf-compat --quick --runtime --block-size --file-size --pattern --direct --skip --resolv-conf --dns-timeout --drop-caches --no-drop-caches --progress --no-progress --histogram --no-histogram --host --cluster --accept-new-host-key --connect-timeout -h --help --debug" ;;
         "check") echo "--output-format --host --cluster --accept-new-host-key --connect-timeout --fsync --no-fsync --fsync-dir --fsync-seconds -h --help --debug" ;;
         "quorum") echo "-h --help --debug" ;;
         "quorum what-if") echo "--nodes --votes --two-node --qdevice --last-man-standing --auto-tie-breaker --wait-for-all --no-wait-for-all --config --output-format -h --help --debug" ;;
         "lab") echo "-h --help --debug" ;;
-        "lab up") echo "--engine --name --transport --token --two-node --wait-for-all --no-wait-for-all --votes --subnet --output-format -h --help --debug" ;;
+        "lab up") echo "--engine --name --transport --token --two-node --wait-for-all --no-wait-for-all --votes --subnet --durability --coupling --output-format -h --help --debug" ;;
         "lab down") echo "--name -h --help --debug" ;;
         "lab ls") echo "--name --output-format -h --help --debug" ;;
         "lab kill") echo "--name --output-format -h --help --debug" ;;
@@ -32,6 +33,7 @@ _pvectl_options() {
         "lab partition") echo "--name -h --help --debug" ;;
         "lab heal") echo "--name -h --help --debug" ;;
         "lab loss") echo "--name -h --help --debug" ;;
+        "lab slow-disk") echo "--name -h --help --debug" ;;
         "lab exec") echo "--name -h --help --debug" ;;
         "qdevice") echo "-h --help --debug" ;;
         "qdevice serve") echo "--port --listen --cert-dir --tls --client-cert --no-client-cert --control-socket -h --help --debug" ;;
@@ -66,6 +68,13 @@ _pvectl_values() {
         "expected|--node") echo "" ;;
         "expected|--host") echo "" ;;
         "expected|--connect-timeout") echo "" ;;
+        "sync-trace|--name") echo "" ;;
+        "sync-trace|--node") echo "" ;;
+        "sync-trace|--path") echo "" ;;
+        "sync-trace|--size") echo "" ;;
+        "sync-trace|--count") echo "" ;;
+        "sync-trace|--level") echo "" ;;
+        "sync-trace|--output-format") echo "text json json-pretty yaml" ;;
         "perf|--format") echo "pvectl pveperf" ;;
         "perf|--output-format") echo "text json json-pretty yaml" ;;
         "perf|--runtime") echo "" ;;
@@ -95,6 +104,8 @@ _pvectl_values() {
         "lab up|--token") echo "" ;;
         "lab up|--votes") echo "" ;;
         "lab up|--subnet") echo "" ;;
+        "lab up|--durability") echo "" ;;
+        "lab up|--coupling") echo "" ;;
         "lab up|--output-format") echo "text json json-pretty yaml" ;;
         "lab down|--name") echo "" ;;
         "lab ls|--name") echo "" ;;
@@ -110,6 +121,7 @@ _pvectl_values() {
         "lab partition|--name") echo "" ;;
         "lab heal|--name") echo "" ;;
         "lab loss|--name") echo "" ;;
+        "lab slow-disk|--name") echo "" ;;
         "lab exec|--name") echo "" ;;
         "qdevice serve|--port") echo "" ;;
         "qdevice serve|--listen") echo "" ;;

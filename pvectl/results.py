@@ -7,6 +7,9 @@ like the text users already know.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TypeVar, cast
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, order=True)
@@ -112,3 +115,42 @@ class ExpectedResult:
     quorate_after: bool
     source: str = "corosync"
     warnings: tuple[str, ...] = field(default_factory=tuple)
+
+
+def from_jsonable(cls: type[_T], data: object) -> _T:
+    """Rebuild a result dataclass from its JSON form (the inverse of ``to_jsonable``):
+    how a result crosses a control socket or SSH and comes back as the same type."""
+    return cast(_T, _decode(cls, data))
+
+
+def _decode(hint: object, data: object) -> object:
+    import dataclasses
+    import enum
+    import types
+    import typing
+
+    if hint is RingId:
+        return RingId.parse(str(data))
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return hint(data)
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in typing.get_args(hint) if a is not type(None)]
+        return None if data is None else _decode(options[0], data)
+    if origin is tuple:
+        args = typing.get_args(hint)
+        items = list(data) if isinstance(data, list | tuple) else []
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_decode(args[0], item) for item in items)
+        return tuple(_decode(arg, item) for arg, item in zip(args, items, strict=True))
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        if not isinstance(data, dict):
+            raise ValueError(f"{hint.__name__}: expected an object")
+        hints = typing.get_type_hints(hint)
+        kwargs = {
+            f.name: _decode(hints[f.name], data[f.name])
+            for f in dataclasses.fields(hint)
+            if f.name in data
+        }
+        return hint(**kwargs)
+    return data

@@ -9,13 +9,11 @@ def _spans(fsync_ms_on_3: float) -> list[Span]:
     ms = 1_000_000
     spans = [
         Span("1:7", 1, Phase.submit, 0, 1 * ms),
-        Span("1:7", 1, Phase.queued, 1 * ms, 3 * ms),
-        Span("1:7", 1, Phase.token, 3 * ms, 3 * ms + 100),
     ]
     for node in (1, 2, 3):
         fsync = int(fsync_ms_on_3 * ms) if node == 3 else 2 * ms
         spans += [
-            Span("1:7", node, Phase.delivered, 4 * ms, 4 * ms + 50),
+            Span("1:7", node, Phase.ordering, 1 * ms, 4 * ms + 50),
             Span("1:7", node, Phase.applied, 5 * ms, 5 * ms + 200),
             Span("1:7", node, Phase.fsync, 6 * ms, 6 * ms + fsync),
         ]
@@ -33,7 +31,7 @@ def test_journey_attributes_time_to_the_slow_fsync() -> None:
 
 def test_out_of_order_phases_are_flagged() -> None:
     spans = _spans(1.0)
-    spans.append(Span("1:7", 2, Phase.queued, 9_000_000, 9_000_001))  # after its delivery
+    spans.append(Span("1:7", 2, Phase.submit, 9_000_000, 9_000_001))  # after its delivery
     result = journey("1:7", spans)
     assert not next(n for n in result.nodes if n.node_id == 2).causal
 

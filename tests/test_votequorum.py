@@ -375,7 +375,7 @@ def test_state_renders_as_quorumtool_status() -> None:
     assert status.members[0].qdevice == "A,NV,NMW" and status.members[0].local
     assert status.qdevice is not None and not status.qdevice.casting
     text = quorum_block(status, date="x")
-    assert "Quorum:           2   Activity blocked\n" in text
+    assert "Quorum:           2 Activity blocked\n" in text
     assert "Flags:            Qdevice \n" in text
     assert "Ring ID:          2.1a8\n" in text
 

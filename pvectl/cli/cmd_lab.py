@@ -63,6 +63,12 @@ def _ring_text(change: object) -> str:
         "pause": "resumed after pause",
     }[change.action]
     head = f"node {change.node_id} {what}"
+    if change.action == "pause":
+        head += (
+            f" (the others dropped it after {change.dropped_after:.2f} s)"
+            if change.dropped_after is not None
+            else " (the others kept it in the ring)"
+        )
     if not change.survivors:
         return head + "; no other node runs\n"
     if change.seconds is None:
@@ -79,7 +85,8 @@ def up(
         EngineChoice | None,
         typer.Option(
             "--engine",
-            help="embedded or corosync (default: corosync when root and corosync is installed).",
+            help="embedded (default: pvectl nodes on loopback, no root needed) or corosync "
+            "(real corosync 3 in network namespaces, root).",
             case_sensitive=False,
         ),
     ] = None,
@@ -102,6 +109,18 @@ def up(
         str | None,
         typer.Option("--subnet", help="The lab's /24 (default: a free one in 10.99.0.0/16)."),
     ] = None,
+    durability: Annotated[
+        str,
+        typer.Option("--durability", help="Embedded config store: fsync or wal-normal."),
+    ] = "fsync",
+    coupling: Annotated[
+        str,
+        typer.Option(
+            "--coupling",
+            help="Embedded config store: coupled (fsync in the protocol loop, a slow disk "
+            "stalls the token) or decoupled (group commit off the token path).",
+        ),
+    ] = "decoupled",
     output_format: OutputFormatOption = OutputFormat.text,
 ) -> None:
     """Start an N-node lab and wait until its ring has formed."""
@@ -116,6 +135,7 @@ def up(
         wait_for_all=wait_for_all,
         votes=_parse_votes(votes),
         subnet=subnet,
+        **({"durability": durability, "coupling": coupling} if chosen == "embedded" else {}),
     )
     state = module.up(name, options, report=_say)
     emit(
@@ -244,6 +264,20 @@ def loss(
     """Drop PERCENT % of the packets every node receives (0 removes the rule)."""
     engines.for_lab(lab_state.check_lab_name(name)).loss(name, percent)
     _say(f"lab {name!r}: {percent} % random loss on every node's link")
+
+
+@lab_app.command("slow-disk")
+def slow_disk(
+    node: NodeArgument,
+    ms: Annotated[float, typer.Argument(help="Extra milliseconds for every commit (0: off).")],
+    name: NameOption = "default",
+) -> None:
+    """Make a node's config-store disk slow (embedded engine): every commit takes MS more."""
+    module = engines.for_lab(lab_state.check_lab_name(name))
+    if not hasattr(module, "slow_disk"):
+        raise UsageError("slow-disk needs the embedded engine (it slows pvectl's config store)")
+    module.slow_disk(name, node, ms)
+    _say(f"lab {name!r}: node {node} commits now take {ms:g} ms more")
 
 
 @lab_app.command(

@@ -10,6 +10,7 @@ COMMAND_MODULES = (
     "pvectl.cli.cmd_cluster",
     "pvectl.cli.cmd_quorum",
     "pvectl.cli.cmd_lab",
+    "pvectl.cli.cmd_trace",
     "pvectl.cli.cmd_perf",
     "pvectl.cli.cmd_check",
     "pvectl.cli.cmd_qdevice",

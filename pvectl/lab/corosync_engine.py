@@ -15,7 +15,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -97,6 +97,7 @@ class RingChange:
     survivors: tuple[int, ...]
     members: tuple[int, ...]
     quorate: bool | None
+    dropped_after: float | None = None  # pause: when the others had removed the node
 
 
 # ---- preconditions ------------------------------------------------------------------
@@ -310,9 +311,9 @@ def load_running(name: str) -> LabState:
 
 
 def up(name: str, options: UpOptions, report: Report = _quiet) -> LabState:
+    check_options(options)  # usage errors first: they do not depend on who runs it
     require_root("pvectl lab up --engine corosync")
     require_corosync()
-    check_options(options)
     if shutil.which("nft") is None:
         report("note: nft not found (Debian package 'nftables'): partition/loss will not work")
     existing = lab_state.load(name)
@@ -360,6 +361,20 @@ def up(name: str, options: UpOptions, report: Report = _quiet) -> LabState:
         created=datetime.now(UTC).isoformat(timespec="seconds"),
     )
     lab_state.save(state)  # first, so a crash from here on is found by 'lab down'
+    try:
+        state = _build_and_start(state, options, report)
+    except PvectlError as exc:
+        raise PvectlError(
+            f"{exc}; the lab is left as it is for inspection, 'pvectl lab down --name {name}' "
+            "removes it",
+            exc.exit_code,
+        ) from exc
+    return state
+
+
+def _build_and_start(state: LabState, options: UpOptions, report: Report) -> LabState:
+    directory = Path(state.state_dir)
+    nodes = state.nodes
     netns.create_hub(state.hub_namespace)
     for node in nodes:
         netns.create_node_namespace(
@@ -375,10 +390,13 @@ def up(name: str, options: UpOptions, report: Report = _quiet) -> LabState:
         (base / "etc" / "corosync.conf").write_text(conf, encoding="utf-8")
         shutil.copyfile(authkey, base / "etc" / "authkey")
         os.chmod(base / "etc" / "authkey", 0o400)
-    first = nodes[0]
-    check = netns.run([*node_prefix(first), "corosync", "-t"], check=False)
+    check = netns.run([*node_prefix(nodes[0]), "corosync", "-t"], check=False)
     if check.returncode != 0:
-        raise PvectlError(f"corosync -t rejected the generated corosync.conf: {check.stderr}")
+        detail = (check.stderr or check.stdout).strip().splitlines()
+        raise PvectlError(
+            "corosync -t rejected the generated corosync.conf: "
+            + (detail[-1] if detail else f"exit {check.returncode}")
+        )
     started = time.monotonic()
     for node in nodes:
         state = _start_process(state, node.node_id)
@@ -389,13 +407,13 @@ def up(name: str, options: UpOptions, report: Report = _quiet) -> LabState:
     elapsed = time.monotonic() - started
     if not ok:
         raise PvectlError(
-            f"lab {name!r}: the ring did not form within {options.wait_timeout:g} s "
+            f"lab {state.name!r}: the ring did not form within {options.wait_timeout:g} s "
             f"(logs under {directory}/node*/log)",
             ExitCode.TEMP_FAIL,
         )
     report(
-        f"lab {name!r}: {options.nodes} corosync node(s) up ({options.transport}, "
-        f"subnet {subnet}); ring formed in {elapsed:.2f} s"
+        f"lab {state.name!r}: {options.nodes} corosync node(s) up ({options.transport}, "
+        f"subnet {state.subnet}); ring formed in {elapsed:.2f} s"
     )
     return state
 
@@ -557,12 +575,21 @@ def pause_node(name: str, node_id: int, seconds: float) -> RingChange:
     pid = node_pid(node)
     if pid is None:
         raise CommandRefused(f"node {node_id} of lab {name!r} is not running")
+    others = _running_nodes(state, exclude=node_id)
+    dropped_after: float | None = None
     netns.signal_pid(pid, signal.SIGSTOP)
+    started = time.monotonic()
     try:
-        time.sleep(seconds)
+        while (elapsed := time.monotonic() - started) < seconds:
+            if dropped_after is None and others:
+                views = [membership(n) for n in others]
+                if all(v is not None and node_id not in v for v in views):
+                    dropped_after = elapsed
+            time.sleep(min(0.2, max(0.0, seconds - elapsed)))
     finally:
         netns.signal_pid(pid, signal.SIGCONT)
-    return _settle(state, node_id, "pause", lambda v: node_id in v, _ring_timeout(state), False)
+    change = _settle(state, node_id, "pause", lambda v: node_id in v, _ring_timeout(state), False)
+    return replace(change, dropped_after=dropped_after)
 
 
 def parse_groups(groups: Sequence[str], state: LabState) -> list[list[int]]:

@@ -3,34 +3,18 @@ up by every later command."""
 
 from __future__ import annotations
 
+import os
 from types import ModuleType
 
 from pvectl.errors import ExitCode, PvectlError
 from pvectl.lab import state as lab_state
 
 ENGINES = ("embedded", "corosync")
-EMBEDDED_MISSING = (
-    "the embedded engine is not available yet: use --engine corosync (needs root and the "
-    "Debian package 'corosync')"
-)
 
 
 def choose(requested: str | None) -> str:
-    """``--engine`` as given, or the default: corosync when it can run here."""
-    from pvectl.lab import corosync_engine
-
-    if requested == "corosync":
-        return "corosync"
-    if requested == "embedded":
-        raise PvectlError(EMBEDDED_MISSING, ExitCode.UNAVAILABLE)
-    if corosync_engine.available():
-        return "corosync"
-    raise PvectlError(
-        "the embedded engine is not available yet, and the corosync engine needs root and "
-        "the Debian package 'corosync': run as root with corosync installed, or pass "
-        "--engine corosync to see what is missing",
-        ExitCode.UNAVAILABLE,
-    )
+    """``--engine`` as given, or the default: the embedded engine (no root needed)."""
+    return requested or "embedded"
 
 
 def module_for(engine: str) -> ModuleType:
@@ -38,12 +22,23 @@ def module_for(engine: str) -> ModuleType:
         from pvectl.lab import corosync_engine
 
         return corosync_engine
+    if engine == "embedded":
+        from pvectl.lab import embedded_engine
+
+        return embedded_engine
     raise PvectlError(
         f"lab engine {engine!r} is not available in this pvectl", ExitCode.UNAVAILABLE
     )
 
 
 def for_lab(name: str) -> ModuleType:
-    """The engine module of a recorded lab (corosync when only leftovers remain)."""
+    """The engine module of a recorded lab; without a state file (a crash), the engine
+    whose leftovers are found: embedded node processes, else corosync namespaces."""
     state = lab_state.load(name)
-    return module_for(state.engine if state is not None else "corosync")
+    if state is not None:
+        return module_for(state.engine)
+    from pvectl.lab import embedded_engine
+
+    if embedded_engine.leftovers(name) or os.geteuid() != 0:
+        return embedded_engine
+    return module_for("corosync")

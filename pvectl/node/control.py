@@ -55,13 +55,13 @@ async def serve(path: Path, handler: Handler) -> asyncio.AbstractServer:
     return server
 
 
-def call(path: Path, cmd: str, timeout: float = 10.0, **args: Any) -> dict[str, Any]:
+def call(socket_path: Path, cmd: str, timeout: float = 10.0, **args: Any) -> dict[str, Any]:
     """Send one request and wait for its reply (blocking: for the CLI and tests)."""
     request = json.dumps({"cmd": cmd, **args}).encode() + b"\n"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:
-        sock.connect(str(path))
+        sock.connect(str(socket_path))
         sock.sendall(request)
         buffer = b""
         while not buffer.endswith(b"\n"):
@@ -70,20 +70,20 @@ def call(path: Path, cmd: str, timeout: float = 10.0, **args: Any) -> dict[str, 
                 break
             buffer += chunk
     except FileNotFoundError as exc:
-        raise PvectlError(f"{path}: no control socket (is the node running?)") from exc
+        raise PvectlError(f"{socket_path}: no control socket (is the node running?)") from exc
     except ConnectionRefusedError as exc:
-        raise PvectlError(f"{path}: stale control socket, the node is not running") from exc
+        raise PvectlError(f"{socket_path}: stale control socket, the node is not running") from exc
     except TimeoutError as exc:
         raise PvectlError(
-            f"{path}: node did not answer '{cmd}' within {timeout:g} s", ExitCode.TEMP_FAIL
+            f"{socket_path}: node did not answer '{cmd}' within {timeout:g} s", ExitCode.TEMP_FAIL
         ) from exc
     finally:
         sock.close()
     if not buffer:
-        raise PvectlError(f"{path}: node closed the connection without answering '{cmd}'")
+        raise PvectlError(f"{socket_path}: node closed the connection without answering '{cmd}'")
     reply = json.loads(buffer)
     if not isinstance(reply, dict):
-        raise PvectlError(f"{path}: malformed reply")
+        raise PvectlError(f"{socket_path}: malformed reply")
     if not reply.get("ok", False):
         raise PvectlError(
             str(reply.get("error", "request failed")),

@@ -28,10 +28,11 @@ def quorum_status(
     names: Mapping[int, str] | None = None,
     cluster: ClusterInfo | None = None,
     source: str = "lab",
+    addresses: Mapping[int, tuple[str, ...]] | None = None,
 ) -> QuorumStatus:
     registered = bool(state.us.flags & NodeFlag.QDEVICE_REGISTERED)
     members = tuple(
-        _member(node, state.local_node_id, names or {}, registered)
+        _member(node, state.local_node_id, names or {}, registered, addresses or {})
         for node in state.nodes
         if node.state is NodeState.MEMBER
     )
@@ -58,11 +59,16 @@ def quorum_status(
         qdevice=qdevice,
         cluster=cluster,
         source=source,
+        activity_blocked=not state.quorate,
     )
 
 
 def _member(
-    node: NodeRecord, local_node_id: int, names: Mapping[int, str], qdevice_shown: bool
+    node: NodeRecord,
+    local_node_id: int,
+    names: Mapping[int, str],
+    qdevice_shown: bool,
+    addresses: Mapping[int, tuple[str, ...]],
 ) -> Member:
     return Member(
         node_id=node.node_id,
@@ -70,4 +76,5 @@ def _member(
         name=names.get(node.node_id, str(node.node_id)),
         local=node.node_id == local_node_id,
         qdevice=qdevice_column(node.flags) if qdevice_shown else None,
+        addresses=addresses.get(node.node_id, ()),
     )

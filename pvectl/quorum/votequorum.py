@@ -493,13 +493,7 @@ def nodeinfo_received(
         node_expected = info.expected_votes
     else:
         node_expected = state.us.expected_votes
-    if is_us:
-        record = replace(
-            state.us, flags=info.flags, votes=info.votes, state=node_state,
-            expected_votes=node_expected,
-        )  # fmt: skip
-    else:
-        record = NodeRecord(info.node_id, node_state, info.votes, node_expected, info.flags)
+    record = NodeRecord(info.node_id, node_state, info.votes, node_expected, NodeFlag(info.flags))
     state = _replace_node(state, record)
     if state.last_man_standing and info.votes > 1:
         state = replace(

@@ -82,8 +82,12 @@ class CorosyncTarget:
         runner: CommandRunner | None = None,
         config_paths: tuple[str, ...] = corosync_conf.CONFIG_PATHS,
         source: str = "corosync",
+        not_running: str | None = None,
     ) -> None:
+        """``not_running``: the message when no corosync answers (a lab says which node
+        to start); by default the local advice naming the other targets."""
         self.runner: CommandRunner = runner or LocalRunner()
+        self.not_running = not_running or NOT_RUNNING.format(where=self.runner.describe)
         self.config_paths = config_paths
         self.source = source
         local = isinstance(self.runner, LocalRunner) and not self.runner.prefix
@@ -116,7 +120,7 @@ class CorosyncTarget:
         if _not_reachable(result):
             if not self._is_root():
                 raise PermissionNeeded(NEEDS_ROOT.format(where=self.runner.describe))
-            raise TargetUnavailable(NOT_RUNNING.format(where=self.runner.describe))
+            raise TargetUnavailable(self.not_running)
         message = (result.stderr or result.stdout).strip().splitlines()
         raise PvectlError(
             f"{' '.join(argv)} failed on {self.runner.describe} (exit {result.returncode}): "

@@ -7,9 +7,12 @@ plugs in by adding a branch to ``LabTarget.__init__`` (and ``is_running``).
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Any
+
 from pvectl.errors import PvectlError, TargetUnavailable
 from pvectl.lab import state as lab_state
-from pvectl.results import ExpectedResult, NodeList, QuorumStatus
+from pvectl.results import ExpectedResult, NodeList, QuorumStatus, from_jsonable
 from pvectl.targets.base import ClusterTarget
 
 
@@ -25,6 +28,10 @@ def is_running(name: str) -> bool:
         from pvectl.lab import corosync_engine
 
         return corosync_engine.is_up(name)
+    if state.engine == "embedded":
+        from pvectl.lab import embedded_engine
+
+        return embedded_engine.is_up(name)
     return False
 
 
@@ -60,7 +67,15 @@ class LabTarget:
                 corosync_engine.node_runner(lab_node),
                 config_paths=("/etc/corosync/corosync.conf",),
                 source=f"lab:{state.name}:node{lab_node.node_id}",
+                not_running=(
+                    f"corosync of node {lab_node.node_id} in lab {state.name!r} is not running: "
+                    f"'pvectl lab start {lab_node.node_id} --name {state.name}', or ask "
+                    "another node with --node"
+                ),
             )
+        elif state.engine == "embedded":
+            self._inner = EmbeddedNodeTarget(state, node)
+            self.node_id = self._inner.node_id
         else:
             raise TargetUnavailable(
                 f"lab {name!r} runs engine {state.engine!r}, which this pvectl cannot drive"
@@ -74,3 +89,40 @@ class LabTarget:
 
     def set_expected(self, expected: int) -> ExpectedResult:
         return self._inner.set_expected(expected)
+
+
+class EmbeddedNodeTarget:
+    """One embedded node's view, through its control socket."""
+
+    name = "lab"
+
+    def __init__(self, state: lab_state.LabState, node: int | None) -> None:
+        from pvectl.lab import embedded_engine
+
+        lab_node = state.node(node) if node is not None else embedded_engine.first_running(state)
+        if embedded_engine.node_pid(lab_node) is None:
+            raise TargetUnavailable(
+                f"node {lab_node.node_id} of lab {state.name!r} is not running "
+                f"('pvectl lab start {lab_node.node_id} --name {state.name}')"
+            )
+        self.lab = state
+        self.node_id = lab_node.node_id
+        self.source = f"lab:{state.name}:node{lab_node.node_id}"
+
+    def _call(self, cmd: str, **args: Any) -> dict[str, Any]:
+        from pvectl.lab import embedded_engine
+
+        return embedded_engine.control_call(self.lab.name, self.node_id, cmd, **args)
+
+    def status(self) -> QuorumStatus:
+        status = from_jsonable(QuorumStatus, self._call("status")["status"])
+        return replace(status, source=self.source)
+
+    def nodes(self) -> NodeList:
+        return replace(from_jsonable(NodeList, self._call("nodes")["nodes"]), source=self.source)
+
+    def set_expected(self, expected: int) -> ExpectedResult:
+        reply = self._call("expected", votes=expected)
+        reply.pop("ok", None)
+        reply["source"] = self.source
+        return from_jsonable(ExpectedResult, reply)

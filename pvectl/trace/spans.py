@@ -14,10 +14,8 @@ from enum import StrEnum
 class Phase(StrEnum):
     """The write path of the seed article, in causal order."""
 
-    submit = "submit"  # client write accepted by the sender's store
-    queued = "queued"  # waiting in the send queue for the token
-    token = "token"  # the token arrived and the message was multicast
-    delivered = "delivered"  # agreed delivery on this node (sender included)
+    submit = "submit"  # the client's write accepted and encoded by the sender's store
+    ordering = "ordering"  # wait for the token, multicast, agreed delivery on this node
     applied = "applied"  # applied to the in-memory SQLite memdb
     fsync = "fsync"  # backing config.db committed (fsync'd in fsync mode)
     acknowledged = "acknowledged"  # the commit level was reached; the writer returns

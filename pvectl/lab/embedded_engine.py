@@ -1,0 +1,638 @@
+"""The embedded lab engine: N pvectl nodes (real processes, real UDP on loopback, the Totem
+engine) on this machine, no root needed.
+
+Each node gets its own loopback address in a 127.x.y.0/24 of the lab (Linux routes all of
+127/8 to ``lo``), so nodes look like separate hosts on port 5405. Faults are applied in each
+node's receive filter through its control socket: a partition blocks the peers of the
+other groups, ``loss`` drops a share of datagrams at random.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pvectl import corosync_conf
+from pvectl.corosync_conf import Section
+from pvectl.errors import CommandRefused, ExitCode, PvectlError, TargetUnavailable, UsageError
+from pvectl.lab import state as lab_state
+from pvectl.lab.corosync_engine import LabView, NodeView, RingChange
+from pvectl.lab.state import LabNode, LabState
+from pvectl.node import control
+
+ENGINE = "embedded"
+MAX_NODES = 16
+PORT = 5405
+Report = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class UpOptions:
+    nodes: int
+    transport: str = "udpu"
+    token: int | None = None
+    two_node: bool = False
+    wait_for_all: bool | None = None
+    votes: tuple[int, ...] = ()
+    subnet: str | None = None
+    wait_timeout: float = 60.0
+    durability: str = "fsync"
+    coupling: str = "decoupled"
+    last_man_standing: bool = False
+    auto_tie_breaker: bool = False
+
+
+def available() -> bool:
+    return True
+
+
+def check_options(options: UpOptions) -> None:
+    if not 1 <= options.nodes <= MAX_NODES:
+        raise UsageError(f"a lab has 1 to {MAX_NODES} nodes, not {options.nodes}")
+    if options.votes and len(options.votes) != options.nodes:
+        raise UsageError(f"--votes lists {len(options.votes)} values for {options.nodes} nodes")
+    if any(v < 0 for v in options.votes):
+        raise UsageError("votes cannot be negative")
+    if options.two_node and options.nodes != 2:
+        raise UsageError("--two-node needs exactly 2 nodes")
+    if options.token is not None and options.token < 50:
+        raise UsageError("--token is in milliseconds and must be at least 50")
+    if options.durability not in ("fsync", "wal-normal"):
+        raise UsageError("--durability must be fsync or wal-normal")
+    if options.coupling not in ("coupled", "decoupled"):
+        raise UsageError("--coupling must be coupled or decoupled")
+
+
+def _allocate_subnet(requested: str | None) -> ipaddress.IPv4Network:
+    if requested:
+        try:
+            net = ipaddress.IPv4Network(requested, strict=False)
+        except ValueError as exc:
+            raise UsageError(f"--subnet: {exc}") from exc
+        if not net.subnet_of(ipaddress.IPv4Network("127.0.0.0/8")) or net.prefixlen != 24:
+            raise UsageError("--subnet for the embedded engine must be a /24 inside 127.0.0.0/8")
+        return net
+    used = {lab.subnet for lab in lab_state.all_labs()}
+    for third in range(1, 255):
+        candidate = ipaddress.IPv4Network(f"127.77.{third}.0/24")
+        if str(candidate) not in used and _port_free(str(candidate.network_address + 1)):
+            return candidate
+    raise PvectlError("no free 127.77.x.0/24 left for another lab", ExitCode.UNAVAILABLE)
+
+
+def _port_free(address: str) -> bool:
+    """Another user's lab (another XDG_RUNTIME_DIR) may hold this /24 already."""
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        probe.bind((address, PORT))
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True
+
+
+def build_conf(state: LabState, options: UpOptions, authkey: Path) -> str:
+    totem = Section(
+        "totem",
+        {
+            "cluster_name": state.cluster_name,
+            "config_version": "1",
+            "secauth": "on",
+            "transport": "udpu",
+            "version": "2",
+            "token_coefficient": "650",
+        },
+    )
+    if options.token is not None:
+        totem.values["token"] = str(options.token)
+    nodelist = Section("nodelist")
+    for node in state.nodes:
+        nodelist.children.append(
+            Section(
+                "node",
+                {
+                    "name": node.name,
+                    "nodeid": str(node.node_id),
+                    "quorum_votes": str(node.votes),
+                    "ring0_addr": node.address,
+                },
+            )
+        )
+    quorum = Section("quorum", {"provider": "corosync_votequorum"})
+    if options.two_node:
+        quorum.values["two_node"] = "1"
+    if options.wait_for_all is not None:
+        quorum.values["wait_for_all"] = "1" if options.wait_for_all else "0"
+    if options.last_man_standing:
+        quorum.values["last_man_standing"] = "1"
+    if options.auto_tie_breaker:
+        quorum.values["auto_tie_breaker"] = "1"
+    extra = Section(
+        "pvectl",
+        {
+            "authkey": str(authkey),
+            "coupling": options.coupling,
+            "durability": options.durability,
+        },
+    )
+    root = Section(
+        "", children=[totem, nodelist, quorum, extra, Section("logging", {"to_syslog": "no"})]
+    )
+    return corosync_conf.dump(root)
+
+
+# --- processes -------------------------------------------------------------------------------
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+
+
+def node_pid(node: LabNode) -> int | None:
+    """The node's pid if that process still runs this node (pid reuse is checked)."""
+    if node.pid is None:
+        return None
+    cmd = _cmdline(node.pid)
+    if "pvectl.node" in cmd and node.dir in cmd:
+        try:
+            stat = Path(f"/proc/{node.pid}/stat").read_text()
+        except OSError:
+            return None
+        if stat.rsplit(")", 1)[1].split()[0] == "Z":
+            return None
+        return node.pid
+    return None
+
+
+def _lab_processes(state_dir: str) -> list[int]:
+    """Every node process of a lab, found by its state directory (after a pvectl crash)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            cmd = _cmdline(int(entry.name))
+            if "pvectl.node" in cmd and any(part.startswith(state_dir) for part in cmd):
+                found.append(int(entry.name))
+    return found
+
+
+def leftovers(name: str) -> list[int]:
+    """Node processes of lab ``name`` still running, whatever the state file says."""
+    return _lab_processes(str(lab_state.lab_dir(name)))
+
+
+def _socket(node: LabNode) -> Path:
+    return Path(node.dir) / "control.sock"
+
+
+def _call(node: LabNode, cmd: str, timeout: float = 5.0, **args: Any) -> dict[str, Any]:
+    return control.call(_socket(node), cmd, timeout=timeout, **args)
+
+
+def info(node: LabNode) -> dict[str, Any] | None:
+    if node_pid(node) is None:
+        return None
+    try:
+        return _call(node, "info", timeout=2.0)
+    except PvectlError:
+        return None
+
+
+def membership(node: LabNode) -> tuple[int, ...] | None:
+    found = info(node)
+    if found is None or found.get("state") != "OPERATIONAL":
+        return None
+    return tuple(found["members"])
+
+
+def _start_process(state: LabState, node_id: int) -> LabState:
+    node = state.node(node_id)
+    base = Path(node.dir)
+    base.mkdir(parents=True, exist_ok=True, mode=0o700)
+    (base / "control.sock").unlink(missing_ok=True)
+    log = open(base / "stderr.log", "ab")  # noqa: SIM115 - handed to the child
+    try:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "pvectl.node",
+                "--config",
+                str(Path(state.state_dir) / "corosync.conf"),
+                "--node-id",
+                str(node_id),
+                "--state-dir",
+                node.dir,
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+        )
+    finally:
+        log.close()
+    state = state.with_pid(node_id, proc.pid)
+    lab_state.save(state)
+    return state
+
+
+def _wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+
+
+def _wait_control(node: LabNode, timeout: float) -> None:
+    def answers() -> bool:
+        if node.pid is None or _cmdline(node.pid) == []:
+            log = Path(node.dir) / "stderr.log"
+            detail = (
+                log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
+            )
+            raise PvectlError(
+                f"node {node.node_id} exited at start" + (f": {detail[0]}" if detail else "")
+            )
+        return info(node) is not None
+
+    if not _wait_until(answers, timeout):
+        raise PvectlError(
+            f"node {node.node_id} does not answer on its control socket after "
+            f"{timeout:g} s (see {node.dir}/node.log)",
+            ExitCode.TEMP_FAIL,
+        )
+
+
+def is_up(name: str) -> bool:
+    state = lab_state.load(name)
+    if state is None or state.engine != ENGINE:
+        return False
+    return any(node_pid(node) is not None for node in state.nodes)
+
+
+def load_running(name: str) -> LabState:
+    state = lab_state.load(name)
+    if state is None:
+        raise TargetUnavailable(
+            f"no lab named {name!r} is up (start one with 'pvectl lab up 3 --name {name}')"
+        )
+    return state
+
+
+def _timeouts(state: LabState) -> float:
+    token = int(state.options.get("token") or 3000)
+    nodes = len(state.nodes)
+    effective = token + max(0, nodes - 2) * 650
+    return max(15.0, 4 * 2.2 * effective / 1000)
+
+
+def up(name: str, options: UpOptions, report: Report = _quiet) -> LabState:
+    check_options(options)
+    existing = lab_state.load(name)
+    if existing is not None and any(_node_alive(existing, n) for n in existing.nodes):
+        raise CommandRefused(
+            f"lab {name!r} is already up ({len(existing.nodes)} nodes, engine "
+            f"{existing.engine}): 'pvectl lab down --name {name}' first"
+        )
+    if existing is not None:
+        down(name)
+    subnet = _allocate_subnet(options.subnet)
+    directory = lab_state.lab_dir(name)
+    if directory.exists():
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True, mode=0o700)
+    hosts = list(subnet.hosts())
+    votes = options.votes or (1,) * options.nodes
+    nodes = tuple(
+        LabNode(
+            node_id=i,
+            name=f"node{i}",
+            namespace="",
+            address=str(hosts[i - 1]),
+            dir=str(directory / f"node{i}"),
+            votes=votes[i - 1],
+        )
+        for i in range(1, options.nodes + 1)
+    )
+    state = LabState(
+        name=name,
+        engine=ENGINE,
+        state_dir=str(directory),
+        namespace_prefix="",
+        hub_namespace="",
+        subnet=str(subnet),
+        cluster_name=name,
+        transport="udpu",
+        nodes=nodes,
+        options={
+            "token": options.token,
+            "two_node": options.two_node,
+            "wait_for_all": options.wait_for_all,
+            "votes": list(votes),
+            "durability": options.durability,
+            "coupling": options.coupling,
+        },
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+    lab_state.save(state)  # first, so 'lab down' finds everything after a crash
+    authkey = directory / "authkey"
+    authkey.write_bytes(secrets.token_bytes(128))
+    os.chmod(authkey, 0o600)
+    conf = build_conf(state, options, authkey)
+    (directory / "corosync.conf").write_text(conf, encoding="utf-8")
+    started = time.monotonic()
+    for node in nodes:
+        state = _start_process(state, node.node_id)
+    for node in state.nodes:
+        _wait_control(node, 20.0)
+    want = tuple(n.node_id for n in nodes)
+    ok = _wait_until(lambda: all(membership(n) == want for n in state.nodes), options.wait_timeout)
+    elapsed = time.monotonic() - started
+    if not ok:
+        raise PvectlError(
+            f"lab {name!r}: the ring did not form within "
+            f"{options.wait_timeout:g} s (logs: {directory}/node*/node.log)",
+            ExitCode.TEMP_FAIL,
+        )
+    report(
+        f"lab {name!r}: {options.nodes} embedded node(s) up on {subnet} (udp {PORT}); "
+        f"ring formed in {elapsed:.2f} s"
+    )
+    return state
+
+
+def _node_alive(state: LabState, node: LabNode) -> bool:
+    return node_pid(node) is not None
+
+
+def down(name: str, report: Report = _quiet) -> list[str]:
+    directory = lab_state.lab_dir(name)
+    state = lab_state.load(name)
+    pids = set(_lab_processes(str(directory)))
+    if state is not None:
+        pids |= {p for n in state.nodes if (p := node_pid(n)) is not None}
+    for pid in sorted(pids):
+        _signal(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline and any(_cmdline(p) for p in pids):
+        time.sleep(0.05)
+    for pid in sorted(pids):
+        if _cmdline(pid):
+            _signal(pid, signal.SIGKILL)
+    removed = [f"pid {pid}" for pid in sorted(pids)]
+    if pids:
+        report(f"lab {name!r}: stopped {len(pids)} node process(es)")
+    if directory.exists():
+        shutil.rmtree(directory, ignore_errors=True)
+        removed.append(str(directory))
+    return removed
+
+
+def _signal(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+    except PermissionError as exc:
+        raise PvectlError(
+            f"cannot signal pid {pid}: permission denied", ExitCode.NO_PERMISSION
+        ) from exc
+
+
+def _running(state: LabState, exclude: int | None = None) -> list[LabNode]:
+    return [n for n in state.nodes if n.node_id != exclude and node_pid(n) is not None]
+
+
+def _settle(
+    state: LabState,
+    node_id: int,
+    action: str,
+    expect: Callable[[tuple[int, ...]], bool],
+    exclude_self: bool,
+) -> RingChange:
+    started = time.monotonic()
+    observers = _running(state, exclude=node_id if exclude_self else None)
+
+    def settled() -> bool:
+        return all((m := membership(n)) is not None and expect(m) for n in observers)
+
+    ok = _wait_until(settled, _timeouts(state))
+    seconds = time.monotonic() - started if ok else None
+    members: tuple[int, ...] = ()
+    quorate: bool | None = None
+    if observers:
+        seen = info(observers[0])
+        if seen is not None:
+            members, quorate = tuple(seen["members"]), bool(seen["quorate"])
+    return RingChange(
+        action, node_id, seconds, tuple(n.node_id for n in observers), members, quorate
+    )
+
+
+def stop_node(name: str, node_id: int, sig: signal.Signals) -> RingChange:
+    """SIGKILL (crash) or a clean leave, then time the survivors' new ring."""
+    state = load_running(name)
+    node = state.node(node_id)
+    pid = node_pid(node)
+    if pid is None:
+        raise CommandRefused(f"node {node_id} of lab {name!r} is not running")
+    if sig == signal.SIGKILL:
+        _signal(pid, signal.SIGKILL)
+    else:
+        _signal(pid, signal.SIGTERM)  # the node multicasts a leave, then exits
+    _wait_until(lambda: not _cmdline(pid), 10.0)
+    state = state.with_pid(node_id, None)
+    lab_state.save(state)
+    action = "kill" if sig == signal.SIGKILL else "stop"
+    return _settle(state, node_id, action, lambda m: node_id not in m, exclude_self=True)
+
+
+def start_node(name: str, node_id: int) -> RingChange:
+    state = load_running(name)
+    node = state.node(node_id)
+    if node_pid(node) is not None:
+        raise CommandRefused(f"node {node_id} of lab {name!r} is already running")
+    state = _start_process(state, node_id)
+    _wait_control(state.node(node_id), 20.0)
+    return _settle(state, node_id, "start", lambda m: node_id in m, exclude_self=False)
+
+
+def pause_node(name: str, node_id: int, seconds: float) -> RingChange:
+    """SIGSTOP for ``seconds``, then SIGCONT: a node frozen by swap, GC or a stuck disk."""
+    if not 0 < seconds <= 3600:
+        raise UsageError(f"pause SECONDS must be in (0, 3600], got {seconds:g}")
+    state = load_running(name)
+    pid = node_pid(state.node(node_id))
+    if pid is None:
+        raise CommandRefused(f"node {node_id} of lab {name!r} is not running")
+    others = _running(state, exclude=node_id)
+    dropped_after: float | None = None
+    _signal(pid, signal.SIGSTOP)
+    started = time.monotonic()
+    try:
+        while (elapsed := time.monotonic() - started) < seconds:
+            if dropped_after is None and others:
+                views = [membership(n) for n in others]
+                if all(v is not None and node_id not in v for v in views):
+                    dropped_after = elapsed
+            time.sleep(min(0.1, max(0.0, seconds - elapsed)))
+    finally:
+        _signal(pid, signal.SIGCONT)
+    change = _settle(state, node_id, "pause", lambda m: node_id in m, exclude_self=False)
+    return replace(change, dropped_after=dropped_after)
+
+
+def parse_groups(groups: Sequence[str], state: LabState) -> list[list[int]]:
+    known = {n.node_id for n in state.nodes}
+    parsed: list[list[int]] = []
+    seen: set[int] = set()
+    for group in groups:
+        try:
+            ids = [int(part) for part in group.split(",") if part.strip()]
+        except ValueError as exc:
+            raise UsageError(f"partition group {group!r}: node ids separated by commas") from exc
+        for node_id in ids:
+            if node_id not in known:
+                raise UsageError(f"lab {state.name!r} has no node {node_id}")
+            if node_id in seen:
+                raise UsageError(f"node {node_id} is in two partition groups")
+            seen.add(node_id)
+        parsed.append(ids)
+    if len(parsed) < 2:
+        raise UsageError("a partition needs at least two groups, e.g. 'partition 1,2 3'")
+    rest = sorted(known - seen)
+    if rest:
+        parsed.append(rest)
+    return parsed
+
+
+def _all_faults(state: LabState, per_node: Callable[[LabNode], dict[str, Any]]) -> None:
+    for node in _running(state):
+        _call(node, "faults", **per_node(node))
+
+
+def partition(name: str, groups: Sequence[str]) -> list[list[int]]:
+    state = load_running(name)
+    parsed = parse_groups(groups, state)
+    side = {node_id: set(group) for group in parsed for node_id in group}
+    everyone = {n.node_id for n in state.nodes}
+    _all_faults(state, lambda n: {"blocked": sorted(everyone - side[n.node_id])})
+    return parsed
+
+
+def heal(name: str) -> None:
+    state = load_running(name)
+    _all_faults(state, lambda n: {"blocked": [], "loss_pct": 0})
+
+
+def loss(name: str, percent: int) -> None:
+    if not 0 <= percent <= 100:
+        raise UsageError("loss is a percentage from 0 to 100")
+    state = load_running(name)
+    _all_faults(state, lambda n: {"loss_pct": percent})
+
+
+def slow_disk(name: str, node_id: int, ms: float) -> None:
+    if ms < 0:
+        raise UsageError("slow-disk takes a delay in milliseconds >= 0")
+    state = load_running(name)
+    node = state.node(node_id)
+    if node_pid(node) is None:
+        raise CommandRefused(f"node {node_id} of lab {name!r} is not running")
+    _call(node, "slow_disk", ms=ms)
+
+
+def exec_in_node(name: str, node_id: int, argv: Sequence[str]) -> int:
+    """Run a command with the node's state directory as cwd and its socket in the env."""
+    if not argv:
+        raise UsageError("lab exec needs a command after '--'")
+    state = load_running(name)
+    node = state.node(node_id)
+    env = dict(
+        os.environ, PVECTL_LAB=name, PVECTL_NODE=str(node_id), PVECTL_NODE_SOCKET=str(_socket(node))
+    )
+    try:
+        return subprocess.call(list(argv), cwd=node.dir, env=env)
+    except FileNotFoundError as exc:
+        raise PvectlError(f"{argv[0]}: command not found", ExitCode.UNAVAILABLE) from exc
+
+
+def view(name: str) -> LabView:
+    state = load_running(name)
+    rows = []
+    for node in state.nodes:
+        pid = node_pid(node)
+        seen = info(node) if pid is not None else None
+        files = tuple(
+            str(p.relative_to(node.dir))
+            for p in sorted(Path(node.dir).rglob("*"))
+            if p.is_file() or p.is_socket()
+        )
+        rows.append(
+            NodeView(
+                node_id=node.node_id,
+                name=node.name,
+                address=node.address,
+                namespace="",
+                pid=pid,
+                running=pid is not None,
+                ring_id=seen["ring_id"] if seen else None,
+                quorate=bool(seen["quorate"]) if seen else None,
+                members=tuple(seen["members"]) if seen else (),
+                state_dir=node.dir,
+                files=files,
+            )
+        )
+    return LabView(
+        name=state.name,
+        engine=state.engine,
+        state_dir=state.state_dir,
+        subnet=state.subnet,
+        transport=state.transport,
+        cluster_name=state.cluster_name,
+        nodes=tuple(rows),
+    )
+
+
+def first_running(state: LabState) -> LabNode:
+    for node in state.nodes:
+        if node_pid(node) is not None:
+            return node
+    raise TargetUnavailable(
+        f"no node of lab {state.name!r} is running: 'pvectl lab start NODE --name {state.name}'"
+    )
+
+
+def control_call(
+    name: str, node_id: int | None, cmd: str, timeout: float = 30.0, **args: Any
+) -> dict[str, Any]:
+    """A control request to one node (default: the first running one)."""
+    state = load_running(name)
+    node = state.node(node_id) if node_id is not None else first_running(state)
+    if node_pid(node) is None:
+        raise TargetUnavailable(f"node {node.node_id} of lab {name!r} is not running")
+    return _call(node, cmd, timeout=timeout, **args)

@@ -1,0 +1,235 @@
+"""The services an embedded node runs on the agreed stream: votequorum and the config store.
+
+Pure: it takes Totem's ``ConfigChange``/``Deliver`` and a ``now``, and returns what to
+multicast and what happened. The runtime (``pvectl.node.runtime``) does the I/O, the
+simulator can drive the same code. Each Totem payload starts with a service byte:
+
+* ``1`` votequorum: NODEINFO (``ring seq u64, node u32, votes u32, expected u32,
+  flags u32``), sent by every member after each regular configuration, and
+  RECONFIGURE_EXPECTED (``value u32``) for runtime ``expected``;
+* ``2`` config store: ``send_ns u64`` (sender's CLOCK_MONOTONIC, for sync-trace) then a
+  pmxcfs DFSM message;
+* ``3`` durability acknowledgements: ``count u32`` then ``count x (writer u32, upto u64)``:
+  "I have fsync'd every write of ``writer`` up to its count ``upto``" (commit level
+  ``all``).
+"""
+
+from __future__ import annotations
+
+import errno
+import struct
+from dataclasses import dataclass, field
+
+from pvectl.cfs import dfsm
+from pvectl.cfs.memdb import MemDB, Operation
+from pvectl.errors import CommandRefused
+from pvectl.quorum import votequorum as vq
+from pvectl.results import RingId
+
+SERVICE_VOTEQUORUM = 1
+SERVICE_CFS = 2
+SERVICE_ACK = 3
+
+_VQ_NODEINFO = 1
+_VQ_EXPECTED = 2
+_NODEINFO = struct.Struct("<BBQIIII")
+_EXPECTED = struct.Struct("<BBI")
+_CFS_HEAD = struct.Struct("<BQ")
+_ACK_HEAD = struct.Struct("<BI")
+_ACK_ITEM = struct.Struct("<IQ")
+
+
+@dataclass(frozen=True)
+class Multicast:
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class QuorumChanged:
+    quorate: bool
+    members: tuple[int, ...]
+    ring_id: RingId
+
+
+@dataclass(frozen=True)
+class WriteApplied:
+    """A config-store write reached its delivery position on this node."""
+
+    applied: dfsm.Applied
+    send_ns: int  # the sender's clock when it multicast the write
+    delivered_ns: int  # this node's clock at delivery (set by the runtime's ``now_ns``)
+
+
+@dataclass(frozen=True)
+class StoreInstalled:
+    entries: dfsm.Installed
+
+
+@dataclass(frozen=True)
+class Acked:
+    """Node ``node`` has made ``writer``'s writes durable up to ``upto``."""
+
+    node: int
+    writer: int
+    upto: int
+
+
+@dataclass(frozen=True)
+class ServiceLog:
+    text: str
+
+
+Output = Multicast | QuorumChanged | WriteApplied | StoreInstalled | Acked | ServiceLog
+
+
+class StoreError(CommandRefused):
+    """A write the store refuses; carries the errno the FUSE layer returns."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.errno_code = code
+
+
+@dataclass
+class NodeServices:
+    node_id: int
+    quorum: vq.VotequorumState
+    memdb: MemDB
+    members: tuple[int, ...] = ()
+    ring_id: RingId = field(default_factory=lambda: RingId(0, 0))
+    pending_nodeinfo: set[int] = field(default_factory=set)
+    store: dfsm.Dfsm = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.store = dfsm.Dfsm(self.node_id, self.memdb)
+
+    # --- inputs ----------------------------------------------------------------------------
+
+    def regular_configuration(
+        self, members: tuple[int, ...], ring_id: RingId, now_ms: int, wall_s: int
+    ) -> list[Output]:
+        """A new ring is installed: votequorum sync, then DFSM sync, as corosync+pmxcfs."""
+        self.members = tuple(sorted(members))
+        self.ring_id = ring_id
+        self.quorum = vq.membership_changed(self.quorum, self.members, now_ms)
+        self.pending_nodeinfo = set(self.members)
+        out: list[Output] = [Multicast(self._nodeinfo(vq.local_nodeinfo(self.quorum)))]
+        out += self._from_store(self.store.membership_changed(self.members, wall_s), 0)
+        return out
+
+    def deliver(self, sender: int, payload: bytes, wall_s: int, now_ns: int) -> list[Output]:
+        """``wall_s``: wall-clock seconds (store mtimes); ``now_ns``: monotonic (traces)."""
+        if not payload:
+            return []
+        service = payload[0]
+        if service == SERVICE_VOTEQUORUM:
+            return self._deliver_votequorum(sender, payload)
+        if service == SERVICE_CFS and len(payload) >= _CFS_HEAD.size:
+            _, send_ns = _CFS_HEAD.unpack_from(payload)
+            commands = self.store.deliver(sender, payload[_CFS_HEAD.size :], wall_s)
+            return self._from_store(commands, send_ns, now_ns)
+        if service == SERVICE_ACK and len(payload) >= _ACK_HEAD.size:
+            _, count = _ACK_HEAD.unpack_from(payload)
+            if len(payload) != _ACK_HEAD.size + count * _ACK_ITEM.size:
+                return [ServiceLog(f"malformed acknowledgement from node {sender}")]
+            return [
+                Acked(sender, *_ACK_ITEM.unpack_from(payload, _ACK_HEAD.size + i * _ACK_ITEM.size))
+                for i in range(count)
+            ]
+        return [ServiceLog(f"unknown service {service} from node {sender}")]
+
+    def lms_deadline(self) -> int | None:
+        return vq.next_deadline(self.quorum)
+
+    def lms_timer(self, now_ms: int) -> list[Output]:
+        before = self.quorum.quorate
+        self.quorum = vq.lms_timer_fired(self.quorum, now_ms)
+        return self._quorum_outputs(before, force=True)
+
+    # --- requests from this node -----------------------------------------------------------
+
+    def set_expected(self, requested: int) -> list[Output]:
+        """Guard and apply locally (raises ``CommandRefused``), then tell the others."""
+        before = self.quorum.quorate
+        self.quorum = vq.set_expected(self.quorum, requested)
+        payload = _EXPECTED.pack(SERVICE_VOTEQUORUM, _VQ_EXPECTED, requested)
+        return [Multicast(payload), *self._quorum_outputs(before, force=True)]
+
+    def write(self, op: Operation, wall_s: int, send_ns: int) -> tuple[int, list[Output]]:
+        """Encode a store write; refused with EACCES while this partition is not quorate."""
+        if not self.quorum.quorate:
+            raise StoreError(
+                errno.EACCES,
+                "EACCES: this partition is not quorate, the config store is read-only",
+            )
+        if not self.store.synced:
+            raise StoreError(errno.EAGAIN, "EAGAIN: the config store is synchronising, retry")
+        count, raw = self.store.write(op, wall_s)
+        return count, [Multicast(_CFS_HEAD.pack(SERVICE_CFS, send_ns) + raw)]
+
+    def ack(self, upto: dict[int, int]) -> Multicast:
+        items = b"".join(_ACK_ITEM.pack(writer, upto[writer]) for writer in sorted(upto))
+        return Multicast(_ACK_HEAD.pack(SERVICE_ACK, len(upto)) + items)
+
+    def leaving_nodeinfo(self) -> bytes:
+        return self._nodeinfo(vq.leaving(self.quorum))
+
+    # --- internals -------------------------------------------------------------------------
+
+    def _nodeinfo(self, info: vq.NodeInfo) -> bytes:
+        return _NODEINFO.pack(
+            SERVICE_VOTEQUORUM,
+            _VQ_NODEINFO,
+            self.ring_id.seq,
+            info.node_id,
+            info.votes,
+            info.expected_votes,
+            int(info.flags),
+        )
+
+    def _deliver_votequorum(self, sender: int, payload: bytes) -> list[Output]:
+        kind = payload[1] if len(payload) > 1 else 0
+        before = self.quorum.quorate
+        if kind == _VQ_NODEINFO and len(payload) == _NODEINFO.size:
+            _, _, ring_seq, node, votes, expected, flags = _NODEINFO.unpack(payload)
+            if ring_seq != self.ring_id.seq or sender not in self.members:
+                return []  # from an earlier ring: the sync of this one supersedes it
+            info = vq.NodeInfo(node, votes, expected, vq.NodeFlag(flags))
+            self.quorum = vq.nodeinfo_received(self.quorum, info, sender)
+            self.pending_nodeinfo.discard(sender)
+            if self.pending_nodeinfo:
+                return []
+            self.quorum = vq.sync_completed(self.quorum)
+            return self._quorum_outputs(before, force=True)
+        if kind == _VQ_EXPECTED and len(payload) == _EXPECTED.size:
+            if sender == self.node_id:
+                return []  # applied when asked
+            (_, _, value) = _EXPECTED.unpack(payload)
+            self.quorum = vq.expected_reconfigured(self.quorum, value)
+            return self._quorum_outputs(before, force=True)
+        return [ServiceLog(f"malformed votequorum message from node {sender}")]
+
+    def _quorum_outputs(self, before: bool, force: bool = False) -> list[Output]:
+        out: list[Output] = []
+        if force or before != self.quorum.quorate:
+            out.append(QuorumChanged(self.quorum.quorate, self.members, self.ring_id))
+        return out
+
+    def _from_store(
+        self, commands: list[dfsm.Command], send_ns: int, now_ns: int = 0
+    ) -> list[Output]:
+        out: list[Output] = []
+        for command in commands:
+            if isinstance(command, dfsm.Send):
+                out.append(Multicast(_CFS_HEAD.pack(SERVICE_CFS, 0) + command.payload))
+            elif isinstance(command, dfsm.Applied):
+                out.append(WriteApplied(command, send_ns, now_ns))
+            elif isinstance(command, dfsm.Installed):
+                out.append(StoreInstalled(command))
+            elif isinstance(command, dfsm.Failed):
+                out.append(ServiceLog(f"config store: {command.reason}"))
+            elif isinstance(command, dfsm.Log):
+                out.append(ServiceLog(f"config store: {command.message}"))
+            elif isinstance(command, dfsm.SyncDone):
+                out.append(ServiceLog(f"config store synchronised (leader {command.leader})"))
+        return out

@@ -1,0 +1,524 @@
+"""A deterministic world for N Totem nodes: virtual clock, faulty network, node faults.
+
+One seed decides everything (TigerBeetle VOPR style): the number of nodes when not
+given, the Totem timeouts, the network's loss/duplication/delay (delay jitter
+reorders), which fault kinds are on, their schedule and the workload. Each concern
+draws from its own ``random.Random`` derived from the seed, so turning one knob does not
+reshuffle the others. Nothing iterates a set; node ids are ints in sorted lists.
+
+A run has three phases:
+
+1. safety (faults on): partitions (symmetric, asymmetric, isolate one node), crashes
+   and restarts (restart loads the persisted ring seq), clean leaves, pauses longer
+   than the token timeout, packet loss, duplication and reordering;
+2. liveness: faults healed; within ``liveness_bound`` every node must be OPERATIONAL
+   in one ring of all nodes;
+3. drain: a last burst of traffic, then quiet; every message must reach its sender and
+   every node must have delivered the same messages in the final ring.
+
+The same ``pvectl.totem`` code runs as in production, packets go through the real
+codec (HMAC included), and the checkers see every Deliver and ConfigChange.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from pvectl.sim.checker import Checker, InvariantViolation
+from pvectl.totem.srp import (
+    AppSend,
+    CancelTimer,
+    Command,
+    ConfigChange,
+    Deliver,
+    Log,
+    PacketReceived,
+    PersistRingSeq,
+    SendAll,
+    SendTo,
+    SetTimer,
+    Shutdown,
+    Srp,
+    Start,
+    State,
+    TimerFired,
+    TimerKind,
+    TotemConfig,
+)
+from pvectl.totem.wire import Codec
+
+KEY = b"pvectl-sim-cluster-key-0123456789"
+
+# heap event kinds
+_PKT = 0
+_TIMER = 1
+_ACTION = 2
+
+
+@dataclass(frozen=True)
+class Options:
+    """What one seed simulates; ``draw`` picks a swarm configuration from the seed."""
+
+    nodes: int
+    token_ms: int
+    loss: float
+    duplicate: float
+    delay_s: float
+    jitter_s: float
+    partitions: bool
+    crashes: bool
+    pauses: bool
+    leaves: bool
+    rate: float  # application messages per second per node
+    big_messages: bool
+    safety_s: float
+    netmtu: int = 1400
+
+    @classmethod
+    def draw(cls, seed: int, nodes: int | None = None, safety_s: float = 6.0) -> Options:
+        r = random.Random(f"options-{seed}")
+        return cls(
+            nodes=nodes if nodes is not None else r.randint(3, 7),
+            token_ms=r.choice([200, 300, 500]),
+            loss=r.choice([0.0, 0.0, 0.01, 0.05, 0.2]),
+            duplicate=r.choice([0.0, 0.01, 0.05]),
+            delay_s=r.choice([0.0002, 0.001, 0.003]),
+            jitter_s=r.choice([0.0, 0.0005, 0.002]),
+            partitions=r.random() < 0.6,
+            crashes=r.random() < 0.5,
+            pauses=r.random() < 0.4,
+            leaves=r.random() < 0.3,
+            rate=r.choice([2.0, 20.0, 100.0]),
+            big_messages=r.random() < 0.3,
+            safety_s=safety_s,
+        )
+
+
+@dataclass
+class SimNode:
+    node_id: int
+    srp: Srp | None = None
+    incarnation: int = 0
+    alive: bool = False
+    paused_until: float = 0.0
+    ring_seq: int = 0  # the "ring-id file"
+    timers: dict[TimerKind, float] = field(default_factory=dict)
+    scheduled: dict[TimerKind, float] = field(default_factory=dict)  # heap entry per kind
+    sent: int = 0
+
+
+class Simulator:
+    def __init__(
+        self,
+        seed: int,
+        options: Options | None = None,
+        *,
+        nodes: int | None = None,
+        trace: bool = False,
+        trace_len: int = 60,
+    ) -> None:
+        self.seed = seed
+        self.opt = options or Options.draw(seed, nodes)
+        self.net_rng = random.Random(f"net-{seed}")
+        self.fault_rng = random.Random(f"fault-{seed}")
+        self.work_rng = random.Random(f"work-{seed}")
+        self.config = TotemConfig(
+            token=self.opt.token_ms, token_coefficient=50, netmtu=self.opt.netmtu
+        )
+        self.ids = list(range(1, self.opt.nodes + 1))
+        self.timeouts = self.config.timeouts(len(self.ids))
+        self.nodes = {i: SimNode(i) for i in self.ids}
+        self.checker = Checker()
+        self.now = 0.0
+        self._heap: list[tuple[float, int, int, int, int, Any]] = []
+        self._ctr = 0
+        self.blocked: set[tuple[int, int]] = set()
+        self.faults_on = True
+        self.trace_on = trace
+        self.trace: deque[str] = deque(maxlen=trace_len)
+        self.steps = 0
+        self.packets = 0
+
+    # ---- scheduling ---------------------------------------------------------------------
+
+    def _push(self, t: float, kind: int, node: int, inc: int, payload: Any) -> None:
+        self._ctr += 1
+        heapq.heappush(self._heap, (t, self._ctr, kind, node, inc, payload))
+
+    def _log(self, text: str) -> None:
+        self.trace.append(f"{self.now:10.4f} {text}")
+
+    def liveness_bound(self) -> float:
+        """Time allowed after healing for one ring of all nodes (derived from timeouts).
+
+        A healed node may have to notice a lost token (token), give up on a consensus
+        that includes an unreachable peer (consensus), then merge via merge-detect on
+        an idle ring (hold + merge) and go through commit and recovery; allow that
+        three times over for cascades plus a fixed margin.
+        """
+        t = self.timeouts
+        return 3 * (t.token + t.consensus + t.hold + t.merge) + 1.0
+
+    def drain_bound(self) -> float:
+        """Time allowed to empty the send queues once healed: the backlog at the
+        ring's slowest plausible rate (one window of frames per 50 ms) plus margin."""
+        frames = 0
+        for i in self.ids:
+            srp = self.nodes[i].srp
+            if srp is not None:
+                frames += srp.send_queue_bytes // 1000 + srp.send_queue_len
+        return 2.0 + 0.05 * frames / self.config.window_size
+
+    def _drained(self) -> bool:
+        views = self.checker.views
+        for i in self.ids:
+            n = self.nodes[i]
+            if n.srp is None or n.srp.send_queue_len or views[i].own_next != n.sent:
+                return False
+        return True
+
+    # ---- node actions -------------------------------------------------------------------
+
+    def _start_node(self, n: SimNode) -> None:
+        n.incarnation += 1
+        n.alive = True
+        n.paused_until = 0.0
+        n.timers = {}
+        n.scheduled = {}
+        n.sent = 0
+        codec = Codec(n.node_id, "sim", KEY)
+        n.srp = Srp(n.node_id, self.ids, codec, self.config, ring_seq=n.ring_seq)
+        self.checker.node_started(n.node_id, n.incarnation)
+        self._log(f"n{n.node_id} start (incarnation {n.incarnation}, ring seq {n.ring_seq})")
+        self._execute(n, n.srp.handle(Start(), self.now))
+
+    def _crash(self, n: SimNode, *, clean: bool) -> None:
+        if not n.alive:
+            return
+        if clean and n.srp is not None:
+            self._log(f"n{n.node_id} leave")
+            self._execute(n, n.srp.handle(Shutdown(), self.now))
+        self._log(f"n{n.node_id} crash")
+        n.alive = False
+        n.srp = None
+        n.timers = {}
+        n.scheduled = {}
+
+    def _send_app(self, n: SimNode) -> None:
+        if not n.alive or n.srp is None or n.paused_until > self.now:
+            return
+        size = 0
+        r = self.work_rng
+        if self.opt.big_messages and r.random() < 0.01:
+            size = r.choice([3000, 20000, 100000])
+        else:
+            size = r.choice([0, 16, 64, 200])
+        payload = b"%d.%d.%d|" % (n.node_id, n.incarnation, n.sent) + b"x" * size
+        n.sent += 1
+        self._execute(n, n.srp.handle(AppSend(payload), self.now))
+
+    # ---- command execution -------------------------------------------------------------
+
+    def _execute(self, n: SimNode, cmds: list[Command]) -> None:
+        nid = n.node_id
+        for c in cmds:
+            if isinstance(c, SendAll):
+                for dst in self.ids:
+                    if dst != nid:
+                        self._transmit(nid, dst, c.data)
+            elif isinstance(c, SendTo):
+                self._transmit(nid, c.node, c.data)
+            elif isinstance(c, Deliver):
+                self.checker.on_deliver(nid, c)
+            elif isinstance(c, SetTimer):
+                # lazy timers: one heap entry per kind, moved only when it must fire
+                # earlier; a later deadline is honoured when the early entry pops
+                n.timers[c.kind] = c.deadline
+                sched = n.scheduled.get(c.kind)
+                if sched is None or c.deadline < sched:
+                    n.scheduled[c.kind] = c.deadline
+                    self._push(c.deadline, _TIMER, nid, n.incarnation, c.kind)
+            elif isinstance(c, CancelTimer):
+                n.timers.pop(c.kind, None)
+            elif isinstance(c, ConfigChange):
+                if self.trace_on:
+                    self._log(
+                        f"n{nid} {c.kind} {c.ring_id} members={list(c.members)} "
+                        f"left={list(c.left)} joined={list(c.joined)}"
+                    )
+                self.checker.on_config_change(nid, c)
+            elif isinstance(c, PersistRingSeq):
+                n.ring_seq = c.seq
+            elif isinstance(c, Log) and self.trace_on and c.level != "debug":
+                self._log(f"n{nid} {c.text}")
+
+    def _transmit(self, src: int, dst: int, data: bytes) -> None:
+        self.packets += 1
+        if (src, dst) in self.blocked:
+            return
+        r = self.net_rng
+        if self.faults_on:
+            if self.opt.loss and r.random() < self.opt.loss:
+                return
+            copies = 2 if self.opt.duplicate and r.random() < self.opt.duplicate else 1
+        else:
+            copies = 1
+        for _ in range(copies):
+            delay = self.opt.delay_s
+            if self.opt.jitter_s:
+                delay += r.expovariate(1 / self.opt.jitter_s)
+            self._push(self.now + delay, _PKT, dst, -1, data)
+
+    # ---- faults ------------------------------------------------------------------------
+
+    def _schedule_faults(self) -> None:
+        r = self.fault_rng
+        o = self.opt
+        t_end = o.safety_s
+        if o.partitions:
+            t = r.uniform(0.3, 1.5)
+            while t < t_end:
+                self._push(t, _ACTION, 0, 0, ("partition",))
+                t += r.uniform(0.5, 2.5)
+                self._push(min(t, t_end), _ACTION, 0, 0, ("heal",))
+                t += r.uniform(0.3, 2.0)
+        if o.crashes or o.leaves:
+            t = r.uniform(0.5, 2.0)
+            while t < t_end:
+                victim = r.choice(self.ids)
+                clean = o.leaves and (not o.crashes or r.random() < 0.5)
+                self._push(t, _ACTION, victim, 0, ("crash", clean))
+                down = r.uniform(0.05, 2.0)
+                self._push(min(t + down, t_end), _ACTION, victim, 0, ("restart",))
+                t += r.uniform(0.5, 3.0)
+        if o.pauses:
+            t = r.uniform(0.5, 2.0)
+            while t < t_end:
+                victim = r.choice(self.ids)
+                length = r.uniform(0.5, 2.0) * self.timeouts.token
+                self._push(t, _ACTION, victim, 0, ("pause", length))
+                t += r.uniform(1.0, 3.0)
+
+    def _partition(self) -> None:
+        r = self.fault_rng
+        ids = self.ids
+        mode = r.choice(["split", "isolate", "asymmetric"])
+        self.blocked = set()
+        if mode == "isolate":
+            victim = r.choice(ids)
+            for o in ids:
+                if o != victim:
+                    self.blocked.add((victim, o))
+                    self.blocked.add((o, victim))
+        elif mode == "split":
+            shuffled = ids[:]
+            r.shuffle(shuffled)
+            cut = r.randint(1, len(ids) - 1)
+            a, b = shuffled[:cut], shuffled[cut:]
+            for x in a:
+                for y in b:
+                    self.blocked.add((x, y))
+                    self.blocked.add((y, x))
+        else:
+            for x in ids:
+                for y in ids:
+                    if x != y and r.random() < 0.3:
+                        self.blocked.add((x, y))
+        self._log(f"partition {mode}: {sorted(self.blocked)}")
+
+    def _action(self, node: int, action: tuple[Any, ...]) -> None:
+        kind = action[0]
+        if kind == "partition":
+            self._partition()
+        elif kind == "heal":
+            self.blocked = set()
+            self._log("heal partitions")
+        elif kind == "crash":
+            self._crash(self.nodes[node], clean=action[1])
+        elif kind == "restart":
+            n = self.nodes[node]
+            if not n.alive:
+                self._start_node(n)
+        elif kind == "pause":
+            n = self.nodes[node]
+            if n.alive:
+                n.paused_until = max(n.paused_until, self.now + action[1])
+                self._log(f"n{node} pause until {n.paused_until:.4f}")
+        elif kind == "send":
+            for i in self.ids:
+                n = self.nodes[i]
+                k = self._poisson(self.opt.rate * action[1])
+                for _ in range(k):
+                    self._send_app(n)
+
+    def _poisson(self, lam: float) -> int:
+        if lam <= 0:
+            return 0
+        r = self.work_rng
+        if lam > 30:
+            return max(0, round(r.gauss(lam, lam**0.5)))
+        k = 0
+        p = r.random()
+        import math
+
+        limit = math.exp(-lam)
+        while p > limit:
+            k += 1
+            p *= r.random()
+        return k
+
+    def _schedule_workload(self, start: float, end: float, tick: float = 0.05) -> None:
+        t = start
+        while t < end:
+            self._push(t, _ACTION, 0, 0, ("send", tick))
+            t += tick
+
+    # ---- the loop ------------------------------------------------------------------------
+
+    def _step(self) -> bool:
+        if not self._heap:
+            return False
+        t, _, kind, nid, inc, payload = heapq.heappop(self._heap)
+        if kind == _ACTION:
+            self.now = t
+            self._action(nid, payload)
+            return True
+        n = self.nodes[nid]
+        if not n.alive or n.srp is None:
+            return True
+        if kind == _TIMER:
+            if inc != n.incarnation or n.scheduled.get(payload) != t:
+                return True  # superseded heap entry
+            del n.scheduled[payload]
+            deadline = n.timers.get(payload)
+            if deadline is None:
+                return True
+            fire_at = max(deadline, n.paused_until)
+            if fire_at > t:
+                n.scheduled[payload] = fire_at
+                self._push(fire_at, _TIMER, nid, inc, payload)
+                return True
+            self.now = t
+            self.steps += 1
+            del n.timers[payload]
+            self._execute(n, n.srp.handle(TimerFired(payload), t))
+            return True
+        if n.paused_until > t:
+            self._push(n.paused_until, kind, nid, inc, payload)
+            return True
+        self.now = t
+        self.steps += 1
+        self._execute(n, n.srp.handle(PacketReceived(payload), t))
+        return True
+
+    def _run_until(self, t_end: float) -> None:
+        heap = self._heap
+        while heap and heap[0][0] <= t_end:
+            self._step()
+        self.now = max(self.now, t_end)
+
+    def converged(self) -> bool:
+        ring = None
+        for i in self.ids:
+            n = self.nodes[i]
+            if not n.alive or n.srp is None or n.srp.state is not State.OPERATIONAL:
+                return False
+            if tuple(n.srp.members) != tuple(self.ids):
+                return False
+            if ring is None:
+                ring = n.srp.ring_id
+            elif n.srp.ring_id != ring:
+                return False
+        return True
+
+    def run(self) -> SimResult:
+        """Run the three phases; raises InvariantViolation with the trace attached."""
+        o = self.opt
+        try:
+            for i in self.ids:
+                self._start_node(self.nodes[i])
+            self._schedule_faults()
+            self._schedule_workload(0.05, o.safety_s)
+            self._run_until(o.safety_s)
+            # heal
+            self.faults_on = False
+            self.blocked = set()
+            # pending fault actions (restarts) still matter; later crashes do not exist
+            for i in self.ids:
+                n = self.nodes[i]
+                n.paused_until = min(n.paused_until, self.now)
+                if not n.alive:
+                    self._start_node(n)
+            self._log("healed: all faults off")
+            healed_at = self.now
+            deadline = healed_at + self.liveness_bound()
+            step = 0.05
+            while not self.converged():
+                if self.now >= deadline:
+                    raise InvariantViolation(
+                        f"liveness: no single ring of all {len(self.ids)} nodes "
+                        f"{self.liveness_bound():.2f}s after healing: "
+                        + ", ".join(self._describe(i) for i in self.ids)
+                    )
+                self._run_until(self.now + step)
+            converge_s = self.now - healed_at
+            # drain phase: a burst of traffic, then quiet until every queue is empty
+            self._schedule_workload(self.now, self.now + 0.5)
+            self._run_until(self.now + 0.5)
+            drain_deadline = self.now + self.drain_bound()
+            while not self._drained():
+                if self.now >= drain_deadline:
+                    break
+                self._run_until(self.now + 0.1)
+            self._run_until(self.now + 2 * self.timeouts.token_retransmit)
+            self._check_drained()
+            return SimResult(
+                self.seed, o, converge_s, self.now, self.steps, self.checker.deliveries
+            )
+        except InvariantViolation as exc:
+            exc.args = (
+                f"seed {self.seed}: {exc.args[0]}\noptions: {o}\n"
+                f"last events (t in seconds):\n" + "\n".join(self.trace),
+            )
+            raise
+
+    def _describe(self, i: int) -> str:
+        n = self.nodes[i]
+        if not n.alive or n.srp is None:
+            return f"n{i}=down"
+        s = n.srp
+        return f"n{i}={s.state.name}:{s.ring_id}:{list(s.members)}"
+
+    def _check_drained(self) -> None:
+        views = self.checker.views
+        ref: list[tuple[int, int, int]] | None = None
+        for i in self.ids:
+            n = self.nodes[i]
+            assert n.srp is not None
+            v = views[i]
+            if v.own_next != n.sent:
+                raise InvariantViolation(
+                    f"self-delivery: node {i} sent {n.sent} messages, delivered {v.own_next} "
+                    f"of its own (send queue {n.srp.send_queue_len})"
+                )
+            if ref is None:
+                ref = v.final_log
+            elif v.final_log != ref:
+                raise InvariantViolation(
+                    f"final ring: node {i} delivered {len(v.final_log)} messages, node "
+                    f"{self.ids[0]} {len(ref)}, or in another order"
+                )
+
+
+@dataclass(frozen=True)
+class SimResult:
+    seed: int
+    options: Options
+    converge_s: float
+    simulated_s: float
+    steps: int
+    deliveries: int

@@ -1,0 +1,222 @@
+"""The replicated config store on a real embedded lab (processes, UDP, fsync on files)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pvectl.errors import PvectlError
+from pvectl.node import control
+from tests.conftest import run_cli
+
+TOKEN_MS = 400
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[tuple[dict[str, str], Path]]:
+    runtime = tmp_path / "xdg"
+    runtime.mkdir()
+    env = dict(os.environ, XDG_RUNTIME_DIR=str(runtime), NO_COLOR="1")
+    yield env, runtime / "pvectl" / "lab"
+    for name in ("tcfs", "tcfs4", "tcfsc"):
+        run_cli("lab", "down", "--name", name, env=env)
+
+
+def up(env: dict[str, str], name: str, nodes: int, *extra: str) -> None:
+    run = run_cli(
+        "lab", "up", str(nodes), "--name", name, "--token", str(TOKEN_MS), *extra, env=env
+    )
+    assert run.code == 0, run.stderr
+
+
+def sock(root: Path, name: str, node: int) -> Path:
+    return root / name / f"node{node}" / "control.sock"
+
+
+def write(
+    root: Path, name: str, node: int, path: str, data: bytes, level: str = "local"
+) -> dict[str, Any]:
+    try:
+        return control.call(
+            sock(root, name, node),
+            "write",
+            timeout=30,
+            path=path,
+            data=base64.b64encode(data).decode(),
+            level=level,
+            op="put",
+        )
+    except PvectlError as exc:
+        return {"ok": False, "error": str(exc)}
+
+
+def read(root: Path, name: str, node: int, path: str) -> dict[str, Any]:
+    return control.call(sock(root, name, node), "read", path=path)
+
+
+def store_hash(root: Path, name: str, node: int) -> str:
+    return str(control.call(sock(root, name, node), "info")["store_hash"])
+
+
+def wait_converged(root: Path, name: str, nodes: list[int], timeout: float = 20) -> str:
+    deadline = time.monotonic() + timeout
+    hashes: set[str] = set()
+    while time.monotonic() < deadline:
+        hashes = {store_hash(root, name, n) for n in nodes}
+        if len(hashes) == 1:
+            return hashes.pop()
+        time.sleep(0.2)
+    raise AssertionError(f"stores did not converge: {hashes}")
+
+
+def db_rows(root: Path, name: str, node: int) -> list[tuple[Any, ...]]:
+    db = sqlite3.connect(root / name / f"node{node}" / "config.db")
+    try:
+        return db.execute("SELECT * FROM tree ORDER BY inode").fetchall()
+    finally:
+        db.close()
+
+
+def test_writes_replicate_with_version_and_writer(lab: tuple[dict[str, str], Path]) -> None:
+    env, root = lab
+    up(env, "tcfs", 3)
+    reply = write(root, "tcfs", 1, "nodes", b"")  # a file named nodes, then a directory
+    assert reply["ok"], reply
+    assert write(root, "tcfs", 2, "datacenter.cfg", b"keyboard: en-us\n", "all")["ok"]
+    seen = [read(root, "tcfs", n, "datacenter.cfg") for n in (1, 2, 3)]
+    assert {base64.b64decode(s["data"]) for s in seen} == {b"keyboard: en-us\n"}
+    assert {(s["version"], s["writer"]) for s in seen} == {(seen[0]["version"], 2)}
+    big = write(root, "tcfs", 1, "big.cfg", b"x" * (1024 * 1024 + 1))
+    assert not big["ok"] and "EFBIG" in big["error"]
+
+
+def test_concurrent_burst_identical_config_db_and_kill_9(
+    lab: tuple[dict[str, str], Path],
+) -> None:
+    env, root = lab
+    up(env, "tcfs", 3)
+    acked: dict[int, list[str]] = {1: [], 2: [], 3: []}
+    stop = threading.Event()
+
+    def writer(node: int) -> None:
+        for i in range(400):
+            if stop.is_set() and node == 3:
+                return
+            path = f"n{node}-{i}"
+            if write(root, "tcfs", node, path, f"{node}:{i}".encode())["ok"]:
+                acked[node].append(path)
+            elif node == 3:
+                return
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in (1, 2, 3)]
+    for thread in threads:
+        thread.start()
+    time.sleep(1.0)
+    ls = json.loads(
+        run_cli("lab", "ls", "--name", "tcfs", "--output-format", "json", env=env).stdout
+    )
+    os.kill(ls[0]["nodes"][2]["pid"], signal.SIGKILL)  # node 3, mid-burst
+    stop.set()
+    for thread in threads:
+        thread.join(120)
+    assert acked[1] and acked[2] and acked[3]
+    assert run_cli("lab", "start", "3", "--name", "tcfs", env=env).code == 0
+    wait_converged(root, "tcfs", [1, 2, 3])
+    for node in (1, 2, 3):
+        for path in acked[1] + acked[2] + acked[3]:
+            assert read(root, "tcfs", node, path)["ok"], (node, path)
+    time.sleep(0.5)  # the last group commit of the decoupled nodes
+    rows = [db_rows(root, "tcfs", n) for n in (1, 2, 3)]
+    assert rows[0] == rows[1] == rows[2]
+    assert rows[0][0][6] == "__version__"
+
+
+def test_partition_refuses_writes_then_heals(lab: tuple[dict[str, str], Path]) -> None:
+    env, root = lab
+    up(env, "tcfs4", 4)
+    assert write(root, "tcfs4", 1, "before", b"1")["ok"]
+    assert run_cli("lab", "partition", "1,2", "3,4", "--name", "tcfs4", env=env).code == 0
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        info = [control.call(sock(root, "tcfs4", n), "info") for n in (1, 3)]
+        if all(len(i["members"]) == 2 and not i["quorate"] for i in info):
+            break
+        time.sleep(0.2)
+    for node in (1, 3):
+        refused = write(root, "tcfs4", node, f"during{node}", b"x")
+        assert not refused["ok"] and "EACCES" in refused["error"], refused
+    assert run_cli("lab", "heal", "--name", "tcfs4", env=env).code == 0
+    wait_converged(root, "tcfs4", [1, 2, 3, 4], timeout=30)
+    deadline = time.monotonic() + 10
+    while not (after := write(root, "tcfs4", 3, "after", b"2"))["ok"]:
+        assert time.monotonic() < deadline, after
+        time.sleep(0.2)
+    wait_converged(root, "tcfs4", [1, 2, 3, 4])
+
+
+def test_sync_trace_phases_are_causal_and_blame_the_slow_disk(
+    lab: tuple[dict[str, str], Path],
+) -> None:
+    env, _ = lab
+    up(env, "tcfs", 3)
+    run = run_cli(
+        "sync-trace", "--name", "tcfs", "--count", "5", "--output-format", "json", env=env
+    )
+    assert run.code == 0, run.stderr
+    trace = json.loads(run.stdout)
+    for item in trace["writes"]:
+        assert {n["node_id"] for n in item["nodes"]} == {1, 2, 3}
+        assert all(n["causal"] for n in item["nodes"])
+        sender = next(n for n in item["nodes"] if n["node_id"] == 1)
+        assert [p[0] for p in sender["phases"]] == [
+            "submit",
+            "ordering",
+            "applied",
+            "fsync",
+            "acknowledged",
+        ]
+    assert run_cli("lab", "slow-disk", "3", "200", "--name", "tcfs", env=env).code == 0
+    run = run_cli(
+        "sync-trace",
+        "--name",
+        "tcfs",
+        "--count",
+        "3",
+        "--level",
+        "all",
+        "--output-format",
+        "json",
+        env=env,
+    )
+    trace = json.loads(run.stdout)
+    for item in trace["writes"]:
+        node, phase, ms = item["slowest_phase"]
+        assert (node, phase) == (3, "fsync") and ms >= 200
+        assert item["total_ms"] >= 200
+    assert "fsync on node 3" in trace["verdict"]
+
+
+def test_coupled_slow_disk_stalls_the_token_and_the_node_is_dropped(
+    lab: tuple[dict[str, str], Path],
+) -> None:
+    env, root = lab
+    up(env, "tcfsc", 3, "--coupling", "coupled")
+    assert run_cli("lab", "slow-disk", "3", "3000", "--name", "tcfsc", env=env).code == 0
+    assert write(root, "tcfsc", 1, "domino", b"x")["ok"]
+    deadline = time.monotonic() + 15
+    dropped = False
+    while time.monotonic() < deadline and not dropped:
+        members = control.call(sock(root, "tcfsc", 1), "info")["members"]
+        dropped = 3 not in members
+        time.sleep(0.1)
+    assert dropped, "node 3's fsync in the protocol loop should have cost it its place"
