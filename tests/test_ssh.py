@@ -243,3 +243,35 @@ def test_connection_lost_mid_run_is_not_mistaken_for_a_missing_tool(
             corosync_target(runner).status()
         assert "not found" not in str(caught.value)
         assert "node1" in str(caught.value)
+
+
+def test_keys_from_a_real_ssh_agent(
+    client: SshClientHome, sshd: Sshd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    import shutil
+    import signal
+    import subprocess
+
+    if shutil.which("ssh-agent") is None or shutil.which("ssh-add") is None:
+        pytest.skip("needs ssh-agent and ssh-add (openssh-client)")
+    client.trust(sshd)
+    socket_path = tmp_path / "agent.sock"
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(socket_path)], stdout=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 5
+        while not socket_path.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        env = {**os.environ, "SSH_AUTH_SOCK": str(socket_path)}
+        subprocess.run(["ssh-add", str(client.key)], env=env, check=True, capture_output=True)
+        # the key file is gone: only the agent can authenticate us now
+        client.key.rename(tmp_path / "elsewhere")
+        monkeypatch.setenv("SSH_AUTH_SOCK", str(socket_path))
+        with session() as ssh:
+            assert ssh.runner(parse_host("node1")).run(["echo", "agent"]).stdout == "agent\n"
+        monkeypatch.delenv("SSH_AUTH_SOCK")
+        with session() as ssh, pytest.raises(AuthenticationFailed):
+            ssh.runner(parse_host("node1")).run(["true"])
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        agent.wait(5)
