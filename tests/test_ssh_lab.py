@@ -281,3 +281,13 @@ def test_check_reports_the_lost_vote_when_a_node_stops(lab: Lab) -> None:
         assert node3["severity"] == "critical" and "corosync" in node3["message"]
     finally:
         lab.pvectl("lab", "start", "3", "--name", lab.name, local=True)
+
+
+def test_status_what_if_over_ssh_reads_the_nodes_corosync_conf(lab: Lab) -> None:
+    result = lab.pvectl("status", "--what-if", "--host", "node2", "--output-format", "json")
+    assert result.returncode == 0, result.stderr
+    what_if = _json(result)["what_if"]
+    assert [n["name"] for n in what_if["nodes"]] == ["node1", "node2", "node3"]
+    assert what_if["quorum"] == 2 and what_if["max_failures_always_survived"] == 1
+    text = lab.pvectl("status", "--what-if", "--host", "node2")
+    assert "Quorum information" in text.stdout and "always survived" in text.stdout

@@ -27,9 +27,11 @@ from pvectl.cli.options import (
 from pvectl.cli.output import OutputFormat, emit, stdout_console, to_jsonable
 from pvectl.cli.remote import DEFAULT_CONNECT_TIMEOUT, only_result, open_session, remote_hosts
 from pvectl.cluster_views import HostView, compare_views
+from pvectl.corosync_conf import Section
 from pvectl.errors import ExitCode, UsageError
 from pvectl.quorum import whatif
 from pvectl.results import ExpectedResult, NodeList, QuorumStatus
+from pvectl.targets.corosync import CorosyncTarget
 from pvectl.targets.remote import across_hosts, corosync_target
 from pvectl.targets.resolve import resolve_target
 from pvectl.targets.ssh import SshRunner
@@ -38,6 +40,12 @@ from pvectl.targets.ssh import SshRunner
 def _remote_status(runner: SshRunner) -> QuorumStatus:
     result = corosync_target(runner).status()
     return dataclasses.replace(result, source=runner.describe)
+
+
+def _remote_status_and_config(runner: SshRunner) -> tuple[QuorumStatus, Section | None]:
+    """For --what-if: the node's own corosync.conf describes its cluster, not ours."""
+    target = CorosyncTarget(runner=runner)
+    return dataclasses.replace(target.status(), source=runner.describe), target.config()
 
 
 def _remote_nodes(runner: SshRunner) -> NodeList:
@@ -74,6 +82,11 @@ def status(
         result = resolve_target(target.value, name, node).status()
         _emit_status(result, output_format, what_if)
         raise typer.Exit(int(ExitCode.OK if result.quorate else ExitCode.NOT_QUORATE))
+    if len(hosts) == 1 and what_if:
+        with open_session(accept_new_host_key, connect_timeout) as ssh:
+            single, config = only_result(across_hosts(ssh, hosts, _remote_status_and_config)[0])
+        _status_with_what_if(single, output_format, config)
+        raise typer.Exit(int(ExitCode.OK if single.quorate else ExitCode.NOT_QUORATE))
     with open_session(accept_new_host_key, connect_timeout) as ssh:
         outcomes = across_hosts(ssh, hosts, _remote_status)
     if len(outcomes) == 1:
@@ -96,9 +109,10 @@ def _emit_status(result: QuorumStatus, output_format: OutputFormat, what_if: boo
         emit(result, output_format, lambda: pvecm_text.pvecm_status(result))
 
 
-def _status_with_what_if(result: QuorumStatus, output_format: OutputFormat) -> None:
-    config = None
-    if result.source == "corosync":  # the local file describes the local cluster only
+def _status_with_what_if(
+    result: QuorumStatus, output_format: OutputFormat, config: Section | None = None
+) -> None:
+    if config is None and result.source == "corosync":  # the local file: local cluster only
         found = corosync_conf.find_config()
         config = corosync_conf.load(found) if found else None
     options, names = whatif.options_from_status(result, config)
