@@ -275,3 +275,14 @@ def test_keys_from_a_real_ssh_agent(
     finally:
         agent.send_signal(signal.SIGTERM)
         agent.wait(5)
+
+
+def test_global_known_hosts_file_is_trusted_read_only(client: SshClientHome, sshd: Sshd) -> None:
+    # Proxmox VE links /etc/ssh/ssh_known_hosts to the cluster-wide known_hosts
+    cluster_known = client.home / "cluster_known_hosts"
+    cluster_known.write_text(f"[127.0.0.1]:{sshd.port} ssh-ed25519 {sshd.host_public_key()}\n")
+    with client.config.open("a") as handle:
+        handle.write(f"Host *\n  GlobalKnownHostsFile {cluster_known}\n")
+    with session() as ssh:
+        assert ssh.runner(parse_host("node1")).run(["echo", "ok"]).stdout == "ok\n"
+    assert not client.known_hosts.exists()
