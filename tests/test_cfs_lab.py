@@ -212,7 +212,8 @@ def test_coupled_slow_disk_stalls_the_token_and_the_node_is_dropped(
     env, root = lab
     up(env, "tcfsc", 3, "--coupling", "coupled")
     assert run_cli("lab", "slow-disk", "3", "3000", "--name", "tcfsc", env=env).code == 0
-    assert write(root, "tcfsc", 1, "domino", b"x")["ok"]
+    # the write itself may fail with EAGAIN: the ring re-forms while it is in flight
+    write(root, "tcfsc", 1, "domino", b"x")
     deadline = time.monotonic() + 15
     dropped = False
     while time.monotonic() < deadline and not dropped:

@@ -34,6 +34,19 @@ needs_lab = pytest.mark.skipif(
     reason="needs root (network namespaces) and the Debian packages corosync, iproute2, nftables",
 )
 TOKEN = "1000"
+# Per-run lab names (test labs start with "t"), so two runs side by side never share a lab.
+RUN = str(os.getpid() % 100000)
+TBAD = "tbad" + RUN
+TCS1 = "tcs1" + RUN
+TCS2 = "tcs2" + RUN
+TCS3 = "tcs3" + RUN
+TCS4 = "tcs4" + RUN
+TCSB = "tcsb" + RUN
+TCSK = "tcsk" + RUN
+TCU3 = "tcu3" + RUN
+TCX = "tcx" + RUN
+TNOC = "tnoc" + RUN
+TNR = "tnr" + RUN
 
 
 # ---- helpers ---------------------------------------------------------------------------
@@ -120,6 +133,7 @@ def check_agrees(name: str, node: int, **expect: object) -> dict[str, object]:
     """pvectl's JSON and text against the real tool on the same node; returns the JSON."""
     ours = pvectl_status(name, node)
     raw = tool(name, node, "-s")
+    assert ours.code in (0, 2), ours
     assert ours.code == raw.code, (ours, raw)  # 0 quorate, 2 not quorate: quorumtool's codes
     data = json.loads(ours.stdout)
     assert data["quorate"] == (label(raw.stdout, "Quorate") == "Yes")
@@ -173,11 +187,11 @@ def lab_factory() -> Iterator[Callable[..., CliRun]]:
 
 @needs_lab
 def test_three_nodes_stop_one_two_then_expected_1(lab_factory: Callable[..., CliRun]) -> None:
-    up = lab_factory("tcs3", 3)
+    up = lab_factory(TCS3, 3)
     assert re.search(r"ring formed in \d+\.\d\d s", up.stderr), up.stderr
     for node in (1, 2, 3):
         check_agrees(
-            "tcs3",
+            TCS3,
             node,
             quorate=True,
             nodes=3,
@@ -187,21 +201,25 @@ def test_three_nodes_stop_one_two_then_expected_1(lab_factory: Callable[..., Cli
             flags=["Quorate"],
         )
 
+    # pvecm nodes is `corosync-quorumtool -l`, byte for byte
+    ours = run_cli("nodes", "--target", "lab", "--name", TCS3, "--node", "2")
+    assert ours.code == 0 and ours.stdout == tool(TCS3, 2, "-l").stdout
+
     # the same lab, a second time, is refused
-    again = lab("up", "3", "--name", "tcs3", "--engine", "corosync")
+    again = lab("up", "3", "--name", TCS3, "--engine", "corosync")
     assert again.code == 1 and one_line_error(again) and "already up" in again.stderr
 
-    stop = lab("stop", "3", "--name", "tcs3")
+    stop = lab("stop", "3", "--name", TCS3)
     assert stop.code == 0, stop
     assert "members 1,2, quorate" in stop.stdout
-    wait_members("tcs3", 1, (1, 2))
-    check_agrees("tcs3", 1, quorate=True, nodes=2, total_votes=2, expected_votes=3, quorum=2)
+    wait_members(TCS3, 1, (1, 2))
+    check_agrees(TCS3, 1, quorate=True, nodes=2, total_votes=2, expected_votes=3, quorum=2)
 
-    stop = lab("stop", "2", "--name", "tcs3")
+    stop = lab("stop", "2", "--name", TCS3)
     assert "members 1, NOT quorate" in stop.stdout, stop
-    wait_members("tcs3", 1, (1,))
+    wait_members(TCS3, 1, (1,))
     blocked = check_agrees(
-        "tcs3", 1, quorate=False, nodes=1, total_votes=1, quorum=2, activity_blocked=True, flags=[]
+        TCS3, 1, quorate=False, nodes=1, total_votes=1, quorum=2, activity_blocked=True, flags=[]
     )
     assert blocked["expected_votes"] == 3
 
@@ -212,7 +230,7 @@ def test_three_nodes_stop_one_two_then_expected_1(lab_factory: Callable[..., Cli
         "--target",
         "lab",
         "--name",
-        "tcs3",
+        TCS3,
         "--node",
         "1",
         "--output-format",
@@ -222,27 +240,27 @@ def test_three_nodes_stop_one_two_then_expected_1(lab_factory: Callable[..., Cli
     result = json.loads(done.stdout)
     assert result["quorate_after"] is True and result["quorum_after"] == 1
     assert result["previous_expected"] == 3
-    check_agrees("tcs3", 1, quorate=True, expected_votes=1, quorum=1, flags=["Quorate"])
+    check_agrees(TCS3, 1, quorate=True, expected_votes=1, quorum=1, flags=["Quorate"])
 
     # the nodes come back: expected votes return to the configured total
     for node in ("2", "3"):
-        assert lab("start", node, "--name", "tcs3").code == 0
-    wait_members("tcs3", 1, (1, 2, 3))
+        assert lab("start", node, "--name", TCS3).code == 0
+    wait_members(TCS3, 1, (1, 2, 3))
     wait_for(
-        lambda: json.loads(pvectl_status("tcs3", 1).stdout)["expected_votes"] == 3,
+        lambda: json.loads(pvectl_status(TCS3, 1).stdout)["expected_votes"] == 3,
         15,
         "expected votes back to 3",
     )
 
     # refused where the votes present exceed it: our guard, then corosync's own refusal
-    refused = run_cli("expected", "1", "--target", "lab", "--name", "tcs3", "--node", "1")
+    refused = run_cli("expected", "1", "--target", "lab", "--name", TCS3, "--node", "1")
     assert refused.code == 1 and one_line_error(refused)
     assert "3 votes are present in this partition: expected votes cannot go below 3" in (
         refused.stderr
     )
-    real = tool("tcs3", 1, "-e", "1")
+    real = tool(TCS3, 1, "-e", "1")
     assert real.code == 1 and "CS_ERR_INVALID_PARAM" in real.stderr
-    check_agrees("tcs3", 1, quorate=True, expected_votes=3, total_votes=3)
+    check_agrees(TCS3, 1, quorate=True, expected_votes=3, total_votes=3)
 
 
 @needs_lab
@@ -253,29 +271,29 @@ def test_corosync_refusal_is_mapped_when_our_guard_is_bypassed(
     from pvectl.targets import corosync as corosync_target
     from pvectl.targets.lab import LabTarget
 
-    lab_factory("tcs1", 2)
+    lab_factory(TCS1, 2)
     monkeypatch.setattr(corosync_target, "check_set_expected", lambda *_: None)
     with pytest.raises(CommandRefused, match="CS_ERR_INVALID_PARAM"):
-        LabTarget("tcs1", 1).set_expected(1)
+        LabTarget(TCS1, 1).set_expected(1)
 
 
 @needs_lab
 def test_four_nodes_split_two_two_and_heal(lab_factory: Callable[..., CliRun]) -> None:
-    lab_factory("tcs4", 4)
-    check_agrees("tcs4", 1, quorate=True, nodes=4, expected_votes=4, quorum=3)
-    auto = run_cli("nodes", "--name", "tcs4", "--node", "2", "--output-format", "json")
-    assert auto.code == 0 and json.loads(auto.stdout)["source"] == "lab:tcs4:node2", auto
-    overlap = lab("partition", "1,2", "2,3", "--name", "tcs4")
+    lab_factory(TCS4, 4)
+    check_agrees(TCS4, 1, quorate=True, nodes=4, expected_votes=4, quorum=3)
+    auto = run_cli("nodes", "--name", TCS4, "--node", "2", "--output-format", "json")
+    assert auto.code == 0 and json.loads(auto.stdout)["source"] == f"lab:{TCS4}:node2", auto
+    overlap = lab("partition", "1,2", "2,3", "--name", TCS4)
     assert overlap.code == 64 and one_line_error(overlap) and "overlap" in overlap.stderr
-    unknown = lab("partition", "1,2", "3,9", "--name", "tcs4")
+    unknown = lab("partition", "1,2", "3,9", "--name", TCS4)
     assert unknown.code == 64 and one_line_error(unknown) and "no node 9" in unknown.stderr
 
-    assert lab("partition", "1,2", "3,4", "--name", "tcs4").code == 0
-    wait_members("tcs4", 1, (1, 2))
-    wait_members("tcs4", 3, (3, 4))
+    assert lab("partition", "1,2", "3,4", "--name", TCS4).code == 0
+    wait_members(TCS4, 1, (1, 2))
+    wait_members(TCS4, 3, (3, 4))
     for node in (1, 3):
         check_agrees(
-            "tcs4",
+            TCS4,
             node,
             quorate=False,
             nodes=2,
@@ -285,33 +303,33 @@ def test_four_nodes_split_two_two_and_heal(lab_factory: Callable[..., CliRun]) -
             activity_blocked=True,
         )
 
-    assert lab("heal", "--name", "tcs4").code == 0
-    wait_members("tcs4", 1, (1, 2, 3, 4), timeout=40)
-    check_agrees("tcs4", 2, quorate=True, nodes=4, total_votes=4)
+    assert lab("heal", "--name", TCS4).code == 0
+    wait_members(TCS4, 1, (1, 2, 3, 4), timeout=40)
+    check_agrees(TCS4, 2, quorate=True, nodes=4, total_votes=4)
 
     # a crash: the survivors' new ring is reported with its quorum
-    crash = lab("kill", "4", "--name", "tcs4", "--output-format", "json")
+    crash = lab("kill", "4", "--name", TCS4, "--output-format", "json")
     assert crash.code == 0, crash
     change = json.loads(crash.stdout)
     assert change["members"] == [1, 2, 3] and change["quorate"] is True
     assert 0 < change["seconds"] < 15
 
     # a node frozen longer than token + consensus is dropped, then rejoins
-    frozen = lab("pause", "3", "4", "--name", "tcs4", "--output-format", "json")
+    frozen = lab("pause", "3", "4", "--name", TCS4, "--output-format", "json")
     assert frozen.code == 0, frozen
     paused = json.loads(frozen.stdout)
     assert paused["dropped_after"] is not None and 1.5 < paused["dropped_after"] < 4
     assert paused["members"] == [1, 2, 3]
 
     # random loss is an nftables rule inside each node, and heal removes it
-    assert lab("loss", "30", "--name", "tcs4").code == 0
-    rules = lab("exec", "1", "--name", "tcs4", "--", "nft", "list", "ruleset")
+    assert lab("loss", "30", "--name", TCS4).code == 0
+    rules = lab("exec", "1", "--name", TCS4, "--", "nft", "list", "ruleset")
     assert "numgen random mod 100 < 30" in rules.stdout
-    assert lab("heal", "--name", "tcs4").code == 0
-    rules = lab("exec", "1", "--name", "tcs4", "--", "nft", "list", "ruleset")
+    assert lab("heal", "--name", TCS4).code == 0
+    rules = lab("exec", "1", "--name", TCS4, "--", "nft", "list", "ruleset")
     assert "numgen" not in rules.stdout
 
-    listing = lab("ls", "--name", "tcs4", "--output-format", "json")
+    listing = lab("ls", "--name", TCS4, "--output-format", "json")
     assert listing.code == 0
     (view,) = json.loads(listing.stdout)
     assert view["engine"] == "corosync"
@@ -324,9 +342,9 @@ def test_four_nodes_split_two_two_and_heal(lab_factory: Callable[..., CliRun]) -
 
 @needs_lab
 def test_two_node_cluster_survives_one_crash(lab_factory: Callable[..., CliRun]) -> None:
-    lab_factory("tcs2", 2, "--two-node")
+    lab_factory(TCS2, 2, "--two-node")
     check_agrees(
-        "tcs2",
+        TCS2,
         1,
         quorate=True,
         nodes=2,
@@ -334,10 +352,10 @@ def test_two_node_cluster_survives_one_crash(lab_factory: Callable[..., CliRun])
         quorum=1,
         flags=["2Node", "Quorate", "WaitForAll"],
     )
-    crash = lab("kill", "2", "--name", "tcs2")
+    crash = lab("kill", "2", "--name", TCS2)
     assert crash.code == 0 and "members 1, quorate" in crash.stdout, crash
     check_agrees(
-        "tcs2",
+        TCS2,
         1,
         quorate=True,
         nodes=1,
@@ -349,41 +367,43 @@ def test_two_node_cluster_survives_one_crash(lab_factory: Callable[..., CliRun])
 
 @needs_lab
 def test_udpu_votes_and_node_context(lab_factory: Callable[..., CliRun]) -> None:
-    lab_factory("tcu3", 3, "--transport", "udpu", "--votes", "1,1,2")
-    data = check_agrees("tcu3", 1, quorate=True, expected_votes=4, total_votes=4, quorum=3)
+    lab_factory(TCU3, 3, "--transport", "udpu", "--votes", "1,1,2")
+    data = check_agrees(TCU3, 1, quorate=True, expected_votes=4, total_votes=4, quorum=3)
     assert data["cluster"] == {
-        "name": "tcu3",
+        "name": TCU3,
         "config_version": 1,
         "transport": "udpu",
         "secure_auth": "off",
     }
     assert [m["votes"] for m in data["members"]] == [1, 1, 2]  # type: ignore[index]
-    host = lab("exec", "3", "--name", "tcu3", "--", "hostname")
+    host = lab("exec", "3", "--name", TCU3, "--", "hostname")
     assert host.stdout.strip() == "node3"
-    stats = lab("exec", "2", "--name", "tcu3", "--", "corosync-cmapctl", "-m", "stats")
+    stats = lab("exec", "2", "--name", TCU3, "--", "corosync-cmapctl", "-m", "stats")
     assert stats.code == 0 and "stats." in stats.stdout
-    failing = lab("exec", "2", "--name", "tcu3", "--", "sh", "-c", "exit 7")
+    failing = lab("exec", "2", "--name", TCU3, "--", "sh", "-c", "exit 7")
     assert failing.code == 7
-    missing_node = lab("kill", "9", "--name", "tcu3")
+    missing_node = lab("kill", "9", "--name", TCU3)
     assert missing_node.code == 64 and one_line_error(missing_node)
     assert "no node 9" in missing_node.stderr
     taken = lab(
         "up",
         "2",
         "--name",
-        "tcx",
+        TCX,
         "--engine",
         "corosync",
         "--subnet",
-        lab_state.load("tcu3").subnet,
+        lab_state.load(TCU3).subnet,
     )  # type: ignore[union-attr]
-    assert taken.code == 1 and "already used by lab 'tcu3'" in taken.stderr
+    assert taken.code == 1 and f"already used by lab '{TCU3}'" in taken.stderr
+    host = lab("up", "1", "--name", TCX, "--engine", "corosync", "--subnet", "127.0.0.0/24")
+    assert host.code == 1 and one_line_error(host) and "overlaps 127.0.0.0/8" in host.stderr
 
 
 @needs_lab
 def test_broken_corosync_conf_names_the_line(lab_factory: Callable[..., CliRun]) -> None:
-    lab_factory("tcsb", 1)
-    state = lab_state.load("tcsb")
+    lab_factory(TCSB, 1)
+    state = lab_state.load(TCSB)
     assert state is not None
     conf = Path(state.node(1).dir) / "etc" / "corosync.conf"
     good = conf.read_text()
@@ -391,17 +411,17 @@ def test_broken_corosync_conf_names_the_line(lab_factory: Callable[..., CliRun])
     lines.insert(3, "  this line is not corosync syntax")
     conf.write_text("\n".join(lines) + "\n")
     try:
-        run = pvectl_status("tcsb", 1, "text")
+        run = pvectl_status(TCSB, 1, "text")
         assert run.code == 65 and one_line_error(run), run
         assert "/etc/corosync/corosync.conf:4:" in run.stderr
     finally:
         conf.write_text(good)
-    assert pvectl_status("tcsb", 1, "text").code == 0
+    assert pvectl_status(TCSB, 1, "text").code == 0
 
 
 @needs_lab
 def test_down_after_pvectl_was_killed_mid_up() -> None:
-    name = "tcsk"
+    name = TCSK
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -463,12 +483,12 @@ def test_lab_up_rejects_bad_arguments() -> None:
         ["3", "--votes", "1,1"],
         ["2", "--transport", "tcp"],
     ):
-        run = lab("up", *args, "--name", "tbad", "--engine", "corosync")
+        run = lab("up", *args, "--name", TBAD, "--engine", "corosync")
         assert run.code == 64, (args, run)
         assert one_line_error(run), run
-    run = lab("up", "3", "--name", "tbad", "--engine", "corosync", "--votes", "1,1")
+    run = lab("up", "3", "--name", TBAD, "--engine", "corosync", "--votes", "1,1")
     assert "--votes lists 2 values for 3 nodes" in run.stderr
-    embedded = lab("up", "3", "--name", "tbad", "--engine", "embedded")
+    embedded = lab("up", "3", "--name", TBAD, "--engine", "embedded")
     assert embedded.code == 69 and "embedded engine is not available yet" in embedded.stderr
 
 
@@ -480,7 +500,7 @@ def test_corosync_not_installed_says_which_package() -> None:
     assert run.code == 69 and one_line_error(run)
     assert "install the Debian package 'corosync'" in run.stderr
     if ROOT:
-        up = run_cli("lab", "up", "2", "--name", "tnoc", "--engine", "corosync", env=env)
+        up = run_cli("lab", "up", "2", "--name", TNOC, "--engine", "corosync", env=env)
         assert up.code == 69 and "Debian package 'corosync'" in up.stderr
 
 
@@ -503,7 +523,7 @@ def _as_nobody() -> list[str] | None:
     if not ROOT or setpriv is None:
         return None
     # nobody, but able to read this interpreter (it may live under /root)
-    return [
+    prefix = [
         setpriv,
         "--reuid=65534",
         "--regid=65534",
@@ -511,6 +531,13 @@ def _as_nobody() -> list[str] | None:
         "--inh-caps=+dac_read_search",
         "--ambient-caps=+dac_read_search",
     ]
+    probe = subprocess.run(
+        [*prefix, sys.executable, "-c", "import pvectl"],
+        capture_output=True,
+        cwd=Path(__file__).parent.parent,
+        check=False,
+    )
+    return prefix if probe.returncode == 0 else None
 
 
 @pytest.mark.skipif(_as_nobody() is None, reason="needs root and setpriv to become nobody")
@@ -519,7 +546,7 @@ def test_not_root_is_exit_77() -> None:
     assert prefix is not None
     env = {k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"}
     for args in (
-        ["lab", "up", "3", "--engine", "corosync", "--name", "tnr"],
+        ["lab", "up", "3", "--engine", "corosync", "--name", TNR],
         ["status", "--target", "corosync"],
     ):
         proc = subprocess.run(

@@ -187,3 +187,23 @@ def test_guard_message_says_why() -> None:
         match="3 votes are present in this partition: expected votes cannot go below 3",
     ):
         check_set_expected(1, 3, True)
+
+
+def test_build_status_joins_the_four_outputs() -> None:
+    names = (
+        "\nMembership information\n----------------------\n"
+        "    Nodeid      Votes Name\n         1          1 node1 (local)\n"
+    )
+    status = corosync_parse.build_status(
+        BLOCKED,
+        names,
+        "runtime.config.totem.token (u32) = 1125\nruntime.config.totem.consensus (u32) = 1350\n",
+        "LINK ID 0 udp\n\taddr\t= 10.99.1.1\n",
+        None,
+        "ssh:pve1",
+    )
+    assert status.members[0].name == "node1" and status.members[0].addresses == ("10.99.1.1",)
+    assert (status.totem_token_ms, status.totem_consensus_ms) == (1125, 1350)
+    assert status.links[0].address == "10.99.1.1" and status.source == "ssh:pve1"
+    rendered = pvecm_text.pvecm_status(status, "X")
+    assert _without_date(rendered) == _without_date(BLOCKED)  # addresses, as pvecm shows

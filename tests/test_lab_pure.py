@@ -10,9 +10,9 @@ import pytest
 
 from pvectl import corosync_conf
 from pvectl.errors import UsageError
-from pvectl.lab import corosync_engine, netns
+from pvectl.lab import corosync_config, corosync_engine, netns
 from pvectl.lab import state as lab_state
-from pvectl.lab.corosync_engine import UpOptions
+from pvectl.lab.corosync_config import UpOptions
 from pvectl.lab.state import LabNode, LabState
 
 
@@ -31,7 +31,7 @@ def _nodes(count: int, votes: tuple[int, ...] = ()) -> tuple[LabNode, ...]:
 
 
 def test_conf_is_in_proxmox_layout_and_parses_back() -> None:
-    text = corosync_engine.build_conf("tlab", _nodes(3, (1, 1, 2)), UpOptions(3, token=1000))
+    text = corosync_config.build_conf("tlab", _nodes(3, (1, 1, 2)), UpOptions(3, token=1000))
     root = corosync_conf.parse(text)
     assert corosync_conf.dump(root) == text  # already in write_conf's sorted layout
     totem = root.section("totem")
@@ -53,11 +53,11 @@ def test_conf_is_in_proxmox_layout_and_parses_back() -> None:
 
 def test_conf_options() -> None:
     udpu = corosync_conf.parse(
-        corosync_engine.build_conf("t", _nodes(2), UpOptions(2, transport="udpu"))
+        corosync_config.build_conf("t", _nodes(2), UpOptions(2, transport="udpu"))
     )
     assert udpu.lookup("totem.transport") == "udpu" and udpu.lookup("totem.secauth") is None
     two = corosync_conf.parse(
-        corosync_engine.build_conf("t", _nodes(2), UpOptions(2, two_node=True, wait_for_all=False))
+        corosync_config.build_conf("t", _nodes(2), UpOptions(2, two_node=True, wait_for_all=False))
     )
     assert two.lookup("quorum.two_node") == "1" and two.lookup("quorum.wait_for_all") == "0"
 
@@ -76,7 +76,7 @@ def test_conf_options() -> None:
 )
 def test_bad_up_options(options: UpOptions) -> None:
     with pytest.raises(UsageError):
-        corosync_engine.check_options(options)
+        corosync_config.check_options(options)
 
 
 def test_partition_groups() -> None:

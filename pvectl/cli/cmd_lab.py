@@ -75,7 +75,8 @@ def _ring_text(change: object) -> str:
         return head + "; the ring had not settled when pvectl stopped waiting\n"
     quorate = {True: "quorate", False: "NOT quorate", None: "quorate: unknown"}[change.quorate]
     members = ",".join(str(m) for m in change.members)
-    return head + f"; new ring after {change.seconds:.2f} s: members {members}, {quorate}\n"
+    when = "new ring after" if change.action in ("kill", "stop") else "in the ring after"
+    return head + f"; {when} {change.seconds:.2f} s: members {members}, {quorate}\n"
 
 
 @lab_app.command()
@@ -175,6 +176,8 @@ def list_labs(
             )
             for node in lab.nodes:
                 quorate = {True: "yes", False: "no", None: "-"}[node.quorate]
+                if node.paused:
+                    quorate = "paused"
                 out.append(
                     f"  {node.node_id:<6}{node.address:<16}{node.pid or '-':>8}  "
                     f"{node.ring_id or '-':<10}{quorate:<9}"

@@ -19,8 +19,6 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pvectl import corosync_conf
-from pvectl.corosync_conf import Section
 from pvectl.errors import (
     CommandRefused,
     ExitCode,
@@ -31,13 +29,13 @@ from pvectl.errors import (
 )
 from pvectl.lab import netns
 from pvectl.lab import state as lab_state
+from pvectl.lab.corosync_config import UpOptions, build_conf, check_options
 from pvectl.lab.state import LabNode, LabState
 from pvectl.results import NodeList, QuorumStatus
 from pvectl.targets import corosync_parse
 from pvectl.targets.runner import LocalRunner
 
 ENGINE = "corosync"
-MAX_NODES = 16
 SUBNET_POOL = "10.99.0.0/16"
 TOOLS = ("corosync", "corosync-keygen", "corosync-quorumtool", "corosync-cmapctl")
 Report = Callable[[str], None]
@@ -45,18 +43,6 @@ Report = Callable[[str], None]
 
 def _quiet(_: str) -> None:
     pass
-
-
-@dataclass(frozen=True)
-class UpOptions:
-    nodes: int
-    transport: str = "knet"
-    token: int | None = None
-    two_node: bool = False
-    wait_for_all: bool | None = None
-    votes: tuple[int, ...] = ()
-    subnet: str | None = None
-    wait_timeout: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -69,6 +55,7 @@ class NodeView:
     namespace: str
     pid: int | None
     running: bool
+    paused: bool
     ring_id: str | None
     quorate: bool | None
     members: tuple[int, ...]
@@ -151,47 +138,64 @@ def node_pid(node: LabNode) -> int | None:
     return None
 
 
-def membership(node: LabNode) -> tuple[int, ...] | None:
-    """Node ids in this node's current view, or None when its corosync does not answer."""
-    proc = netns.run(
-        [*netns.net_only(node.namespace), "corosync-quorumtool", "-l"], check=False, timeout=10
-    )
-    if proc.returncode != 0:
-        return None
+def _quorumtool(node: LabNode, option: str, ok: tuple[int, ...]) -> str | None:
+    """The tool's output on the node, or None when its corosync does not answer (stopped,
+    or frozen by ``lab pause``: hence the short timeout)."""
     try:
-        listing = corosync_parse.parse_node_list(proc.stdout)
+        proc = netns.run(
+            [*netns.net_only(node.namespace), "corosync-quorumtool", option],
+            check=False,
+            timeout=5,
+        )
     except PvectlError:
         return None
-    return tuple(sorted(m.node_id for m in listing.members))
+    return proc.stdout if proc.returncode in ok else None
+
+
+def membership(node: LabNode) -> tuple[int, ...] | None:
+    """Node ids in this node's current view, or None when its corosync does not answer."""
+    listing = node_list_view(node)
+    return tuple(sorted(m.node_id for m in listing.members)) if listing else None
 
 
 def quorum_view(node: LabNode) -> QuorumStatus | None:
-    proc = netns.run(
-        [*netns.net_only(node.namespace), "corosync-quorumtool", "-s"], check=False, timeout=10
-    )
-    if proc.returncode not in (0, 2):
-        return None
+    text = _quorumtool(node, "-s", (0, 2))
     try:
-        return corosync_parse.parse_status(proc.stdout)
+        return corosync_parse.parse_status(text) if text is not None else None
     except PvectlError:
         return None
 
 
 def node_list_view(node: LabNode) -> NodeList | None:
-    proc = netns.run(
-        [*netns.net_only(node.namespace), "corosync-quorumtool", "-l"], check=False, timeout=10
-    )
-    if proc.returncode != 0:
+    text = _quorumtool(node, "-l", (0,))
+    try:
+        return corosync_parse.parse_node_list(text) if text is not None else None
+    except PvectlError:
         return None
-    return corosync_parse.parse_node_list(proc.stdout)
 
 
 # ---- configuration ------------------------------------------------------------------
 
 
+def host_networks() -> dict[ipaddress.IPv4Network, str]:
+    """IPv4 networks on this machine's own interfaces, by interface name."""
+    proc = netns.run(["ip", "-o", "-4", "addr", "show"], check=False)
+    found: dict[ipaddress.IPv4Network, str] = {}
+    for line in proc.stdout.splitlines():
+        fields = line.split()
+        if len(fields) >= 4 and fields[2] == "inet":
+            try:
+                found[ipaddress.IPv4Network(fields[3], strict=False)] = fields[1]
+            except ValueError:
+                continue
+    return found
+
+
 def _allocate_subnet(requested: str | None, lab_name: str) -> ipaddress.IPv4Network:
-    """The requested /24 if no other lab holds it, else the first free one in the pool."""
+    """The requested /24 if neither another lab nor this machine uses it, else the first
+    free one in the pool."""
     used = {lab.subnet for lab in lab_state.all_labs() if lab.name != lab_name}
+    host = host_networks()
     if requested is not None:
         try:
             net = ipaddress.ip_network(requested, strict=False)
@@ -202,91 +206,20 @@ def _allocate_subnet(requested: str | None, lab_name: str) -> ipaddress.IPv4Netw
         if str(net) in used:
             owner = next(lab.name for lab in lab_state.all_labs() if lab.subnet == str(net))
             raise CommandRefused(f"subnet {net} is already used by lab {owner!r}")
+        for other, interface in host.items():
+            if net.overlaps(other):
+                raise CommandRefused(
+                    f"subnet {net} overlaps {other} on this machine's interface {interface}: "
+                    "choose another --subnet"
+                )
         return net
     pool = ipaddress.IPv4Network(SUBNET_POOL)
     for candidate in pool.subnets(new_prefix=24):
         if candidate.network_address.packed[2] == 0:
             continue  # 10.99.0.0/24 is the reference lab's
-        if str(candidate) not in used:
+        if str(candidate) not in used and not any(candidate.overlaps(n) for n in host):
             return candidate
     raise CommandRefused("no free /24 left in 10.99.0.0/16 for another lab")
-
-
-def build_conf(
-    cluster_name: str, nodes: Sequence[LabNode], options: UpOptions, config_version: int = 1
-) -> str:
-    """corosync.conf as Proxmox writes it (sorted keys, two-space indent), plus a log file
-    because no syslog runs inside a lab node."""
-    root = Section("")
-    logging = Section(
-        "logging",
-        {
-            "debug": "off",
-            "logfile": "/var/log/corosync/corosync.log",
-            "timestamp": "hires",
-            "to_logfile": "yes",
-            "to_stderr": "no",
-            "to_syslog": "no",
-        },
-    )
-    nodelist = Section("nodelist")
-    for node in nodes:
-        nodelist.children.append(
-            Section(
-                "node",
-                {
-                    "name": node.name,
-                    "nodeid": str(node.node_id),
-                    "quorum_votes": str(node.votes),
-                    "ring0_addr": node.address,
-                },
-            )
-        )
-    quorum = Section("quorum", {"provider": "corosync_votequorum"})
-    if options.two_node:
-        quorum.values["two_node"] = "1"
-    if options.wait_for_all is not None:
-        quorum.values["wait_for_all"] = "1" if options.wait_for_all else "0"
-    totem = Section(
-        "totem",
-        {
-            "cluster_name": cluster_name,
-            "config_version": str(config_version),
-            "token_coefficient": "125",
-            "version": "2",
-        },
-        [Section("interface", {"linknumber": "0"})],
-    )
-    if options.transport == "knet":
-        totem.values.update({"ip_version": "ipv4-6", "link_mode": "passive", "secauth": "on"})
-    else:  # udpu cannot encrypt in corosync 3
-        totem.values.update(
-            {
-                "transport": options.transport,
-                "ip_version": "ipv4",
-                "crypto_cipher": "none",
-                "crypto_hash": "none",
-            }
-        )
-    if options.token is not None:
-        totem.values["token"] = str(options.token)
-    root.children.extend([logging, nodelist, quorum, totem])
-    return corosync_conf.dump(root)
-
-
-def check_options(options: UpOptions) -> None:
-    if not 1 <= options.nodes <= MAX_NODES:
-        raise UsageError(f"N must be between 1 and {MAX_NODES}, got {options.nodes}")
-    if options.transport not in ("knet", "udpu"):
-        raise UsageError(f"--transport must be knet or udpu, got {options.transport!r}")
-    if options.votes and len(options.votes) != options.nodes:
-        raise UsageError(f"--votes lists {len(options.votes)} values for {options.nodes} nodes")
-    if any(v < 0 or v > 255 for v in options.votes):
-        raise UsageError("--votes: each value must be between 0 and 255")
-    if options.token is not None and not 100 <= options.token <= 600_000:
-        raise UsageError(f"--token must be 100..600000 ms, got {options.token}")
-    if options.two_node and options.nodes != 2:
-        raise UsageError("--two-node needs exactly 2 nodes")
 
 
 # ---- lifecycle ----------------------------------------------------------------------
@@ -314,16 +247,23 @@ def up(name: str, options: UpOptions, report: Report = _quiet) -> LabState:
     check_options(options)  # usage errors first: they do not depend on who runs it
     require_root("pvectl lab up --engine corosync")
     require_corosync()
+    with lab_state.locked(name):
+        return _up(name, options, report)
+
+
+def _up(name: str, options: UpOptions, report: Report) -> LabState:
     if shutil.which("nft") is None:
         report("note: nft not found (Debian package 'nftables'): partition/loss will not work")
     existing = lab_state.load(name)
-    if existing is not None and any(node_pid(n) is not None for n in existing.nodes):
+    leftovers = netns.lab_namespaces(name)
+    if existing is not None and (leftovers or any(node_pid(n) for n in existing.nodes)):
+        running = sum(1 for n in existing.nodes if node_pid(n) is not None)
         raise CommandRefused(
-            f"lab {name!r} is already up ({len(existing.nodes)} nodes, engine "
-            f"{existing.engine}): 'pvectl lab down --name {name}' first"
+            f"lab {name!r} is already up ({len(existing.nodes)} nodes, {running} running, "
+            f"engine {existing.engine}): 'pvectl lab down --name {name}' first"
         )
-    if existing is not None or netns.lab_namespaces(name):
-        down(name)  # leftovers of a crashed run
+    if existing is not None or leftovers:
+        _down(name, _quiet)  # a state without namespaces, or namespaces without a state
     subnet = _allocate_subnet(options.subnet, name)
     directory = lab_state.lab_dir(name)
     if directory.exists():
@@ -422,6 +362,11 @@ def down(name: str, report: Report = _quiet) -> list[str]:
     """Stop every process in the lab's namespaces and delete them, found by prefix so a
     crashed ``pvectl`` leaves nothing behind; returns the removed namespaces."""
     require_root("pvectl lab down (corosync engine)")
+    with lab_state.locked(name):
+        return _down(name, report)
+
+
+def _down(name: str, report: Report) -> list[str]:
     namespaces = netns.lab_namespaces(name)
     stopped = netns.destroy_namespaces(namespaces)
     removed = [ns for ns in namespaces if ns not in netns.list_namespaces()]
@@ -535,6 +480,11 @@ def _ring_timeout(state: LabState) -> float:
 def stop_node(name: str, node_id: int, sig: signal.Signals) -> RingChange:
     """SIGKILL (crash) or SIGTERM (clean leave) one node, then time the new ring."""
     require_root(f"pvectl lab {'kill' if sig == signal.SIGKILL else 'stop'}")
+    with lab_state.locked(name):
+        return _stop_node(name, node_id, sig)
+
+
+def _stop_node(name: str, node_id: int, sig: signal.Signals) -> RingChange:
     state = load_running(name)
     node = state.node(node_id)
     pid = node_pid(node)
@@ -554,6 +504,11 @@ def stop_node(name: str, node_id: int, sig: signal.Signals) -> RingChange:
 
 def start_node(name: str, node_id: int) -> RingChange:
     require_root("pvectl lab start")
+    with lab_state.locked(name):
+        return _start_node(name, node_id)
+
+
+def _start_node(name: str, node_id: int) -> RingChange:
     state = load_running(name)
     node = state.node(node_id)
     if node_pid(node) is not None:
@@ -686,6 +641,7 @@ def view(name: str) -> LabView:
                 namespace=node.namespace,
                 pid=pid,
                 running=pid is not None,
+                paused=pid is not None and netns.is_stopped(pid),
                 ring_id=str(status.ring_id) if status else None,
                 quorate=status.quorate if status else None,
                 members=tuple(m.node_id for m in status.members) if status else (),

@@ -175,6 +175,14 @@ def wait_gone(pids: Iterable[int], timeout: float) -> list[int]:
     return [pid for pid in remaining if alive(pid)]
 
 
+def is_stopped(pid: int) -> bool:
+    """True while the process is frozen by SIGSTOP (state T)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
 def alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]

@@ -6,9 +6,12 @@ on it; a crashed ``pvectl`` leaves it behind and ``lab down`` still finds everyt
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -43,6 +46,24 @@ def labs_root() -> Path:
 
 def lab_dir(name: str) -> Path:
     return labs_root() / check_lab_name(name)
+
+
+@contextmanager
+def locked(name: str) -> Iterator[None]:
+    """Serialise commands that change a lab (up, down, stop, start) across processes; the
+    lock file sits beside the lab's directory (which ``down`` removes) and goes with the
+    lab, so no lock files pile up."""
+    root = labs_root()
+    root.mkdir(parents=True, exist_ok=True)
+    lock = root / f".{check_lab_name(name)}.lock"
+    with open(lock, "a", encoding="utf-8") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            if not (root / name).exists():
+                lock.unlink(missing_ok=True)
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @dataclass(frozen=True)

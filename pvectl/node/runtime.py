@@ -98,7 +98,7 @@ class NodeRuntime:
         self.writes: dict[int, PendingWrite] = {}
         self.durable_upto: dict[int, int] = {}  # writer -> highest count made durable here
         self.acked: dict[int, dict[int, int]] = {}  # node -> writer -> upto
-        self.commit_queue: list[tuple[WriteApplied, int]] = []
+        self.commit_queue: list[WriteApplied | StoreInstalled] = []
         self.committing = False
         self.transport: UdpTransport | None = None
         self.stopping = asyncio.Event()
@@ -216,6 +216,7 @@ class NodeRuntime:
             "[TOTEM ] %s configuration %s: members %s", change.kind.value, change.ring_id, members
         )
         if change.kind is not srp.ConfigKind.REGULAR:
+            self._services(self.services.transitional_configuration(change.members))
             return
         self.ring_formed.set()
         now_ms = int(self.loop.time() * 1000)
@@ -249,7 +250,9 @@ class NodeRuntime:
             elif isinstance(output, WriteApplied):
                 self._write_applied(output)
             elif isinstance(output, StoreInstalled):
-                self.backing.replace_all(output.entries.entries)
+                # through the same ordered queue as writes: an install must not overtake
+                # (or be overtaken by) commits of writes applied before it
+                self._enqueue_commit(output)
             elif isinstance(output, Acked):
                 self.acked.setdefault(output.node, {})[output.writer] = max(
                     output.upto, self.acked.get(output.node, {}).get(output.writer, 0)
@@ -287,17 +290,34 @@ class NodeRuntime:
         pending = self.writes.get(applied.count) if applied.sender == self.node_id else None
         if pending is not None and not applied.result.ok:
             pending.errno_code = applied.result.errno_code
-        self.commit_queue.append((event, applied_ns))
+        self._enqueue_commit(event)
+
+    def _enqueue_commit(self, item: WriteApplied | StoreInstalled) -> None:
+        self.commit_queue.append(item)
         if self.config.coupling == "coupled":
             self._commit_now()
         elif not self.committing:
             self.committing = True
             self.loop.create_task(self._commit_in_background())
 
+    def _persist(self, batch: list[WriteApplied | StoreInstalled]) -> None:
+        """One group commit, in order; an install starts a transaction of its own."""
+        pending: list[mdb.ApplyResult] = []
+        for item in batch:
+            if isinstance(item, StoreInstalled):
+                if pending:
+                    self.backing.commit(pending)
+                    pending = []
+                self.backing.replace_all(item.entries.entries)
+            elif item.applied.result.ok:
+                pending.append(item.applied.result)
+        if pending or not batch:
+            self.backing.commit(pending)
+
     def _commit_now(self) -> None:
         batch, self.commit_queue = self.commit_queue, []
         started = time.monotonic_ns()
-        self.backing.commit(e.applied.result for e, _ in batch if e.applied.result.ok)
+        self._persist(batch)
         self._committed(batch, started, time.monotonic_ns())
 
     async def _commit_in_background(self) -> None:
@@ -305,15 +325,16 @@ class NodeRuntime:
             while self.commit_queue:
                 batch, self.commit_queue = self.commit_queue, []
                 started = time.monotonic_ns()
-                results = [e.applied.result for e, _ in batch if e.applied.result.ok]
-                await asyncio.to_thread(self.backing.commit, results)
+                await asyncio.to_thread(self._persist, batch)
                 self._committed(batch, started, time.monotonic_ns())
         finally:
             self.committing = False
 
-    def _committed(self, batch: list[tuple[WriteApplied, int]], start: int, end: int) -> None:
+    def _committed(self, batch: list[WriteApplied | StoreInstalled], start: int, end: int) -> None:
         upto: dict[int, int] = {}
-        for event, _ in batch:
+        for event in batch:
+            if isinstance(event, StoreInstalled):
+                continue
             applied = event.applied
             self._span(applied.sender, applied.count, Phase.fsync, start, end)
             upto[applied.sender] = max(upto.get(applied.sender, 0), applied.count)

@@ -20,8 +20,8 @@ import errno
 import struct
 from dataclasses import dataclass, field
 
-from pvectl.cfs import dfsm
-from pvectl.cfs.memdb import MemDB, Operation
+from pvectl.cfs import dfsm, messages
+from pvectl.cfs.memdb import ApplyResult, MemDB, Operation
 from pvectl.errors import CommandRefused
 from pvectl.quorum import votequorum as vq
 from pvectl.results import RingId
@@ -98,6 +98,7 @@ class NodeServices:
     members: tuple[int, ...] = ()
     ring_id: RingId = field(default_factory=lambda: RingId(0, 0))
     pending_nodeinfo: set[int] = field(default_factory=set)
+    transitional_quorate: bool | None = None  # None: not in a transitional configuration
     store: dfsm.Dfsm = field(init=False)
 
     def __post_init__(self) -> None:
@@ -105,12 +106,33 @@ class NodeServices:
 
     # --- inputs ----------------------------------------------------------------------------
 
+    def transitional_configuration(self, members: tuple[int, ...]) -> list[Output]:
+        """Totem's transitional configuration: the members that move on together.
+
+        Writes still delivered from now until the regular configuration reached only these
+        members for sure (EVS). Where they do not hold quorum, the other side may go on
+        writing, so applying them here could fork the store's history: they are refused,
+        on every member of this transitional set alike, and their writers get EAGAIN.
+        """
+        votes = sum(record.votes for record in self.quorum.nodes if record.node_id in set(members))
+        self.transitional_quorate = self.quorum.quorate and votes >= self.quorum.quorum
+        if self.transitional_quorate:
+            return []
+        return [
+            ServiceLog(
+                f"transitional configuration {' '.join(map(str, members))} holds "
+                f"{votes} of {self.quorum.quorum} votes needed: writes still in "
+                "flight are refused"
+            )
+        ]
+
     def regular_configuration(
         self, members: tuple[int, ...], ring_id: RingId, now_ms: int, wall_s: int
     ) -> list[Output]:
         """A new ring is installed: votequorum sync, then DFSM sync, as corosync+pmxcfs."""
         self.members = tuple(sorted(members))
         self.ring_id = ring_id
+        self.transitional_quorate = None
         self.quorum = vq.membership_changed(self.quorum, self.members, now_ms)
         self.pending_nodeinfo = set(self.members)
         out: list[Output] = [Multicast(self._nodeinfo(vq.local_nodeinfo(self.quorum)))]
@@ -126,7 +148,12 @@ class NodeServices:
             return self._deliver_votequorum(sender, payload)
         if service == SERVICE_CFS and len(payload) >= _CFS_HEAD.size:
             _, send_ns = _CFS_HEAD.unpack_from(payload)
-            commands = self.store.deliver(sender, payload[_CFS_HEAD.size :], wall_s)
+            raw = payload[_CFS_HEAD.size :]
+            if not self._may_apply_writes():
+                refused = self._refuse_write(sender, raw, send_ns, now_ns)
+                if refused is not None:
+                    return [refused]
+            commands = self.store.deliver(sender, raw, wall_s)
             return self._from_store(commands, send_ns, now_ns)
         if service == SERVICE_ACK and len(payload) >= _ACK_HEAD.size:
             _, count = _ACK_HEAD.unpack_from(payload)
@@ -137,6 +164,32 @@ class NodeServices:
                 for i in range(count)
             ]
         return [ServiceLog(f"unknown service {service} from node {sender}")]
+
+    def _may_apply_writes(self) -> bool:
+        """Decided at a delivery position, so every member of the ring decides alike.
+
+        A write queued in an earlier ring can be sent, and delivered, in a ring that has
+        lost quorum (Totem keeps the send queue across configurations), and writes still in
+        flight at a transitional configuration reach only its members: applying either
+        where quorum is not held could fork the store (pmxcfs resyncs instead). Refused
+        writes fail with EAGAIN for their writer.
+        """
+        if self.transitional_quorate is not None:
+            return self.transitional_quorate
+        return not self.pending_nodeinfo and self.quorum.quorate
+
+    def _refuse_write(
+        self, sender: int, raw: bytes, send_ns: int, now_ns: int
+    ) -> WriteApplied | None:
+        try:
+            message = messages.decode(raw)
+        except messages.MessageError:
+            return None  # the store reports it
+        if not isinstance(message, messages.NormalMessage):
+            return None
+        result = ApplyResult(errno.EAGAIN, self.memdb.version)
+        applied = dfsm.Applied(sender, message.count, message.op, result)
+        return WriteApplied(applied, send_ns, now_ns)
 
     def lms_deadline(self) -> int | None:
         return vq.next_deadline(self.quorum)
@@ -157,6 +210,10 @@ class NodeServices:
 
     def write(self, op: Operation, wall_s: int, send_ns: int) -> tuple[int, list[Output]]:
         """Encode a store write; refused with EACCES while this partition is not quorate."""
+        if self.pending_nodeinfo:
+            # votequorum has not finished its sync for this ring: the quorate flag is the
+            # previous ring's, and a node that just lost its peers must not write on it
+            raise StoreError(errno.EAGAIN, "EAGAIN: quorum is being recomputed, retry")
         if not self.quorum.quorate:
             raise StoreError(
                 errno.EACCES,

@@ -15,6 +15,7 @@ from dataclasses import replace
 from pvectl import corosync_conf
 from pvectl.errors import (
     CommandRefused,
+    ConfigError,
     ExitCode,
     PermissionNeeded,
     PvectlError,
@@ -139,7 +140,12 @@ class CorosyncTarget:
     def config(self) -> corosync_conf.Section | None:
         """The first corosync.conf found (PVE's copy first), parsed; None if none exists."""
         for path in self.config_paths:
-            text = self.runner.read_file(path)
+            try:
+                text = self.runner.read_file(path)
+            except PermissionError as exc:
+                raise PermissionNeeded(f"{path}: permission denied: run pvectl with sudo") from exc
+            except UnicodeDecodeError as exc:
+                raise ConfigError("not a text file", path) from exc
             if text is not None:
                 return corosync_conf.parse(text, path)
         return None
@@ -152,23 +158,12 @@ class CorosyncTarget:
 
     def status(self) -> QuorumStatus:
         cluster = self.cluster_info()  # a broken corosync.conf is reported first
-        raw = self._run(["corosync-quorumtool", "-siH"], ok=(0, 2))
-        status = corosync_parse.parse_status(raw.stdout, "corosync-quorumtool -siH")
-        named = corosync_parse.parse_node_list(
-            self._run(["corosync-quorumtool", "-l"]).stdout, "corosync-quorumtool -l"
-        )
-        status = corosync_parse.merge_names(status, named)
-        cmap = corosync_parse.parse_cmap(
-            self._run(["corosync-cmapctl", "runtime.config.totem."], ok=(0, 1)).stdout
-        )
-        links_out = self._run(["corosync-cfgtool", "-s"], ok=(0, 1, 2, 3))
-        return replace(
-            status,
-            cluster=cluster,
-            source=self.source,
-            links=corosync_parse.parse_links(links_out.stdout),
-            totem_token_ms=_maybe_int(cmap.get("runtime.config.totem.token")),
-            totem_consensus_ms=_maybe_int(cmap.get("runtime.config.totem.consensus")),
+        status_text = self._run(["corosync-quorumtool", "-siH"], ok=(0, 2)).stdout
+        names_text = self._run(["corosync-quorumtool", "-l"]).stdout
+        cmap_text = self._run(["corosync-cmapctl", "runtime.config.totem."], ok=(0, 1)).stdout
+        links_text = self._run(["corosync-cfgtool", "-s"], ok=(0, 1, 2, 3)).stdout
+        return corosync_parse.build_status(
+            status_text, names_text, cmap_text, links_text, cluster, self.source
         )
 
     def quorum_text(self) -> tuple[str, int]:
@@ -223,10 +218,3 @@ class CorosyncTarget:
             if now.expected_votes == expected or time.monotonic() >= deadline:
                 return now
             time.sleep(0.05)
-
-
-def _maybe_int(text: str | None) -> int | None:
-    try:
-        return int(text) if text is not None else None
-    except ValueError:
-        return None

@@ -9,9 +9,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 
 from pvectl.errors import PvectlError
-from pvectl.results import LinkStatus, Member, NodeList, QdeviceRow, QuorumStatus, RingId
+from pvectl.results import (
+    ClusterInfo,
+    LinkStatus,
+    Member,
+    NodeList,
+    QdeviceRow,
+    QuorumStatus,
+    RingId,
+)
 
 _ROW = re.compile(r"^\s*(?P<id>0x[0-9a-fA-F]+|\d+)\s+(?P<votes>\d+)(?P<rest>.*)$")
 _NOT_CASTING = re.compile(r"^(?P<name>.*) \(votes (?P<votes>\d+)\)$")
@@ -112,13 +121,42 @@ def parse_node_list(text: str, what: str = "corosync-quorumtool -l") -> NodeList
 
 def merge_names(status: QuorumStatus, named: NodeList) -> QuorumStatus:
     """Combine ``-siH`` (addresses, what pvecm shows) with ``-l`` (node names)."""
-    from dataclasses import replace
-
     names = {m.node_id: m.name for m in named.members}
     members = tuple(
         replace(m, name=names.get(m.node_id, m.name), addresses=(m.name,)) for m in status.members
     )
     return replace(status, members=members)
+
+
+def build_status(
+    status_text: str,
+    names_text: str,
+    cmap_text: str = "",
+    links_text: str = "",
+    cluster: ClusterInfo | None = None,
+    source: str = "corosync",
+) -> QuorumStatus:
+    """One ``QuorumStatus`` from the outputs of ``corosync-quorumtool -siH``, ``-l``,
+    ``corosync-cmapctl runtime.config.totem.`` and ``corosync-cfgtool -s`` (the last two
+    may be empty), however they were obtained (locally, one SSH round trip, ...)."""
+    status = parse_status(status_text, "corosync-quorumtool -siH")
+    status = merge_names(status, parse_node_list(names_text, "corosync-quorumtool -l"))
+    cmap = parse_cmap(cmap_text)
+    return replace(
+        status,
+        cluster=cluster,
+        source=source,
+        links=parse_links(links_text),
+        totem_token_ms=_maybe_int(cmap.get("runtime.config.totem.token")),
+        totem_consensus_ms=_maybe_int(cmap.get("runtime.config.totem.consensus")),
+    )
+
+
+def _maybe_int(text: str | None) -> int | None:
+    try:
+        return int(text) if text is not None else None
+    except ValueError:
+        return None
 
 
 def parse_cmap(text: str) -> dict[str, str]:
