@@ -291,3 +291,22 @@ def test_status_what_if_over_ssh_reads_the_nodes_corosync_conf(lab: Lab) -> None
     assert what_if["quorum"] == 2 and what_if["max_failures_always_survived"] == 1
     text = lab.pvectl("status", "--what-if", "--host", "node2")
     assert "Quorum information" in text.stdout and "always survived" in text.stdout
+
+
+def test_check_without_host_checks_the_local_node(lab: Lab) -> None:
+    """Run on a lab node itself (its namespaces and mounts), check needs no --host."""
+    from pvectl.lab import corosync_engine
+
+    prefix = corosync_engine.node_prefix(lab.state.node(1))
+    result = subprocess.run(
+        [*prefix, sys.executable, "-m", "pvectl", "check", "--no-fsync", "--output-format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=lab.home.env(),
+    )
+    doc = _json(result)
+    assert doc["hosts"] == ["local"] and result.returncode == doc["exit_code"] == 0
+    quorum = next(f for f in doc["findings"] if f["check"] == "quorum")
+    assert quorum["severity"] == "ok" and "3 of 3 votes" in quorum["message"]
