@@ -4,7 +4,7 @@
 All tools run in one go on the same directory (default /var/tmp), alternating in rounds
 so that drift from other load hits every tool alike; medians over the rounds are
 printed with ratios pvectl / peer. Targets: rates within 10 % of fio's and p99 within
-20 % for the same pattern (4 KiB sequential pwrite + fsync / fdatasync, laid-out file).
+20 % for the same pattern (4 KiB sequential pwrite + fsync / fdatasync, fallocated file).
 
     python3 benchmarks/fsync_vs_peers.py [DIR] [--seconds 5] [--rounds 3]
 """
@@ -45,17 +45,15 @@ printf "FSYNCS/SECOND:     %.2f\n", $count / $elapsed;
 """
 
 
-def pvectl_durable(directory: str, seconds: float) -> dict[str, dict[str, float]]:
+def pvectl_durable(directory: str, seconds: float, kind: str) -> dict[str, float]:
     runtime = seconds * probe.DEFAULT_RUNTIME / probe.TEST_WEIGHTS["durable"]
     args = ["--json", "--runtime", repr(runtime), "--file-size", "64m", "--no-drop-caches"]
     for test in ("cpu", "regex", "hdsize", "reads", "seek", "fsync", "dns"):
         args += ["--skip", test]
-    report = parse_probe_output(run_probe_locally([*args, directory]))
-    out = {}
-    for d in report.durable:
-        assert d.latency is not None
-        out[d.kind] = {"rate": d.rate, "p50": d.latency.p50, "p99": d.latency.p99}
-    return out
+    report = parse_probe_output(run_probe_locally([*args, "--sync", kind, directory]))
+    d = report.durable[0]
+    assert d.latency is not None
+    return {"rate": d.rate, "p50": d.latency.p50, "p99": d.latency.p99}
 
 
 def pvectl_pveperf_fsyncs(directory: str, seconds: float, compat: bool) -> float:
@@ -71,6 +69,10 @@ def pvectl_pveperf_fsyncs(directory: str, seconds: float, compat: bool) -> float
 
 
 def fio(directory: str, sync_option: str, seconds: float) -> dict[str, float]:
+    """fio's etcd-style job on a fresh file each run (fio fallocates it, as pvectl does)."""
+    for name in os.listdir(directory):
+        if name.startswith(f"pvectl-{sync_option}."):
+            os.unlink(os.path.join(directory, name))
     proc = subprocess.run(
         [
             "fio",
@@ -148,89 +150,140 @@ def ratio(a: float, b: float) -> str:
     return f"{a / b:5.2f}" if b else "  n/a"
 
 
+def paired_rounds(directory: str, seconds: float, rounds: int) -> dict[str, list[dict[str, Any]]]:
+    """pvectl and fio back to back, order swapped every round (ABBA), so drift in the
+    disk's load hits both alike; each round gives one pair per sync kind."""
+    pairs: dict[str, list[dict[str, Any]]] = {"fsync": [], "fdatasync": []}
+    for rnd in range(rounds):
+        print(f"  round {rnd + 1}/{rounds}", file=sys.stderr, flush=True)
+        for kind in ("fsync", "fdatasync") if rnd % 2 == 0 else ("fdatasync", "fsync"):
+            if rnd % 2 == 0:
+                mine, theirs = (
+                    pvectl_durable(directory, seconds, kind),
+                    fio(directory, kind, seconds),
+                )
+            else:
+                theirs, mine = (
+                    fio(directory, kind, seconds),
+                    pvectl_durable(directory, seconds, kind),
+                )
+            pairs[kind].append({"pvectl": mine, "fio": theirs})
+    return pairs
+
+
+def print_pairs(title: str, pairs: dict[str, list[dict[str, Any]]]) -> None:
+    """Medians of each tool, their ratio, and the spread of the per-round ratios."""
+    print(f"\n{title}")
+    head = (
+        f"{'4 KiB seq write + ...':<26}{'pvectl':>10}{'fio':>10}{'ratio':>7}"
+        "  per-round ratio: median [min-max]"
+    )
+    print(head)
+    print("-" * len(head))
+    for kind, pair_list in pairs.items():
+        for field, unit in (("rate", "ops/s"), ("p50", "us"), ("p99", "us")):
+            mine = median([p["pvectl"][field] for p in pair_list])
+            theirs = median([p["fio"][field] for p in pair_list])
+            per_round = [p["pvectl"][field] / p["fio"][field] for p in pair_list]
+            spread = f"{median(per_round):.2f} [{min(per_round):.2f}-{max(per_round):.2f}]"
+            label = f"{kind} {field} {unit}"
+            print(f"{label:<26}{mine:>10.1f}{theirs:>10.1f}{ratio(mine, theirs):>7}  {spread}")
+
+
+def ram_loop_directory(size_mib: int = 320) -> tuple[str, str, str] | None:
+    """ext4 on a loop device backed by RAM (/dev/shm): the tools' own overhead, no disk."""
+    if os.geteuid() != 0 or not shutil.which("losetup") or not shutil.which("mkfs.ext4"):
+        return None
+    image = tempfile.mktemp(prefix="pvectl-bench.", suffix=".img", dir="/dev/shm")
+    with open(image, "wb") as handle:
+        handle.truncate(size_mib * 1024 * 1024)
+    subprocess.run(["mkfs.ext4", "-q", "-F", image], check=True)
+    device = subprocess.run(
+        ["losetup", "-f", "--show", image], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    mnt = tempfile.mkdtemp(prefix="pvectl-bench-mnt.")
+    subprocess.run(["mount", device, mnt], check=True)
+    return image, device, mnt
+
+
+def ram_loop_remove(image: str, device: str, mnt: str) -> None:
+    subprocess.run(["umount", mnt], check=False)
+    subprocess.run(["losetup", "-d", device], check=False)
+    os.rmdir(mnt)
+    os.unlink(image)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("directory", nargs="?", default="/var/tmp")
-    parser.add_argument("--seconds", type=float, default=5.0, help="per timed test")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=4.0, help="per timed run")
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--no-ram-control", action="store_true")
     parser.add_argument("--json", action="store_true", help="also print the raw figures")
     ns = parser.parse_args()
     for tool in ("fio", "ioping", "perl", PG_TEST_FSYNC):
         if shutil.which(tool) is None and not os.access(tool, os.X_OK):
             print(f"missing: {tool}", file=sys.stderr)
             return 69
+    raw: dict[str, Any] = {}
     work = tempfile.mkdtemp(prefix="pvectl-bench.", dir=ns.directory)
-    runs: dict[str, list[dict[str, Any]]] = {k: [] for k in ("pvectl", "fio_fsync", "fio_fds")}
     fsyncs: dict[str, list[float]] = {"honest": [], "compat": [], "perl": []}
     try:
-        # fio lays its file out without syncing it; a short untimed run per job first, so
-        # that no round pays for flushing 64 MiB of layout (pvectl syncs its layout).
-        fio(work, "fsync", 1)
-        fio(work, "fdatasync", 1)
-        for rnd in range(ns.rounds):
-            print(f"round {rnd + 1}/{ns.rounds} ...", file=sys.stderr, flush=True)
-            runs["pvectl"].append(pvectl_durable(work, ns.seconds))
-            runs["fio_fsync"].append(fio(work, "fsync", ns.seconds))
-            runs["fio_fds"].append(fio(work, "fdatasync", ns.seconds))
+        print(f"disk: {ns.directory}", file=sys.stderr)
+        raw["disk"] = paired_rounds(work, ns.seconds, ns.rounds)
+        print("pveperf loop, pg_test_fsync, ioping", file=sys.stderr)
+        for _ in range(3):
             fsyncs["compat"].append(pvectl_pveperf_fsyncs(work, 3.0, compat=True))
             fsyncs["perl"].append(perl_pveperf_loop(work, 3.0))
             fsyncs["honest"].append(pvectl_pveperf_fsyncs(work, 3.0, compat=False))
         pg = pg_test_fsync(work)
         io_w = ioping(work, ["-W"], 3000)
         io_wd = ioping(work, ["-W", "-D"], 3000)
+        pv_fds = pvectl_durable(work, ns.seconds, "fdatasync")
+        pv_fsync = pvectl_durable(work, ns.seconds, "fsync")
+        pv_dsync = pvectl_durable(work, ns.seconds, "odsync")
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    ram = None if ns.no_ram_control else ram_loop_directory()
+    if ram is not None:
+        try:
+            print("control: ext4 on a RAM-backed loop device", file=sys.stderr)
+            raw["ram"] = paired_rounds(ram[2], 2.0, 4)
+        finally:
+            ram_loop_remove(*ram)
 
-    def med(kind: str, tool: str, field: str) -> float:
-        if tool == "pvectl":
-            return median([r[kind][field] for r in runs["pvectl"]])
-        return median([r[field] for r in runs[tool]])
-
-    print(f"\nfsync_vs_peers on {ns.directory}: {ns.rounds} rounds, {ns.seconds:g} s per test, ")
-    print("medians; 4 KiB sequential pwrite + sync through a laid-out 64 MiB file\n")
-    head = f"{'measurement':<34}{'pvectl':>12}{'peer':>12}{'ratio':>8}  peer"
-    print(head)
-    print("-" * len(head))
-    rows = [
-        ("write+fsync ops/s", "fsync", "fio_fsync", "rate", "fio --fsync=1"),
-        ("write+fsync p50 us", "fsync", "fio_fsync", "p50", "fio sync lat"),
-        ("write+fsync p99 us", "fsync", "fio_fsync", "p99", "fio sync lat"),
-        ("write+fdatasync ops/s", "fdatasync", "fio_fds", "rate", "fio --fdatasync=1"),
-        ("write+fdatasync p50 us", "fdatasync", "fio_fds", "p50", "fio sync lat"),
-        ("write+fdatasync p99 us", "fdatasync", "fio_fds", "p99", "fio sync lat"),
-    ]
-    for label, kind, tool, field, peer in rows:
-        mine, theirs = med(kind, "pvectl", field), med(kind, tool, field)
-        print(f"{label:<34}{mine:>12.1f}{theirs:>12.1f}{ratio(mine, theirs):>8}  {peer}")
-    odsync = med("odsync", "pvectl", "rate")
-    fdatasync = med("fdatasync", "pvectl", "rate")
-    fsync = med("fsync", "pvectl", "rate")
-    for label, mine, key, peer in (
-        ("fdatasync ops/s (8 kB: pg)", fdatasync, "fdatasync", "pg_test_fsync one 8kB"),
-        ("fsync ops/s (8 kB: pg)", fsync, "fsync", "pg_test_fsync one 8kB"),
-        ("O_DSYNC ops/s (8 kB: pg)", odsync, "open_datasync", "pg_test_fsync one 8kB"),
+    print(f"\nfsync_vs_peers: {ns.rounds} rounds of {ns.seconds:g} s per tool and sync kind; ")
+    print("4 KiB sequential pwrite + sync through a fallocated 64 MiB file (as fio); medians")
+    print_pairs(f"on {ns.directory} (same disk, tools alternating)", raw["disk"])
+    if "ram" in raw:
+        print_pairs("control: ext4 on a loop device in RAM (the tools' own overhead)", raw["ram"])
+    print(f"\n{'other peers':<34}{'pvectl':>10}{'peer':>10}{'ratio':>7}  peer")
+    for label, mine, key in (
+        ("fdatasync ops/s", pv_fds["rate"], "fdatasync"),
+        ("fsync ops/s", pv_fsync["rate"], "fsync"),
+        ("O_DSYNC ops/s", pv_dsync["rate"], "open_datasync"),
     ):
         theirs = pg.get(key, float("nan"))
-        print(f"{label:<34}{mine:>12.1f}{theirs:>12.1f}{ratio(mine, theirs):>8}  {peer}")
+        print(f"{label:<34}{mine:>10.1f}{theirs:>10.1f}{ratio(mine, theirs):>7}  pg_test_fsync 8kB")
     for label, result, peer in (
-        ("fdatasync ops/s (ioping -W)", io_w, "ioping -W -i 0 (1 MiB random)"),
-        ("fdatasync ops/s (ioping -W -D)", io_wd, "ioping -W -D -i 0 (O_DIRECT)"),
+        ("fdatasync ops/s", io_w, "ioping -W -i 0 (4k, random in 1 MiB)"),
+        ("fdatasync ops/s", io_wd, "ioping -W -D -i 0 (O_DIRECT)"),
     ):
         print(
-            f"{label:<34}{fdatasync:>12.1f}{result['rate']:>12.1f}"
-            f"{ratio(fdatasync, result['rate']):>8}  {peer}"
+            f"{label:<34}{pv_fds['rate']:>10.1f}{result['rate']:>10.1f}"
+            f"{ratio(pv_fds['rate'], result['rate']):>7}  {peer}"
         )
     compat, perl, honest = (median(fsyncs[k]) for k in ("compat", "perl", "honest"))
     print(
-        f"{'FSYNCS/SECOND --pveperf-compat':<34}{compat:>12.1f}{perl:>12.1f}"
-        f"{ratio(compat, perl):>8}  pveperf's loop in Perl"
+        f"{'FSYNCS/SECOND --pveperf-compat':<34}{compat:>10.1f}{perl:>10.1f}"
+        f"{ratio(compat, perl):>7}  pveperf's loop in Perl"
     )
     print(
-        f"{'FSYNCS/SECOND honest':<34}{honest:>12.1f}{perl:>12.1f}"
-        f"{ratio(honest, perl):>8}  (honest writes before fsync)"
+        f"{'FSYNCS/SECOND honest':<34}{honest:>10.1f}{perl:>10.1f}"
+        f"{ratio(honest, perl):>7}  (writes before its fsync)"
     )
     if ns.json:
-        print(json.dumps({"runs": runs, "fsyncs": fsyncs, "pg": pg, "ioping": [io_w, io_wd]}))
+        print(json.dumps({"raw": raw, "fsyncs": fsyncs, "pg": pg, "ioping": [io_w, io_wd]}))
     return 0
 
 

@@ -18,7 +18,7 @@ _pvectl_options() {
         "nodes") echo "--output-format --target --name --node --host --cluster --accept-new-host-key --connect-timeout -h --help --debug" ;;
         "expected") echo "--output-format --target --name --node --host --accept-new-host-key --connect-timeout -h --help --debug" ;;
         "sync-trace") echo "--name --node --path --size --count --level --output-format -h --help --debug" ;;
-        "perf") echo "--format --output-format --pveperf-compat --quick --runtime --block-size --file-size --pattern --direct --skip --resolv-conf --dns-timeout --drop-caches --no-drop-caches --progress --no-progress --histogram --no-histogram --host --cluster --accept-new-host-key --connect-timeout -h --help --debug" ;;
+        "perf") echo "--format --output-format --pveperf-compat --quick --runtime --block-size --file-size --pattern --direct --skip --sync --resolv-conf --dns-timeout --drop-caches --no-drop-caches --progress --no-progress --histogram --no-histogram --host --cluster --accept-new-host-key --connect-timeout -h --help --debug" ;;
         "check") echo "--output-format --host --cluster --accept-new-host-key --connect-timeout --fsync --no-fsync --fsync-dir --fsync-seconds -h --help --debug" ;;
         "quorum") echo "-h --help --debug" ;;
         "quorum what-if") echo "--nodes --votes --two-node --qdevice --last-man-standing --auto-tie-breaker --wait-for-all --no-wait-for-all --config --output-format -h --help --debug" ;;
@@ -82,6 +82,7 @@ _pvectl_values() {
         "perf|--file-size") echo "" ;;
         "perf|--pattern") echo "seq same" ;;
         "perf|--skip") echo "" ;;
+        "perf|--sync") echo "" ;;
         "perf|--resolv-conf") echo "" ;;
         "perf|--dns-timeout") echo "" ;;
         "perf|--host") echo "" ;;

@@ -7,7 +7,7 @@ like the text users already know.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 
 _T = TypeVar("_T")
 
@@ -115,6 +115,25 @@ class ExpectedResult:
     quorate_after: bool
     source: str = "corosync"
     warnings: tuple[str, ...] = field(default_factory=tuple)
+
+
+def to_jsonable(value: Any) -> Any:
+    """Dataclasses to dicts (snake_case keys as declared), tuples to lists, ring ids to
+    quorumtool's ``1.1a8`` text."""
+    import dataclasses
+    from enum import Enum
+
+    if isinstance(value, RingId):
+        return str(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Enum):
+        return to_jsonable(value.value)
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_jsonable(v) for v in value]
+    return value
 
 
 def from_jsonable(cls: type[_T], data: object) -> _T:

@@ -488,8 +488,8 @@ def test_lab_up_rejects_bad_arguments() -> None:
         assert one_line_error(run), run
     run = lab("up", "3", "--name", TBAD, "--engine", "corosync", "--votes", "1,1")
     assert "--votes lists 2 values for 3 nodes" in run.stderr
-    embedded = lab("up", "3", "--name", TBAD, "--engine", "embedded")
-    assert embedded.code == 69 and "embedded engine is not available yet" in embedded.stderr
+    embedded = lab("up", "17", "--name", TBAD, "--engine", "embedded")
+    assert embedded.code == 64 and "between 1 and 16" in embedded.stderr
 
 
 def test_corosync_not_installed_says_which_package() -> None:

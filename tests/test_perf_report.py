@@ -233,3 +233,69 @@ def test_mountinfo_longest_prefix_and_escapes() -> None:
     assert probe.mount_containing(rows, "/mnt/my disk/x")["source"] == "/dev/sdb1"  # type: ignore[index]
     assert probe.mount_containing(rows, "/mnt/my/x")["fs_type"] == "tmpfs"  # type: ignore[index]
     assert probe.mount_containing(rows, "/mnt/myother")["source"] == "/dev/vda"  # type: ignore[index]
+
+
+def test_histogram_rows_are_merged_to_fit_and_keep_every_count() -> None:
+    from pvectl.cli.perf_text import latency_histogram
+
+    timings = [int(1000 * 1.05**i) for i in range(400)]  # 1 us .. ~300 ms: many buckets
+    fsync = durable_from_timings("fsync", timings, 1.0)
+    assert fsync.latency is not None and len(fsync.latency.histogram) > 16
+    rows = latency_histogram(fsync.latency).splitlines()
+    assert len(rows) <= 16
+    assert sum(int(r.split()[-2]) for r in rows) == 400
+
+
+def test_probe_args_round_trip_through_the_probe_parser() -> None:
+    from pvectl.perf.run import PerfOptions, probe_args
+
+    opts = PerfOptions(
+        target="/var/lib/vz",
+        compat=True,
+        runtime=7.5,
+        block_size="8k",
+        file_size="32m",
+        pattern="same",
+        direct=True,
+        skip=("dns", "regex"),
+        sync_kinds=("fdatasync",),
+        dns_timeout=0.5,
+        drop_caches=False,
+    )
+    parsed = probe.options_from_args(probe_args(opts, fsync_dir="/mnt/x"))
+    assert parsed == probe.ProbeOptions(
+        target="/var/lib/vz",
+        fsync_dir="/mnt/x",
+        compat=True,
+        runtime=7.5,
+        block_size=8192,
+        file_size=32 * 1024 * 1024,
+        pattern="same",
+        direct=True,
+        skip=frozenset({"dns", "regex"}),
+        sync_kinds=("fdatasync",),
+        dns_timeout=0.5,
+        drop_caches=False,
+    )
+    quick = probe.options_from_args(probe_args(PerfOptions(quick=True)))
+    assert quick.runtime == probe.QUICK_RUNTIME and quick.target == "/"
+
+
+def test_side_by_side_table_has_a_column_per_host() -> None:
+    from rich.console import Console
+
+    from pvectl.cli.perf_text import render_side_by_side
+
+    fast = parse_probe_output(json.dumps(_doc(hostname="pve1")))
+    slow_doc = _doc(hostname="pve2")
+    slow_doc["figures"] = slow_doc["figures"][:2]
+    slow_doc["durable"][0]["rate"] = 42.0
+    slow = parse_probe_output(json.dumps(slow_doc))
+    console = Console(width=200, record=True, no_color=True)
+    console.print(render_side_by_side([fast, slow]))
+    text = console.export_text()
+    assert "pve1" in text and "pve2" in text
+    fsync_row = next(ln for ln in text.splitlines() if "write + fsync ops/s" in ln)
+    assert "9,000" in fsync_row and "42" in fsync_row
+    seek_row = next(ln for ln in text.splitlines() if "AVERAGE SEEK TIME" in ln)
+    assert seek_row.rstrip(" │").endswith("-")  # pve2 has no such line

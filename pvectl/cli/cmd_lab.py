@@ -53,7 +53,7 @@ def _parse_votes(text: str | None) -> tuple[int, ...]:
 
 
 def _ring_text(change: object) -> str:
-    from pvectl.lab.corosync_engine import RingChange
+    from pvectl.lab.views import RingChange
 
     assert isinstance(change, RingChange)
     what = {

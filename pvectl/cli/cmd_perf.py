@@ -55,6 +55,12 @@ class Pattern(StrEnum):
     same = "same"
 
 
+class SyncKind(StrEnum):
+    fsync = "fsync"
+    fdatasync = "fdatasync"
+    odsync = "odsync"
+
+
 class Test(StrEnum):
     cpu = "cpu"
     regex = "regex"
@@ -137,16 +143,16 @@ def perf(
     quick: Annotated[bool, typer.Option("--quick", help="Whole run under 5 s.")] = False,
     runtime: Annotated[
         float | None,
-        typer.Option(
-            "--runtime", help="Seconds of timed tests (default 16, --quick 3.5).", min=0.05
-        ),
+        typer.Option("--runtime", help="Seconds of timed tests (default 16, --quick 3).", min=0.05),
     ] = None,
     block_size: Annotated[
         str, typer.Option("--block-size", help="Durable-write block size (4k, 8k, 1m...).")
     ] = "4k",
     file_size: Annotated[
         str | None,
-        typer.Option("--file-size", help="Laid-out file for durable writes (64m; --quick 16m)."),
+        typer.Option(
+            "--file-size", help="Fallocated file for the durable writes (64m; --quick 16m)."
+        ),
     ] = None,
     pattern: Annotated[
         Pattern,
@@ -157,6 +163,10 @@ def perf(
     ] = False,
     skip: Annotated[
         list[Test] | None, typer.Option("--skip", help="Leave a test out (repeatable).")
+    ] = None,
+    sync: Annotated[
+        list[SyncKind] | None,
+        typer.Option("--sync", help="Durable-write kinds to run (repeatable; default all)."),
     ] = None,
     resolv_conf: Annotated[
         str | None, typer.Option("--resolv-conf", help="Resolver config for the DNS tests.")
@@ -203,6 +213,7 @@ def perf(
         pattern=pattern.value,
         direct=direct,
         skip=tuple(t.value for t in (skip or [])),
+        sync_kinds=tuple(k.value for k in (sync or [])),
         resolv_conf=resolv_conf,
         dns_port=dns_port,
         dns_timeout=dns_timeout,

@@ -6,18 +6,19 @@ same frozen dataclasses, so every target speaks one schema.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import sys
 from collections.abc import Callable
-from enum import Enum, StrEnum
+from enum import StrEnum
 from typing import Any
 
 import yaml
 from rich.console import Console, RenderableType
 
-from pvectl.results import RingId
+from pvectl.results import to_jsonable
+
+__all__ = ["OutputFormat", "emit", "serialize", "to_jsonable"]
 
 
 class OutputFormat(StrEnum):
@@ -44,22 +45,6 @@ def stderr_console() -> Console:
         soft_wrap=True,
         emoji=False,
     )
-
-
-def to_jsonable(value: Any) -> Any:
-    """Dataclasses to dicts (snake_case keys as declared), tuples to lists, ring ids to
-    quorumtool's ``1.1a8`` text."""
-    if isinstance(value, RingId):
-        return str(value)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, Enum):
-        return to_jsonable(value.value)
-    if isinstance(value, dict):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [to_jsonable(v) for v in value]
-    return value
 
 
 def serialize(value: Any, fmt: OutputFormat) -> str:

@@ -118,3 +118,34 @@ def render(report: PerfReport, show_histogram: bool = True) -> RenderableType:
         parts.append(Text(f"warning: {warning}", style="yellow"))
     parts.append(Text(f"Verdict: {report.verdict.sentence}", style="bold"))
     return Group(*parts)
+
+
+def render_side_by_side(reports: list[PerfReport]) -> RenderableType:
+    """One column per host (for ``--host A --host B``): pveperf lines, sync rates, p99, class."""
+    table = Table(title="pvectl perf", title_justify="left")
+    table.add_column("figure", no_wrap=True)
+    for report in reports:
+        table.add_column(report.host or report.target.argument, justify="right", no_wrap=True)
+    keys: list[str] = []
+    for report in reports:
+        keys += [f.key for f in report.figures if f.key not in keys]
+    for key in keys:
+        cells = []
+        label = key
+        for report in reports:
+            fig = report.figure(key)
+            if fig is not None:
+                label = fig.label
+            cells.append(format_value(fig.value, fig.unit) if fig is not None else "-")
+        table.add_row(label, *cells)
+    for kind, name in KIND_LABELS.items():
+        results = [r.durable_result(kind) for r in reports]
+        if not any(results):
+            continue
+        table.add_row(f"{name} ops/s", *(f"{d.rate:,.0f}" if d else "-" for d in results))
+        table.add_row(
+            f"{name} p99",
+            *(format_us(d.latency.p99) if d and d.latency else "-" for d in results),
+        )
+    table.add_row("verdict", *(r.verdict.disk_class_label for r in reports))
+    return table

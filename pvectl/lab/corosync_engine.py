@@ -15,7 +15,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -31,6 +31,7 @@ from pvectl.lab import netns
 from pvectl.lab import state as lab_state
 from pvectl.lab.corosync_config import UpOptions, build_conf, check_options
 from pvectl.lab.state import LabNode, LabState
+from pvectl.lab.views import LabView, NodeView, RingChange, wait_until
 from pvectl.results import NodeList, QuorumStatus
 from pvectl.targets import corosync_parse
 from pvectl.targets.runner import LocalRunner
@@ -43,48 +44,6 @@ Report = Callable[[str], None]
 
 def _quiet(_: str) -> None:
     pass
-
-
-@dataclass(frozen=True)
-class NodeView:
-    """One node as ``lab ls`` shows it: process facts plus its own quorum view."""
-
-    node_id: int
-    name: str
-    address: str
-    namespace: str
-    pid: int | None
-    running: bool
-    paused: bool
-    ring_id: str | None
-    quorate: bool | None
-    members: tuple[int, ...]
-    state_dir: str
-    files: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class LabView:
-    name: str
-    engine: str
-    state_dir: str
-    subnet: str
-    transport: str
-    cluster_name: str
-    nodes: tuple[NodeView, ...]
-
-
-@dataclass(frozen=True)
-class RingChange:
-    """What a fault did to the ring, as seen from the surviving nodes."""
-
-    action: str
-    node_id: int
-    seconds: float | None  # None: the ring did not settle within the timeout
-    survivors: tuple[int, ...]
-    members: tuple[int, ...]
-    quorate: bool | None
-    dropped_after: float | None = None  # pause: when the others had removed the node
 
 
 # ---- preconditions ------------------------------------------------------------------
@@ -343,7 +302,7 @@ def _build_and_start(state: LabState, options: UpOptions, report: Report) -> Lab
     for node in state.nodes:
         _wait_ipc(node, 20.0)
     want = tuple(n.node_id for n in nodes)
-    ok = _wait_until(lambda: all(membership(n) == want for n in state.nodes), options.wait_timeout)
+    ok = wait_until(lambda: all(membership(n) == want for n in state.nodes), options.wait_timeout)
     elapsed = time.monotonic() - started
     if not ok:
         raise PvectlError(
@@ -406,16 +365,6 @@ def _start_process(state: LabState, node_id: int) -> LabState:
     return state
 
 
-def _wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval)
-
-
 def _wait_ipc(node: LabNode, timeout: float) -> None:
     def answers() -> bool:
         # alive is enough: for its first milliseconds the process is still 'ip', outside
@@ -426,7 +375,7 @@ def _wait_ipc(node: LabNode, timeout: float) -> None:
             )
         return membership(node) is not None
 
-    if not _wait_until(answers, timeout):
+    if not wait_until(answers, timeout):
         raise PvectlError(
             f"node {node.node_id}: corosync does not answer after {timeout:g} s "
             f"(see {node.dir}/log)",
@@ -456,7 +405,7 @@ def _settle(
             views[node.node_id] = membership(node)
         return all(v is not None and expect(v) for v in views.values())
 
-    ok = _wait_until(settled, timeout)
+    ok = wait_until(settled, timeout)
     seconds = time.monotonic() - started if ok else None
     members: tuple[int, ...] = ()
     quorate: bool | None = None

@@ -27,9 +27,10 @@ from typing import Any
 from pvectl import corosync_conf
 from pvectl.corosync_conf import Section
 from pvectl.errors import CommandRefused, ExitCode, PvectlError, TargetUnavailable, UsageError
+from pvectl.lab import netns
 from pvectl.lab import state as lab_state
-from pvectl.lab.corosync_engine import LabView, NodeView, RingChange
 from pvectl.lab.state import LabNode, LabState
+from pvectl.lab.views import LabView, NodeView, RingChange, wait_until
 from pvectl.node import control
 
 ENGINE = "embedded"
@@ -64,7 +65,7 @@ def available() -> bool:
 
 def check_options(options: UpOptions) -> None:
     if not 1 <= options.nodes <= MAX_NODES:
-        raise UsageError(f"a lab has 1 to {MAX_NODES} nodes, not {options.nodes}")
+        raise UsageError(f"N must be between 1 and {MAX_NODES}, got {options.nodes}")
     if options.votes and len(options.votes) != options.nodes:
         raise UsageError(f"--votes lists {len(options.votes)} values for {options.nodes} nodes")
     if any(v < 0 for v in options.votes):
@@ -257,16 +258,6 @@ def _start_process(state: LabState, node_id: int) -> LabState:
     return state
 
 
-def _wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval)
-
-
 def _wait_control(node: LabNode, timeout: float) -> None:
     def answers() -> bool:
         if node.pid is None or _cmdline(node.pid) == []:
@@ -279,7 +270,7 @@ def _wait_control(node: LabNode, timeout: float) -> None:
             )
         return info(node) is not None
 
-    if not _wait_until(answers, timeout):
+    if not wait_until(answers, timeout):
         raise PvectlError(
             f"node {node.node_id} does not answer on its control socket after "
             f"{timeout:g} s (see {node.dir}/node.log)",
@@ -370,7 +361,7 @@ def up(name: str, options: UpOptions, report: Report = _quiet) -> LabState:
     for node in state.nodes:
         _wait_control(node, 20.0)
     want = tuple(n.node_id for n in nodes)
-    ok = _wait_until(lambda: all(membership(n) == want for n in state.nodes), options.wait_timeout)
+    ok = wait_until(lambda: all(membership(n) == want for n in state.nodes), options.wait_timeout)
     elapsed = time.monotonic() - started
     if not ok:
         raise PvectlError(
@@ -440,7 +431,7 @@ def _settle(
     def settled() -> bool:
         return all((m := membership(n)) is not None and expect(m) for n in observers)
 
-    ok = _wait_until(settled, _timeouts(state))
+    ok = wait_until(settled, _timeouts(state))
     seconds = time.monotonic() - started if ok else None
     members: tuple[int, ...] = ()
     quorate: bool | None = None
@@ -463,8 +454,9 @@ def stop_node(name: str, node_id: int, sig: signal.Signals) -> RingChange:
     if sig == signal.SIGKILL:
         _signal(pid, signal.SIGKILL)
     else:
+        _signal(pid, signal.SIGCONT)  # a paused node must run to leave cleanly
         _signal(pid, signal.SIGTERM)  # the node multicasts a leave, then exits
-    _wait_until(lambda: not _cmdline(pid), 10.0)
+    wait_until(lambda: not _cmdline(pid), 10.0)
     state = state.with_pid(node_id, None)
     lab_state.save(state)
     action = "kill" if sig == signal.SIGKILL else "stop"
@@ -599,6 +591,7 @@ def view(name: str) -> LabView:
                 address=node.address,
                 namespace="",
                 pid=pid,
+                paused=pid is not None and netns.is_stopped(pid),
                 running=pid is not None,
                 ring_id=seen["ring_id"] if seen else None,
                 quorate=bool(seen["quorate"]) if seen else None,

@@ -24,7 +24,6 @@ from typing import Any
 
 from pvectl.cfs import memdb as mdb
 from pvectl.cfs.dfsm import tree_hash
-from pvectl.cli.output import to_jsonable
 from pvectl.errors import PvectlError, UsageError
 from pvectl.node import control
 from pvectl.node.backing_store import BackingStore
@@ -42,7 +41,7 @@ from pvectl.node.services import (
 from pvectl.node.transport import FaultFilter, UdpTransport
 from pvectl.quorum import votequorum as vq
 from pvectl.quorum.view import quorum_status
-from pvectl.results import NodeList, QuorumStatus
+from pvectl.results import NodeList, QuorumStatus, to_jsonable
 from pvectl.totem import srp
 from pvectl.totem.wire import Codec
 from pvectl.trace.spans import Phase, Span

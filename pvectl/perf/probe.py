@@ -5,7 +5,7 @@ It runs unchanged on a node with nothing installed (``python3 - --json ARGS < pr
 over SSH), so it imports nothing from pvectl and prints one JSON document on stdout.
 It measures pveperf's eight figures with pveperf's methods (``--pveperf-compat`` also
 reproduces its quirks) and the durable-write section (fsync, fdatasync, O_DSYNC) with
-fio's loop: pwrite one block into a laid-out file, then sync, timed with
+fio's loop: pwrite one block into a fallocated file, then sync, timed with
 ``perf_counter_ns``.
 
 Exit codes (same numbers as pvectl's ExitCode): 0 ok, 64 usage, 66 no such path,
@@ -31,10 +31,14 @@ import struct
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # annotations only: the probe must start on a node's Python 3.7+
+    from collections.abc import Callable, Iterator, Sequence
+
+    Progress = Callable[[dict[str, Any]], None]
 
 PROBE_NAME = "pvectl-perf-probe"
 PROBE_VERSION = 1
@@ -46,6 +50,7 @@ EXIT_NO_INPUT = 66
 EXIT_CANT_CREATE = 73
 EXIT_IO = 74
 EXIT_NO_PERMISSION = 77
+EXIT_SOFTWARE = 70
 EXIT_INTERRUPTED = 130
 
 MIB = 1024 * 1024
@@ -63,10 +68,8 @@ TEST_WEIGHTS = {
     "dns": 1.0,  # per lookup series (EXT, INT)
 }
 DEFAULT_RUNTIME = 16.0
-QUICK_RUNTIME = 3.5
+QUICK_RUNTIME = 3.0
 PVEPERF_SECONDS = 3.0
-
-Progress = Callable[[dict[str, Any]], None]
 
 
 class ProbeError(Exception):
@@ -88,6 +91,7 @@ class ProbeOptions:
     pattern: str = "seq"  # seq: like fio rw=write; same: one offset rewritten
     direct: bool = False
     skip: frozenset[str] = frozenset()
+    sync_kinds: tuple[str, ...] = DURABLE_KINDS
     resolv_conf: str = "/etc/resolv.conf"
     dns_port: int = 53
     dns_timeout: float = 2.0
@@ -603,26 +607,23 @@ def measure_pveperf_fsync(workdir: str, opts: ProbeOptions) -> dict[str, Any]:
 
 
 def lay_out_file(path: str, size: int) -> None:
-    """Write the file in full (as fio's 'Laying out IO file'), so timed writes are overwrites
-    of allocated blocks rather than allocations."""
+    """Reserve the file as fio does for a write job (fallocate: allocated, unwritten
+    extents; etcd preallocates its WAL segments the same way), then sync the metadata."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        block = bytes(MIB)
-        done = 0
-        while done < size:
-            done += os.write(fd, block[: min(MIB, size - done)])
+        os.posix_fallocate(fd, 0, size)
         os.fsync(fd)
     finally:
         os.close(fd)
 
 
-def measure_durable(path: str, kind: str, opts: ProbeOptions) -> dict[str, Any]:
+def measure_durable(path: str, kind: str, opts: ProbeOptions, laid_out: int) -> dict[str, Any]:
     """fio's ``--rw=write --ioengine=sync --fsync=1`` (or fdatasync=1, or sync=dsync) loop."""
     bs = opts.block_size
-    size = max(bs, opts.file_size // bs * bs)
+    size = max(bs, laid_out // bs * bs)
     flags = os.O_WRONLY | (os.O_DSYNC if kind == "odsync" else 0)
     fd = os.open(path, flags)
-    buf = random.Random(bs).randbytes(bs)
+    buf = os.urandom(bs)
     clock = time.perf_counter_ns
     pwrite = os.pwrite
     sync = os.fdatasync if kind == "fdatasync" else os.fsync
@@ -660,7 +661,7 @@ def measure_durable(path: str, kind: str, opts: ProbeOptions) -> dict[str, Any]:
         os.close(fd)
     count = len(latencies)
     elapsed = (end - start) / 1e9
-    where = f"sequential through a laid-out {size // MIB} MiB file" if step else "one offset"
+    where = f"sequential through a fallocated {size / MIB:g} MiB file" if step else "one offset"
     if kind == "odsync":
         method = f"pwrite {bs} B with O_DSYNC, {where}; latency = the write call"
     else:
@@ -685,6 +686,7 @@ def dns_series(
     rng = random.Random()
     latencies: list[int] = []
     failures = 0
+    timeout = max(0.2, min(opts.dns_timeout, seconds))  # one dead server cannot eat the run
     clock = time.perf_counter_ns
     start = clock()
     count = 0
@@ -692,7 +694,7 @@ def dns_series(
         count += 1
         name = f"test{rng.randrange(1000000)}.{domain}"
         t0 = clock()
-        if not _dns_lookup(servers, name, opts, rng):
+        if not _dns_lookup(servers, name, timeout, opts.dns_port, rng):
             failures += 1
         latencies.append(clock() - t0)
         elapsed = (clock() - start) / 1e9
@@ -703,20 +705,23 @@ def dns_series(
         "queries": count,
         "failures": failures,
         "seconds": round(elapsed, 3),
+        "timeout_s": timeout,
         "latency": summarize_latencies(latencies),
     }
 
 
-def _dns_lookup(servers: list[str], name: str, opts: ProbeOptions, rng: random.Random) -> bool:
+def _dns_lookup(
+    servers: list[str], name: str, timeout: float, port: int, rng: random.Random
+) -> bool:
     """One query, servers in order (Net::DNS with retry=1); True when any server answered."""
     for server in servers:
         family = socket.AF_INET6 if ":" in server else socket.AF_INET
         query_id = rng.randrange(65536)
         with socket.socket(family, socket.SOCK_DGRAM) as sock:
-            sock.settimeout(opts.dns_timeout)
+            sock.settimeout(timeout)
             try:
-                sock.sendto(dns_query_packet(query_id, name), (server, opts.dns_port))
-                deadline = time.monotonic() + opts.dns_timeout
+                sock.sendto(dns_query_packet(query_id, name), (server, port))
+                deadline = time.monotonic() + timeout
                 while True:
                     sock.settimeout(max(0.001, deadline - time.monotonic()))
                     reply = sock.recv(4096)
@@ -738,7 +743,7 @@ def measure_dns(opts: ProbeOptions) -> list[dict[str, Any]]:
     ext = dns_series(servers, ext_domain, opts, seconds)
     method = (
         f"mean time of {ext['queries']} A queries for random names under a nonexistent .com "
-        f"domain to {servers[0]} (timeout {opts.dns_timeout:g} s); elapsed / queries"
+        f"domain to {servers[0]} (timeout {ext['timeout_s']:g} s); elapsed / queries"
     )
     out.append(figure("dns_ext", "DNS EXT", ext.pop("value"), "ms", method, servers=servers, **ext))
     if search_domain:
@@ -837,10 +842,11 @@ def run(opts: ProbeOptions, progress: Progress | None = None) -> dict[str, Any]:
                 if "durable" not in opts.skip:
                     step("layout", "laying out the test file", 0)
                     data = os.path.join(workdir, "durable.dat")
-                    lay_out_file(data, max(opts.block_size, opts.file_size))
-                    for kind in DURABLE_KINDS:
+                    laid_out = max(opts.block_size, opts.file_size)
+                    lay_out_file(data, laid_out)
+                    for kind in opts.sync_kinds:
                         step(kind, kind, opts.seconds("durable"))
-                        durable.append(measure_durable(data, kind, opts))
+                        durable.append(measure_durable(data, kind, opts, laid_out))
             except OSError as exc:
                 raise _os_error(exc, f"writing in {target.directory}") from None
     if "dns" not in opts.skip:
@@ -907,6 +913,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pattern", choices=("seq", "same"), default="seq")
     parser.add_argument("--direct", action="store_true", help="O_DIRECT reads")
     parser.add_argument("--skip", action="append", choices=TESTS, default=[])
+    parser.add_argument(
+        "--sync", action="append", choices=DURABLE_KINDS, help="durable kinds (default: all)"
+    )
     parser.add_argument("--resolv-conf", default="/etc/resolv.conf")
     parser.add_argument("--dns-port", type=int, default=53)
     parser.add_argument("--dns-timeout", type=float, default=2.0)
@@ -939,6 +948,7 @@ def options_from_args(argv: Sequence[str]) -> ProbeOptions:
         pattern=ns.pattern,
         direct=ns.direct,
         skip=frozenset(ns.skip),
+        sync_kinds=tuple(k for k in DURABLE_KINDS if k in ns.sync) if ns.sync else DURABLE_KINDS,
         resolv_conf=ns.resolv_conf,
         dns_port=ns.dns_port,
         dns_timeout=ns.dns_timeout,
@@ -958,6 +968,9 @@ def run_argv(argv: Sequence[str], progress: Progress | None = None) -> tuple[int
     """Parse, measure, serialize: (exit code, JSON text). Interrupts are re-raised."""
     try:
         doc = run(options_from_args(argv), progress)
+    except OSError as exc:  # anything not mapped where it happened
+        mapped = _os_error(exc, "perf probe")
+        return mapped.exit_code, json.dumps(error_document(str(mapped), mapped.exit_code))
     except ProbeError as exc:
         return exc.exit_code, json.dumps(error_document(str(exc), exc.exit_code))
     return EXIT_OK, json.dumps(doc)
@@ -980,6 +993,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         code, text = run_argv(args, progress if "--progress" in args else None)
     except KeyboardInterrupt:
         code, text = EXIT_INTERRUPTED, json.dumps(error_document("interrupted", 130))
+    except Exception as exc:  # a bug: still one JSON document for the caller to read
+        message = f"internal error in the perf probe: {type(exc).__name__}: {exc}"
+        code, text = EXIT_SOFTWARE, json.dumps(error_document(message, EXIT_SOFTWARE))
     sys.stdout.write(text + "\n")
     sys.stdout.flush()
     return code

@@ -148,6 +148,7 @@ def make_verdict(
     fdatasync_p99_ms: float | None,
     fs_type: str | None,
     compat: bool = False,
+    block_size: int = 4096,
 ) -> Verdict:
     """Place the disk in the seed's table and against pveperf's and etcd's thresholds.
 
@@ -157,7 +158,8 @@ def make_verdict(
     """
     if durable_fsync_rate is not None:
         rate: float | None = durable_fsync_rate
-        source = "4 KiB write + fsync"
+        size = f"{block_size // 1024} KiB" if block_size % 1024 == 0 else f"{block_size} B"
+        source = f"{size} write + fsync"
     elif pveperf_fsyncs is not None:
         rate = pveperf_fsyncs
         source = "pveperf FSYNCS/SECOND" + (" (compat: fsync of an empty file)" if compat else "")
@@ -196,7 +198,7 @@ def make_verdict(
     if pveperf_ok is not None:
         checks.append(
             f"{'passes' if pveperf_ok else 'fails'} pveperf's > {PVEPERF_MIN_FSYNCS:.0f} "
-            f"fsyncs/s ({_fmt_rate(pveperf_fsyncs or 0.0)})"
+            f"fsyncs/s ({pveperf_fsyncs or 0.0:,.2f})"
         )
     if etcd_ok is not None:
         checks.append(
@@ -239,6 +241,7 @@ def verdict_for(
         p99_ms,
         fs_type,
         compat=mode == "pveperf-compat",
+        block_size=fsync.block_size if fsync is not None else 4096,
     )
 
 

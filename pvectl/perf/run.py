@@ -7,16 +7,20 @@ to the same ``parse_probe_output``. ``probe_args`` builds the argument list both
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import psutil
 
 from pvectl.perf import probe
-from pvectl.perf.probe import Progress
+
+if TYPE_CHECKING:
+    from pvectl.perf.probe import Progress
 
 PROBE_SOURCE = Path(probe.__file__)
 
@@ -34,6 +38,7 @@ class PerfOptions:
     pattern: str = "seq"
     direct: bool = False
     skip: tuple[str, ...] = field(default_factory=tuple)
+    sync_kinds: tuple[str, ...] = field(default_factory=tuple)  # empty: all
     resolv_conf: str | None = None
     dns_port: int | None = None
     dns_timeout: float | None = None
@@ -56,6 +61,8 @@ def probe_args(opts: PerfOptions, fsync_dir: str | None = None) -> list[str]:
         args.append("--direct")
     for test in opts.skip:
         args += ["--skip", test]
+    for kind in opts.sync_kinds:
+        args += ["--sync", kind]
     if opts.resolv_conf is not None:
         args += ["--resolv-conf", opts.resolv_conf]
     if opts.dns_port is not None:
@@ -114,3 +121,14 @@ def run_probe_locally(args: Sequence[str], progress: Progress | None = None) -> 
     """
     _code, text = probe.run_argv(list(args), progress)
     return text
+
+
+def parse_progress_line(line: str) -> dict[str, Any] | None:
+    """A remote probe's ``--progress`` stderr line as the event the local display takes."""
+    if not line.startswith(probe.PROGRESS_PREFIX):
+        return None
+    try:
+        event = json.loads(line[len(probe.PROGRESS_PREFIX) :])
+    except json.JSONDecodeError:
+        return None
+    return event if isinstance(event, dict) else None

@@ -1,0 +1,59 @@
+"""What lab commands report, whatever engine runs the lab."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class NodeView:
+    """One node as ``lab ls`` shows it: process facts plus its own quorum view."""
+
+    node_id: int
+    name: str
+    address: str
+    namespace: str
+    pid: int | None
+    running: bool
+    paused: bool
+    ring_id: str | None
+    quorate: bool | None
+    members: tuple[int, ...]
+    state_dir: str
+    files: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class LabView:
+    name: str
+    engine: str
+    state_dir: str
+    subnet: str
+    transport: str
+    cluster_name: str
+    nodes: tuple[NodeView, ...]
+
+
+@dataclass(frozen=True)
+class RingChange:
+    """What a fault did to the ring, as seen from the surviving nodes."""
+
+    action: str
+    node_id: int
+    seconds: float | None  # None: the ring did not settle within the timeout
+    survivors: tuple[int, ...]
+    members: tuple[int, ...]
+    quorate: bool | None
+    dropped_after: float | None = None  # pause: when the others had removed the node
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.1) -> bool:
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
