@@ -389,6 +389,12 @@ class SshSession:
                     f"authentication failed for {host.where}: no key to offer "
                     "(no ssh-agent, no key file in ~/.ssh, no IdentityFile in ~/.ssh/config)",
                 ) from exc
+            if "banner" in text:
+                raise HostUnreachable(
+                    host.label,
+                    f"host unreachable: {host.hostname}:{host.port} accepted the connection but "
+                    f"sent no SSH banner within {timeout:g} s (not sshd there, or sshd hung)",
+                ) from exc
             raise HostUnreachable(
                 host.label, f"SSH handshake with {host.hostname}:{host.port} failed: {text}"
             ) from exc
