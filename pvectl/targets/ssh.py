@@ -389,11 +389,13 @@ class SshSession:
                     f"authentication failed for {host.where}: no key to offer "
                     "(no ssh-agent, no key file in ~/.ssh, no IdentityFile in ~/.ssh/config)",
                 ) from exc
-            if "banner" in text:
+            # a silent peer fails in paramiko's thread ("banner") or, racing, in connect
+            if "banner" in text or "No existing session" in text:
                 raise HostUnreachable(
                     host.label,
                     f"host unreachable: {host.hostname}:{host.port} accepted the connection but "
-                    f"sent no SSH banner within {timeout:g} s (not sshd there, or sshd hung)",
+                    f"did not complete the SSH handshake within {timeout:g} s (not sshd there, "
+                    "or sshd hung)",
                 ) from exc
             raise HostUnreachable(
                 host.label, f"SSH handshake with {host.hostname}:{host.port} failed: {text}"
