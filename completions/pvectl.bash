@@ -18,7 +18,7 @@ _pvectl_options() {
         "nodes") echo "--output-format --target --name --node --host --cluster --accept-new-host-key --connect-timeout -h --help --debug" ;;
         "expected") echo "--output-format --target --name --node --host --accept-new-host-key --connect-timeout -h --help --debug" ;;
         "sync-trace") echo "--name --node --path --size --count --level --output-format -h --help --debug" ;;
-        "perf") echo "--format --output-format --pveperf-compat --quick --runtime --block-size --file-size --pattern --direct --skip --sync --resolv-conf --dns-timeout --drop-caches --no-drop-caches --progress --no-progress --histogram --no-histogram -h --help --debug" ;;
+        "perf") echo "--format --output-format --pveperf-compat --quick --runtime --block-size --file-size --pattern --direct --skip --sync --resolv-conf --dns-timeout --drop-caches --no-drop-caches --progress --no-progress --histogram --no-histogram --host --cluster --accept-new-host-key --connect-timeout -h --help --debug" ;;
         "check") echo "--output-format --host --cluster --accept-new-host-key --connect-timeout --fsync --no-fsync --fsync-dir --fsync-seconds -h --help --debug" ;;
         "quorum") echo "-h --help --debug" ;;
         "quorum what-if") echo "--nodes --votes --two-node --qdevice --last-man-standing --auto-tie-breaker --wait-for-all --no-wait-for-all --config --output-format -h --help --debug" ;;
@@ -38,7 +38,7 @@ _pvectl_options() {
         "qdevice") echo "-h --help --debug" ;;
         "qdevice serve") echo "--port --listen --cert-dir --tls --client-cert --no-client-cert --control-socket -h --help --debug" ;;
         "qdevice clients") echo "--port --control-socket -v --verbose --output-format -h --help --debug" ;;
-        "qdevice status") echo "--output-format -h --help --debug" ;;
+        "qdevice status") echo "--output-format --host --cluster --accept-new-host-key --connect-timeout -h --help --debug" ;;
         "qdevice certs") echo "-h --help --debug" ;;
         "qdevice certs init") echo "--force -h --help --debug" ;;
         "qdevice certs sign") echo "-n --cluster --cert-dir -o --output -h --help --debug" ;;
@@ -85,6 +85,9 @@ _pvectl_values() {
         "perf|--sync") echo "" ;;
         "perf|--resolv-conf") echo "" ;;
         "perf|--dns-timeout") echo "" ;;
+        "perf|--host") echo "" ;;
+        "perf|--cluster") echo "" ;;
+        "perf|--connect-timeout") echo "" ;;
         "check|--output-format") echo "text json json-pretty yaml" ;;
         "check|--host") echo "" ;;
         "check|--cluster") echo "" ;;
@@ -131,6 +134,9 @@ _pvectl_values() {
         "qdevice clients|--control-socket") echo "__file__" ;;
         "qdevice clients|--output-format") echo "text json json-pretty yaml" ;;
         "qdevice status|--output-format") echo "text json json-pretty yaml" ;;
+        "qdevice status|--host") echo "" ;;
+        "qdevice status|--cluster") echo "" ;;
+        "qdevice status|--connect-timeout") echo "" ;;
         "qdevice certs sign|-n"|"qdevice certs sign|--cluster") echo "" ;;
         "qdevice certs sign|--cert-dir") echo "__file__" ;;
         "qdevice certs sign|-o"|"qdevice certs sign|--output") echo "__file__" ;;

@@ -25,6 +25,7 @@ FSYNC_P99_WARN_MS = 50.0
 # HA: a node with active HA services self-fences about 60 s after losing quorum.
 HA_WATCHDOG_S = 60.0
 TOKEN_DEFAULT_MS = 3000
+MEMORY_FS_TYPES = frozenset({"tmpfs", "ramfs", "devtmpfs", "hugetlbfs"})
 TOKEN_COEFFICIENT_DEFAULT_MS = 650
 
 
@@ -57,6 +58,8 @@ class ConfigFacts:
     token_coefficient_ms: int | None = None
     consensus_ms: int | None = None
     config_version: int | None = None
+    # pvectl's votequorum model on this config (quorum/whatif.py): its one-line summary
+    what_if: str | None = None
 
     def name_of(self, node_id: int) -> str:
         return next((name for nid, name, _ in self.nodes if nid == node_id), f"node {node_id}")
@@ -94,7 +97,8 @@ class FsyncFigures:
     path: str
     fsyncs_per_second: float
     p99_ms: float
-    verdict: str | None = None  # the perf probe's own words, when it gives some
+    verdict: str | None = None  # the perf probe's disk class for this rate
+    fs_type: str | None = None
 
 
 @dataclass(frozen=True)
@@ -290,6 +294,17 @@ def _expected(node: NodeFacts) -> list[Finding]:
 
 
 def _node_count(config: ConfigFacts) -> list[Finding]:
+    """The node-count finding, with the quorum model's tolerance summary appended."""
+    found = _node_count_only(config)
+    if config.what_if is None:
+        return found
+    return [
+        Finding(f.severity, f.check, f.host, f"{f.message}. Model: {config.what_if}", f.advice)
+        for f in found
+    ]
+
+
+def _node_count_only(config: ConfigFacts) -> list[Finding]:
     count = len(config.nodes)
     algorithm = config.qdevice_algorithm or ("ffsplit" if config.qdevice_model else None)
     if count <= 1:
@@ -518,10 +533,21 @@ def _fsync(node: NodeFacts) -> list[Finding]:
     if figures is None:
         return []
     rate = figures.fsyncs_per_second
+    where = f"{figures.path}, {figures.fs_type}" if figures.fs_type else figures.path
     text = (
-        f"system disk ({figures.path}): {rate:.0f} fsyncs/s, p99 {figures.p99_ms:.2f} ms, "
-        f"{disk_class(rate)}" + (f" ({figures.verdict})" if figures.verdict else "")
+        f"system disk ({where}): {rate:.0f} fsyncs/s (4 KiB write + fsync), "
+        f"p99 {figures.p99_ms:.2f} ms: {figures.verdict or disk_class(rate)}"
     )
+    if figures.fs_type in MEMORY_FS_TYPES:
+        return [
+            Finding(
+                Severity.warning,
+                "fsync",
+                node.host,
+                text + f"; {figures.fs_type} is memory, so this says nothing about a disk",
+                "rerun with --fsync-dir on the system disk (e.g. /var/lib/pve-cluster)",
+            )
+        ]
     if rate < FSYNC_MIN_RATE:
         return [
             Finding(

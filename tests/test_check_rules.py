@@ -221,3 +221,27 @@ def test_unreachable_host_is_critical_and_json_uses_severity_names() -> None:
     assert doc["worst"] == "critical" and doc["exit_code"] == 2
     assert {f["severity"] for f in doc["findings"]} == {"ok", "critical"}
     assert doc["hosts"] == ["a", "b"]
+
+
+def test_config_facts_carry_the_quorum_models_summary() -> None:
+    from pvectl import corosync_conf
+    from pvectl.targets.checkfacts import config_facts
+
+    nodes = "".join(
+        f"  node {{\n    name: pve{i}\n    nodeid: {i}\n    quorum_votes: 1\n"
+        f"    ring0_addr: 10.0.0.{i}\n  }}\n"
+        for i in (1, 2, 3, 4)
+    )
+    text = (
+        "totem {\n  cluster_name: home\n  config_version: 4\n  token_coefficient: 125\n}\n"
+        f"nodelist {{\n{nodes}}}\nquorum {{\n  provider: corosync_votequorum\n}}\n"
+    )
+    facts = config_facts(corosync_conf.parse(text), "corosync.conf")
+    assert [n[1] for n in facts.nodes] == ["pve1", "pve2", "pve3", "pve4"]
+    assert facts.token_coefficient_ms == 125 and facts.config_version == 4
+    assert facts.what_if is not None and "quorum is 3 of 4" in facts.what_if
+    finding = next(
+        f for f in evaluate([NodeFacts(host="h", config=facts)]).findings if f.check == "node-count"
+    )
+    assert finding.severity is Severity.warning
+    assert "Model: 4 nodes, 4 votes: quorum is 3 of 4; any 1 node failure" in finding.message

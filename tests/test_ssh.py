@@ -141,14 +141,21 @@ def test_stopped_sshd_is_unreachable_within_the_timeout(client: SshClientHome, s
     assert "refused" in str(caught.value)
 
 
-def test_unanswered_address_is_unreachable_within_the_connect_timeout(
+def test_silent_server_is_unreachable_within_the_connect_timeout(
     client: SshClientHome,
 ) -> None:
-    # TEST-NET-1 (RFC 5737): never routed, so the SYN goes unanswered or is rejected.
-    started = time.monotonic()
-    with session(timeout=1.0) as ssh, pytest.raises(HostUnreachable):
-        ssh.runner(parse_host("root@192.0.2.1")).run(["true"])
-    assert time.monotonic() - started < 2.5
+    import socket
+
+    # a TCP port that accepts but never speaks SSH (a hung sshd, a wrong service)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        port = silent.getsockname()[1]
+        started = time.monotonic()
+        with session(timeout=1.0) as ssh, pytest.raises(HostUnreachable) as caught:
+            ssh.runner(parse_host(f"root@127.0.0.1:{port}")).run(["true"])
+        assert time.monotonic() - started < 3.0
+    assert "did not complete the SSH handshake within 1 s" in str(caught.value)
 
 
 def test_command_timeout(client: SshClientHome, sshd: Sshd) -> None:
@@ -216,3 +223,73 @@ def test_ssh_config_strict_yes_refuses_unknown_keys(client: SshClientHome, sshd:
         )
     with session() as ssh, pytest.raises(HostKeyUnknown):
         ssh.runner(parse_host("strict")).run(["true"])
+
+
+def test_connection_lost_mid_run_is_not_mistaken_for_a_missing_tool(
+    client: SshClientHome, sshd: Sshd
+) -> None:
+    import os
+    import signal
+
+    import psutil
+
+    from pvectl.targets.remote import corosync_target
+
+    client.trust(sshd)
+    with session() as ssh:
+        runner = ssh.runner(parse_host("node1"))
+        runner.connect()
+        assert sshd.proc is not None
+        # the listener and its per-connection children (they run in their own sessions)
+        listener = psutil.Process(sshd.proc.pid)
+        for proc in [*listener.children(recursive=True), listener]:
+            os.kill(proc.pid, signal.SIGKILL)
+        sshd.proc.wait(5)
+        time.sleep(0.3)
+        with pytest.raises(HostUnreachable) as caught:
+            corosync_target(runner).status()
+        assert "not found" not in str(caught.value)
+        assert "node1" in str(caught.value)
+
+
+def test_keys_from_a_real_ssh_agent(
+    client: SshClientHome, sshd: Sshd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    import shutil
+    import signal
+    import subprocess
+
+    if shutil.which("ssh-agent") is None or shutil.which("ssh-add") is None:
+        pytest.skip("needs ssh-agent and ssh-add (openssh-client)")
+    client.trust(sshd)
+    socket_path = tmp_path / "agent.sock"
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(socket_path)], stdout=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 5
+        while not socket_path.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        env = {**os.environ, "SSH_AUTH_SOCK": str(socket_path)}
+        subprocess.run(["ssh-add", str(client.key)], env=env, check=True, capture_output=True)
+        # the key file is gone: only the agent can authenticate us now
+        client.key.rename(tmp_path / "elsewhere")
+        monkeypatch.setenv("SSH_AUTH_SOCK", str(socket_path))
+        with session() as ssh:
+            assert ssh.runner(parse_host("node1")).run(["echo", "agent"]).stdout == "agent\n"
+        monkeypatch.delenv("SSH_AUTH_SOCK")
+        with session() as ssh, pytest.raises(AuthenticationFailed):
+            ssh.runner(parse_host("node1")).run(["true"])
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        agent.wait(5)
+
+
+def test_global_known_hosts_file_is_trusted_read_only(client: SshClientHome, sshd: Sshd) -> None:
+    # Proxmox VE links /etc/ssh/ssh_known_hosts to the cluster-wide known_hosts
+    cluster_known = client.home / "cluster_known_hosts"
+    cluster_known.write_text(f"[127.0.0.1]:{sshd.port} ssh-ed25519 {sshd.host_public_key()}\n")
+    with client.config.open("a") as handle:
+        handle.write(f"Host *\n  GlobalKnownHostsFile {cluster_known}\n")
+    with session() as ssh:
+        assert ssh.runner(parse_host("node1")).run(["echo", "ok"]).stdout == "ok\n"
+    assert not client.known_hosts.exists()

@@ -109,8 +109,8 @@ def test_check_measures_fsync_on_the_remote_node(home: SshClientHome, sshd: Sshd
     doc = json.loads(result.stdout)
     fsync = [f for f in doc["findings"] if f["check"] == "fsync"]
     assert len(fsync) == 1 and fsync[0]["host"] == "node1"
-    assert f"system disk ({fsync_dir})" in fsync[0]["message"]
-    assert "fsyncs/s" in fsync[0]["message"]
+    assert f"system disk ({fsync_dir}, " in fsync[0]["message"]
+    assert "fsyncs/s (4 KiB write + fsync), p99" in fsync[0]["message"]
     assert list(fsync_dir.iterdir()) == []  # the probe cleans up after itself
 
 
@@ -142,3 +142,49 @@ def test_no_key_material_in_any_output_or_log(
     for fragment in fragments:
         assert fragment not in combined, "private key material leaked into output"
     assert "PRIVATE KEY" not in combined
+
+
+def test_perf_on_remote_hosts_side_by_side(home: SshClientHome, sshd: Sshd) -> None:
+    home.trust(sshd)
+    disk = sshd.root / "disk"
+    disk.mkdir()
+    quick = ["--runtime", "0.4", "--skip", "dns", "--skip", "reads", "--skip", "seek"]
+    single = cli(home, "perf", "--host", "node1", *quick, str(disk), "--output-format", "json")
+    assert single.code == 0, single.stderr
+    report = json.loads(single.stdout)
+    assert report["target"]["directory"] == str(disk)
+    assert {d["kind"] for d in report["durable"]} == {"fsync", "fdatasync", "odsync"}
+    assert report["verdict"]["fsync_rate"] > 0
+
+    dead = free_port()
+    both = cli(
+        home,
+        "perf",
+        "--host",
+        "node1",
+        "--host",
+        f"root@127.0.0.1:{dead}",
+        *quick,
+        str(disk),
+        "--output-format",
+        "json",
+    )
+    assert both.code == 1
+    rows = {row["host"]: row for row in json.loads(both.stdout)}
+    assert rows["node1"]["result"]["durable"] and rows["node1"]["error"] is None
+    assert "host unreachable" in rows[f"root@127.0.0.1:{dead}"]["error"]
+    text = cli(home, "perf", "--host", "node1", "--host", f"127.0.0.1:{dead}", *quick, str(disk))
+    assert "disk class" in text.stdout and "fsync p99" in text.stdout
+    assert f"error: 127.0.0.1:{dead}: host unreachable" in text.stdout
+    assert list(disk.iterdir()) == []  # the probe removed its files on every host
+
+
+def test_qdevice_status_over_ssh_reports_the_missing_daemon(
+    home: SshClientHome, sshd: Sshd
+) -> None:
+    home.trust(sshd)
+    result = cli(home, "qdevice", "status", "--host", "node1")
+    assert result.code == 1
+    assert result.stderr.startswith("pvectl: error: ")
+    assert "corosync-qdevice-tool on ssh:node1" in result.stderr
+    assert "is corosync-qdevice running?" in result.stderr

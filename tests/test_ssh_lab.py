@@ -227,7 +227,7 @@ def test_check_on_a_healthy_three_node_lab(lab: Lab) -> None:
     assert count["severity"] == "ok" and "3 nodes (odd)" in count["message"]
     fsync = [f for f in findings if f["check"] == "fsync"]
     assert sorted(f["host"] for f in fsync) == ["node1", "node2", "node3"]
-    assert all("fsyncs/s, p99" in f["message"] for f in fsync)
+    assert all("fsyncs/s (4 KiB write + fsync), p99" in f["message"] for f in fsync)
     latency = [f for f in findings if f["check"] == "latency"]
     assert len(latency) == 3 and all(f["severity"] == "ok" for f in latency)
     token = next(f for f in findings if f["check"] == "token")
@@ -281,3 +281,32 @@ def test_check_reports_the_lost_vote_when_a_node_stops(lab: Lab) -> None:
         assert node3["severity"] == "critical" and "corosync" in node3["message"]
     finally:
         lab.pvectl("lab", "start", "3", "--name", lab.name, local=True)
+
+
+def test_status_what_if_over_ssh_reads_the_nodes_corosync_conf(lab: Lab) -> None:
+    result = lab.pvectl("status", "--what-if", "--host", "node2", "--output-format", "json")
+    assert result.returncode == 0, result.stderr
+    what_if = _json(result)["what_if"]
+    assert [n["name"] for n in what_if["nodes"]] == ["node1", "node2", "node3"]
+    assert what_if["quorum"] == 2 and what_if["max_failures_always_survived"] == 1
+    text = lab.pvectl("status", "--what-if", "--host", "node2")
+    assert "Quorum information" in text.stdout and "always survived" in text.stdout
+
+
+def test_check_without_host_checks_the_local_node(lab: Lab) -> None:
+    """Run on a lab node itself (its namespaces and mounts), check needs no --host."""
+    from pvectl.lab import corosync_engine
+
+    prefix = corosync_engine.node_prefix(lab.state.node(1))
+    result = subprocess.run(
+        [*prefix, sys.executable, "-m", "pvectl", "check", "--no-fsync", "--output-format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=lab.home.env(),
+    )
+    doc = _json(result)
+    assert doc["hosts"] == ["local"] and result.returncode == doc["exit_code"] == 0
+    quorum = next(f for f in doc["findings"] if f["check"] == "quorum")
+    assert quorum["severity"] == "ok" and "3 of 3 votes" in quorum["message"]

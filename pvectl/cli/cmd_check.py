@@ -67,8 +67,14 @@ def check(
         ),
     ] = None,
     fsync_seconds: Annotated[
-        float, typer.Option("--fsync-seconds", min=0.1, max=60, help="Seconds of fsyncs.")
-    ] = 2.0,
+        float,
+        typer.Option(
+            "--fsync-seconds",
+            min=0.05,
+            max=60,
+            help="Seconds per durable-write loop (fsync, fdatasync, O_DSYNC: three loops).",
+        ),
+    ] = 1.0,
 ) -> None:
     """Health report: quorum, node count, expected votes, token, links, latency, fsync.
 

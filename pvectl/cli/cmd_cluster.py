@@ -7,7 +7,7 @@ several hosts the answers come side by side and are compared.
 from __future__ import annotations
 
 import dataclasses
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import typer
 
@@ -25,30 +25,27 @@ from pvectl.cli.options import (
     TargetOption,
 )
 from pvectl.cli.output import OutputFormat, emit, stdout_console, to_jsonable
-from pvectl.cli.remote import DEFAULT_CONNECT_TIMEOUT, open_session, remote_hosts
+from pvectl.cli.remote import DEFAULT_CONNECT_TIMEOUT, only_result, open_session, remote_hosts
 from pvectl.cluster_views import HostView, compare_views
-from pvectl.errors import ExitCode, PvectlError, UsageError
+from pvectl.corosync_conf import Section
+from pvectl.errors import ExitCode, UsageError
 from pvectl.quorum import whatif
 from pvectl.results import ExpectedResult, NodeList, QuorumStatus
-from pvectl.targets.remote import HostOutcome, across_hosts, corosync_target
+from pvectl.targets.corosync import CorosyncTarget
+from pvectl.targets.remote import across_hosts, corosync_target
 from pvectl.targets.resolve import resolve_target
 from pvectl.targets.ssh import SshRunner
-
-T = TypeVar("T")
-
-
-def _only(outcome: HostOutcome[T]) -> T:
-    """The one host's result, or its error raised as the command's own."""
-    if outcome.result is None:
-        raise PvectlError(
-            outcome.error or f"{outcome.host}: no answer", ExitCode(outcome.exit_code)
-        )
-    return outcome.result
 
 
 def _remote_status(runner: SshRunner) -> QuorumStatus:
     result = corosync_target(runner).status()
     return dataclasses.replace(result, source=runner.describe)
+
+
+def _remote_status_and_config(runner: SshRunner) -> tuple[QuorumStatus, Section | None]:
+    """For --what-if: the node's own corosync.conf describes its cluster, not ours."""
+    target = CorosyncTarget(runner=runner)
+    return dataclasses.replace(target.status(), source=runner.describe), target.config()
 
 
 def _remote_nodes(runner: SshRunner) -> NodeList:
@@ -85,10 +82,15 @@ def status(
         result = resolve_target(target.value, name, node).status()
         _emit_status(result, output_format, what_if)
         raise typer.Exit(int(ExitCode.OK if result.quorate else ExitCode.NOT_QUORATE))
+    if len(hosts) == 1 and what_if:
+        with open_session(accept_new_host_key, connect_timeout) as ssh:
+            single, config = only_result(across_hosts(ssh, hosts, _remote_status_and_config)[0])
+        _status_with_what_if(single, output_format, config)
+        raise typer.Exit(int(ExitCode.OK if single.quorate else ExitCode.NOT_QUORATE))
     with open_session(accept_new_host_key, connect_timeout) as ssh:
         outcomes = across_hosts(ssh, hosts, _remote_status)
     if len(outcomes) == 1:
-        single = _only(outcomes[0])
+        single = only_result(outcomes[0])
         _emit_status(single, output_format, what_if)
         raise typer.Exit(int(ExitCode.OK if single.quorate else ExitCode.NOT_QUORATE))
     comparison = compare_views([HostView(o.host, o.result, o.error) for o in outcomes])
@@ -107,9 +109,10 @@ def _emit_status(result: QuorumStatus, output_format: OutputFormat, what_if: boo
         emit(result, output_format, lambda: pvecm_text.pvecm_status(result))
 
 
-def _status_with_what_if(result: QuorumStatus, output_format: OutputFormat) -> None:
-    config = None
-    if result.source == "corosync":  # the local file describes the local cluster only
+def _status_with_what_if(
+    result: QuorumStatus, output_format: OutputFormat, config: Section | None = None
+) -> None:
+    if config is None and result.source == "corosync":  # the local file: local cluster only
         found = corosync_conf.find_config()
         config = corosync_conf.load(found) if found else None
     options, names = whatif.options_from_status(result, config)
@@ -140,7 +143,7 @@ def nodes(
     with open_session(accept_new_host_key, connect_timeout) as ssh:
         outcomes = across_hosts(ssh, hosts, _remote_nodes)
     if len(outcomes) == 1:
-        single = _only(outcomes[0])
+        single = only_result(outcomes[0])
         emit(single, output_format, lambda: pvecm_text.pvecm_nodes(single))
         return
     emit(outcomes, output_format, lambda: views_text.nodes_per_host(outcomes))
@@ -177,7 +180,7 @@ def expected(
             outcome = across_hosts(
                 ssh, hosts, lambda runner: corosync_target(runner).set_expected(votes)
             )[0]
-        _only(outcome)
+        only_result(outcome)
         assert outcome.result is not None
         result: ExpectedResult = dataclasses.replace(outcome.result, source=f"ssh:{outcome.host}")
     else:

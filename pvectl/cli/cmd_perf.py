@@ -24,14 +24,25 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from pvectl.cli import perf_text
-from pvectl.cli.options import OutputFormatOption
+from pvectl.cli import perf_text, views_text
+from pvectl.cli.options import (
+    AcceptNewHostKeyOption,
+    ClusterNameOption,
+    ConnectTimeoutOption,
+    HostsOption,
+    OutputFormatOption,
+)
 from pvectl.cli.output import OutputFormat, emit, stderr_console
+from pvectl.cli.remote import DEFAULT_CONNECT_TIMEOUT, only_result, open_session, remote_hosts
 from pvectl.errors import ExitCode, PvectlError, UsageError
 from pvectl.perf import probe
 from pvectl.perf.pveperf_format import format_pveperf, mode_note
 from pvectl.perf.report import PerfReport, parse_probe_output
-from pvectl.perf.run import PerfOptions, local_probe_args, run_probe_locally
+from pvectl.perf.run import PerfOptions, local_probe_args, probe_args, run_probe_locally
+from pvectl.targets.hosts import HostSpec
+from pvectl.targets.probes import probe_timeout, run_perf_probe
+from pvectl.targets.remote import across_hosts
+from pvectl.targets.ssh import SshRunner
 
 
 class PerfLayout(StrEnum):
@@ -177,6 +188,10 @@ def perf(
     show_histogram: Annotated[
         bool, typer.Option("--histogram/--no-histogram", help="Draw the fsync latency histogram.")
     ] = True,
+    host: HostsOption = None,
+    cluster: ClusterNameOption = None,
+    accept_new_host_key: AcceptNewHostKeyOption = False,
+    connect_timeout: ConnectTimeoutOption = DEFAULT_CONNECT_TIMEOUT,
 ) -> None:
     """CPU, regex, disk, fsync and DNS figures as pveperf, plus fsync latency and a verdict.
 
@@ -204,6 +219,17 @@ def perf(
         dns_timeout=dns_timeout,
         drop_caches=drop_caches,
     )
+    hosts = remote_hosts(host, cluster)
+    if hosts:
+        _perf_remote(
+            opts,
+            hosts,
+            (accept_new_host_key, connect_timeout),
+            layout,
+            output_format,
+            show_histogram,
+        )
+        return
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         with _ProgressDisplay(progress) as display:
@@ -229,6 +255,41 @@ def _emit(
         sys.stdout.flush()
         return
     emit(report, output_format, lambda: perf_text.render(report, show_histogram))
+
+
+def _perf_remote(
+    opts: PerfOptions,
+    hosts: list[HostSpec],
+    ssh_options: tuple[bool, float],
+    layout: PerfLayout,
+    output_format: OutputFormat,
+    show_histogram: bool,
+) -> None:
+    """The probe on each host (in parallel: separate machines, separate disks)."""
+    args = probe_args(opts)  # a device's mountpoint is the probe's business there
+    runtime = opts.runtime if opts.runtime is not None else (3.5 if opts.quick else None)
+    timeout = probe_timeout(runtime)
+
+    def job(runner: SshRunner) -> PerfReport:
+        return run_perf_probe(runner, args, timeout)
+
+    with open_session(*ssh_options) as ssh:
+        outcomes = across_hosts(ssh, hosts, job)
+    if len(outcomes) == 1:
+        _emit(only_result(outcomes[0]), layout, output_format, show_histogram)
+        return
+    if layout is PerfLayout.pveperf:
+        for outcome in outcomes:
+            sys.stdout.write(f"== {outcome.host} ==\n")
+            if outcome.result is not None:
+                sys.stdout.write(format_pveperf(outcome.result))
+            else:
+                sys.stdout.write(f"error: {outcome.error}\n")
+        sys.stdout.flush()
+    else:
+        emit(outcomes, output_format, lambda: views_text.perf_side_by_side(outcomes))
+    if any(o.error is not None for o in outcomes):
+        raise typer.Exit(int(ExitCode.ERROR))
 
 
 def register(app: typer.Typer) -> None:

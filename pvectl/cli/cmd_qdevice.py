@@ -9,9 +9,16 @@ from typing import Annotated
 
 import typer
 
-from pvectl.cli.options import OutputFormatOption
+from pvectl.cli.options import (
+    AcceptNewHostKeyOption,
+    ClusterNameOption,
+    ConnectTimeoutOption,
+    HostsOption,
+    OutputFormatOption,
+)
 from pvectl.cli.output import OutputFormat, emit
 from pvectl.errors import ExitCode
+from pvectl.targets.ssh import DEFAULT_CONNECT_TIMEOUT
 
 qdevice_app = typer.Typer(
     help="QDevice: serve a qnetd (the tie-breaker vote), its certificates, local status.",
@@ -142,13 +149,46 @@ def certs_sign(
 @qdevice_app.command()
 def status(
     output_format: OutputFormatOption = OutputFormat.text,
+    host: HostsOption = None,
+    cluster: ClusterNameOption = None,
+    accept_new_host_key: AcceptNewHostKeyOption = False,
+    connect_timeout: ConnectTimeoutOption = DEFAULT_CONNECT_TIMEOUT,
 ) -> None:
     """This node's qdevice daemon, from corosync-qdevice-tool -sv (exit 0 connected and
-    casting a vote, 2 otherwise, 1 when no daemon runs)."""
+    casting a vote, 2 otherwise, 1 when no daemon runs). With --host: on that node over
+    SSH; with several hosts one block per host (exit 1 if a host failed, else 2 if one
+    is not casting its vote)."""
+    from pvectl.cli.remote import only_result, open_session, remote_hosts
     from pvectl.targets.qdevice_status import local_qdevice_status, render_qdevice_status
+    from pvectl.targets.remote import across_hosts
     from pvectl.targets.runner import LocalRunner
 
-    result = local_qdevice_status(LocalRunner())
+    hosts = remote_hosts(host, cluster)
+    if len(hosts) > 1:
+        with open_session(accept_new_host_key, connect_timeout) as ssh:
+            outcomes = across_hosts(ssh, hosts, local_qdevice_status)
+
+        def blocks() -> str:
+            return "".join(
+                f"== {o.host} ==\n"
+                + (render_qdevice_status(o.result) if o.result else f"error: {o.error}\n")
+                + "\n"
+                for o in outcomes
+            )
+
+        emit(outcomes, output_format, blocks)
+        if any(o.result is None for o in outcomes):
+            raise typer.Exit(int(ExitCode.ERROR))
+        voting = all(
+            o.result is not None and o.result.state == "Connected" and o.result.casting_vote
+            for o in outcomes
+        )
+        raise typer.Exit(int(ExitCode.OK if voting else ExitCode.NOT_QUORATE))
+    if hosts:
+        with open_session(accept_new_host_key, connect_timeout) as ssh:
+            result = only_result(across_hosts(ssh, hosts, local_qdevice_status)[0])
+    else:
+        result = local_qdevice_status(LocalRunner())
     emit(result, output_format, lambda: render_qdevice_status(result))
     ok = result.state == "Connected" and result.casting_vote
     raise typer.Exit(int(ExitCode.OK if ok else ExitCode.NOT_QUORATE))

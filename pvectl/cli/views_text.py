@@ -7,7 +7,9 @@ from rich.table import Table
 from rich.text import Text
 
 from pvectl.cli import pvecm_text
+from pvectl.cli.perf_text import format_us, format_value
 from pvectl.cluster_views import ViewComparison
+from pvectl.perf.report import PerfReport
 from pvectl.results import Member, NodeList, QuorumStatus
 from pvectl.targets.remote import HostOutcome
 
@@ -77,3 +79,39 @@ def nodes_per_host(outcomes: list[HostOutcome[NodeList]]) -> str:
             chunks.append(f"error: {outcome.error}\n")
         chunks.append("\n")
     return "".join(chunks)
+
+
+def perf_side_by_side(outcomes: list[HostOutcome[PerfReport]]) -> RenderableType:
+    """pveperf's figures, the durable-write loops and the verdict, one column per host."""
+    reports = [o.result for o in outcomes if o.result is not None]
+    rows: dict[str, dict[str, str]] = {}
+
+    def put(label: str, host: str, value: str) -> None:
+        rows.setdefault(label, {})[host] = value
+
+    for outcome in outcomes:
+        report = outcome.result
+        if report is None:
+            continue
+        where = report.target.directory or report.target.argument
+        put("target", outcome.host, f"{where} ({report.target.fs_type or '?'})")
+        for fig in report.figures:
+            put(fig.label, outcome.host, format_value(fig.value, fig.unit))
+        for durable in report.durable:
+            put(f"{durable.kind} ops/s", outcome.host, f"{durable.rate:,.0f}")
+            if durable.latency is not None:
+                put(f"{durable.kind} p99", outcome.host, format_us(durable.latency.p99))
+        put("disk class", outcome.host, report.verdict.disk_class_label)
+    table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
+    table.add_column("")
+    for outcome in outcomes:
+        table.add_column(outcome.host, justify="right")
+    for label, values in rows.items():
+        table.add_row(label, *(values.get(o.host, "-") for o in outcomes))
+    parts: list[RenderableType] = [table] if reports else []
+    for outcome in outcomes:
+        if outcome.result is not None:
+            parts.append(Text(f"{outcome.host}: {outcome.result.verdict.sentence}"))
+        else:
+            parts.append(Text(f"error: {outcome.error}", style="red"))
+    return Group(*parts)

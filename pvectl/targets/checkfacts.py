@@ -6,22 +6,19 @@ others, with the failure recorded as a problem rather than aborting the check.
 
 from __future__ import annotations
 
-import json
 import re
-import subprocess
 from collections.abc import Callable
-from pathlib import Path
 
 from pvectl import corosync_conf
 from pvectl.check import ConfigFacts, FsyncFigures, LinkStat, NodeFacts
-from pvectl.errors import ExitCode, PvectlError
+from pvectl.errors import PvectlError
+from pvectl.quorum import whatif
+from pvectl.quorum.votequorum import QuorumOptions
 from pvectl.results import QuorumStatus
-from pvectl.targets.runner import CommandResult, CommandRunner, LocalRunner
+from pvectl.targets.probes import measure_fsync
+from pvectl.targets.runner import CommandRunner
 
 CONFIG_PATHS = corosync_conf.CONFIG_PATHS
-# Where pmxcfs keeps config.db on Proxmox; elsewhere corosync's state dir, then /var/tmp
-# (not /tmp: often tmpfs, where fsync costs nothing and proves nothing).
-FSYNC_DIRS = ("/var/lib/pve-cluster", "/var/lib/corosync", "/var/tmp")
 _CMAP_LINE = re.compile(r"^(\S+) \((\w+)\) = ?(.*)$")
 _LINK_KEY = re.compile(r"^stats\.knet\.node(\d+)\.link(\d+)\.(\w+)$")
 _NO_SAMPLES = 4294967295  # knet's latency_min before any sample
@@ -89,60 +86,19 @@ def config_facts(root: corosync_conf.Section, path: str) -> ConfigFacts:
         token_coefficient_ms=_int(totem.get("token_coefficient")),
         consensus_ms=_int(totem.get("consensus")),
         config_version=_int(totem.get("config_version")),
+        what_if=_what_if(root, path),
     )
 
 
-def run_python(
-    runner: CommandRunner, source: str, args: list[str], timeout: float
-) -> CommandResult:
-    """``python3 - ARGS`` with ``source`` on stdin, where ``runner`` runs commands."""
-    argv = ["python3", "-", *args]
-    run_input = getattr(runner, "run_input", None)
-    if run_input is not None:
-        result: CommandResult = run_input(argv, source, timeout)
-        return result
-    prefix = runner.prefix if isinstance(runner, LocalRunner) else ()
+def _what_if(root: corosync_conf.Section, path: str) -> str | None:
+    """The votequorum model's summary line (quorum, failures always survived)."""
     try:
-        proc = subprocess.run(
-            [*prefix, *argv],
-            input=source,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise PvectlError(
-            f"python3 probe timed out after {timeout:g} s", ExitCode.TEMP_FAIL
-        ) from exc
-    except FileNotFoundError as exc:
-        raise PvectlError("python3: command not found", ExitCode.UNAVAILABLE) from exc
-    return CommandResult(tuple(argv), proc.returncode, proc.stdout, proc.stderr)
-
-
-def measure_fsync(runner: CommandRunner, directory: str | None, seconds: float) -> FsyncFigures:
-    """The system disk's fsync rate and p99, measured on the node itself."""
-    where = directory or _first_existing_dir(runner)
-    source = (Path(__file__).with_name("fsync_probe.py")).read_text(encoding="utf-8")
-    result = run_python(runner, source, [where, f"{seconds:g}"], timeout=seconds + 30)
-    if result.returncode == 127:
-        raise PvectlError("python3 not found there: cannot measure fsync", ExitCode.UNAVAILABLE)
-    if result.returncode != 0:
-        tail = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        raise PvectlError(f"fsync probe failed in {where}: {tail}")
-    doc = json.loads(result.stdout)
-    return FsyncFigures(
-        path=str(doc["path"]),
-        fsyncs_per_second=float(doc["fsyncs_per_second"]),
-        p99_ms=float(doc["p99_ms"]),
-    )
-
-
-def _first_existing_dir(runner: CommandRunner) -> str:
-    test = ["sh", "-c", 'for d in "$@"; do [ -d "$d" ] && { echo "$d"; exit 0; }; done', "sh"]
-    result = runner.run([*test, *FSYNC_DIRS], timeout=15)
-    found = result.stdout.strip()
-    return found or "/var/tmp"
+        options = QuorumOptions.from_config(root, path)
+        names = {entry.node_id: entry.name for entry in corosync_conf.nodelist(root, path)}
+        report = whatif.analyse(options, names)
+    except PvectlError:
+        return None
+    return report.advice[0] if report.advice else None
 
 
 def gather(
@@ -152,7 +108,7 @@ def gather(
     *,
     fsync: bool = True,
     fsync_dir: str | None = None,
-    fsync_seconds: float = 2.0,
+    fsync_seconds: float = 1.0,
 ) -> NodeFacts:
     """Every fact ``check`` uses, from one node. ``status_of`` asks the node's corosync
     target, which the caller picks (local, ssh, namespaced)."""

@@ -104,7 +104,8 @@ class CorosyncTarget:
         try:
             result = self.runner.run(argv, timeout=30)
         except PvectlError as exc:
-            if exc.exit_code == ExitCode.UNAVAILABLE:
+            # only a missing tool: an SSH "host unreachable" (also 69) must keep its words
+            if exc.exit_code == ExitCode.UNAVAILABLE and "not found" in str(exc):
                 raise TargetUnavailable(
                     NOT_INSTALLED.format(tool=argv[0], where=self.runner.describe),
                     ExitCode.UNAVAILABLE,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from pvectl.errors import ExitCode, PvectlError
 from pvectl.targets.base import ClusterTarget
@@ -32,17 +32,9 @@ class HostOutcome(Generic[T]):
 
 def corosync_target(runner: CommandRunner) -> ClusterTarget:
     """The corosync target with its tools run by ``runner`` (ssh, local, namespaced)."""
-    from pvectl.targets import corosync
+    from pvectl.targets.corosync import CorosyncTarget
 
-    factory: Any = corosync.CorosyncTarget
-    try:
-        target: ClusterTarget = factory(runner=runner)
-    except TypeError as exc:  # a build without the runner-aware corosync target
-        raise PvectlError(
-            "this pvectl build cannot run the corosync target remotely yet",
-            ExitCode.UNAVAILABLE,
-        ) from exc
-    return target
+    return CorosyncTarget(runner=runner)
 
 
 def across_hosts(
@@ -59,6 +51,12 @@ def across_hosts(
             return HostOutcome(spec.text, error=str(exc), exit_code=int(exc.exit_code))
         except PvectlError as exc:
             return HostOutcome(spec.text, error=f"{spec.text}: {exc}", exit_code=int(exc.exit_code))
+        except Exception as exc:  # a bug on one host must not hide the others' answers
+            return HostOutcome(
+                spec.text,
+                error=f"{spec.text}: internal error: {type(exc).__name__}: {exc}",
+                exit_code=int(ExitCode.SOFTWARE),
+            )
 
     if len(hosts) == 1:
         return [one(hosts[0])]

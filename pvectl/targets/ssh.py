@@ -42,6 +42,9 @@ logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_KEY_NAMES = ("id_ed25519", "id_ecdsa", "id_rsa")
+# OpenSSH's GlobalKnownHostsFile default; on Proxmox VE it links to the cluster-wide
+# /etc/pve/priv/known_hosts, so every node's key is known there already.
+GLOBAL_KNOWN_HOSTS = ("/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2")
 # corosync's tools live in /usr/sbin, which a non-login PATH may lack.
 _REMOTE_PATH_PREFIX = 'PATH="$PATH:/usr/sbin:/sbin"; export PATH; exec '
 
@@ -106,7 +109,8 @@ class ResolvedHost:
     identity_files: tuple[str, ...]
     identities_only: bool
     proxy_jump: tuple[str, ...]
-    known_hosts_files: tuple[str, ...]
+    known_hosts_files: tuple[str, ...]  # the user's; new keys go to the first
+    global_known_hosts_files: tuple[str, ...]  # read only (on Proxmox VE: the cluster's)
     strict_host_key_checking: str
     hash_known_hosts: bool
 
@@ -133,13 +137,22 @@ def resolve(spec: HostSpec, config: paramiko.SSHConfig) -> ResolvedHost:
     """Apply ~/.ssh/config to a ``--host``; values on the command line win, as with ssh."""
     found = config.lookup(spec.alias)
     hostname = str(found.get("hostname", spec.alias))
-    port = spec.port or int(str(found.get("port", "22")))
+    try:
+        port = spec.port or int(str(found.get("port", "22")))
+    except ValueError as exc:
+        raise PvectlError(
+            f"~/.ssh/config: Port for {spec.alias!r} is not a number", ExitCode.DATA
+        ) from exc
     user = spec.user or str(found.get("user", "")) or _local_user()
     identities = tuple(os.path.expanduser(str(p)) for p in found.get("identityfile", []) or [])
     jump = str(found.get("proxyjump", "") or "")
     known = str(found.get("userknownhostsfile", "") or "")
     known_files = tuple(os.path.expanduser(p) for p in known.split()) or (
         str(_home() / ".ssh" / "known_hosts"),
+    )
+    global_known = str(found.get("globalknownhostsfile", "") or "")
+    global_files = tuple(os.path.expanduser(p) for p in global_known.split()) or (
+        GLOBAL_KNOWN_HOSTS
     )
     return ResolvedHost(
         label=spec.text,
@@ -150,6 +163,7 @@ def resolve(spec: HostSpec, config: paramiko.SSHConfig) -> ResolvedHost:
         identities_only=str(found.get("identitiesonly", "no")).lower() == "yes",
         proxy_jump=tuple(h for h in jump.split(",") if h and jump.lower() != "none"),
         known_hosts_files=known_files,
+        global_known_hosts_files=global_files,
         strict_host_key_checking=str(found.get("stricthostkeychecking", "ask")).lower(),
         hash_known_hosts=str(found.get("hashknownhosts", "no")).lower() == "yes",
     )
@@ -301,7 +315,7 @@ class SshSession:
             "off",
         )
         client = paramiko.SSHClient()
-        for path in host.known_hosts_files:
+        for path in (*host.known_hosts_files, *host.global_known_hosts_files):
             if os.path.exists(path):
                 try:
                     client.load_system_host_keys(path)
@@ -333,7 +347,7 @@ class SshSession:
             raise HostKeyChanged(
                 host.label,
                 "HOST KEY CHANGED, refusing to connect (someone may be intercepting the "
-                f"connection): {_tilde(host.known_hosts_files[0])} has "
+                f"connection): your known hosts record "
                 f"{exc.expected_key.get_name()} {fingerprint(exc.expected_key)} for {name}, "
                 f"the server offers {exc.key.get_name()} {fingerprint(exc.key)}. If the node "
                 f"was reinstalled, verify the new key there and remove the old one with: "
@@ -374,6 +388,14 @@ class SshSession:
                     host.label,
                     f"authentication failed for {host.where}: no key to offer "
                     "(no ssh-agent, no key file in ~/.ssh, no IdentityFile in ~/.ssh/config)",
+                ) from exc
+            # a silent peer fails in paramiko's thread ("banner") or, racing, in connect
+            if "banner" in text or "No existing session" in text:
+                raise HostUnreachable(
+                    host.label,
+                    f"host unreachable: {host.hostname}:{host.port} accepted the connection but "
+                    f"did not complete the SSH handshake within {timeout:g} s (not sshd there, "
+                    "or sshd hung)",
                 ) from exc
             raise HostUnreachable(
                 host.label, f"SSH handshake with {host.hostname}:{host.port} failed: {text}"
@@ -439,10 +461,12 @@ class SshRunner:
         return CommandResult(tuple(argv), code, out, err)
 
     def read_file(self, path: str) -> str | None:
-        result = self.run(["cat", "--", path])
+        # exit 3 = absent, whatever language the remote error messages are in
+        script = 'test -e "$1" || exit 3; exec cat -- "$1"'
+        result = self.run(["sh", "-c", script, "sh", path])
         if result.returncode == 0:
             return result.stdout
-        if "No such file" in result.stderr:
+        if result.returncode == 3:
             return None
         raise PvectlError(f"{self.spec.text}: cannot read {path}: {result.stderr.strip()}")
 
@@ -473,7 +497,7 @@ def _collect(channel: paramiko.Channel, timeout: float) -> tuple[str, str, int]:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise _Timeout()
-            select.select([channel], [], [], min(remaining, 0.2))
+            select.select([channel], [], [], min(remaining, 0.05))
         code = channel.recv_exit_status()
     finally:
         channel.close()
