@@ -151,10 +151,10 @@ zpty z zsh -f -i
 zpty -w z 'PS1="> "; fpath=(%(dir)s $fpath); autoload -U compinit; compinit -u -D; pvectl() { :; }'
 zpty -w z 'zstyle ":completion:*" verbose yes; zstyle ":completion:*:descriptions" format "[%%d]"'
 zpty -w z $'pvectl \t\t'
-sleep 1
+sleep 2
 zpty -w z $'\C-u'
 zpty -w z $'pvectl quorum what-if --qdevice \t\t'
-sleep 1
+sleep 2
 local all="" chunk
 while zpty -rt z chunk; do all+=$chunk; done
 print -r -- "$all"
