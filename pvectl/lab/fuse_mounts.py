@@ -65,7 +65,7 @@ def preflight() -> None:
         )
     if importlib.util.find_spec("mfusepy") is None:
         raise PvectlError(
-            "the Python package mfusepy is missing: pip install 'pvectl[fuse]'",
+            "the Python package mfusepy is missing (a pvectl dependency): pip install mfusepy",
             ExitCode.UNAVAILABLE,
         )
 
