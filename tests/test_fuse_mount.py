@@ -139,6 +139,28 @@ def test_mkdir_rename_rm_propagate(lab: Lab) -> None:
     assert not lab.node_stat(2, "dir")["exists"]
 
 
+def test_edit_in_place_and_copy_trees(lab: Lab, tmp_path: Path) -> None:
+    (lab.m1 / "edit.cfg").write_text("key: old\n")
+    subprocess.run(["sed", "-i", "s/old/new/", str(lab.m1 / "edit.cfg")], check=True)
+    assert (lab.m3 / "edit.cfg").read_text() == "key: new\n"  # temp file + rename
+    assert not [n for n in os.listdir(lab.m3) if n.startswith(("sed", ".fuse_hidden"))]
+    source = tmp_path / "tree"
+    (source / "sub").mkdir(parents=True)
+    for i in range(3):
+        (source / "sub" / f"f{i}.cfg").write_text(f"{i}\n")
+    subprocess.run(["cp", "-r", str(source), str(lab.m1 / "tree")], check=True)
+    assert sorted(os.listdir(lab.m3 / "tree" / "sub")) == ["f0.cfg", "f1.cfg", "f2.cfg"]
+    assert (lab.m3 / "tree" / "sub" / "f2.cfg").read_text() == "2\n"
+    with pytest.raises(OSError) as refused:
+        os.chmod(lab.m1 / "edit.cfg", 0o666)
+    assert refused.value.errno == errno.EPERM  # pmxcfs: no permission changes
+    os.chmod(lab.m1 / "edit.cfg", 0o640)  # the mode it has: accepted
+    os.utime(lab.m1 / "edit.cfg", (1_600_000_000, 1_600_000_000))
+    assert os.stat(lab.m3 / "edit.cfg").st_mtime == 1_600_000_000
+    os.utime(lab.m1 / "edit.cfg")  # UTIME_NOW
+    assert abs(os.stat(lab.m3 / "edit.cfg").st_mtime - time.time()) < 30
+
+
 def test_write_past_one_mib_is_efbig(lab: Lab) -> None:
     small = lab.m1 / "small.cfg"
     small.write_bytes(b"keep me\n")

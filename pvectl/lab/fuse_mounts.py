@@ -6,6 +6,7 @@ and ``lab umount`` find every mount of a lab, also after a crash.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes.util
 import hashlib
 import importlib.util
@@ -27,6 +28,10 @@ from pvectl.lab import state as lab_state
 MOUNTS_DIR = "mounts"
 FSTYPE = "fuse.pvectl-cfs"
 MOUNT_WAIT_S = 30.0
+# After the unmount the process normally sees ENODEV and exits at once; but when another
+# mount namespace (ip netns exec, unshare) holds a copy of the mount, the connection
+# stays up and only a signal ends the process.
+EXIT_GRACE_S = 1.0
 EXIT_WAIT_S = 5.0
 _OCTAL = re.compile(r"\\([0-7]{3})")
 
@@ -239,6 +244,15 @@ def _wait_exit(pid: int, timeout: float) -> bool:
     return False
 
 
+def _stop(pid: int) -> None:
+    for sig, wait in ((None, EXIT_GRACE_S), (signal.SIGTERM, EXIT_WAIT_S), (signal.SIGKILL, 1.0)):
+        if sig is not None and _is_mount_process(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        if _wait_exit(pid, wait):
+            return
+
+
 def unmount(mountpoint: Path, lazy: bool = False) -> MountRecord | None:
     """fusermount3 -u, then wait for the filesystem process to exit (SIGTERM if it hangs)."""
     path = Path(os.path.abspath(mountpoint))
@@ -259,9 +273,7 @@ def unmount(mountpoint: Path, lazy: bool = False) -> MountRecord | None:
             message = done.stderr.strip().splitlines()[-1:] or [f"exit {done.returncode}"]
             raise CommandRefused(f"cannot unmount {path}: {message[0]}")
     for record in known:
-        if not _wait_exit(record.pid, EXIT_WAIT_S) and _is_mount_process(record.pid):
-            os.kill(record.pid, signal.SIGTERM)
-            _wait_exit(record.pid, EXIT_WAIT_S)
+        _stop(record.pid)
         Path(record.record).unlink(missing_ok=True)
     return known[0] if known else None
 
@@ -275,7 +287,6 @@ def unmount_all(lab_dir: Path) -> list[str]:
             done.append(f"unmounted {record.mountpoint}")
         except PvectlError as exc:
             done.append(f"{record.mountpoint}: {exc}")
-            if _is_mount_process(record.pid):
-                os.kill(record.pid, signal.SIGTERM)
+            _stop(record.pid)
             Path(record.record).unlink(missing_ok=True)
     return done

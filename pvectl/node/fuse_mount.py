@@ -54,32 +54,35 @@ def _fail(code: int) -> OSError:
 
 
 class StoreClient:
-    """Control-socket requests from libfuse's worker threads: one connection per thread."""
+    """Control-socket requests from libfuse's worker threads.
+
+    A pool of kept-open connections, one per request in flight: libfuse starts and ends
+    worker threads as load changes, so per-thread connections would pile up.
+    """
 
     def __init__(self, socket_path: Path) -> None:
         self.socket_path = socket_path
-        self._local = threading.local()
-        self._all: list[control.Connection] = []
+        self._idle: list[control.Connection] = []
         self._lock = threading.Lock()
-
-    def _connection(self) -> control.Connection:
-        found: control.Connection | None = getattr(self._local, "connection", None)
-        if found is None:
-            found = control.Connection(self.socket_path)
-            self._local.connection = found
-            with self._lock:
-                self._all.append(found)
-        return found
 
     def close(self) -> None:
         with self._lock:
-            for connection in self._all:
-                connection.close()
+            idle, self._idle = self._idle, []
+        for connection in idle:
+            connection.close()
+
+    def _request(self, cmd: str, timeout: float, args: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            connection = self._idle.pop() if self._idle else control.Connection(self.socket_path)
+        reply = connection.request(cmd, timeout, **args)  # closes itself when it fails
+        with self._lock:
+            self._idle.append(connection)
+        return reply
 
     def ask(self, cmd: str, timeout: float = READ_TIMEOUT, **args: Any) -> dict[str, Any]:
         """The node's reply; a refusal or an unreachable node becomes an OSError errno."""
         try:
-            reply = self._connection().request(cmd, timeout, **args)
+            reply = self._request(cmd, timeout, args)
         except PvectlError as exc:
             log.warning("%s %s: %s", cmd, args.get("path", ""), exc)
             lost = errno.ETIMEDOUT if exc.exit_code == ExitCode.TEMP_FAIL else errno.ENOTCONN
@@ -241,6 +244,12 @@ class ConfigStoreFS:
             raise _fail(errno.EBADF)
         return found
 
+    def _current(self, path: str | None, handle: OpenFile) -> str:
+        """libfuse passes the path as it is now (after a rename), when it still has one."""
+        if path:
+            handle.path = fsview.normalize(path)
+        return handle.path
+
     def _store_write(self, op: str, name: str, **args: Any) -> None:
         self.client.ask("write", WRITE_TIMEOUT, op=op, path=name, level=self.level, **args)
 
@@ -300,7 +309,7 @@ class ConfigStoreFS:
         handle = self._handle(fh)
         data = handle.data
         if data is None:
-            reply = self.client.ask("read", path=handle.path)
+            reply = self.client.ask("read", path=self._current(path, handle))
             if reply.get("dir"):
                 raise _fail(errno.EISDIR)
             data = base64.b64decode(reply.get("data", ""))
@@ -342,17 +351,18 @@ class ConfigStoreFS:
         if fsview.exceeds_limit(offset, len(data)):
             raise _fail(errno.EFBIG)  # refused whole: no chunk of this write is applied
         written = 0
+        name = self._current(path, handle)
         try:
             for chunk_offset, chunk in fsview.write_chunks(offset, data):
                 self._store_write(
                     "pwrite",
-                    handle.path,
+                    name,
                     offset=chunk_offset,
                     data=base64.b64encode(chunk).decode(),
                 )
                 written += len(chunk)
         finally:
-            self._invalidate(handle.path)
+            self._invalidate(name)
         return written
 
     def truncate(self, path: str, length: int, fh: int | None = None) -> int:
@@ -429,6 +439,7 @@ def mount_options(fsname: str) -> dict[str, Any]:
         "attr_timeout": 0,
         "entry_timeout": 0,
         "negative_timeout": 0,
+        "hard_remove": True,  # no .fuse_hidden* renames: they would replicate to every node
     }
     if os.geteuid() == 0:
         options["allow_other"] = True
