@@ -304,6 +304,33 @@ def test_mount_errors_are_one_line(lab: Lab, tmp_path: Path) -> None:
     assert run.code != 0 and "already a mount point" in run.stderr
     run = lab.cli("lab", "umount", str(tmp_path))
     assert run.code != 0 and "not mounted" in run.stderr
+    run = lab.cli("lab", "mount", "1", str(tmp_path), "--name", "tfusenone")
+    assert run.code == 1 and "no lab named 'tfusenone'" in run.stderr
+
+
+def test_node_stopped_under_its_mount(lab: Lab, tmp_path: Path) -> None:
+    stopped = lab.cli("lab", "stop", "3", "--name", LAB)
+    assert stopped.code == 0, stopped.stderr
+    try:
+        with pytest.raises(OSError) as gone:
+            os.listdir(lab.m3)
+        assert gone.value.errno == errno.ENOTCONN
+        elsewhere = tmp_path / "m"
+        elsewhere.mkdir()
+        run = lab.cli("lab", "mount", "3", str(elsewhere), "--name", LAB)
+        assert run.code == 1 and "not running" in run.stderr
+        (lab.m1 / "while-down.cfg").write_text("written while node 3 was down\n")
+    finally:
+        started = lab.cli("lab", "start", "3", "--name", LAB)
+        assert started.code == 0, started.stderr
+
+    def caught_up() -> bool:
+        try:
+            return (lab.m3 / "while-down.cfg").read_text() == "written while node 3 was down\n"
+        except OSError:
+            return False
+
+    wait_for("node 3's mount to answer with the write it missed", caught_up)
 
 
 def test_lab_down_unmounts(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import typer
 
 from pvectl.cli.options import OutputFormatOption
 from pvectl.cli.output import OutputFormat, emit, stderr_console
-from pvectl.errors import UsageError
+from pvectl.errors import TargetUnavailable, UsageError
 from pvectl.lab import engines
 from pvectl.lab import state as lab_state
 
@@ -322,7 +322,11 @@ def mount(
     output_format: OutputFormatOption = OutputFormat.text,
 ) -> None:
     """Mount a node's config store (like /etc/pve) with FUSE; prints the FUSE process's pid."""
-    module = engines.for_lab(lab_state.check_lab_name(name))
+    if lab_state.load(lab_state.check_lab_name(name)) is None:
+        raise TargetUnavailable(
+            f"no lab named {name!r} is up (start one with 'pvectl lab up 3 --name {name}')"
+        )
+    module = engines.for_lab(name)
     if not hasattr(module, "mount_node"):
         raise UsageError("lab mount needs the embedded engine (pvectl's own config store)")
     if foreground:

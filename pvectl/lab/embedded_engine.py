@@ -268,9 +268,19 @@ def _wait_until(predicate: Callable[[], bool], timeout: float, interval: float =
         time.sleep(interval)
 
 
+def _gone(pid: int) -> bool:
+    """Exited (or a zombie). Not judged by /proc/PID/cmdline: it reads empty for a moment
+    right after the exec, which made a slow start look like a crash."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+
+
 def _wait_control(node: LabNode, timeout: float) -> None:
     def answers() -> bool:
-        if node.pid is None or _cmdline(node.pid) == []:
+        if node.pid is None or _gone(node.pid):
             log = Path(node.dir) / "stderr.log"
             detail = (
                 log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
