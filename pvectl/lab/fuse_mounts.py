@@ -27,7 +27,7 @@ from pvectl.lab import state as lab_state
 
 MOUNTS_DIR = "mounts"
 FSTYPE = "fuse.pvectl-cfs"
-MOUNT_WAIT_S = 30.0
+MOUNT_WAIT_S = 60.0
 # After the unmount the process normally sees ENODEV and exits at once; but when another
 # mount namespace (ip netns exec, unshare) holds a copy of the mount, the connection
 # stays up and only a signal ends the process.
