@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import signal
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from pvectl.cli.options import OutputFormatOption
 from pvectl.cli.output import OutputFormat, emit, stderr_console
-from pvectl.errors import UsageError
+from pvectl.errors import TargetUnavailable, UsageError
 from pvectl.lab import engines
 from pvectl.lab import state as lab_state
 
@@ -312,6 +313,68 @@ def exec_command(
     """Run any command on a node (its network, its /etc/corosync, /run, hostname)."""
     module = engines.for_lab(lab_state.check_lab_name(name))
     raise typer.Exit(module.exec_in_node(name, node, command))
+
+
+class CommitLevel(StrEnum):
+    local = "local"
+    all = "all"
+
+
+@lab_app.command("mount")
+def mount(
+    node: NodeArgument,
+    mountpoint: Annotated[
+        Path, typer.Argument(help="An empty directory to mount on.", show_default=False)
+    ],
+    name: NameOption = "default",
+    level: Annotated[
+        CommitLevel,
+        typer.Option(
+            "--level",
+            help="A write returns once this node applied and committed it (local, like "
+            "pmxcfs) or once every member did (all).",
+            case_sensitive=False,
+        ),
+    ] = CommitLevel.local,
+    foreground: Annotated[
+        bool,
+        typer.Option("--foreground", help="Serve in this process until unmounted (Ctrl-C)."),
+    ] = False,
+    output_format: OutputFormatOption = OutputFormat.text,
+) -> None:
+    """Mount a node's config store (like /etc/pve) with FUSE; prints the FUSE process's pid."""
+    if lab_state.load(lab_state.check_lab_name(name)) is None:
+        raise TargetUnavailable(
+            f"no lab named {name!r} is up (start one with 'pvectl lab up 3 --name {name}')"
+        )
+    module = engines.for_lab(name)
+    if not hasattr(module, "mount_node"):
+        raise UsageError("lab mount needs the embedded engine (pvectl's own config store)")
+    if foreground:
+        _say(f"mounting node {node} of lab {name!r} on {mountpoint} (Ctrl-C unmounts)")
+        code = module.mount_node(name, node, mountpoint, level.value, foreground=True)
+        raise typer.Exit(code)
+    record = module.mount_node(name, node, mountpoint, level.value)
+    _say(
+        f"node {node} of lab {name!r} mounted on {record.mountpoint} (commit level "
+        f"{record.level}); 'pvectl lab umount {record.mountpoint}' unmounts"
+    )
+    emit(record, output_format, lambda: f"{record.pid}\n")
+
+
+@lab_app.command("umount")
+def umount(
+    mountpoint: Annotated[Path, typer.Argument(help="Where it is mounted.", show_default=False)],
+    lazy: Annotated[
+        bool, typer.Option("--lazy", "-z", help="Detach now even if busy (fusermount3 -z).")
+    ] = False,
+) -> None:
+    """Unmount a config store mounted with 'lab mount' (fusermount3 -u)."""
+    from pvectl.lab import fuse_mounts
+
+    record = fuse_mounts.unmount(mountpoint, lazy=lazy)
+    where = f" (node {record.node} of lab {record.lab!r})" if record is not None else ""
+    _say(f"unmounted {mountpoint}{where}")
 
 
 def register(app: typer.Typer) -> None:

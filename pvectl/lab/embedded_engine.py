@@ -27,7 +27,7 @@ from typing import Any
 from pvectl import corosync_conf
 from pvectl.corosync_conf import Section
 from pvectl.errors import CommandRefused, ExitCode, PvectlError, TargetUnavailable, UsageError
-from pvectl.lab import netns
+from pvectl.lab import fuse_mounts, netns
 from pvectl.lab import state as lab_state
 from pvectl.lab.state import LabNode, LabState
 from pvectl.lab.views import LabView, NodeView, RingChange, wait_until
@@ -258,9 +258,19 @@ def _start_process(state: LabState, node_id: int) -> LabState:
     return state
 
 
+def _gone(pid: int) -> bool:
+    """Exited (or a zombie). Not judged by /proc/PID/cmdline: it reads empty for a moment
+    right after the exec, which made a slow start look like a crash."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+
+
 def _wait_control(node: LabNode, timeout: float) -> None:
     def answers() -> bool:
-        if node.pid is None or _cmdline(node.pid) == []:
+        if node.pid is None or _gone(node.pid):
             log = Path(node.dir) / "stderr.log"
             detail = (
                 log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
@@ -383,6 +393,9 @@ def _node_alive(state: LabState, node: LabNode) -> bool:
 def down(name: str, report: Report = _quiet) -> list[str]:
     directory = lab_state.lab_dir(name)
     state = lab_state.load(name)
+    unmounted = fuse_mounts.unmount_all(directory) if directory.exists() else []
+    for line in unmounted:
+        report(f"lab {name!r}: {line}")
     pids = set(_lab_processes(str(directory)))
     if state is not None:
         pids |= {p for n in state.nodes if (p := node_pid(n)) is not None}
@@ -394,7 +407,7 @@ def down(name: str, report: Report = _quiet) -> list[str]:
     for pid in sorted(pids):
         if _cmdline(pid):
             _signal(pid, signal.SIGKILL)
-    removed = [f"pid {pid}" for pid in sorted(pids)]
+    removed = unmounted + [f"pid {pid}" for pid in sorted(pids)]
     if pids:
         report(f"lab {name!r}: stopped {len(pids)} node process(es)")
     if directory.exists():
@@ -629,3 +642,33 @@ def control_call(
     if node_pid(node) is None:
         raise TargetUnavailable(f"node {node.node_id} of lab {name!r} is not running")
     return _call(node, cmd, timeout=timeout, **args)
+
+
+def mount_node(
+    name: str, node_id: int, mountpoint: Path, level: str = "local", foreground: bool = False
+) -> fuse_mounts.MountRecord | int:
+    """Mount a node's config store with FUSE: the record of the background process, or
+    (``foreground``) the exit status once the mount is gone."""
+    if level not in ("local", "all"):
+        raise UsageError(f"--level must be local or all, not {level!r}")
+    fuse_mounts.preflight()
+    state = load_running(name)
+    node = state.node(node_id)
+    if node_pid(node) is None or info(node) is None:
+        raise TargetUnavailable(
+            f"node {node_id} of lab {name!r} is not running "
+            f"('pvectl lab start {node_id} --name {name}')"
+        )
+    path = fuse_mounts.check_mountpoint(mountpoint)
+    args = (
+        name,
+        node_id,
+        Path(node.dir),
+        _socket(node),
+        Path(state.state_dir) / "corosync.conf",
+        path,
+        level,
+    )
+    if foreground:
+        return fuse_mounts.mount_foreground(*args)
+    return fuse_mounts.mount_background(*args)

@@ -55,35 +55,80 @@ async def serve(path: Path, handler: Handler) -> asyncio.AbstractServer:
     return server
 
 
+def request(socket_path: Path, cmd: str, timeout: float = 10.0, **args: Any) -> dict[str, Any]:
+    """Send one request and return the node's reply as is, refusals (``ok: false``) included.
+
+    For callers that need the reply's ``errno`` (the FUSE layer); ``call`` raises instead.
+    """
+    connection = Connection(socket_path)
+    try:
+        return connection.request(cmd, timeout, **args)
+    finally:
+        connection.close()
+
+
+class Connection:
+    """A kept-open connection: one request at a time (the node answers in order).
+
+    Not thread-safe: give each thread its own. After a timeout or a broken socket the
+    connection is closed and the next request reconnects, so a late reply to an abandoned
+    request is never read as the answer to a new one.
+    """
+
+    def __init__(self, socket_path: Path) -> None:
+        self.socket_path = socket_path
+        self._sock: socket.socket | None = None
+        self._buffer = b""
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+        self._sock = None
+        self._buffer = b""
+
+    def request(self, cmd: str, timeout: float = 10.0, **args: Any) -> dict[str, Any]:
+        line = json.dumps({"cmd": cmd, **args}).encode() + b"\n"
+        path = self.socket_path
+        try:
+            if self._sock is None:
+                self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                self._sock.settimeout(timeout)
+                self._sock.connect(str(path))
+            self._sock.settimeout(timeout)
+            self._sock.sendall(line)
+            while b"\n" not in self._buffer:
+                chunk = self._sock.recv(1 << 16)
+                if not chunk:
+                    break
+                self._buffer += chunk
+        except FileNotFoundError as exc:
+            self.close()
+            raise PvectlError(f"{path}: no control socket (is the node running?)") from exc
+        except ConnectionRefusedError as exc:
+            self.close()
+            raise PvectlError(f"{path}: stale control socket, the node is not running") from exc
+        except TimeoutError as exc:
+            self.close()
+            raise PvectlError(
+                f"{path}: node did not answer '{cmd}' within {timeout:g} s", ExitCode.TEMP_FAIL
+            ) from exc
+        except OSError as exc:
+            self.close()
+            raise PvectlError(f"{path}: connection to the node failed: {exc}") from exc
+        if b"\n" not in self._buffer:
+            self.close()
+            raise PvectlError(f"{path}: node closed the connection without answering '{cmd}'")
+        answer, self._buffer = self._buffer.split(b"\n", 1)
+        reply = json.loads(answer)
+        if not isinstance(reply, dict):
+            self.close()
+            raise PvectlError(f"{path}: malformed reply")
+        return reply
+
+
 def call(socket_path: Path, cmd: str, timeout: float = 10.0, **args: Any) -> dict[str, Any]:
     """Send one request and wait for its reply (blocking: for the CLI and tests)."""
-    request = json.dumps({"cmd": cmd, **args}).encode() + b"\n"
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
-    try:
-        sock.connect(str(socket_path))
-        sock.sendall(request)
-        buffer = b""
-        while not buffer.endswith(b"\n"):
-            chunk = sock.recv(1 << 16)
-            if not chunk:
-                break
-            buffer += chunk
-    except FileNotFoundError as exc:
-        raise PvectlError(f"{socket_path}: no control socket (is the node running?)") from exc
-    except ConnectionRefusedError as exc:
-        raise PvectlError(f"{socket_path}: stale control socket, the node is not running") from exc
-    except TimeoutError as exc:
-        raise PvectlError(
-            f"{socket_path}: node did not answer '{cmd}' within {timeout:g} s", ExitCode.TEMP_FAIL
-        ) from exc
-    finally:
-        sock.close()
-    if not buffer:
-        raise PvectlError(f"{socket_path}: node closed the connection without answering '{cmd}'")
-    reply = json.loads(buffer)
-    if not isinstance(reply, dict):
-        raise PvectlError(f"{socket_path}: malformed reply")
+    reply = request(socket_path, cmd, timeout, **args)
     if not reply.get("ok", False):
         raise PvectlError(
             str(reply.get("error", "request failed")),
