@@ -140,7 +140,10 @@ def all_labs() -> list[LabState]:
     found = []
     for child in sorted(root.iterdir()):
         if _NAME.match(child.name) and (child / STATE_FILE).is_file():
-            state = load(child.name)
+            try:
+                state = load(child.name)
+            except ConfigError:
+                continue  # another lab's unreadable state must not break this command
             if state is not None:
                 found.append(state)
     return found
