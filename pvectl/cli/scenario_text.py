@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pvectl.lab import scenario as sc
 
-COLUMN = 44
+COLUMN = 52
 
 
 def _view(state: sc.NodeState | None) -> str:
@@ -25,6 +25,8 @@ def _seconds(result: sc.StepResult | None) -> str:
         return "(not reached)"
     if result.error:
         return "ERROR"
+    if result.step.startswith("expect "):
+        return "-"
     text = "-" if result.seconds is None else f"{result.seconds:.2f} s"
     if result.dropped_after is not None:
         text += f" (dropped after {result.dropped_after:.2f} s)"

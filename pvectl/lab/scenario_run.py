@@ -84,8 +84,38 @@ def _qdevice_tools() -> bool:
     return shutil.which("corosync-qdevice") is not None
 
 
+def _free_loopback_subnet(nodes: int) -> str | None:
+    """A 127.79.x.0/24 where every node's port is free: the embedded engine's own choice
+    probes only the first address, and labs of other users (other XDG_RUNTIME_DIRs) may
+    take the others in between."""
+    import socket
+
+    from pvectl.lab import embedded_engine
+
+    used = {lab.subnet for lab in lab_state.all_labs()}
+    for third in range(1, 255):
+        subnet = f"127.79.{third}.0/24"
+        if subnet in used:
+            continue
+        probes = []
+        try:
+            for host in range(1, nodes + 1):
+                probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                probes.append(probe)
+                probe.bind((f"127.79.{third}.{host}", embedded_engine.PORT))
+        except OSError:
+            continue
+        finally:
+            for probe in probes:
+                probe.close()
+        return subnet
+    return None
+
+
 def up_options(module: ModuleType, spec: sc.UpSpec) -> object:
-    extra = {"qdevice": True} if spec.qdevice else {}
+    extra: dict[str, object] = {"qdevice": True} if spec.qdevice else {}
+    if module.ENGINE == "embedded":
+        extra["subnet"] = _free_loopback_subnet(spec.nodes)
     return module.UpOptions(
         nodes=spec.nodes,
         token=spec.token,
@@ -373,6 +403,15 @@ def compare(
 ) -> sc.Comparison:
     """Run the scenario on each engine (at once, or one after the other) and compare."""
     names = lab_names(prefix, chosen)
+    lacking = {e: why for e in chosen if (why := unsupported(engines.module_for(e), scenario.up))}
+    if lacking:  # a side-by-side view with one side missing compares nothing: run neither
+        for engine, why in lacking.items():
+            report(f"[{engine}] skipped: {why}")
+        skipped = [
+            sc.EngineRun(e, names[e], skipped=lacking.get(e, "not run: another engine cannot"))
+            for e in chosen
+        ]
+        return sc.compare(scenario, skipped)
     runs: dict[str, sc.EngineRun] = {}
 
     def one(engine: str) -> None:
