@@ -258,9 +258,19 @@ def _start_process(state: LabState, node_id: int) -> LabState:
     return state
 
 
+def _exited(pid: int) -> bool:
+    """Gone or a zombie. Not judged by an empty cmdline: while the child execs the
+    interpreter, /proc/PID/cmdline reads empty for a moment (longer on a loaded machine)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+
+
 def _wait_control(node: LabNode, timeout: float) -> None:
     def answers() -> bool:
-        if node.pid is None or _cmdline(node.pid) == []:
+        if node.pid is None or _exited(node.pid):
             log = Path(node.dir) / "stderr.log"
             detail = (
                 log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
