@@ -49,7 +49,7 @@ def main() -> int:
     print(f"{'scenario / step':<58}{'embedded s':>11}{'corosync s':>11}{'ratio':>7}  agree")
     for name in names:
         rounds = [run(name, "tcmpbench", args.sequential, xdg) for _ in range(args.rounds)]
-        if "skipped" in rounds[0]:
+        if rounds[0].get("skipped"):
             print(f"{name:<58}skipped: {rounds[0]['skipped']}")
             continue
         agree = all(r["agree"] for r in rounds)

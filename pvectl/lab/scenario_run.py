@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import signal
 import threading
 import time
@@ -79,8 +80,6 @@ def unsupported(module: ModuleType, spec: sc.UpSpec) -> str | None:
 
 
 def _qdevice_tools() -> bool:
-    import shutil
-
     return shutil.which("corosync-qdevice") is not None
 
 
@@ -290,7 +289,7 @@ def _step(module: ModuleType, lab: str, index: int, step: sc.Step) -> sc.StepRes
 
     def settle(
         extra: Callable[[list[sc.NodeState]], bool] = lambda _: True,
-        **more: object,
+        dropped_after: float | None = None,
     ) -> sc.StepResult:
         seconds, views = wait_settled(module, lab, started, extra)
         error = None if seconds is not None else f"views had not settled after {SETTLE_TIMEOUT:g} s"
@@ -301,7 +300,7 @@ def _step(module: ModuleType, lab: str, index: int, step: sc.Step) -> sc.StepRes
             seconds,
             views,
             error=error,
-            **more,  # type: ignore[arg-type]
+            dropped_after=dropped_after,
         )
 
     try:
