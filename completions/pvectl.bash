@@ -5,7 +5,7 @@ _pvectl_subcommands() {
     case "$1" in
         "") echo "status nodes expected sync-trace perf check quorum lab qdevice" ;;
         "quorum") echo "what-if" ;;
-        "lab") echo "up down ls kill stop start pause partition heal loss slow-disk exec mount umount" ;;
+        "lab") echo "up down ls kill stop start pause partition heal loss slow-disk exec mount umount compare run" ;;
         "qdevice") echo "serve clients status certs" ;;
         "qdevice certs") echo "init sign" ;;
     esac
@@ -37,6 +37,8 @@ _pvectl_options() {
         "lab exec") echo "--name -h --help --debug" ;;
         "lab mount") echo "--name --level --foreground --output-format -h --help --debug" ;;
         "lab umount") echo "-z --lazy -h --help --debug" ;;
+        "lab compare") echo "--engines --name --sequential --output-format -h --help --debug" ;;
+        "lab run") echo "--engine --name --output-format -h --help --debug" ;;
         "qdevice") echo "-h --help --debug" ;;
         "qdevice serve") echo "--port --listen --cert-dir --tls --client-cert --no-client-cert --control-socket -h --help --debug" ;;
         "qdevice clients") echo "--port --control-socket -v --verbose --output-format -h --help --debug" ;;
@@ -130,6 +132,12 @@ _pvectl_values() {
         "lab mount|--name") echo "" ;;
         "lab mount|--level") echo "local all" ;;
         "lab mount|--output-format") echo "text json json-pretty yaml" ;;
+        "lab compare|--engines") echo "" ;;
+        "lab compare|--name") echo "" ;;
+        "lab compare|--output-format") echo "text json json-pretty yaml" ;;
+        "lab run|--engine") echo "embedded corosync" ;;
+        "lab run|--name") echo "" ;;
+        "lab run|--output-format") echo "text json json-pretty yaml" ;;
         "qdevice serve|--port") echo "" ;;
         "qdevice serve|--listen") echo "" ;;
         "qdevice serve|--cert-dir") echo "__file__" ;;

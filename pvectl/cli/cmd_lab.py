@@ -4,6 +4,7 @@ recorded in the lab's state does the work."""
 from __future__ import annotations
 
 import signal
+from dataclasses import replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -375,6 +376,89 @@ def umount(
     record = fuse_mounts.unmount(mountpoint, lazy=lazy)
     where = f" (node {record.node} of lab {record.lab!r})" if record is not None else ""
     _say(f"unmounted {mountpoint}{where}")
+
+
+ScenarioArgument = Annotated[
+    str,
+    typer.Argument(
+        help="A scenario file, or the name of a shipped one (e.g. three-lose-one).",
+        show_default=False,
+    ),
+]
+
+
+def _emit_comparison(comparison: object, output_format: OutputFormat) -> None:
+    from pvectl.cli.scenario_text import render
+    from pvectl.lab.scenario import Comparison
+
+    assert isinstance(comparison, Comparison)
+    data = {
+        "scenario": comparison.scenario,
+        "path": comparison.path,
+        "agree": comparison.agree,
+        "skipped": comparison.skipped,
+        "notes": comparison.notes,
+        "differences": comparison.differences,
+        "runs": comparison.runs,
+        "steps": comparison.steps,
+    }
+    emit(data, output_format, lambda: render(comparison))
+    raise typer.Exit(comparison.exit_code())
+
+
+@lab_app.command()
+def compare(
+    scenario: ScenarioArgument,
+    engines_option: Annotated[
+        str | None,
+        typer.Option(
+            "--engines",
+            help="Comma-separated engines (default: embedded,corosync; corosync needs root).",
+        ),
+    ] = None,
+    name: Annotated[
+        str, typer.Option("--name", help="Lab name prefix: labs PREFIX-e and PREFIX-c.")
+    ] = "cmp",
+    sequential: Annotated[
+        bool,
+        typer.Option("--sequential", help="Run the engines one after the other, not at once."),
+    ] = False,
+    output_format: OutputFormatOption = OutputFormat.text,
+) -> None:
+    """Run a failure scenario on both engines and show their views side by side.
+
+    Exit 0 when every quorum decision agrees and every expect passes on both, 1 otherwise,
+    69 when the scenario needs something the engines lack (e.g. a QDevice).
+    """
+    from pvectl.lab import scenario as sc
+    from pvectl.lab import scenario_run
+
+    parsed = sc.load(scenario_run.resolve(scenario))
+    requested = [e.strip() for e in engines_option.split(",")] if engines_option else None
+    chosen, notes = scenario_run.choose_engines(requested)
+    for note in notes:
+        _say(f"note: {note}")
+    result = scenario_run.compare(parsed, chosen, name, parallel=not sequential, report=_say)
+    _emit_comparison(replace(result, notes=(*result.notes, *notes)), output_format)
+
+
+@lab_app.command("run")
+def run_scenario(
+    scenario: ScenarioArgument,
+    engine: Annotated[
+        EngineChoice, typer.Option("--engine", help="The engine to run it on.")
+    ] = EngineChoice.embedded,
+    name: Annotated[str, typer.Option("--name", help="Lab name prefix: lab PREFIX-e/-c.")] = "run",
+    output_format: OutputFormatOption = OutputFormat.text,
+) -> None:
+    """Run a failure scenario on one engine and check its expectations (exit 0: all met)."""
+    from pvectl.lab import scenario as sc
+    from pvectl.lab import scenario_run
+
+    parsed = sc.load(scenario_run.resolve(scenario))
+    chosen, _ = scenario_run.choose_engines([engine.value])
+    result = scenario_run.compare(parsed, chosen, name, report=_say)
+    _emit_comparison(result, output_format)
 
 
 def register(app: typer.Typer) -> None:

@@ -118,7 +118,7 @@ def build_conf(state: LabState, options: UpOptions, authkey: Path) -> str:
             "secauth": "on",
             "transport": "udpu",
             "version": "2",
-            "token_coefficient": "650",
+            "token_coefficient": "125",  # as Proxmox writes it, and as the corosync lab does
         },
     )
     if options.token is not None:
@@ -307,7 +307,7 @@ def load_running(name: str) -> LabState:
 def _timeouts(state: LabState) -> float:
     token = int(state.options.get("token") or 3000)
     nodes = len(state.nodes)
-    effective = token + max(0, nodes - 2) * 650
+    effective = token + max(0, nodes - 2) * 125
     return max(15.0, 4 * 2.2 * effective / 1000)
 
 
