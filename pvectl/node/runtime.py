@@ -25,8 +25,8 @@ from typing import Any
 from pvectl.cfs import memdb as mdb
 from pvectl.cfs.dfsm import tree_hash
 from pvectl.cli.output import to_jsonable
-from pvectl.errors import PvectlError, UsageError
-from pvectl.node import control
+from pvectl.errors import CommandRefused, ExitCode, PvectlError, UsageError
+from pvectl.node import bench, control
 from pvectl.node.backing_store import BackingStore
 from pvectl.node.config import NodeConfig
 from pvectl.node.services import (
@@ -104,6 +104,10 @@ class NodeRuntime:
         self.stopping = asyncio.Event()
         self.ring_formed = asyncio.Event()
         self.started_ns = time.monotonic_ns()
+        self.bench = bench.Recorder()
+        self.burst: bench.Burst | None = None
+        self.burst_done: asyncio.Future[None] | None = None
+        self.echo_wait: asyncio.Future[int] | None = None  # own delivery time, for bench_echo
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -155,10 +159,14 @@ class NodeRuntime:
 
     def _on_datagram(self, _peer: int, data: bytes) -> None:
         self._execute(self.srp.handle(srp.PacketReceived(data), self.loop.time()))
+        if self.burst is not None:
+            self._refill()
 
     def _on_timer(self, kind: srp.TimerKind) -> None:
         self.timers.pop(kind, None)
         self._execute(self.srp.handle(srp.TimerFired(kind), self.loop.time()))
+        if self.burst is not None:
+            self._refill()
 
     def _multicast(self, payload: bytes) -> None:
         self._execute(self.srp.handle(srp.AppSend(payload), self.loop.time()))
@@ -185,6 +193,9 @@ class NodeRuntime:
                 if handle is not None:
                     handle.cancel()
             elif isinstance(command, srp.Deliver):
+                if command.payload[:1] == b"\x04":
+                    self._bench_delivered(command.sender, command.payload)
+                    continue
                 self._services(
                     self.services.deliver(
                         command.sender, command.payload, int(time.time()), time.monotonic_ns()
@@ -368,6 +379,95 @@ class NodeRuntime:
         self._span(self.node_id, count, Phase.submit, submitted, time.monotonic_ns())
         self._services(outputs)
         return await future
+
+    # --- the benchmark service (service 4) --------------------------------------------------
+
+    def _bench_delivered(self, sender: int, payload: bytes) -> None:
+        now_ns = time.monotonic_ns()
+        self.bench.delivered(sender, payload, now_ns)
+        waiter = self.echo_wait
+        if waiter is not None and sender == self.node_id and not waiter.done():
+            waiter.set_result(now_ns)
+
+    def _refill(self) -> None:
+        """Top the Totem send queue up to the burst's limit (called after every event)."""
+        burst = self.burst
+        assert burst is not None
+        handle = self.srp.handle
+        queue_limit = burst.queue_limit
+        now = self.loop.time()
+        pushed = False
+        while not burst.done and self.srp.send_queue_bytes < queue_limit:
+            commands = handle(srp.AppSend(burst.message(time.monotonic_ns())), now)
+            if commands:
+                self._execute(commands)
+            pushed = True
+        if burst.done:
+            burst.finished_ns = time.monotonic_ns()
+            self.burst = None
+            if self.burst_done is not None and not self.burst_done.done():
+                self.burst_done.set_result(None)
+        elif pushed:
+            burst.waits += 1
+
+    async def _cmd_bench_send(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Multicast ``count`` messages of ``size`` bytes; answers when all are queued."""
+        if self.burst is not None:
+            raise CommandRefused("a benchmark burst is already being sent from this node")
+        count, size = int(request["count"]), int(request["size"])
+        try:
+            bench.check_burst(count, size)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        queue_limit = int(request.get("queue_bytes", 0)) or max(bench.DEFAULT_QUEUE_BYTES, 2 * size)
+        burst = bench.Burst(count, size, queue_limit, started_ns=time.monotonic_ns())
+        self.burst = burst
+        self.burst_done = self.loop.create_future()
+        self._refill()
+        await self.burst_done
+        return {
+            "ok": True,
+            "sent": burst.sent,
+            "waits": burst.waits,
+            "seconds": (burst.finished_ns - burst.started_ns) / 1e9,
+        }
+
+    async def _cmd_bench_echo(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Round trips: send one message, wait for its own agreed delivery, ``count`` times."""
+        if self.burst is not None or self.echo_wait is not None:
+            raise CommandRefused("a benchmark is already running on this node")
+        count, size = int(request["count"]), int(request["size"])
+        try:
+            bench.check_burst(count, size)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        timeout = float(request.get("timeout", 5.0))
+        burst = bench.Burst(count, size, 0)
+        samples: list[int] = []
+        try:
+            while not burst.done:
+                self.echo_wait = self.loop.create_future()
+                sent_ns = time.monotonic_ns()
+                self._multicast(burst.message(sent_ns))
+                delivered_ns = await asyncio.wait_for(self.echo_wait, timeout)
+                samples.append(delivered_ns - sent_ns)
+        except TimeoutError:
+            raise PvectlError(
+                f"own message not delivered within {timeout:g} s (is the ring formed?)",
+                ExitCode.TEMP_FAIL,
+            ) from None
+        finally:
+            self.echo_wait = None
+        samples.sort()
+        return {"ok": True, "count": len(samples), "round_trip_ms": bench.summary_ms(samples)}
+
+    async def _cmd_bench_reset(self, _: dict[str, Any]) -> dict[str, Any]:
+        self.bench = bench.Recorder()
+        return {"ok": True}
+
+    async def _cmd_bench_result(self, request: dict[str, Any]) -> dict[str, Any]:
+        result = self.bench.result(with_order=bool(request.get("order", False)))
+        return {"ok": True, "node_id": self.node_id, **result}
 
     # --- the control socket ----------------------------------------------------------------
 
