@@ -30,14 +30,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pvectl.errors import PvectlError
 from pvectl.lab import corosync_engine, embedded_engine
 from pvectl.lab import state as lab_state
 from pvectl.node import control
-from pvectl.totem.srp import TotemConfig
 from pvectl.targets import corosync_parse
+from pvectl.totem.srp import TotemConfig
 
 EMBEDDED = "tperf-bench"
 COROSYNC = "tperfc-bench"
@@ -54,6 +56,7 @@ class Run:
     size: int
     per_node: dict[int, dict[str, Any]]
     note: str = ""
+    cpu_s: float = 0.0  # CPU seconds the 3 node processes used for the burst (embedded)
 
     def rate(self, node: int) -> float:
         r = self.per_node[node]
@@ -86,6 +89,8 @@ def embedded_burst(state: lab_state.LabState, size: int, count: int, queue_bytes
     nodes = state.nodes
     for node in nodes:
         control.call(embedded_socket(node), "bench_reset")
+    processes = [psutil.Process(n.pid) for n in nodes if n.pid is not None]
+    cpu_before = sum(sum(p.cpu_times()[:2]) for p in processes)
     sent = control.call(
         embedded_socket(nodes[0]),
         "bench_send",
@@ -100,9 +105,12 @@ def embedded_burst(state: lab_state.LabState, size: int, count: int, queue_bytes
         if all(r["count"] >= count for r in results.values()) or time.monotonic() > deadline:
             break
         time.sleep(0.05)
+    cpu_s = sum(sum(p.cpu_times()[:2]) for p in processes) - cpu_before
     orders = {r["order_sha256"] for r in results.values()}
-    note = f"waits {sent['waits']}" + ("" if len(orders) == 1 else ", ORDER DIFFERS")
-    return Run(size, results, note)
+    note = f"waits {sent['waits']}, node CPU {cpu_s / count * 1e6:.1f} us/msg"
+    if len(orders) != 1:
+        note += ", ORDER DIFFERS"
+    return Run(size, results, note, cpu_s)
 
 
 def embedded_echo(state: lab_state.LabState, size: int, count: int) -> dict[str, float]:
@@ -186,7 +194,9 @@ def corosync_burst(state: lab_state.LabState, binary: Path, size: int, count: in
     return Run(size, results, f"TRY_AGAIN {results[1]['try_again']}")
 
 
-def corosync_echo(state: lab_state.LabState, binary: Path, size: int, count: int) -> dict[str, float]:
+def corosync_echo(
+    state: lab_state.LabState, binary: Path, size: int, count: int
+) -> dict[str, float]:
     done = subprocess.run(
         in_node(state, 1, [str(binary), "echo", str(count), str(size)]),
         capture_output=True,
@@ -276,7 +286,7 @@ def print_report(engines: list[Engine], sizes: list[int]) -> None:
                 f"{'':>8}{ours.p('p50') / theirs.p('p50'):>7.2f}x"
                 f"{ours.p('p99') / theirs.p('p99'):>7.2f}x"
             )
-        ref_rate, ref_p50 = REFERENCE[size] if size in REFERENCE else (0, 0.0)
+        ref_rate, ref_p50 = REFERENCE.get(size, (0, 0.0))
         if ref_rate:
             print(
                 f"{'':>7}  {'(reference corosync)':<26}{ref_rate:>9}"
@@ -284,10 +294,14 @@ def print_report(engines: list[Engine], sizes: list[int]) -> None:
             )
     print("\nidle round trip (send one, wait for own agreed delivery), ms p50 / p99")
     for size in sizes:
-        cells = [f"{e.label}: {e.echo[size]['p50']:.3f} / {e.echo[size]['p99']:.3f}" for e in engines]
+        cells = [
+            f"{e.label}: {e.echo[size]['p50']:.3f} / {e.echo[size]['p99']:.3f}" for e in engines
+        ]
         ratio = ""
         if len(engines) == 2:
-            ratio = f"   ratio p50 {engines[0].echo[size]['p50'] / engines[1].echo[size]['p50']:.2f}x"
+            ratio = (
+                f"   ratio p50 {engines[0].echo[size]['p50'] / engines[1].echo[size]['p50']:.2f}x"
+            )
         print(f"{size:>7}  " + "   ".join(cells) + ratio)
     if any(e.failover for e in engines):
         print("\nfailure detection: kill -9 of node 3 until the survivors' new ring")

@@ -108,6 +108,10 @@ class NodeRuntime:
         self.burst: bench.Burst | None = None
         self.burst_done: asyncio.Future[None] | None = None
         self.echo_wait: asyncio.Future[int] | None = None  # own delivery time, for bench_echo
+        self.other_nodes = tuple(p.node_id for p in self.config.peers if p.node_id != self.node_id)
+        self.pending: list[srp.Deliver | srp.ConfigChange] = []
+        self.receiving = False  # inside a receive batch: deliveries wait for its end
+        self.flushing = False
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -124,7 +128,11 @@ class NodeRuntime:
         peers = {p.node_id: (p.address, p.port) for p in self.config.peers}
         me = self.config.me
         self.transport = await UdpTransport.bind(
-            (me.address, me.port), peers, self._on_datagram, self.faults
+            (me.address, me.port),
+            peers,
+            self._on_datagram,
+            self.faults,
+            on_batch_end=self._on_batch_end,
         )
         server = await control.serve(self.state_dir / "control.sock", self._on_request)
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -158,7 +166,14 @@ class NodeRuntime:
     # --- driving the protocol ---------------------------------------------------------------
 
     def _on_datagram(self, _peer: int, data: bytes) -> None:
+        self.receiving = True
         self._execute(self.srp.handle(srp.PacketReceived(data), self.loop.time()))
+
+    def _on_batch_end(self) -> None:
+        """The socket is drained: now deliver what the batch brought (tokens went on)."""
+        self.receiving = False
+        if self.pending:
+            self._flush()
         if self.burst is not None:
             self._refill()
 
@@ -172,46 +187,75 @@ class NodeRuntime:
         self._execute(self.srp.handle(srp.AppSend(payload), self.loop.time()))
 
     def _execute(self, commands: list[srp.Command]) -> None:
+        """Run the machine's commands: network and timers at once; deliveries and
+        configuration changes (in their order) once the current receive batch is over,
+        so a token is forwarded before this node works through the frames it came with."""
         transport = self.transport
         assert transport is not None
         for command in commands:
-            if isinstance(command, srp.SendTo):
-                transport.send(command.node, command.data)
-            elif isinstance(command, srp.SendAll):
-                for peer in self.config.peers:
-                    if peer.node_id != self.node_id:
-                        transport.send(peer.node_id, command.data)
-            elif isinstance(command, srp.SetTimer):
+            kind = type(command)
+            if kind is srp.Deliver or kind is srp.ConfigChange:
+                self.pending.append(command)  # type: ignore[arg-type]
+            elif kind is srp.SendAll:
+                data = command.data  # type: ignore[union-attr]
+                for node in self.other_nodes:
+                    transport.send(node, data)
+            elif kind is srp.SendTo:
+                transport.send(command.node, command.data)  # type: ignore[union-attr]
+            elif kind is srp.SetTimer:
+                assert isinstance(command, srp.SetTimer)
                 old = self.timers.pop(command.kind, None)
                 if old is not None:
                     old.cancel()
                 self.timers[command.kind] = self.loop.call_at(
                     command.deadline, self._on_timer, command.kind
                 )
-            elif isinstance(command, srp.CancelTimer):
+            elif kind is srp.CancelTimer:
+                assert isinstance(command, srp.CancelTimer)
                 handle = self.timers.pop(command.kind, None)
                 if handle is not None:
                     handle.cancel()
-            elif isinstance(command, srp.Deliver):
-                if command.payload[:1] == b"\x04":
-                    self._bench_delivered(command.sender, command.payload)
-                    continue
-                self._services(
-                    self.services.deliver(
-                        command.sender, command.payload, int(time.time()), time.monotonic_ns()
-                    )
-                )
-            elif isinstance(command, srp.ConfigChange):
-                self._config_change(command)
-            elif isinstance(command, srp.PersistRingSeq):
+            elif kind is srp.PersistRingSeq:
+                assert isinstance(command, srp.PersistRingSeq)
                 self._persist_ring_seq(command.seq)
-            elif isinstance(command, srp.Log):
+            elif kind is srp.Log:
+                assert isinstance(command, srp.Log)
                 getattr(
                     self.log,
                     command.level
                     if command.level in ("debug", "info", "warning", "error")
                     else "info",
                 )("[TOTEM ] %s", command.text)
+        if self.pending and not self.receiving:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Hand deliveries and configuration changes to the services, in agreed order.
+        Re-entrant calls (a service multicasting) only queue; the outer loop drains."""
+        if self.flushing:
+            return
+        self.flushing = True
+        try:
+            pending = self.pending
+            while pending:
+                batch, self.pending = pending, []
+                for command in batch:
+                    if type(command) is srp.Deliver:
+                        payload = command.payload
+                        if payload[:1] == b"\x04":
+                            self._bench_delivered(command.sender, payload)
+                        else:
+                            self._services(
+                                self.services.deliver(
+                                    command.sender, payload, int(time.time()), time.monotonic_ns()
+                                )
+                            )
+                    else:
+                        assert isinstance(command, srp.ConfigChange)
+                        self._config_change(command)
+                pending = self.pending
+        finally:
+            self.flushing = False
 
     def _persist_ring_seq(self, seq: int) -> None:
         tmp = self.ring_file.with_suffix(".tmp")
