@@ -11,11 +11,12 @@ from __future__ import annotations
 import hashlib
 import struct
 from array import array
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 SERVICE_BENCH = 4
 HEADER = struct.Struct("<BQI")
+_STAMP = struct.Struct("<QI")
 MIN_SIZE = HEADER.size
 MAX_SIZE = 1 << 20
 MAX_COUNT = 10_000_000
@@ -57,41 +58,49 @@ class Burst:
         return HEADER.pack(SERVICE_BENCH, now_ns, index) + self._pad
 
 
-@dataclass
 class Recorder:
-    """Deliveries of benchmark messages at this node, in delivery order."""
+    """Deliveries of benchmark messages at this node, in delivery order.
 
-    count: int = 0
-    total_bytes: int = 0
-    first_ns: int = 0
-    last_ns: int = 0
-    latencies_ns: array[int] = field(default_factory=lambda: array("q"))
-    order: array[int] = field(default_factory=lambda: array("Q"))  # sender << 32 | index
+    Recording is on the delivery path of every benchmark message, so it only appends raw
+    fields; parsing and statistics wait for :meth:`result`."""
+
+    __slots__ = ("_heads", "_senders", "_times", "total_bytes")
+
+    def __init__(self) -> None:
+        self._heads: list[bytes] = []  # send_ns u64 | index u32 of each delivery
+        self._senders: list[int] = []
+        self._times: list[int] = []
+        self.total_bytes = 0
+
+    @property
+    def count(self) -> int:
+        return len(self._times)
 
     def delivered(self, sender: int, payload: bytes, now_ns: int) -> None:
         if len(payload) < HEADER.size:
             return
-        _, send_ns, index = HEADER.unpack_from(payload)
-        if not self.count:
-            self.first_ns = now_ns
-        self.count += 1
+        self._heads.append(payload[1 : HEADER.size])
+        self._senders.append(sender)
+        self._times.append(now_ns)
         self.total_bytes += len(payload)
-        self.last_ns = now_ns
-        self.latencies_ns.append(now_ns - send_ns)
-        self.order.append(sender << 32 | index)
 
     def result(self, with_order: bool = False) -> dict[str, Any]:
+        heads = [_STAMP.unpack(h) for h in self._heads]
+        times = self._times
+        latencies = sorted(t - send_ns for t, (send_ns, _) in zip(times, heads, strict=True))
+        order = array("Q", (s << 32 | i for s, (_, i) in zip(self._senders, heads, strict=True)))
+        first, last = (times[0], times[-1]) if times else (0, 0)
         out: dict[str, Any] = {
-            "count": self.count,
+            "count": len(times),
             "bytes": self.total_bytes,
-            "first_ns": self.first_ns,
-            "last_ns": self.last_ns,
-            "seconds": (self.last_ns - self.first_ns) / 1e9,
-            "latency_ms": summary_ms(sorted(self.latencies_ns)),
-            "order_sha256": hashlib.sha256(self.order.tobytes()).hexdigest(),
+            "first_ns": first,
+            "last_ns": last,
+            "seconds": (last - first) / 1e9,
+            "latency_ms": summary_ms(latencies),
+            "order_sha256": hashlib.sha256(order.tobytes()).hexdigest(),
         }
         if with_order:
-            out["order"] = [[o >> 32, o & 0xFFFFFFFF] for o in self.order]
+            out["order"] = [[o >> 32, o & 0xFFFFFFFF] for o in order]
         return out
 
 

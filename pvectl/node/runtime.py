@@ -242,7 +242,7 @@ class NodeRuntime:
                 for command in batch:
                     if type(command) is srp.Deliver:
                         payload = command.payload
-                        if payload[:1] == b"\x04":
+                        if payload and payload[0] == bench.SERVICE_BENCH:
                             self._bench_delivered(command.sender, payload)
                         else:
                             self._services(
@@ -510,6 +510,9 @@ class NodeRuntime:
         return {"ok": True}
 
     async def _cmd_bench_result(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Deliveries so far; ``count_only`` is the cheap form for polling during a run."""
+        if request.get("count_only"):
+            return {"ok": True, "node_id": self.node_id, "count": self.bench.count}
         result = self.bench.result(with_order=bool(request.get("order", False)))
         return {"ok": True, "node_id": self.node_id, **result}
 
