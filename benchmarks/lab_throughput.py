@@ -17,6 +17,7 @@ failure-detection time of a kill -9 beside token + consensus.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -134,11 +135,11 @@ def embedded_echo(state: lab_state.LabState, size: int, count: int) -> dict[str,
     return {k: float(v) for k, v in reply["round_trip_ms"].items()}
 
 
-def embedded_failover(name: str) -> tuple[float | None, float]:
+def embedded_failover(name: str) -> tuple[float | None, float, float]:
     change = embedded_engine.stop_node(name, 3, signal.SIGKILL)
     embedded_engine.start_node(name, 3)
     timeouts = TotemConfig(token_coefficient=650).timeouts(3)
-    return change.seconds, timeouts.token + timeouts.consensus
+    return change.seconds, timeouts.token, timeouts.consensus
 
 
 # ---- real corosync -----------------------------------------------------------------------
@@ -224,7 +225,7 @@ def corosync_echo(
     return {k: float(v) for k, v in result["latency_ms"].items()}
 
 
-def corosync_failover(name: str, state: lab_state.LabState) -> tuple[float | None, float]:
+def corosync_failover(name: str, state: lab_state.LabState) -> tuple[float | None, float, float]:
     cmap = corosync_parse.parse_cmap(
         subprocess.run(
             in_node(state, 1, ["corosync-cmapctl", "runtime.config.totem."]),
@@ -233,12 +234,11 @@ def corosync_failover(name: str, state: lab_state.LabState) -> tuple[float | Non
             check=False,
         ).stdout
     )
-    formula = (
-        int(cmap["runtime.config.totem.token"]) + int(cmap["runtime.config.totem.consensus"])
-    ) / 1000
+    token = int(cmap["runtime.config.totem.token"]) / 1000
+    consensus = int(cmap["runtime.config.totem.consensus"]) / 1000
     change = corosync_engine.stop_node(name, 3, signal.SIGKILL)
     corosync_engine.start_node(name, 3)
-    return change.seconds, formula
+    return change.seconds, token, consensus
 
 
 # ---- the run -----------------------------------------------------------------------------
@@ -249,48 +249,44 @@ class Engine:
     label: str
     bursts: dict[int, Run]
     echo: dict[int, dict[str, float]]
-    failover: tuple[float | None, float] | None
+    failover: tuple[float | None, float, float] | None
 
 
-def run_embedded(args: argparse.Namespace, sizes: list[int]) -> Engine:
+def run(args: argparse.Namespace, sizes: list[int], with_corosync: bool) -> list[Engine]:
+    """Both labs up side by side; bursts alternate between them, so a busy moment on this
+    shared machine hits both engines rather than one."""
     embedded_engine.down(EMBEDDED)
     options = embedded_engine.UpOptions(nodes=3, netmtu=args.netmtu)
-    state = embedded_engine.up(EMBEDDED, options, report=print)
-    try:
-        bursts = {
-            s: median_run(
-                [
-                    embedded_burst(state, s, args.counts[s], args.queue_bytes)
-                    for _ in range(args.repeats)
-                ]
-            )
-            for s in sizes
-        }
-        echo = {s: embedded_echo(state, s, args.echo) for s in sizes}
-        failover = None if args.no_failover else embedded_failover(EMBEDDED)
-    finally:
-        embedded_engine.down(EMBEDDED)
-    return Engine(f"pvectl (netmtu {args.netmtu or 1400})", bursts, echo, failover)
-
-
-def run_corosync(args: argparse.Namespace, sizes: list[int]) -> Engine:
-    with tempfile.TemporaryDirectory(prefix="tperf-cpg-") as tmp:
-        binary = build_client(Path(tmp))
-        corosync_engine.down(COROSYNC)
-        corosync_engine.up(COROSYNC, corosync_engine.UpOptions(nodes=3), report=print)
-        try:
-            state = corosync_engine.load_running(COROSYNC)
-            bursts = {
-                s: median_run(
-                    [corosync_burst(state, binary, s, args.counts[s]) for _ in range(args.repeats)]
-                )
-                for s in sizes
-            }
-            echo = {s: corosync_echo(state, binary, s, args.echo) for s in sizes}
-            failover = None if args.no_failover else corosync_failover(COROSYNC, state)
-        finally:
+    ours = Engine(f"pvectl (netmtu {args.netmtu or 1400})", {}, {}, None)
+    theirs = Engine("corosync CPG (knet)", {}, {}, None)
+    with contextlib.ExitStack() as stack:
+        state = embedded_engine.up(EMBEDDED, options, report=print)
+        stack.callback(embedded_engine.down, EMBEDDED)
+        binary = cstate = None
+        if with_corosync:
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tperf-cpg-")))
+            binary = build_client(tmp)
             corosync_engine.down(COROSYNC)
-    return Engine("corosync CPG (knet)", bursts, echo, failover)
+            stack.callback(corosync_engine.down, COROSYNC)
+            corosync_engine.up(COROSYNC, corosync_engine.UpOptions(nodes=3), report=print)
+            cstate = corosync_engine.load_running(COROSYNC)
+        for size in sizes:
+            count = args.counts[size]
+            ours_runs, theirs_runs = [], []
+            for _ in range(args.repeats):
+                ours_runs.append(embedded_burst(state, size, count, args.queue_bytes))
+                if binary is not None and cstate is not None:
+                    theirs_runs.append(corosync_burst(cstate, binary, size, count))
+            ours.bursts[size] = median_run(ours_runs)
+            ours.echo[size] = embedded_echo(state, size, args.echo)
+            if binary is not None and cstate is not None:
+                theirs.bursts[size] = median_run(theirs_runs)
+                theirs.echo[size] = corosync_echo(cstate, binary, size, args.echo)
+        if not args.no_failover:
+            ours.failover = embedded_failover(EMBEDDED)
+            if cstate is not None:
+                theirs.failover = corosync_failover(COROSYNC, cstate)
+    return [ours, theirs] if with_corosync else [ours]
 
 
 def print_report(engines: list[Engine], sizes: list[int]) -> None:
@@ -335,10 +331,14 @@ def print_report(engines: list[Engine], sizes: list[int]) -> None:
         for engine in engines:
             if engine.failover is None:
                 continue
-            seconds, formula = engine.failover
+            seconds, token, consensus = engine.failover
+            formula = token + consensus
             shown = f"{seconds:.2f} s" if seconds is not None else "did not settle"
             ratio = f" ({seconds / formula:.2f}x)" if seconds else ""
-            print(f"  {engine.label:<26}{shown}  vs token + consensus {formula:.2f} s{ratio}")
+            print(
+                f"  {engine.label:<26}{shown}  vs token {token:.2f} + consensus {consensus:.2f}"
+                f" = {formula:.2f} s{ratio}"
+            )
 
 
 def main() -> int:
@@ -357,13 +357,11 @@ def main() -> int:
     for item in args.count:
         size, _, n = item.partition("=")
         args.counts[int(size)] = int(n)
-    engines = [run_embedded(args, sizes)]
-    if not args.no_corosync:
-        missing = corosync_missing()
-        if missing:
-            print(f"corosync part skipped: {missing}")
-        else:
-            engines.append(run_corosync(args, sizes))
+    with_corosync = not args.no_corosync
+    if with_corosync and (missing := corosync_missing()):
+        print(f"corosync part skipped: {missing}")
+        with_corosync = False
+    engines = run(args, sizes, with_corosync)
     print_report(engines, sizes)
     return 0
 
