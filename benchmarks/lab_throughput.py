@@ -119,8 +119,8 @@ def embedded_burst(state: lab_state.LabState, size: int, count: int, queue_bytes
         if min(counts) >= count:
             break
         time.sleep(0.05)
-    results = {n.node_id: control.call(embedded_socket(n), "bench_result") for n in nodes}
     cpu_s = sum(sum(p.cpu_times()[:2]) for p in processes) - cpu_before
+    results = {n.node_id: control.call(embedded_socket(n), "bench_result") for n in nodes}
     orders = {r["order_sha256"] for r in results.values()}
     note = f"waits {sent['waits']}, node CPU {cpu_s / count * 1e6:.1f} us/msg"
     if len(orders) != 1:

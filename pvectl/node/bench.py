@@ -20,7 +20,8 @@ _STAMP = struct.Struct("<QI")
 MIN_SIZE = HEADER.size
 MAX_SIZE = 1 << 20
 MAX_COUNT = 10_000_000
-DEFAULT_QUEUE_BYTES = 128 * 1024
+MIN_QUEUE_BYTES = 128 * 1024
+MAX_QUEUE_BYTES = 1024 * 1024
 
 
 def check_burst(count: int, size: int) -> None:
@@ -28,6 +29,15 @@ def check_burst(count: int, size: int) -> None:
         raise ValueError(f"count must be in 1..{MAX_COUNT}, got {count}")
     if not MIN_SIZE <= size <= MAX_SIZE:
         raise ValueError(f"size must be in {MIN_SIZE}..{MAX_SIZE} bytes, got {size}")
+
+
+def default_queue_bytes(size: int) -> int:
+    """How much a burst keeps queued in Totem: 16 messages, within 128 KiB..1 MiB.
+
+    Every token visit takes what is queued, so the bound trades latency (the queue drains
+    once per rotation) for fewer rotations: on a busy machine each hop waits for a CPU,
+    and big messages need a deep queue to fill a visit (max_messages frames)."""
+    return min(MAX_QUEUE_BYTES, max(MIN_QUEUE_BYTES, 16 * size))
 
 
 @dataclass

@@ -463,7 +463,7 @@ class NodeRuntime:
             bench.check_burst(count, size)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-        queue_limit = int(request.get("queue_bytes", 0)) or max(bench.DEFAULT_QUEUE_BYTES, 2 * size)
+        queue_limit = int(request.get("queue_bytes", 0)) or bench.default_queue_bytes(size)
         burst = bench.Burst(count, size, queue_limit, started_ns=time.monotonic_ns())
         self.burst = burst
         self.burst_done = self.loop.create_future()
