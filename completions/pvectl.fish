@@ -135,6 +135,7 @@ complete -c pvectl -n '__pvectl_at \'lab up\'' -l votes -x -d 'Votes per node, e
 complete -c pvectl -n '__pvectl_at \'lab up\'' -l subnet -x -d 'The lab\'s /24 (default: a free one in 10.99.0.0/16).'
 complete -c pvectl -n '__pvectl_at \'lab up\'' -l durability -x -d 'Embedded config store: fsync or wal-normal.'
 complete -c pvectl -n '__pvectl_at \'lab up\'' -l coupling -x -d 'Embedded config store: coupled (fsync in the protocol loop, a slow disk stalls the token) or decoupled (group commit off the token path).'
+complete -c pvectl -n '__pvectl_at \'lab up\'' -l netmtu -x -d 'Embedded: totem netmtu in bytes (default 1400, as corosync); loopback carries up to 65507, which packs more messages per token visit.'
 complete -c pvectl -n '__pvectl_at \'lab up\'' -l output-format -x -a 'text json json-pretty yaml' -d 'text (default, human), json, json-pretty or yaml (Proxmox\'s option name).'
 complete -c pvectl -n '__pvectl_at \'lab up\'' -s h -l help -d 'Show help and exit.'
 complete -c pvectl -n '__pvectl_at \'lab up\'' -l debug -d 'Show tracebacks on errors (also accepted after the subcommand).'
