@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -96,7 +97,9 @@ def embedded_socket(node: lab_state.LabNode) -> Path:
     return Path(node.dir) / "control.sock"
 
 
-def embedded_burst(state: lab_state.LabState, size: int, count: int, queue_bytes: int) -> Run:
+def embedded_burst(
+    state: lab_state.LabState, size: int, count: int, queue_bytes: int, rate: float = 0.0
+) -> Run:
     nodes = state.nodes
     for node in nodes:
         control.call(embedded_socket(node), "bench_reset")
@@ -109,6 +112,7 @@ def embedded_burst(state: lab_state.LabState, size: int, count: int, queue_bytes
         count=count,
         size=size,
         queue_bytes=queue_bytes,
+        rate=rate,
     )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -250,6 +254,7 @@ class Engine:
     bursts: dict[int, Run]
     echo: dict[int, dict[str, float]]
     failover: tuple[float | None, float, float] | None
+    paced: dict[int, Run] = dataclasses.field(default_factory=dict)  # at corosync's rate
 
 
 def run(args: argparse.Namespace, sizes: list[int], with_corosync: bool) -> list[Engine]:
@@ -260,8 +265,8 @@ def run(args: argparse.Namespace, sizes: list[int], with_corosync: bool) -> list
     ours = Engine(f"pvectl (netmtu {args.netmtu or 1400})", {}, {}, None)
     theirs = Engine("corosync CPG (knet)", {}, {}, None)
     with contextlib.ExitStack() as stack:
-        state = embedded_engine.up(EMBEDDED, options, report=print)
         stack.callback(embedded_engine.down, EMBEDDED)
+        state = embedded_engine.up(EMBEDDED, options, report=print)
         binary = cstate = None
         if with_corosync:
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tperf-cpg-")))
@@ -282,6 +287,10 @@ def run(args: argparse.Namespace, sizes: list[int], with_corosync: bool) -> list
             if binary is not None and cstate is not None:
                 theirs.bursts[size] = median_run(theirs_runs)
                 theirs.echo[size] = corosync_echo(cstate, binary, size, args.echo)
+                # latency at the same offered load: corosync's rate is set by its client
+                rate = theirs.bursts[size].receivers_rate()
+                paced = max(200, min(count, int(rate * 3)))
+                ours.paced[size] = embedded_burst(state, size, paced, args.queue_bytes, rate)
         if not args.no_failover:
             ours.failover = embedded_failover(EMBEDDED)
             if cstate is not None:
@@ -309,6 +318,16 @@ def print_report(engines: list[Engine], sizes: list[int]) -> None:
                 f"{'':>8}{ours.p('p50') / theirs.p('p50'):>7.2f}x"
                 f"{ours.p('p99') / theirs.p('p99'):>7.2f}x"
             )
+            paced = engines[0].paced.get(size)
+            if paced is not None:
+                rate = paced.receivers_rate()
+                print(
+                    f"{'':>7}  {'pvectl at corosync rate':<26}{rate:>9.0f}{rate * size / 1e6:>8.2f}"
+                    f"{paced.p('p50'):>8.2f}{paced.p('p99'):>8.1f}  "
+                    f"{paced.per_node_latency()}; p50 ratio "
+                    f"{paced.p('p50') / theirs.p('p50'):.2f}x, p99 ratio "
+                    f"{paced.p('p99') / theirs.p('p99'):.2f}x"
+                )
         ref_rate, ref_p50 = REFERENCE.get(size, (0, 0.0))
         if ref_rate:
             print(

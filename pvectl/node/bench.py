@@ -48,6 +48,7 @@ class Burst:
     count: int
     size: int
     queue_limit: int
+    rate: float = 0.0  # messages per second; 0: as fast as flow control allows
     sent: int = 0
     waits: int = 0  # times the queue was full (like the CPG client's TRY_AGAIN count)
     started_ns: int = 0
@@ -61,6 +62,16 @@ class Burst:
     @property
     def done(self) -> bool:
         return self.sent >= self.count
+
+    def allowed(self, now_ns: int) -> int:
+        """How many messages may have been sent by ``now_ns``."""
+        if not self.rate:
+            return self.count
+        return min(self.count, int((now_ns - self.started_ns) * self.rate / 1e9) + 1)
+
+    def due_ns(self, index: int) -> int:
+        """When message ``index`` may go (paced bursts)."""
+        return self.started_ns + int(index * 1e9 / self.rate)
 
     def message(self, now_ns: int) -> bytes:
         index = self.sent

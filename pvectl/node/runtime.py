@@ -107,6 +107,7 @@ class NodeRuntime:
         self.bench = bench.Recorder()
         self.burst: bench.Burst | None = None
         self.burst_done: asyncio.Future[None] | None = None
+        self.pace_timer: asyncio.TimerHandle | None = None
         self.echo_wait: asyncio.Future[int] | None = None  # own delivery time, for bench_echo
         self.other_nodes = tuple(p.node_id for p in self.config.peers if p.node_id != self.node_id)
         self.pending: list[srp.Deliver | srp.ConfigChange] = []
@@ -434,14 +435,16 @@ class NodeRuntime:
             waiter.set_result(now_ns)
 
     def _refill(self) -> None:
-        """Top the Totem send queue up to the burst's limit (called after every event)."""
+        """Top the Totem send queue up to the burst's limit (called after every event);
+        a paced burst only sends what its rate allows by now, and sets a timer for more."""
         burst = self.burst
         assert burst is not None
         handle = self.srp.handle
         queue_limit = burst.queue_limit
         now = self.loop.time()
+        allowed = burst.allowed(time.monotonic_ns())
         pushed = False
-        while not burst.done and self.srp.send_queue_bytes < queue_limit:
+        while burst.sent < allowed and self.srp.send_queue_bytes < queue_limit:
             commands = handle(srp.AppSend(burst.message(time.monotonic_ns())), now)
             if commands:
                 self._execute(commands)
@@ -451,20 +454,33 @@ class NodeRuntime:
             self.burst = None
             if self.burst_done is not None and not self.burst_done.done():
                 self.burst_done.set_result(None)
-        elif pushed:
-            burst.waits += 1
+        elif burst.sent < allowed:
+            if pushed:
+                burst.waits += 1
+        elif self.pace_timer is None:
+            delay = (burst.due_ns(burst.sent) - time.monotonic_ns()) / 1e9
+            self.pace_timer = self.loop.call_later(max(delay, 0.0), self._paced)
+
+    def _paced(self) -> None:
+        self.pace_timer = None
+        if self.burst is not None:
+            self._refill()
 
     async def _cmd_bench_send(self, request: dict[str, Any]) -> dict[str, Any]:
-        """Multicast ``count`` messages of ``size`` bytes; answers when all are queued."""
+        """Multicast ``count`` messages of ``size`` bytes, at most ``rate`` per second if
+        given; answers when all are queued."""
         if self.burst is not None:
             raise CommandRefused("a benchmark burst is already being sent from this node")
         count, size = int(request["count"]), int(request["size"])
+        rate = float(request.get("rate", 0.0))
         try:
             bench.check_burst(count, size)
+            if rate < 0:
+                raise ValueError(f"rate must be positive, got {rate:g}")
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         queue_limit = int(request.get("queue_bytes", 0)) or bench.default_queue_bytes(size)
-        burst = bench.Burst(count, size, queue_limit, started_ns=time.monotonic_ns())
+        burst = bench.Burst(count, size, queue_limit, rate=rate, started_ns=time.monotonic_ns())
         self.burst = burst
         self.burst_done = self.loop.create_future()
         self._refill()
