@@ -48,6 +48,7 @@ COROSYNC = "tperfc-bench"
 HERE = Path(__file__).resolve().parent
 DEFAULT_COUNTS = {64: 100_000, 1024: 50_000, 65536: 2_000}
 # corosync 3.1.7 on this kind of machine, 2 cores (reference/corosync-lab/README.md, section 7)
+CLIENT_PREFIX: list[str] = []  # ["chrt", "-r", "1"] with --realtime: the CPG client too
 REFERENCE = {64: (47_976, 0.55), 1024: (34_613, 3.9), 65536: (738, 37.9)}
 
 
@@ -195,7 +196,7 @@ def last_json(text: str) -> dict[str, Any]:
 def corosync_burst(state: lab_state.LabState, binary: Path, size: int, count: int) -> Run:
     receivers = {
         n: subprocess.Popen(
-            in_node(state, n, [str(binary), "recv", str(count), "3"]),
+            in_node(state, n, [*CLIENT_PREFIX, str(binary), "recv", str(count), "3"]),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -203,7 +204,7 @@ def corosync_burst(state: lab_state.LabState, binary: Path, size: int, count: in
         for n in (2, 3)
     }
     sender = subprocess.run(
-        in_node(state, 1, [str(binary), "send", str(count), str(size), "3"]),
+        in_node(state, 1, [*CLIENT_PREFIX, str(binary), "send", str(count), str(size), "3"]),
         capture_output=True,
         text=True,
         timeout=600,
@@ -224,7 +225,7 @@ def corosync_echo(
     state: lab_state.LabState, binary: Path, size: int, count: int
 ) -> dict[str, float]:
     done = subprocess.run(
-        in_node(state, 1, [str(binary), "echo", str(count), str(size)]),
+        in_node(state, 1, [*CLIENT_PREFIX, str(binary), "echo", str(count), str(size)]),
         capture_output=True,
         text=True,
         timeout=300,
@@ -310,20 +311,20 @@ def run(args: argparse.Namespace, sizes: list[int], with_corosync: bool) -> list
 
 def print_report(engines: list[Engine], sizes: list[int]) -> None:
     print(f"\nmachine: {os.cpu_count()} cpu(s), load {os.getloadavg()[0]:.1f}; 3 nodes, sender n1")
-    head = f"{'size':>7}  {'engine':<26}{'msgs/s':>9}{'MB/s':>8}{'p50 ms':>8}{'p99 ms':>8}"
+    head = f"{'size':>7}  {'engine':<28}{'msgs/s':>9}{'MB/s':>8}{'p50 ms':>8}{'p99 ms':>8}"
     print(head + "  per node p50/p99 ms, notes")
     for size in sizes:
         for engine in engines:
             run = engine.bursts[size]
             rate = run.receivers_rate()
             print(
-                f"{size:>7}  {engine.label:<26}{rate:>9.0f}{rate * size / 1e6:>8.2f}"
+                f"{size:>7}  {engine.label:<28}{rate:>9.0f}{rate * size / 1e6:>8.2f}"
                 f"{run.p('p50'):>8.2f}{run.p('p99'):>8.1f}  {run.per_node_latency()}; {run.note}"
             )
         if len(engines) == 2:
             ours, theirs = (e.bursts[size] for e in engines)
             print(
-                f"{'':>7}  {'ratio pvectl/corosync':<26}"
+                f"{'':>7}  {'ratio pvectl/corosync':<28}"
                 f"{ours.receivers_rate() / theirs.receivers_rate():>8.2f}x"
                 f"{'':>8}{ours.p('p50') / theirs.p('p50'):>7.2f}x"
                 f"{ours.p('p99') / theirs.p('p99'):>7.2f}x"
@@ -332,7 +333,7 @@ def print_report(engines: list[Engine], sizes: list[int]) -> None:
             if paced is not None:
                 rate = paced.receivers_rate()
                 print(
-                    f"{'':>7}  {'pvectl at corosync rate':<26}{rate:>9.0f}{rate * size / 1e6:>8.2f}"
+                    f"{'':>7}  {'pvectl at corosync rate':<28}{rate:>9.0f}{rate * size / 1e6:>8.2f}"
                     f"{paced.p('p50'):>8.2f}{paced.p('p99'):>8.1f}  "
                     f"{paced.per_node_latency()}; p50 ratio "
                     f"{paced.p('p50') / theirs.p('p50'):.2f}x, p99 ratio "
@@ -341,7 +342,7 @@ def print_report(engines: list[Engine], sizes: list[int]) -> None:
         ref_rate, ref_p50 = REFERENCE.get(size, (0, 0.0))
         if ref_rate:
             print(
-                f"{'':>7}  {'(reference corosync)':<26}{ref_rate:>9}"
+                f"{'':>7}  {'(reference corosync)':<28}{ref_rate:>9}"
                 f"{ref_rate * size / 1e6:>8.2f}{ref_p50:>8.2f}"
             )
     print("\nidle round trip (send one, wait for own agreed delivery), ms p50 / p99")
@@ -365,7 +366,7 @@ def print_report(engines: list[Engine], sizes: list[int]) -> None:
             shown = f"{seconds:.2f} s" if seconds is not None else "did not settle"
             ratio = f" ({seconds / formula:.2f}x)" if seconds else ""
             print(
-                f"  {engine.label:<26}{shown}  vs token {token:.2f} + consensus {consensus:.2f}"
+                f"  {engine.label:<28}{shown}  vs token {token:.2f} + consensus {consensus:.2f}"
                 f" = {formula:.2f} s{ratio}"
             )
 
@@ -396,6 +397,8 @@ def main() -> int:
     if with_corosync and (missing := corosync_missing()):
         print(f"corosync part skipped: {missing}")
         with_corosync = False
+    if args.realtime:
+        CLIENT_PREFIX[:] = ["chrt", "-r", "1"]
     engines = run(args, sizes, with_corosync)
     print_report(engines, sizes)
     return 0
