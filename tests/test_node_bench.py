@@ -97,6 +97,12 @@ def test_bursts_from_two_senders_arrive_in_one_order_everywhere(
     assert len({r["order_sha256"] for r in results.values()}) == 1
 
 
+def test_a_paced_burst_takes_at_least_count_over_rate(sockets: dict[int, Path]) -> None:
+    reply = _call(sockets[2], "bench_send", count=30, size=64, rate=100.0)
+    # message i may leave at i / rate: the last one not before 0.29 s
+    assert reply["sent"] == 30 and reply["seconds"] >= 0.29
+
+
 def test_echo_and_bad_requests(sockets: dict[int, Path]) -> None:
     echo = _call(sockets[3], "bench_echo", count=5, size=64)
     assert echo["count"] == 5 and echo["round_trip_ms"]["p50"] > 0
