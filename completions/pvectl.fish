@@ -146,6 +146,7 @@ complete -c pvectl -n '__pvectl_at \'lab up\'' -l durability -x -d 'Embedded con
 complete -c pvectl -n '__pvectl_at \'lab up\'' -l coupling -x -d 'Embedded config store: coupled (fsync in the protocol loop, a slow disk stalls the token) or decoupled (group commit off the token path).'
 complete -c pvectl -n '__pvectl_at \'lab up\'' -l qdevice -d 'corosync engine: add a qnetd (pvectl qdevice serve, TLS) and run the real corosync-qdevice on every node.'
 complete -c pvectl -n '__pvectl_at \'lab up\'' -l qdevice-algorithm -x -d 'ffsplit (default) or lms.'
+complete -c pvectl -n '__pvectl_at \'lab up\'' -l netmtu -x -d 'Embedded: totem netmtu in bytes (default 1400, as corosync); loopback carries up to 65507, which packs more messages per token visit.'
 complete -c pvectl -n '__pvectl_at \'lab up\'' -l output-format -x -a 'text json json-pretty yaml' -d 'text (default, human), json, json-pretty or yaml (Proxmox\'s option name).'
 complete -c pvectl -n '__pvectl_at \'lab up\'' -s h -l help -d 'Show help and exit.'
 complete -c pvectl -n '__pvectl_at \'lab up\'' -l debug -d 'Show tracebacks on errors (also accepted after the subcommand).'

@@ -39,6 +39,10 @@ PORT = 5405
 Report = Callable[[str], None]
 
 
+MIN_NETMTU = 576
+MAX_NETMTU = 65507  # the largest UDP payload over IPv4 (loopback's MTU is 65536)
+
+
 def _quiet(_: str) -> None:
     pass
 
@@ -57,6 +61,7 @@ class UpOptions:
     coupling: str = "decoupled"
     last_man_standing: bool = False
     auto_tie_breaker: bool = False
+    netmtu: int | None = None
 
 
 def available() -> bool:
@@ -74,6 +79,8 @@ def check_options(options: UpOptions) -> None:
         raise UsageError("--two-node needs exactly 2 nodes")
     if options.token is not None and options.token < 50:
         raise UsageError("--token is in milliseconds and must be at least 50")
+    if options.netmtu is not None and not MIN_NETMTU <= options.netmtu <= MAX_NETMTU:
+        raise UsageError(f"--netmtu must be in {MIN_NETMTU}..{MAX_NETMTU} bytes")
     if options.durability not in ("fsync", "wal-normal"):
         raise UsageError("--durability must be fsync or wal-normal")
     if options.coupling not in ("coupled", "decoupled"):
@@ -123,6 +130,8 @@ def build_conf(state: LabState, options: UpOptions, authkey: Path) -> str:
     )
     if options.token is not None:
         totem.values["token"] = str(options.token)
+    if options.netmtu is not None:
+        totem.values["netmtu"] = str(options.netmtu)
     nodelist = Section("nodelist")
     for node in state.nodes:
         nodelist.children.append(

@@ -24,8 +24,8 @@ from typing import Any
 
 from pvectl.cfs import memdb as mdb
 from pvectl.cfs.dfsm import tree_hash
-from pvectl.errors import PvectlError, UsageError
-from pvectl.node import control
+from pvectl.errors import CommandRefused, ExitCode, PvectlError, UsageError
+from pvectl.node import bench, control
 from pvectl.node.backing_store import BackingStore
 from pvectl.node.config import NodeConfig
 from pvectl.node.services import (
@@ -103,6 +103,15 @@ class NodeRuntime:
         self.stopping = asyncio.Event()
         self.ring_formed = asyncio.Event()
         self.started_ns = time.monotonic_ns()
+        self.bench = bench.Recorder()
+        self.burst: bench.Burst | None = None
+        self.burst_done: asyncio.Future[None] | None = None
+        self.pace_timer: asyncio.TimerHandle | None = None
+        self.echo_wait: asyncio.Future[int] | None = None  # own delivery time, for bench_echo
+        self.other_nodes = tuple(p.node_id for p in self.config.peers if p.node_id != self.node_id)
+        self.pending: list[srp.Deliver | srp.ConfigChange] = []
+        self.receiving = False  # inside a receive batch: deliveries wait for its end
+        self.flushing = False
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -119,7 +128,11 @@ class NodeRuntime:
         peers = {p.node_id: (p.address, p.port) for p in self.config.peers}
         me = self.config.me
         self.transport = await UdpTransport.bind(
-            (me.address, me.port), peers, self._on_datagram, self.faults
+            (me.address, me.port),
+            peers,
+            self._on_datagram,
+            self.faults,
+            on_batch_end=self._on_batch_end,
         )
         server = await control.serve(self.state_dir / "control.sock", self._on_request)
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -153,53 +166,96 @@ class NodeRuntime:
     # --- driving the protocol ---------------------------------------------------------------
 
     def _on_datagram(self, _peer: int, data: bytes) -> None:
+        self.receiving = True
         self._execute(self.srp.handle(srp.PacketReceived(data), self.loop.time()))
+
+    def _on_batch_end(self) -> None:
+        """The socket is drained: now deliver what the batch brought (tokens went on)."""
+        self.receiving = False
+        if self.pending:
+            self._flush()
+        if self.burst is not None:
+            self._refill()
 
     def _on_timer(self, kind: srp.TimerKind) -> None:
         self.timers.pop(kind, None)
         self._execute(self.srp.handle(srp.TimerFired(kind), self.loop.time()))
+        if self.burst is not None:
+            self._refill()
 
     def _multicast(self, payload: bytes) -> None:
         self._execute(self.srp.handle(srp.AppSend(payload), self.loop.time()))
 
     def _execute(self, commands: list[srp.Command]) -> None:
+        """Run the machine's commands: network and timers at once; deliveries and
+        configuration changes (in their order) once the current receive batch is over,
+        so a token is forwarded before this node works through the frames it came with."""
         transport = self.transport
         assert transport is not None
         for command in commands:
-            if isinstance(command, srp.SendTo):
-                transport.send(command.node, command.data)
-            elif isinstance(command, srp.SendAll):
-                for peer in self.config.peers:
-                    if peer.node_id != self.node_id:
-                        transport.send(peer.node_id, command.data)
-            elif isinstance(command, srp.SetTimer):
+            kind = type(command)
+            if kind is srp.Deliver or kind is srp.ConfigChange:
+                self.pending.append(command)  # type: ignore[arg-type]
+            elif kind is srp.SendAll:
+                data = command.data  # type: ignore[union-attr]
+                for node in self.other_nodes:
+                    transport.send(node, data)
+            elif kind is srp.SendTo:
+                transport.send(command.node, command.data)  # type: ignore[union-attr]
+            elif kind is srp.SetTimer:
+                assert isinstance(command, srp.SetTimer)
                 old = self.timers.pop(command.kind, None)
                 if old is not None:
                     old.cancel()
                 self.timers[command.kind] = self.loop.call_at(
                     command.deadline, self._on_timer, command.kind
                 )
-            elif isinstance(command, srp.CancelTimer):
+            elif kind is srp.CancelTimer:
+                assert isinstance(command, srp.CancelTimer)
                 handle = self.timers.pop(command.kind, None)
                 if handle is not None:
                     handle.cancel()
-            elif isinstance(command, srp.Deliver):
-                self._services(
-                    self.services.deliver(
-                        command.sender, command.payload, int(time.time()), time.monotonic_ns()
-                    )
-                )
-            elif isinstance(command, srp.ConfigChange):
-                self._config_change(command)
-            elif isinstance(command, srp.PersistRingSeq):
+            elif kind is srp.PersistRingSeq:
+                assert isinstance(command, srp.PersistRingSeq)
                 self._persist_ring_seq(command.seq)
-            elif isinstance(command, srp.Log):
+            elif kind is srp.Log:
+                assert isinstance(command, srp.Log)
                 getattr(
                     self.log,
                     command.level
                     if command.level in ("debug", "info", "warning", "error")
                     else "info",
                 )("[TOTEM ] %s", command.text)
+        if self.pending and not self.receiving:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Hand deliveries and configuration changes to the services, in agreed order.
+        Re-entrant calls (a service multicasting) only queue; the outer loop drains."""
+        if self.flushing:
+            return
+        self.flushing = True
+        try:
+            pending = self.pending
+            while pending:
+                batch, self.pending = pending, []
+                for command in batch:
+                    if type(command) is srp.Deliver:
+                        payload = command.payload
+                        if payload and payload[0] == bench.SERVICE_BENCH:
+                            self._bench_delivered(command.sender, payload)
+                        else:
+                            self._services(
+                                self.services.deliver(
+                                    command.sender, payload, int(time.time()), time.monotonic_ns()
+                                )
+                            )
+                    else:
+                        assert isinstance(command, srp.ConfigChange)
+                        self._config_change(command)
+                pending = self.pending
+        finally:
+            self.flushing = False
 
     def _persist_ring_seq(self, seq: int) -> None:
         tmp = self.ring_file.with_suffix(".tmp")
@@ -389,6 +445,113 @@ class NodeRuntime:
         self._services(outputs)
         return await future
 
+    # --- the benchmark service (service 4) --------------------------------------------------
+
+    def _bench_delivered(self, sender: int, payload: bytes) -> None:
+        now_ns = time.monotonic_ns()
+        self.bench.delivered(sender, payload, now_ns)
+        waiter = self.echo_wait
+        if waiter is not None and sender == self.node_id and not waiter.done():
+            waiter.set_result(now_ns)
+
+    def _refill(self) -> None:
+        """Top the Totem send queue up to the burst's limit (called after every event);
+        a paced burst only sends what its rate allows by now, and sets a timer for more."""
+        burst = self.burst
+        assert burst is not None
+        handle = self.srp.handle
+        queue_limit = burst.queue_limit
+        now = self.loop.time()
+        allowed = burst.allowed(time.monotonic_ns())
+        pushed = False
+        while burst.sent < allowed and self.srp.send_queue_bytes < queue_limit:
+            commands = handle(srp.AppSend(burst.message(time.monotonic_ns())), now)
+            if commands:
+                self._execute(commands)
+            pushed = True
+        if burst.done:
+            burst.finished_ns = time.monotonic_ns()
+            self.burst = None
+            if self.burst_done is not None and not self.burst_done.done():
+                self.burst_done.set_result(None)
+        elif burst.sent < allowed:
+            if pushed:
+                burst.waits += 1
+        elif self.pace_timer is None:
+            delay = (burst.due_ns(burst.sent) - time.monotonic_ns()) / 1e9
+            self.pace_timer = self.loop.call_later(max(delay, 0.0), self._paced)
+
+    def _paced(self) -> None:
+        self.pace_timer = None
+        if self.burst is not None:
+            self._refill()
+
+    async def _cmd_bench_send(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Multicast ``count`` messages of ``size`` bytes, at most ``rate`` per second if
+        given; answers when all are queued."""
+        if self.burst is not None:
+            raise CommandRefused("a benchmark burst is already being sent from this node")
+        count, size = int(request["count"]), int(request["size"])
+        rate = float(request.get("rate", 0.0))
+        try:
+            bench.check_burst(count, size)
+            if rate < 0:
+                raise ValueError(f"rate must be positive, got {rate:g}")
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        queue_limit = int(request.get("queue_bytes", 0)) or bench.default_queue_bytes(size)
+        burst = bench.Burst(count, size, queue_limit, rate=rate, started_ns=time.monotonic_ns())
+        self.burst = burst
+        self.burst_done = self.loop.create_future()
+        self._refill()
+        await self.burst_done
+        return {
+            "ok": True,
+            "sent": burst.sent,
+            "waits": burst.waits,
+            "seconds": (burst.finished_ns - burst.started_ns) / 1e9,
+        }
+
+    async def _cmd_bench_echo(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Round trips: send one message, wait for its own agreed delivery, ``count`` times."""
+        if self.burst is not None or self.echo_wait is not None:
+            raise CommandRefused("a benchmark is already running on this node")
+        count, size = int(request["count"]), int(request["size"])
+        try:
+            bench.check_burst(count, size)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        timeout = float(request.get("timeout", 5.0))
+        burst = bench.Burst(count, size, 0)
+        samples: list[int] = []
+        try:
+            while not burst.done:
+                self.echo_wait = self.loop.create_future()
+                sent_ns = time.monotonic_ns()
+                self._multicast(burst.message(sent_ns))
+                delivered_ns = await asyncio.wait_for(self.echo_wait, timeout)
+                samples.append(delivered_ns - sent_ns)
+        except TimeoutError:
+            raise PvectlError(
+                f"own message not delivered within {timeout:g} s (is the ring formed?)",
+                ExitCode.TEMP_FAIL,
+            ) from None
+        finally:
+            self.echo_wait = None
+        samples.sort()
+        return {"ok": True, "count": len(samples), "round_trip_ms": bench.summary_ms(samples)}
+
+    async def _cmd_bench_reset(self, _: dict[str, Any]) -> dict[str, Any]:
+        self.bench = bench.Recorder()
+        return {"ok": True}
+
+    async def _cmd_bench_result(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Deliveries so far; ``count_only`` is the cheap form for polling during a run."""
+        if request.get("count_only"):
+            return {"ok": True, "node_id": self.node_id, "count": self.bench.count}
+        result = self.bench.result(with_order=bool(request.get("order", False)))
+        return {"ok": True, "node_id": self.node_id, **result}
+
     # --- the control socket ----------------------------------------------------------------
 
     async def _on_request(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -431,23 +594,10 @@ class NodeRuntime:
         )
 
     async def _cmd_status(self, _: dict[str, Any]) -> dict[str, Any]:
-        status = quorum_status(
-            self.services.quorum,
-            self.services.ring_id,
-            self.config.names,
-            self.config.cluster,
-            source="lab",
-        )
-        return {"ok": True, "status": to_jsonable(status)}
+        return {"ok": True, "status": to_jsonable(self._status())}
 
     async def _cmd_nodes(self, _: dict[str, Any]) -> dict[str, Any]:
-        status = quorum_status(
-            self.services.quorum,
-            self.services.ring_id,
-            self.config.names,
-            self.config.cluster,
-            source="lab",
-        )
+        status = self._status()
         return {"ok": True, "nodes": to_jsonable(NodeList(status.members, status.qdevice, "lab"))}
 
     async def _cmd_expected(self, request: dict[str, Any]) -> dict[str, Any]:

@@ -13,7 +13,6 @@ import random
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import cast
 
 Address = tuple[str, int]
 
@@ -38,19 +37,39 @@ class FaultFilter:
         return copies, self.delay_ms / 1000.0
 
 
-class UdpTransport(asyncio.DatagramProtocol):
+class UdpTransport:
+    """A non-blocking UDP socket read from a reader callback that drains it.
+
+    asyncio's datagram transport hands over one datagram per loop iteration (one epoll
+    wait each); draining up to ``MAX_BATCH`` datagrams per wake-up, then calling
+    ``on_batch_end`` once, lets the runtime forward the token before it works through
+    the deliveries of the frames that came with it. Sends go straight to ``sendto``: a
+    datagram the kernel refuses (full buffer) is dropped and counted, as on a real
+    network, and Totem retransmits it.
+    """
+
+    MAX_BATCH = 64
+
     def __init__(
         self,
+        sock: socket.socket,
         peers: dict[int, Address],
         on_datagram: Callable[[int, bytes], None],
         faults: FaultFilter | None = None,
+        on_batch_end: Callable[[], None] | None = None,
     ) -> None:
+        self.sock = sock
         self.peers = peers
         self.by_address = {(_norm(host), port): node for node, (host, port) in peers.items()}
         self.on_datagram = on_datagram
+        self.on_batch_end = on_batch_end
         self.faults = faults or FaultFilter()
-        self.transport: asyncio.DatagramTransport | None = None
         self.unknown_sources = 0
+        self.send_errors = 0
+        self.loop = asyncio.get_running_loop()
+        self._closed = False
+        self._sendto = sock.sendto
+        self.loop.add_reader(sock.fileno(), self._read_ready)
 
     @classmethod
     async def bind(
@@ -59,43 +78,75 @@ class UdpTransport(asyncio.DatagramProtocol):
         peers: dict[int, Address],
         on_datagram: Callable[[int, bytes], None],
         faults: FaultFilter | None = None,
+        on_batch_end: Callable[[], None] | None = None,
     ) -> UdpTransport:
-        loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in local[0] else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_DGRAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8 << 20)
-        sock.bind(local)
-        _, protocol = await loop.create_datagram_endpoint(
-            lambda: cls(peers, on_datagram, faults), sock=sock
-        )
-        return protocol
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8 << 20)
+            sock.setblocking(False)
+            sock.bind(local)
+        except OSError:
+            sock.close()
+            raise
+        return cls(sock, peers, on_datagram, faults, on_batch_end)
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.DatagramTransport, transport)
+    def _read_ready(self) -> None:
+        recvfrom = self.sock.recvfrom
+        received = 0
+        try:
+            while received < self.MAX_BATCH:
+                try:
+                    data, addr = recvfrom(65536)
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError:  # ICMP unreachable reported on the socket: the peer is down
+                    continue
+                received += 1
+                self._received(data, addr)
+        finally:
+            if received and self.on_batch_end is not None and not self._closed:
+                self.on_batch_end()
 
-    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+    def _received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         peer = self.by_address.get((_norm(str(addr[0])), int(addr[1])))
         if peer is None:
             self.unknown_sources += 1
             return
-        copies, delay = self.faults.verdict(peer)
+        faults = self.faults
+        if not (faults.blocked or faults.loss_pct or faults.duplicate_pct or faults.delay_ms):
+            self.on_datagram(peer, data)
+            return
+        copies, delay = faults.verdict(peer)
         for _ in range(copies):
             if delay > 0:
-                asyncio.get_running_loop().call_later(delay, self.on_datagram, peer, data)
+                self.loop.call_later(delay, self._delayed, peer, data)
             else:
                 self.on_datagram(peer, data)
 
-    def error_received(self, exc: Exception) -> None:  # ICMP unreachable: the peer is down
-        pass
+    def _delayed(self, peer: int, data: bytes) -> None:
+        if not self._closed:
+            self.on_datagram(peer, data)
+            if self.on_batch_end is not None:
+                self.on_batch_end()
 
     def send(self, node: int, data: bytes) -> None:
-        if self.transport is not None and node in self.peers:
-            self.transport.sendto(data, self.peers[node])
+        address = self.peers.get(node)
+        if address is None or self._closed:
+            return
+        try:
+            self._sendto(data, address)
+        except (BlockingIOError, InterruptedError):
+            self.send_errors += 1
+        except OSError:  # e.g. ECONNREFUSED from an earlier ICMP: the peer is down
+            self.send_errors += 1
 
     def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
+        if not self._closed:
+            self._closed = True
+            self.loop.remove_reader(self.sock.fileno())
+            self.sock.close()
 
 
 def _norm(host: str) -> str:

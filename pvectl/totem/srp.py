@@ -289,6 +289,23 @@ class Log:
 
 Command = SendTo | SendAll | SetTimer | CancelTimer | Deliver | ConfigChange | PersistRingSeq | Log
 
+_set_deliver_fields = tuple(
+    Deliver.__dict__[name].__set__ for name in ("sender", "payload", "ring_id", "seq")
+)
+
+
+def _new_deliver(sender: int, payload: bytes, ring_id: RingId, seq: int) -> Deliver:
+    """``Deliver(...)`` without the frozen ``__init__``'s per-field ``object.__setattr__``:
+    one is made per delivered message, and this halves its cost. Equal to ``Deliver(...)``
+    and just as frozen afterwards."""
+    deliver: Deliver = object.__new__(Deliver)
+    set_sender, set_payload, set_ring, set_seq = _set_deliver_fields
+    set_sender(deliver, sender)
+    set_payload(deliver, payload)
+    set_ring(deliver, ring_id)
+    set_seq(deliver, seq)
+    return deliver
+
 
 class _Buf:
     """Messages of one ring: the sort queue and its watermarks."""
@@ -865,7 +882,7 @@ class Srp:
         ring = m.ring_id
         out = self._out
         for payload in self._reasm.unpack(origin, m.payload):
-            out.append(Deliver(origin, payload, ring, seq))
+            out.append(_new_deliver(origin, payload, ring, seq))
 
     def _deliver_ready(self) -> None:
         buf = self._reg
