@@ -272,9 +272,7 @@ def test_unreachable_qnetd_port_is_refused_before_any_change(rig: Rig) -> None:
 
 def test_unreachable_qnetd_host(rig: Rig) -> None:
     silent = rig.qnetd_address["a"].rsplit(".", 1)[0] + ".151"
-    result = rig.pvectl(
-        "qdevice", "setup", silent, *rig.hosts("a"), "--connect-timeout", "1.5"
-    )
+    result = rig.pvectl("qdevice", "setup", silent, *rig.hosts("a"), "--connect-timeout", "1.5")
     assert result.returncode == 69, result.stdout + result.stderr
     assert "qnetd host: " in result.stderr and "unreachable" in result.stderr
 
@@ -294,6 +292,19 @@ def test_missing_node_and_bad_address(rig: Rig) -> None:
     assert "no --host reaches node(s)" in partial.stderr
     name = rig.pvectl("qdevice", "setup", "qnetd.example", *rig.hosts("a"))
     assert name.returncode == 64 and "IP address" in name.stderr
+
+
+def test_used_certificate_store_is_refused_without_force(rig: Rig) -> None:
+    store = rig.nssdb("a", 2)
+    store.mkdir(parents=True)
+    try:
+        result = rig.pvectl("qdevice", "setup", rig.qnetd_address["a"], *rig.hosts("a"))
+        assert result.returncode == 78, result.stdout + result.stderr
+        assert "certificate store already initialised on a2" in result.stderr
+        assert "--force" in result.stderr
+        assert not rig.nssdb("a", 1).exists()
+    finally:
+        store.rmdir()
 
 
 def test_odd_cluster_refused_without_force(rig: Rig) -> None:

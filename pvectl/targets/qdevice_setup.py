@@ -17,6 +17,7 @@ import base64
 import copy
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import partial
 
@@ -446,7 +447,9 @@ def setup(
             "'corosync-qnetd' there",
             ExitCode.UNAVAILABLE,
         )
-    closed = [n.host for n in found.nodes if not port_open(runners[n.host], address)]
+    with ThreadPoolExecutor(max_workers=min(len(found.nodes), 16)) as pool:
+        reachable = list(pool.map(lambda n: port_open(runners[n.host], address), found.nodes))
+    closed = [n.host for n, ok in zip(found.nodes, reachable, strict=True) if not ok]
     if closed:
         raise PvectlError(
             f"qnetd {address}:{QNETD_PORT} is not reachable from {', '.join(closed)}: is "
