@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -334,12 +335,39 @@ def survey(session: SshSession, hosts: Sequence[HostSpec]) -> Survey:
 # ---- the plan runner ----------------------------------------------------------------------
 
 
+def on_each(runners: Sequence[SshRunner], action: Callable[[SshRunner], object]) -> None:
+    """``action`` on every host in parallel; the first host's error (in order) is raised."""
+    errors: list[PvectlError | None] = []
+
+    def one(runner: SshRunner) -> PvectlError | None:
+        try:
+            action(runner)
+        except PvectlError as exc:
+            return exc
+        return None
+
+    with ThreadPoolExecutor(max_workers=min(len(runners), 16)) as pool:
+        errors = list(pool.map(one, runners))
+    for error in errors:
+        if error is not None:
+            raise error
+
+
 @dataclass
 class _Plan:
     steps: list[tuple[str, Callable[[], object]]] = field(default_factory=list)
 
     def add(self, text: str, action: Callable[[], object]) -> None:
         self.steps.append((text, action))
+
+    def add_each(
+        self, text: str, runners: Sequence[SshRunner], action: Callable[[SshRunner], object]
+    ) -> None:
+        """One step on several hosts at once (each host's own commands stay in order)."""
+        if not runners:
+            return
+        hosts = ", ".join(r.spec.text for r in runners)
+        self.add(f"{hosts}: {text}", partial(on_each, runners, action))
 
     def texts(self) -> tuple[str, ...]:
         return tuple(text for text, _ in self.steps)
@@ -373,11 +401,11 @@ def _conf_writes(plan: _Plan, survey_: Survey, runners: dict[str, SshRunner], ne
             lambda: _wait_conf_version(survey_, runners, version),
         )
         return
-    for node in survey_.nodes:
-        plan.add(
-            f"{node.host}: write {COROSYNC_CONF} (config_version {version})",
-            partial(write_text, runners[node.host], COROSYNC_CONF, text),
-        )
+    plan.add_each(
+        f"write {COROSYNC_CONF} (config_version {version}), identical on every node",
+        [runners[n.host] for n in survey_.nodes],
+        lambda runner: write_text(runner, COROSYNC_CONF, text),
+    )
 
 
 def _wait_conf_version(survey_: Survey, runners: dict[str, SshRunner], version: int) -> None:
@@ -462,13 +490,19 @@ def setup(
     new_config = with_device(found.config, device_section(address, chosen, tls))
     first, *others = found.nodes
     first_runner = runners[first.host]
+    all_runners = [runners[n.host] for n in found.nodes]
     temps: dict[str, str] = {}
+    temps_lock = threading.Lock()
 
     def temp(runner: SshRunner) -> str:
         key = runner.spec.text
-        if key not in temps:
-            temps[key] = make_temp_dir(runner)
-        return temps[key]
+        with temps_lock:
+            known = temps.get(key)
+        if known is None:
+            known = make_temp_dir(runner)
+            with temps_lock:
+                temps[key] = known
+        return known
 
     plan = _Plan()
     qnetd_has_db = _exists(qrunner, f"{QNETD_DB}/cert9.db") or _exists(
@@ -481,23 +515,22 @@ def setup(
             f"{qnetd.text}: corosync-qnetd-certutil -i (create the qnetd CA)",
             lambda: _ok(qrunner, ["corosync-qnetd-certutil", "-i"], "corosync-qnetd-certutil -i"),
         )
-    for node in found.nodes:
-        runner = runners[node.host]
-        if node.has_nssdb:
-            plan.add(
-                f"{node.host}: delete the old certificate store {NODE_DB} (--force)",
-                partial(_ok, runner, ["rm", "-rf", "--", NODE_DB], "rm"),
-            )
+    plan.add_each(
+        f"delete the old certificate store {NODE_DB} (--force)",
+        [runners[n.host] for n in found.nodes if n.has_nssdb],
+        lambda r: _ok(r, ["rm", "-rf", "--", NODE_DB], "rm"),
+    )
 
-        def init_node(r: SshRunner = runner) -> None:
-            ca = f"{temp(r)}/qnetd-cacert.crt"
-            copy_file(qrunner, f"{QNETD_DB}/qnetd-cacert.crt", r, ca)
-            _ok(r, ["corosync-qdevice-net-certutil", "-i", "-c", ca], "certutil -i")
+    def init_node(r: SshRunner) -> None:
+        ca = f"{temp(r)}/qnetd-cacert.crt"
+        copy_file(qrunner, f"{QNETD_DB}/qnetd-cacert.crt", r, ca)
+        _ok(r, ["corosync-qdevice-net-certutil", "-i", "-c", ca], "certutil -i")
 
-        plan.add(
-            f"{node.host}: copy qnetd's CA, corosync-qdevice-net-certutil -i -c qnetd-cacert.crt",
-            init_node,
-        )
+    plan.add_each(
+        "copy qnetd's CA, corosync-qdevice-net-certutil -i -c qnetd-cacert.crt",
+        all_runners,
+        init_node,
+    )
     plan.add(
         f"{first.host}: corosync-qdevice-net-certutil -r -n {cluster} (certificate request)",
         lambda: _ok(
@@ -529,31 +562,28 @@ def setup(
         "(import, export qdevice-net-node.p12)",
         import_signed,
     )
-    for node in others:
 
-        def import_p12(r: SshRunner = runners[node.host]) -> None:
-            p12 = f"{temp(r)}/qdevice-net-node.p12"
-            copy_file(first_runner, f"{NODE_DB}/qdevice-net-node.p12", r, p12)
-            _ok(r, ["corosync-qdevice-net-certutil", "-m", "-c", p12], "certutil -m")
+    def import_p12(r: SshRunner) -> None:
+        p12 = f"{temp(r)}/qdevice-net-node.p12"
+        copy_file(first_runner, f"{NODE_DB}/qdevice-net-node.p12", r, p12)
+        _ok(r, ["corosync-qdevice-net-certutil", "-m", "-c", p12], "certutil -m")
 
-        plan.add(
-            f"{node.host}: copy qdevice-net-node.p12, corosync-qdevice-net-certutil -m",
-            import_p12,
-        )
+    plan.add_each(
+        "copy qdevice-net-node.p12, corosync-qdevice-net-certutil -m -c qdevice-net-node.p12",
+        [runners[n.host] for n in others],
+        import_p12,
+    )
     _conf_writes(plan, found, runners, new_config)
     plan.add(
         f"{first.host}: corosync-cfgtool -R (reload on every node)", lambda: _reload(first_runner)
     )
-    for node in found.nodes:
-        manager = managers[node.host]
-        how = (
+    for systemd in (True, False):
+        plan.add_each(
             "systemctl start + enable corosync-qdevice"
-            if manager.systemd
-            else "start corosync-qdevice (no systemd there: not enabled at boot)"
-        )
-        plan.add(
-            f"{node.host}: {how}",
-            partial(manager.start, runners[node.host]),
+            if systemd
+            else "start corosync-qdevice (no systemd there: not enabled at boot)",
+            [runners[n.host] for n in found.nodes if n.systemd == systemd],
+            ServiceManager(systemd).start,
         )
     votes: dict[str, str] = {}
     plan.add(
@@ -591,13 +621,17 @@ def parse_spec(text: str, hosts: Sequence[HostSpec]) -> HostSpec:
 def wait_for_votes(runners: dict[str, SshRunner], found: Survey, wait: float) -> dict[str, str]:
     """Every node's Qdevice column shows A,V (alive, voting), or the error says why not."""
     deadline = time.monotonic() + wait
+
+    def view_of(host: str) -> QdeviceStatus | str:
+        try:
+            return local_qdevice_status(runners[host])
+        except PvectlError as exc:
+            return str(exc)
+
     while True:
-        views: dict[str, QdeviceStatus | str] = {}
-        for node in found.nodes:
-            try:
-                views[node.host] = local_qdevice_status(runners[node.host])
-            except PvectlError as exc:
-                views[node.host] = str(exc)
+        hosts = [n.host for n in found.nodes]
+        with ThreadPoolExecutor(max_workers=min(len(hosts), 16)) as pool:
+            views = dict(zip(hosts, pool.map(view_of, hosts), strict=True))
         flags = {
             host: (v.votequorum_flags or "") if isinstance(v, QdeviceStatus) else ""
             for host, v in views.items()
@@ -638,22 +672,22 @@ def remove(
     new_config = without_device(found.config)
     first = found.nodes[0]
     plan = _Plan()
-    for node in found.nodes:
-        verb = "systemctl stop + disable" if managers[node.host].systemd else "stop"
-        plan.add(
-            f"{node.host}: {verb} corosync-qdevice",
-            partial(managers[node.host].stop, runners[node.host]),
+    for systemd in (True, False):
+        plan.add_each(
+            "systemctl stop + disable corosync-qdevice" if systemd else "stop corosync-qdevice",
+            [runners[n.host] for n in found.nodes if n.systemd == systemd],
+            ServiceManager(systemd).stop,
         )
     _conf_writes(plan, found, runners, new_config)
     plan.add(
         f"{first.host}: corosync-cfgtool -R (reload on every node)",
         lambda: _reload(runners[first.host]),
     )
-    for node in found.nodes:
-        plan.add(
-            f"{node.host}: rm -rf {NODE_DB}",
-            partial(_ok, runners[node.host], ["rm", "-rf", "--", NODE_DB], "rm"),
-        )
+    plan.add_each(
+        f"rm -rf {NODE_DB}",
+        [runners[n.host] for n in found.nodes],
+        lambda r: _ok(r, ["rm", "-rf", "--", NODE_DB], "rm"),
+    )
     change = QdeviceChange(
         action="remove",
         cluster=found.cluster_name,
