@@ -56,6 +56,28 @@ class Rig:
     home: SshClientHome
     labs: dict[str, Any]  # "a"/"b" -> LabState
     qnetd_address: dict[str, str]  # "a"/"b" -> the qnetd host's address on that lab
+    root: Path
+    qnetd_procs: list[subprocess.Popen[bytes]]  # the running corosync-qnetd is the last
+
+    def start_qnetd(self, argv: list[str], env: dict[str, str] | None = None) -> None:
+        """A qnetd (the real one or pvectl's) in the qnetd host, listening on 5403."""
+        log = (self.root / "qnetd.log").open("ab")
+        proc = subprocess.Popen(argv, stdout=log, stderr=log, start_new_session=True, env=env)
+        log.close()
+        self.qnetd_procs.append(proc)
+        deadline = time.monotonic() + 20
+        while not _listening(QNETD_NS, 5403):
+            assert proc.poll() is None, (self.root / "qnetd.log").read_text()
+            assert time.monotonic() < deadline, "the qnetd did not listen on 5403"
+            time.sleep(0.1)
+
+    def stop_qnetd(self) -> None:
+        proc = self.qnetd_procs[-1]
+        proc.terminate()
+        proc.wait(10)
+        deadline = time.monotonic() + 10
+        while _listening(QNETD_NS, 5403) and time.monotonic() < deadline:
+            time.sleep(0.1)
 
     def pvectl(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -127,7 +149,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     os.environ["XDG_RUNTIME_DIR"] = str(root / "xdg")
     (root / "xdg").mkdir(mode=0o700)
     sshds: list[Sshd] = []
-    qnetd_proc: subprocess.Popen[bytes] | None = None
+    qnetd_procs: list[subprocess.Popen[bytes]] = []
     try:
         for name, count in ((LAB_A, "2"), (LAB_B, "3")):
             up = _lab("up", count, "--engine", "corosync", "--name", name)
@@ -151,14 +173,8 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
         )
         assert init.returncode == 0, init.stderr
         (qdir / "run" / "corosync-qnetd").mkdir(exist_ok=True)
-        qlog = (root / "qnetd.log").open("ab")
-        qnetd_proc = subprocess.Popen(
-            [*context, "corosync-qnetd", "-f", "-d"],
-            stdout=qlog,
-            stderr=qlog,
-            start_new_session=True,
-        )
-        qlog.close()
+        rig = Rig(home, labs, addresses, root, qnetd_procs)
+        rig.start_qnetd([*context, "corosync-qnetd", "-f", "-d"])
         qsshd = Sshd(
             root / "sshd-qnetd",
             address="0.0.0.0",
@@ -188,18 +204,14 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
                 sshds.append(server)
                 home.add_alias(f"{key}{node.node_id}", server)
                 home.trust(server)
-        deadline = time.monotonic() + 10
-        while not _listening(QNETD_NS, 5403):
-            assert qnetd_proc.poll() is None, (root / "qnetd.log").read_text()
-            assert time.monotonic() < deadline, "corosync-qnetd did not listen on 5403"
-            time.sleep(0.1)
-        yield Rig(home, labs, addresses)
+        yield rig
     finally:
         for server in sshds:
             server.stop()
-        if qnetd_proc is not None and qnetd_proc.poll() is None:
-            qnetd_proc.terminate()
-            qnetd_proc.wait(10)
+        for proc in qnetd_procs:
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(10)
         for name in (LAB_A, LAB_B):
             _lab("down", "--name", name)
         for ns in (CLIENT_NS, QNETD_NS):
@@ -318,6 +330,7 @@ def test_setup_two_nodes_then_refuse_second_then_remove(rig: Rig) -> None:
     original = rig.conf("a", 1)
     result = rig.pvectl("qdevice", "setup", rig.qnetd_address["a"], *rig.hosts("a"))
     assert result.returncode == 0, result.stdout + result.stderr
+    print(result.stdout)  # the numbered plan with per-step seconds (pytest -s shows it)
     assert "[1/" in result.stdout and "Done:" in result.stdout
     assert "Qdevice column: a1 A,V,NMW, a2 A,V,NMW" in result.stdout
     # corosync.conf: identical on both nodes, version bumped, the device pvecm writes
@@ -385,3 +398,34 @@ def test_three_nodes_with_force_use_lms(rig: Rig) -> None:
     removed = rig.pvectl("qdevice", "remove", *rig.hosts("b"))
     assert removed.returncode == 0, removed.stdout + removed.stderr
     assert "algorithm: lms" not in rig.conf("b", 2)
+
+
+def test_wrong_certificates_end_in_a_clear_error(rig: Rig) -> None:
+    """The qnetd host's NSS database signs the cluster certificate, but the server on
+    port 5403 is another one (pvectl qdevice serve with its own CA): no vote, one line."""
+    import pvectl
+
+    rig.stop_qnetd()
+    env = dict(os.environ, PYTHONPATH=str(Path(pvectl.__file__).resolve().parent.parent))
+    rig.start_qnetd(
+        [
+            "ip", "netns", "exec", QNETD_NS, sys.executable, "-m", "pvectl", "qdevice",
+            "serve", "--cert-dir", str(rig.root / "other-ca"),
+            "--control-socket", str(rig.root / "other.sock"),
+        ],
+        env,
+    )  # fmt: skip
+    try:
+        result = rig.pvectl(
+            "qdevice", "setup", rig.qnetd_address["a"], *rig.hosts("a"), "--wait", "8"
+        )
+        assert result.returncode == 69, result.stdout + result.stderr
+        error = result.stderr.strip()
+        assert len(error.splitlines()) == 1
+        assert "the QDevice gives no vote after 8 s" in error
+        assert "check the certificates" in error and "pvectl qdevice remove" in error
+    finally:
+        removed = rig.pvectl("qdevice", "remove", *rig.hosts("a"))
+        rig.stop_qnetd()
+    assert removed.returncode == 0, removed.stdout + removed.stderr
+    assert "device {" not in rig.conf("a", 1) and not rig.nssdb("a", 1).exists()

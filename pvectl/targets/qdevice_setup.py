@@ -86,6 +86,7 @@ class QdeviceChange:
     qnetd: str | None = None
     service_manager: str = "systemd"
     votes: dict[str, str] = field(default_factory=dict)  # host -> its Qdevice column
+    seconds: tuple[float, ...] = ()  # per step done
 
 
 # ---- pure decisions ---------------------------------------------------------------------
@@ -325,10 +326,10 @@ def survey(session: SshSession, hosts: Sequence[HostSpec]) -> Survey:
     outcomes = across_hosts(session, list(hosts), _survey_one)
     for outcome in outcomes:
         if outcome.error is not None:
-            raise PvectlError(
-                f"All nodes must be online! {outcome.error}",
-                ExitCode(outcome.exit_code) if outcome.exit_code else ExitCode.UNAVAILABLE,
-            )
+            code = ExitCode(outcome.exit_code) if outcome.exit_code else ExitCode.UNAVAILABLE
+            offline = code in (ExitCode.UNAVAILABLE, ExitCode.TEMP_FAIL, ExitCode.ERROR)
+            prefix = "All nodes must be online! " if offline else ""
+            raise PvectlError(prefix + outcome.error, code)
     return check_cluster([o.result for o in outcomes if o.result is not None])
 
 
@@ -372,18 +373,22 @@ class _Plan:
     def texts(self) -> tuple[str, ...]:
         return tuple(text for text, _ in self.steps)
 
-    def run(self, report: Report) -> tuple[str, ...]:
+    def run(self, report: Report) -> tuple[tuple[str, ...], tuple[float, ...]]:
+        """Run every step in order; returns the steps done and their seconds."""
         done: list[str] = []
+        seconds: list[float] = []
         total = len(self.steps)
         for number, (text, action) in enumerate(self.steps, start=1):
             report(f"[{number}/{total}] {text}")
+            started = time.monotonic()
             try:
                 action()
             except PvectlError as exc:
                 exc.args = (f"step {number}/{total} ({text}): {exc}",)
                 raise
             done.append(text)
-        return tuple(done)
+            seconds.append(round(time.monotonic() - started, 2))
+        return tuple(done), tuple(seconds)
 
 
 def _conf_writes(plan: _Plan, survey_: Survey, runners: dict[str, SshRunner], new: Section) -> None:
@@ -606,12 +611,12 @@ def setup(
     if dry_run:
         return change
     try:
-        done = plan.run(report)
+        done, seconds = plan.run(report)
     finally:
         for host, directory in temps.items():
             runner = qrunner if host == qnetd.text else runners.get(host, qrunner)
             runner.run(["rm", "-rf", "--", directory])
-    return replace(change, done=done, votes=votes)
+    return replace(change, done=done, votes=votes, seconds=seconds)
 
 
 def parse_spec(text: str, hosts: Sequence[HostSpec]) -> HostSpec:
@@ -703,8 +708,8 @@ def remove(
     )
     if dry_run:
         return change
-    done = plan.run(report)
-    return replace(change, done=done)
+    done, seconds = plan.run(report)
+    return replace(change, done=done, seconds=seconds)
 
 
 @dataclass(frozen=True)
@@ -746,7 +751,9 @@ def render_change(change: QdeviceChange) -> str:
         f"Plan ({head}):" if change.dry_run else "Done:",
     ]
     steps = change.plan if change.dry_run else change.done
-    lines += [f"  {n}. {text}" for n, text in enumerate(steps, start=1)]
+    for number, text in enumerate(steps, start=1):
+        took = f"  [{change.seconds[number - 1]:.1f} s]" if number <= len(change.seconds) else ""
+        lines.append(f"  {number}. {text}{took}")
     if change.votes:
         lines.append("Qdevice column: " + ", ".join(f"{h} {f}" for h, f in change.votes.items()))
     if change.dry_run:
