@@ -6,7 +6,7 @@ _pvectl_subcommands() {
         "") echo "status nodes expected sync-trace perf check quorum lab qdevice" ;;
         "quorum") echo "what-if" ;;
         "lab") echo "up down ls kill stop start pause partition heal loss slow-disk exec mount umount compare run" ;;
-        "qdevice") echo "serve clients status certs" ;;
+        "qdevice") echo "serve clients setup remove status certs" ;;
         "qdevice certs") echo "init sign" ;;
     esac
 }
@@ -42,7 +42,9 @@ _pvectl_options() {
         "qdevice") echo "-h --help --debug" ;;
         "qdevice serve") echo "--port --listen --cert-dir --tls --client-cert --no-client-cert --control-socket -h --help --debug" ;;
         "qdevice clients") echo "--port --control-socket -v --verbose --output-format -h --help --debug" ;;
-        "qdevice status") echo "--output-format --host --cluster --accept-new-host-key --connect-timeout -h --help --debug" ;;
+        "qdevice setup") echo "--host --cluster --force --algorithm --tls --qnetd-user --qnetd-ssh --wait --dry-run --accept-new-host-key --connect-timeout --output-format -h --help --debug" ;;
+        "qdevice remove") echo "--host --cluster --dry-run --accept-new-host-key --connect-timeout --output-format -h --help --debug" ;;
+        "qdevice status") echo "--host --cluster --accept-new-host-key --connect-timeout --output-format -h --help --debug" ;;
         "qdevice certs") echo "-h --help --debug" ;;
         "qdevice certs init") echo "--force -h --help --debug" ;;
         "qdevice certs sign") echo "-n --cluster --cert-dir -o --output -h --help --debug" ;;
@@ -147,10 +149,23 @@ _pvectl_values() {
         "qdevice clients|--port") echo "" ;;
         "qdevice clients|--control-socket") echo "__file__" ;;
         "qdevice clients|--output-format") echo "text json json-pretty yaml" ;;
-        "qdevice status|--output-format") echo "text json json-pretty yaml" ;;
+        "qdevice setup|--host") echo "" ;;
+        "qdevice setup|--cluster") echo "" ;;
+        "qdevice setup|--algorithm") echo "ffsplit lms" ;;
+        "qdevice setup|--tls") echo "on off required" ;;
+        "qdevice setup|--qnetd-user") echo "" ;;
+        "qdevice setup|--qnetd-ssh") echo "" ;;
+        "qdevice setup|--wait") echo "" ;;
+        "qdevice setup|--connect-timeout") echo "" ;;
+        "qdevice setup|--output-format") echo "text json json-pretty yaml" ;;
+        "qdevice remove|--host") echo "" ;;
+        "qdevice remove|--cluster") echo "" ;;
+        "qdevice remove|--connect-timeout") echo "" ;;
+        "qdevice remove|--output-format") echo "text json json-pretty yaml" ;;
         "qdevice status|--host") echo "" ;;
         "qdevice status|--cluster") echo "" ;;
         "qdevice status|--connect-timeout") echo "" ;;
+        "qdevice status|--output-format") echo "text json json-pretty yaml" ;;
         "qdevice certs sign|-n"|"qdevice certs sign|--cluster") echo "" ;;
         "qdevice certs sign|--cert-dir") echo "__file__" ;;
         "qdevice certs sign|-o"|"qdevice certs sign|--output") echo "__file__" ;;

@@ -17,8 +17,8 @@ from pvectl.cli.options import (
     OutputFormatOption,
 )
 from pvectl.cli.output import OutputFormat, emit
-from pvectl.errors import ExitCode
-from pvectl.targets.ssh import DEFAULT_CONNECT_TIMEOUT
+from pvectl.cli.remote import DEFAULT_CONNECT_TIMEOUT, open_session, remote_hosts
+from pvectl.errors import ExitCode, UsageError
 
 qdevice_app = typer.Typer(
     help="QDevice: serve a qnetd (the tie-breaker vote), its certificates, local status.",
@@ -146,49 +146,163 @@ def certs_sign(
     typer.echo(f"cluster certificate: {out}")
 
 
+class SetupAlgorithm(StrEnum):
+    ffsplit = "ffsplit"
+    lms = "lms"
+
+
+class DeviceTls(StrEnum):
+    on = "on"
+    off = "off"
+    required = "required"
+
+
+DryRunOption = Annotated[
+    bool, typer.Option("--dry-run", help="Run the checks and print the plan; change nothing.")
+]
+
+
+@qdevice_app.command()
+def setup(
+    address: Annotated[str, typer.Argument(help="The qnetd host's IP address (net.host).")],
+    host: HostsOption = None,
+    cluster: ClusterNameOption = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Allow an odd node count (algorithm lms) and delete existing qdevice "
+            "certificate stores on the nodes.",
+        ),
+    ] = False,
+    algorithm: Annotated[
+        SetupAlgorithm | None,
+        typer.Option("--algorithm", help="Default: ffsplit for an even node count, lms for odd."),
+    ] = None,
+    tls: Annotated[DeviceTls, typer.Option("--tls", help="quorum.device.net.tls.")] = DeviceTls.on,
+    qnetd_user: Annotated[
+        str, typer.Option("--qnetd-user", help="SSH user on the qnetd host.")
+    ] = "root",
+    qnetd_ssh: Annotated[
+        str | None,
+        typer.Option(
+            "--qnetd-ssh",
+            help="Reach the qnetd host over SSH as this [user@]host[:port] or ~/.ssh/config "
+            "alias (default: USER@ADDRESS).",
+            show_default=False,
+        ),
+    ] = None,
+    wait: Annotated[
+        float, typer.Option("--wait", min=1, help="Seconds to wait for the vote to count.")
+    ] = 60.0,
+    dry_run: DryRunOption = False,
+    accept_new_host_key: AcceptNewHostKeyOption = False,
+    connect_timeout: ConnectTimeoutOption = DEFAULT_CONNECT_TIMEOUT,
+    output_format: OutputFormatOption = OutputFormat.text,
+) -> None:
+    """Add a QDevice to a real cluster over SSH, as 'pvecm qdevice setup' does.
+
+    The qnetd host runs the real corosync-qnetd and is reached over SSH. Every guard runs
+    before anything changes: all nodes online, one cluster, no device configured, no used
+    certificate store, odd node count only with --force, qnetd's TCP 5403 reachable from
+    every node. Exit 64 bad usage, 69 a node/qnetd unreachable or no vote after setup,
+    78 refused by a guard, 1 a step failed (the message names it).
+    """
+    from pvectl.targets.hosts import parse_host
+    from pvectl.targets.qdevice_setup import render_change
+    from pvectl.targets.qdevice_setup import setup as run_setup
+
+    hosts = remote_hosts(host, cluster)
+    _check_address(address)
+    qnetd = parse_host(qnetd_ssh or f"{qnetd_user}@{address}")
+    quiet = output_format != OutputFormat.text
+    with open_session(accept_new_host_key, connect_timeout) as ssh:
+        change = run_setup(
+            ssh,
+            hosts,
+            qnetd,
+            address,
+            force=force,
+            algorithm=algorithm.value if algorithm else None,
+            tls=tls.value,
+            dry_run=dry_run,
+            wait=wait,
+            report=(lambda _: None) if quiet else typer.echo,
+        )
+    emit(change, output_format, lambda: render_change(change))
+
+
+def _check_address(address: str) -> None:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(address)
+    except ValueError as exc:
+        raise UsageError(
+            f"ADDRESS {address!r}: give the qnetd host's IP address (as pvecm does)"
+        ) from exc
+
+
+@qdevice_app.command()
+def remove(
+    host: HostsOption = None,
+    cluster: ClusterNameOption = None,
+    dry_run: DryRunOption = False,
+    accept_new_host_key: AcceptNewHostKeyOption = False,
+    connect_timeout: ConnectTimeoutOption = DEFAULT_CONNECT_TIMEOUT,
+    output_format: OutputFormatOption = OutputFormat.text,
+) -> None:
+    """Remove the QDevice, as 'pvecm qdevice remove': stop corosync-qdevice, drop
+    quorum.device (config_version + 1), reload, delete the nodes' certificate stores."""
+    from pvectl.targets.qdevice_setup import remove as run_remove
+    from pvectl.targets.qdevice_setup import render_change
+
+    hosts = remote_hosts(host, cluster)
+    quiet = output_format != OutputFormat.text
+    with open_session(accept_new_host_key, connect_timeout) as ssh:
+        change = run_remove(
+            ssh, hosts, dry_run=dry_run, report=(lambda _: None) if quiet else typer.echo
+        )
+    emit(change, output_format, lambda: render_change(change))
+    if output_format == OutputFormat.text and not dry_run:
+        typer.echo("Removed Qdevice.")
+
+
 @qdevice_app.command()
 def status(
-    output_format: OutputFormatOption = OutputFormat.text,
     host: HostsOption = None,
     cluster: ClusterNameOption = None,
     accept_new_host_key: AcceptNewHostKeyOption = False,
     connect_timeout: ConnectTimeoutOption = DEFAULT_CONNECT_TIMEOUT,
+    output_format: OutputFormatOption = OutputFormat.text,
 ) -> None:
-    """This node's qdevice daemon, from corosync-qdevice-tool -sv (exit 0 connected and
-    casting a vote, 2 otherwise, 1 when no daemon runs). With --host: on that node over
-    SSH; with several hosts one block per host (exit 1 if a host failed, else 2 if one
-    is not casting its vote)."""
-    from pvectl.cli.remote import only_result, open_session, remote_hosts
+    """The qdevice daemon's view from corosync-qdevice-tool -sv, here or on each --host
+    (exit 0 connected and casting a vote everywhere, 2 otherwise, 1 when no daemon runs)."""
     from pvectl.targets.qdevice_status import local_qdevice_status, render_qdevice_status
-    from pvectl.targets.remote import across_hosts
     from pvectl.targets.runner import LocalRunner
 
     hosts = remote_hosts(host, cluster)
-    if len(hosts) > 1:
+    if len(hosts) == 1:  # one node: its daemon's own answer, or its error
+        from pvectl.cli.remote import only_result
+        from pvectl.targets.remote import across_hosts
+
         with open_session(accept_new_host_key, connect_timeout) as ssh:
-            outcomes = across_hosts(ssh, hosts, local_qdevice_status)
-
-        def blocks() -> str:
-            return "".join(
-                f"== {o.host} ==\n"
-                + (render_qdevice_status(o.result) if o.result else f"error: {o.error}\n")
-                + "\n"
-                for o in outcomes
-            )
-
-        emit(outcomes, output_format, blocks)
-        if any(o.result is None for o in outcomes):
-            raise typer.Exit(int(ExitCode.ERROR))
-        voting = all(
-            o.result is not None and o.result.state == "Connected" and o.result.casting_vote
-            for o in outcomes
-        )
+            single = only_result(across_hosts(ssh, hosts, local_qdevice_status)[0])
+        emit(single, output_format, lambda: render_qdevice_status(single))
+        voting = single.state == "Connected" and single.casting_vote
         raise typer.Exit(int(ExitCode.OK if voting else ExitCode.NOT_QUORATE))
     if hosts:
+        from pvectl.targets.qdevice_setup import (
+            all_voting,
+            remote_status,
+            render_remote_status,
+        )
+
         with open_session(accept_new_host_key, connect_timeout) as ssh:
-            result = only_result(across_hosts(ssh, hosts, local_qdevice_status)[0])
-    else:
-        result = local_qdevice_status(LocalRunner())
+            rows = remote_status(ssh, hosts)
+        emit(rows, output_format, lambda: render_remote_status(rows))
+        raise typer.Exit(int(ExitCode.OK if all_voting(rows) else ExitCode.NOT_QUORATE))
+    result = local_qdevice_status(LocalRunner())
     emit(result, output_format, lambda: render_qdevice_status(result))
     ok = result.state == "Connected" and result.casting_vote
     raise typer.Exit(int(ExitCode.OK if ok else ExitCode.NOT_QUORATE))
