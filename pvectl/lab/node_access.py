@@ -1,0 +1,219 @@
+"""How the embedded engine reaches one of its nodes: a process on this machine, or a process
+on one of the user's hosts over SSH (``lab up --host``).
+
+Both speak through ``pvectl.node.ctl``: locally in-process, remotely as one short
+``python3 pvectl.zip ...`` per request over the lab's SSH connection (the zip uploaded at
+``lab up`` holds only the standard-library node runtime, so a host needs nothing but
+python3 >= 3.11). The node itself is the same program either way.
+"""
+
+from __future__ import annotations
+
+import atexit
+import io
+import json
+import shlex
+import signal
+import zipfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from pvectl.errors import ExitCode, PvectlError
+from pvectl.lab.state import LabNode
+from pvectl.node import control, ctl
+
+if TYPE_CHECKING:  # paramiko and yaml load only for a lab on hosts
+    from pvectl.targets.ssh import SshSession
+
+ZIP_NAME = "pvectl.zip"
+# What a node needs: the runtime and the sans-IO cores it drives; nothing with a
+# third-party import (the CLI, targets, qnetd's certificates).
+_ZIP_PACKAGES = ("node", "totem", "quorum", "cfs", "trace")
+_ZIP_MODULES = ("__init__.py", "errors.py", "results.py", "corosync_conf.py")
+_ZIP_EXCLUDE = ("node/qnetd.py", "node/qnetd_certs.py")
+_ZIP_MAIN = "import sys\nfrom pvectl.node.ctl import main\nraise SystemExit(main(sys.argv[1:]))\n"
+
+
+class NodeAccess(Protocol):
+    def pid(self) -> int | None: ...
+
+    def probe(self) -> tuple[int | None, bool, dict[str, Any] | None]:
+        """(pid if running, paused, its ``info`` reply if it answers)."""
+        ...
+
+    def call(self, cmd: str, timeout: float, **args: Any) -> dict[str, Any]: ...
+
+    def start(self, config: str) -> int: ...
+
+    def signal(self, pid: int, sig: signal.Signals, wait: float) -> bool:
+        """Signal the node if ``pid`` still runs it; True once it is gone."""
+        ...
+
+    def down(self) -> list[int]: ...
+
+    def files(self) -> tuple[str, ...]: ...
+
+    def log_tail(self) -> str: ...
+
+
+class LocalNode:
+    def __init__(self, node: LabNode) -> None:
+        self.node = node
+
+    def pid(self) -> int | None:
+        return ctl.node_pid(self.node.pid, self.node.dir)
+
+    def probe(self) -> tuple[int | None, bool, dict[str, Any] | None]:
+        found = ctl.info(self.node.pid, self.node.dir)
+        return found["pid"], bool(found["stopped"]), found["info"]
+
+    def call(self, cmd: str, timeout: float, **args: Any) -> dict[str, Any]:
+        return control.call(Path(self.node.dir) / "control.sock", cmd, timeout=timeout, **args)
+
+    def start(self, config: str) -> int:
+        return ctl.start(config, self.node.node_id, self.node.dir)
+
+    def signal(self, pid: int, sig: signal.Signals, wait: float) -> bool:
+        try:
+            return ctl.send_signal(pid, self.node.dir, sig, wait)["gone"]
+        except PermissionError as exc:
+            raise PvectlError(
+                f"cannot signal pid {pid}: permission denied", ExitCode.NO_PERMISSION
+            ) from exc
+
+    def down(self) -> list[int]:
+        return ctl.stop_all(self.node.dir)
+
+    def files(self) -> tuple[str, ...]:
+        return tuple(ctl.files(self.node.dir)) if Path(self.node.dir).is_dir() else ()
+
+    def log_tail(self) -> str:
+        log = Path(self.node.dir) / "stderr.log"
+        lines = log.read_text(errors="replace").strip().splitlines() if log.exists() else []
+        return lines[-1] if lines else ""
+
+
+# --- SSH ----------------------------------------------------------------------------------
+
+_sessions: dict[tuple[bool, float], SshSession] = {}
+
+
+def session(accept_new_host_key: bool = False, connect_timeout: float = 0.0) -> SshSession:
+    """One SSH session per pvectl run (connections reused by every node request)."""
+    from pvectl.targets.ssh import DEFAULT_CONNECT_TIMEOUT, SshSession, SshSettings
+
+    key = (accept_new_host_key, connect_timeout or DEFAULT_CONNECT_TIMEOUT)
+    if key not in _sessions:
+        if not _sessions:
+            atexit.register(close_sessions)
+        _sessions[key] = SshSession(SshSettings(accept_new_host_key=key[0], connect_timeout=key[1]))
+    return _sessions[key]
+
+
+def close_sessions() -> None:
+    for opened in _sessions.values():
+        opened.close()
+    _sessions.clear()
+
+
+def node_zip() -> bytes:
+    """The node runtime as a zip, run remotely through zipimport (pure Python)."""
+    root = Path(__file__).resolve().parent.parent
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("__main__.py", _ZIP_MAIN)
+        paths = [root / name for name in _ZIP_MODULES]
+        for package in _ZIP_PACKAGES:
+            paths += sorted((root / package).glob("*.py"))
+        for path in paths:
+            relative = path.relative_to(root).as_posix()
+            if relative not in _ZIP_EXCLUDE:
+                archive.write(path, f"pvectl/{relative}")
+    return buffer.getvalue()
+
+
+class SshNode:
+    """A node on ``node.host``; every request is one exec of the uploaded zip there."""
+
+    def __init__(self, node: LabNode) -> None:
+        from pvectl.targets.hosts import parse_host
+
+        self.node = node
+        self.spec = parse_host(node.host)
+        self.runner = session().runner(self.spec)
+
+    @property
+    def zip_path(self) -> str:
+        return f"{self.node.dir}/{ZIP_NAME}"
+
+    def _ctl(self, *args: str, stdin: str | None = None, timeout: float = 30.0) -> Any:
+        argv = [self.node.python, self.zip_path, *args]
+        result = self.runner.run_input(argv, stdin, timeout)
+        if result.returncode != 0:
+            detail = (result.stderr.strip().splitlines() or ["no output"])[-1]
+            raise PvectlError(
+                f"{self.node.host}: node {self.node.node_id}: '{args[0]}' failed "
+                f"(exit {result.returncode}): {detail}",
+                ExitCode.UNAVAILABLE,
+            )
+        try:
+            return json.loads(result.stdout)
+        except ValueError as exc:
+            raise PvectlError(
+                f"{self.node.host}: node {self.node.node_id}: unreadable answer to '{args[0]}'"
+            ) from exc
+
+    def _pid_text(self) -> str:
+        return "-" if self.node.pid is None else str(self.node.pid)
+
+    def pid(self) -> int | None:
+        return self.probe()[0]
+
+    def probe(self) -> tuple[int | None, bool, dict[str, Any] | None]:
+        found = self._ctl("info", self._pid_text(), self.node.dir)
+        return found["pid"], bool(found["stopped"]), found["info"]
+
+    def call(self, cmd: str, timeout: float, **args: Any) -> dict[str, Any]:
+        reply = self._ctl(
+            "call", self.node.dir, cmd, f"{timeout:g}", stdin=json.dumps(args), timeout=timeout + 15
+        )
+        if not isinstance(reply, dict):
+            raise PvectlError(f"{self.node.host}: malformed reply")
+        if not reply.get("ok", False):
+            raise PvectlError(
+                f"{self.node.host}: {reply.get('error', 'request failed')}",
+                ExitCode(reply.get("exit_code", ExitCode.ERROR)),
+            )
+        return reply
+
+    def start(self, config: str) -> int:
+        return int(self._ctl("start", config, str(self.node.node_id), self.node.dir)["pid"])
+
+    def signal(self, pid: int, sig: signal.Signals, wait: float) -> bool:
+        found = self._ctl("signal", str(pid), self.node.dir, str(int(sig)), f"{wait:g}")
+        return bool(found["gone"])
+
+    def down(self) -> list[int]:
+        return [int(p) for p in self._ctl("down", self.node.dir)["pids"]]
+
+    def files(self) -> tuple[str, ...]:
+        return tuple(self._ctl("files", self.node.dir)["files"])
+
+    def log_tail(self) -> str:
+        text = self.runner.run(["tail", "-n", "1", "--", f"{self.node.dir}/stderr.log"]).stdout
+        return text.strip()
+
+    def exec(self, argv: list[str], env: dict[str, str]) -> int:
+        """Run ``argv`` in the node's directory on its host; output is relayed after it ends."""
+        import sys
+
+        words = [f"{k}={shlex.quote(v)}" for k, v in env.items()]
+        script = f"cd {shlex.quote(self.node.dir)} && {' '.join(words)} exec {shlex.join(argv)}"
+        result = self.runner.run(["sh", "-c", script], timeout=3600)
+        sys.stdout.write(result.stdout)
+        sys.stderr.write(result.stderr)
+        return result.returncode
+
+
+def access(node: LabNode) -> NodeAccess:
+    return SshNode(node) if node.host else LocalNode(node)
