@@ -328,9 +328,12 @@ def up(name: str, options: UpOptions, report: Report = _quiet) -> LabState:
                 f"lab {name!r}: the ring did not form within {options.wait_timeout:g} s {where}",
                 ExitCode.TEMP_FAIL,
             )
-    except BaseException:
+    except BaseException as exc:
         if options.hosts:  # never leave processes behind on the user's hosts
-            down(name)
+            try:
+                down(name)
+            except PvectlError as cleanup:
+                raise PvectlError(f"{exc}; and then: {cleanup}", ExitCode.UNAVAILABLE) from exc
         raise
     elapsed = time.monotonic() - started
     if options.hosts:

@@ -9,6 +9,7 @@ directory (NFS) or one host running several nodes never step on each other, and
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
 from concurrent.futures import ThreadPoolExecutor
@@ -115,31 +116,42 @@ def new_token() -> str:
     return secrets.token_hex(4)
 
 
+# Writes the node's files under umask 077: the directory 0700, every file 0600, the key
+# never in a command line or a log (it travels on stdin).
+_UPLOAD_SCRIPT = """
+import base64, json, os, sys
+os.umask(0o077)
+d = sys.argv[1]
+os.makedirs(d, mode=0o700, exist_ok=True)
+for name, data in json.load(sys.stdin).items():
+    path = os.path.join(d, name)
+    with open(path + '.tmp', 'wb') as f:
+        f.write(base64.b64decode(data))
+    os.chmod(path + '.tmp', 0o600)
+    os.replace(path + '.tmp', path)
+"""
+
+
 def upload(node: LabNode, conf: str, authkey: bytes, archive: bytes) -> None:
-    """The node's directory (0700) with its zip, corosync.conf and authkey (0600)."""
+    """The node's directory (0700) with its zip, corosync.conf and authkey (0600), in one
+    exec (no SFTP subsystem needed on the host)."""
     from pvectl.targets.hosts import parse_host
 
-    client = node_access.session().client(parse_host(node.host))
-    try:
-        with client.open_sftp() as sftp:
-            path = ""
-            for part in node.dir.strip("/").split("/"):
-                path += "/" + part
-                try:
-                    sftp.stat(path)
-                except FileNotFoundError:
-                    sftp.mkdir(path, mode=0o700)
-            sftp.chmod(node.dir, 0o700)
-            for name, data, mode in (
-                ("authkey", authkey, 0o600),
-                ("corosync.conf", conf.encode(), 0o600),
-                (node_access.ZIP_NAME, archive, 0o600),
-            ):
-                with sftp.open(f"{node.dir}/{name}", "wb") as handle:
-                    handle.chmod(mode)
-                    handle.write(data)
-    except OSError as exc:
+    payload = json.dumps(
+        {
+            name: base64.b64encode(data).decode("ascii")
+            for name, data in (
+                ("authkey", authkey),
+                ("corosync.conf", conf.encode()),
+                (node_access.ZIP_NAME, archive),
+            )
+        }
+    )
+    runner = node_access.session().runner(parse_host(node.host))
+    result = runner.run_input([node.python, "-c", _UPLOAD_SCRIPT, node.dir], payload, timeout=120)
+    if result.returncode != 0:
+        detail = (result.stderr.strip().splitlines() or ["no output"])[-1]
         raise PvectlError(
-            f"{node.host}: cannot upload node {node.node_id}'s files to {node.dir}: {exc}",
+            f"{node.host}: cannot write node {node.node_id}'s files to {node.dir}: {detail}",
             ExitCode.CANT_CREATE,
-        ) from exc
+        )

@@ -34,6 +34,44 @@ _ZIP_EXCLUDE = ("node/qnetd.py", "node/qnetd_certs.py")
 _ZIP_MAIN = "import sys\nfrom pvectl.node.ctl import main\nraise SystemExit(main(sys.argv[1:]))\n"
 
 
+# ``lab down`` on a host: the node processes under DIR (SIGTERM, then SIGKILL after 5 s),
+# then DIR and, once empty, the lab's directory above it.
+_DOWN_SCRIPT = """
+import json, os, shutil, signal, sys, time
+d = sys.argv[1].rstrip('/')
+def cmd(p):
+    try:
+        return open('/proc/%d/cmdline' % p, 'rb').read().decode(errors='replace').split('\\0')
+    except OSError:
+        return []
+def mine(p):
+    c = cmd(p)
+    return 'pvectl.node' in c and any(x == d or x.startswith(d + '/') for x in c)
+pids = [int(e) for e in os.listdir('/proc') if e.isdigit() and mine(int(e))]
+for p in pids:
+    for s in (signal.SIGCONT, signal.SIGTERM):
+        try:
+            os.kill(p, s)
+        except ProcessLookupError:
+            pass
+end = time.monotonic() + 5
+while time.monotonic() < end and any(mine(p) for p in pids):
+    time.sleep(0.05)
+for p in pids:
+    if mine(p):
+        try:
+            os.kill(p, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+shutil.rmtree(d, ignore_errors=True)
+try:
+    os.rmdir(os.path.dirname(d))
+except OSError:
+    pass
+print(json.dumps(sorted(pids)))
+"""
+
+
 class NodeAccess(Protocol):
     def pid(self) -> int | None: ...
 
@@ -194,7 +232,16 @@ class SshNode:
         return bool(found["gone"])
 
     def down(self) -> list[int]:
-        return [int(p) for p in self._ctl("down", self.node.dir)["pids"]]
+        # self-contained, so it also cleans up after an upload that never completed
+        argv = [self.node.python or "python3", "-c", _DOWN_SCRIPT, self.node.dir]
+        result = self.runner.run(argv, timeout=60)
+        if result.returncode != 0:
+            detail = (result.stderr.strip().splitlines() or ["no output"])[-1]
+            raise PvectlError(
+                f"{self.node.host}: node {self.node.node_id}: cleanup failed: {detail}",
+                ExitCode.UNAVAILABLE,
+            )
+        return [int(p) for p in json.loads(result.stdout)]
 
     def files(self) -> tuple[str, ...]:
         return tuple(self._ctl("files", self.node.dir)["files"])

@@ -11,7 +11,6 @@ Subcommands::
     call DIR CMD            stdin: JSON arguments; stdout: the node's reply
     start CONFIG ID DIR     start the node detached; {"pid": N}
     signal PID DIR SIG WAIT {"sent": bool, "gone": bool}
-    down DIR                stop every node process under DIR, remove DIR; {"pids": [...]}
     files DIR               {"files": [...]}
 """
 
@@ -20,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -145,15 +143,6 @@ def _kill(pid: int, sig: int) -> None:
         os.kill(pid, sig)
 
 
-def down(directory: str) -> dict[str, Any]:
-    pids = stop_all(directory)
-    shutil.rmtree(directory, ignore_errors=True)
-    parent = Path(directory).parent
-    with contextlib.suppress(OSError):
-        parent.rmdir()  # the lab's directory on this host, once its last node is gone
-    return {"pids": pids, "removed": not Path(directory).exists()}
-
-
 def info(pid: int | None, state_dir: str) -> dict[str, Any]:
     running = node_pid(pid, state_dir)
     seen: dict[str, Any] | None = None
@@ -203,8 +192,6 @@ def main(argv: list[str]) -> int:
         result = {"pid": start(rest[0], int(rest[1]), rest[2])}
     elif what == "signal" and len(rest) == 4:
         result = send_signal(int(rest[0]), rest[1], int(rest[2]), float(rest[3]))
-    elif what == "down" and len(rest) == 1:
-        result = down(rest[0])
     elif what == "files" and len(rest) == 1:
         result = {"files": files(rest[0])}
     else:
