@@ -47,6 +47,13 @@ class Hosts:
     no_python: Sshd  # an sshd whose sessions get a PATH without python3
 
     def pvectl(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        t0 = time.monotonic()
+        try:
+            return self._pvectl(*args, timeout=timeout)
+        finally:
+            print(f"TIMING {time.monotonic() - t0:6.2f} {' '.join(args[:3])}")
+
+    def _pvectl(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             ["ip", "netns", "exec", CLIENT, sys.executable, "-m", "pvectl", *args],
             capture_output=True,

@@ -14,6 +14,7 @@ import io
 import json
 import shlex
 import signal
+import threading
 import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -23,7 +24,7 @@ from pvectl.lab.state import LabNode
 from pvectl.node import control, ctl
 
 if TYPE_CHECKING:  # paramiko and yaml load only for a lab on hosts
-    from pvectl.targets.ssh import SshSession
+    from pvectl.targets.ssh import SshRunner, SshSession
 
 ZIP_NAME = "pvectl.zip"
 # What a node needs: the runtime and the sans-IO cores it drives; nothing with a
@@ -149,6 +150,9 @@ def session(accept_new_host_key: bool = False, connect_timeout: float = 0.0) -> 
 
 
 def close_sessions() -> None:
+    for agent in list(_agents.values()):
+        agent.channel.close()
+    _agents.clear()
     for opened in _sessions.values():
         opened.close()
     _sessions.clear()
@@ -170,6 +174,63 @@ def node_zip() -> bytes:
     return buffer.getvalue()
 
 
+class _Agent:
+    """``pvectl.zip serve`` on one host: a python process kept for this pvectl run, fed one
+    JSON line per request, so a request costs a round trip instead of a fork and a python
+    start there (``lab kill`` polls the survivors many times)."""
+
+    def __init__(self, host: str, runner: SshRunner, python: str, zip_path: str) -> None:
+        from pvectl.targets.ssh import HostUnreachable
+
+        self.host = host
+        self.lock = threading.Lock()
+        client = runner.session.client(runner.spec)
+        transport = client.get_transport()
+        if transport is None or not transport.is_active():
+            raise HostUnreachable(host, "connection lost")
+        self.channel = transport.open_session(timeout=runner.session.settings.connect_timeout)
+        self.channel.exec_command(shlex.join([python, zip_path, "serve"]))
+        self.reader = self.channel.makefile("rb")
+
+    def request(self, argv: list[str], stdin: str, timeout: float, what: str) -> Any:
+        line = json.dumps({"argv": argv, "stdin": stdin}).encode() + b"\n"
+        with self.lock:
+            try:
+                self.channel.settimeout(timeout)
+                self.channel.sendall(line)
+                answer = self.reader.readline()
+            except (OSError, EOFError) as exc:  # socket.timeout is an OSError
+                self.channel.close()
+                _agents.pop(self.host, None)
+                raise PvectlError(
+                    f"{self.host}: {what}: no answer to '{argv[0]}' ({exc or 'timed out'})",
+                    ExitCode.TEMP_FAIL,
+                ) from exc
+        if not answer:
+            _agents.pop(self.host, None)
+            error = self.channel.recv_stderr(4096).decode(errors="replace").strip()
+            raise PvectlError(
+                f"{self.host}: {what}: the pvectl helper there stopped"
+                + (f": {error.splitlines()[-1]}" if error else ""),
+                ExitCode.UNAVAILABLE,
+            )
+        reply = json.loads(answer)
+        if not reply.get("ok"):
+            raise PvectlError(f"{self.host}: {what}: '{argv[0]}' failed: {reply.get('error')}")
+        return reply["result"]
+
+
+_agents: dict[str, _Agent] = {}
+_agents_lock = threading.Lock()
+
+
+def _agent(host: str, runner: SshRunner, python: str, zip_path: str) -> _Agent:
+    with _agents_lock:
+        if host not in _agents:
+            _agents[host] = _Agent(host, runner, python, zip_path)
+        return _agents[host]
+
+
 class SshNode:
     """A node on ``node.host``; every request is one exec of the uploaded zip there."""
 
@@ -185,21 +246,8 @@ class SshNode:
         return f"{self.node.dir}/{ZIP_NAME}"
 
     def _ctl(self, *args: str, stdin: str | None = None, timeout: float = 30.0) -> Any:
-        argv = [self.node.python, self.zip_path, *args]
-        result = self.runner.run_input(argv, stdin, timeout)
-        if result.returncode != 0:
-            detail = (result.stderr.strip().splitlines() or ["no output"])[-1]
-            raise PvectlError(
-                f"{self.node.host}: node {self.node.node_id}: '{args[0]}' failed "
-                f"(exit {result.returncode}): {detail}",
-                ExitCode.UNAVAILABLE,
-            )
-        try:
-            return json.loads(result.stdout)
-        except ValueError as exc:
-            raise PvectlError(
-                f"{self.node.host}: node {self.node.node_id}: unreadable answer to '{args[0]}'"
-            ) from exc
+        agent = _agent(self.node.host, self.runner, self.node.python, self.zip_path)
+        return agent.request(list(args), stdin or "", timeout, f"node {self.node.node_id}")
 
     def _pid_text(self) -> str:
         return "-" if self.node.pid is None else str(self.node.pid)

@@ -12,6 +12,7 @@ Subcommands::
     start CONFIG ID DIR     start the node detached; {"pid": N}
     signal PID DIR SIG WAIT {"sent": bool, "gone": bool}
     files DIR               {"files": [...]}
+    serve                   the above as JSON lines on stdin/stdout (one per SSH connection)
 """
 
 from __future__ import annotations
@@ -176,26 +177,44 @@ def _pid(text: str) -> int | None:
     return None if text in ("", "-") else int(text)
 
 
-def main(argv: list[str]) -> int:
-    if not argv:
-        print(__doc__, file=sys.stderr)
-        return 64
-    what, rest = argv[0], argv[1:]
-    result: Any
+def handle(argv: list[str], stdin: str) -> Any:
+    """One request; ValueError for a malformed one."""
+    what, rest = (argv[0], argv[1:]) if argv else ("", [])
     if what == "info" and len(rest) == 2:
-        result = info(_pid(rest[0]), rest[1])
-    elif what == "call" and len(rest) in (2, 3):
-        args = json.loads(sys.stdin.read() or "{}")
+        return info(_pid(rest[0]), rest[1])
+    if what == "call" and len(rest) in (2, 3):
         timeout = float(rest[2]) if len(rest) == 3 else 10.0
-        result = call(rest[0], rest[1], args, timeout)
-    elif what == "start" and len(rest) == 3:
-        result = {"pid": start(rest[0], int(rest[1]), rest[2])}
-    elif what == "signal" and len(rest) == 4:
-        result = send_signal(int(rest[0]), rest[1], int(rest[2]), float(rest[3]))
-    elif what == "files" and len(rest) == 1:
-        result = {"files": files(rest[0])}
-    else:
-        print(f"pvectl.node.ctl: bad request {argv!r}", file=sys.stderr)
+        return call(rest[0], rest[1], json.loads(stdin or "{}"), timeout)
+    if what == "start" and len(rest) == 3:
+        return {"pid": start(rest[0], int(rest[1]), rest[2])}
+    if what == "signal" and len(rest) == 4:
+        return send_signal(int(rest[0]), rest[1], int(rest[2]), float(rest[3]))
+    if what == "files" and len(rest) == 1:
+        return {"files": files(rest[0])}
+    raise ValueError(f"bad request {argv!r}")
+
+
+def serve() -> int:
+    """Requests as JSON lines ``{"argv": [...], "stdin": "..."}`` until end of input: one
+    process per SSH connection instead of one per request."""
+    for line in sys.stdin:
+        try:
+            request = json.loads(line)
+            reply = {"ok": True, "result": handle(request["argv"], request.get("stdin", ""))}
+        except (ValueError, KeyError, TypeError, OSError) as exc:
+            reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        sys.stdout.write(json.dumps(reply) + "\n")
+        sys.stdout.flush()
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    if argv == ["serve"]:
+        return serve()
+    try:
+        result = handle(argv, sys.stdin.read() if argv[:1] == ["call"] else "")
+    except ValueError as exc:
+        print(f"pvectl.node.ctl: {exc}\n{__doc__}", file=sys.stderr)
         return 64
     print(json.dumps(result))
     return 0
