@@ -47,13 +47,6 @@ class Hosts:
     no_python: Sshd  # an sshd whose sessions get a PATH without python3
 
     def pvectl(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        t0 = time.monotonic()
-        try:
-            return self._pvectl(*args, timeout=timeout)
-        finally:
-            print(f"TIMING {time.monotonic() - t0:6.2f} {' '.join(args[:3])}")
-
-    def _pvectl(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             ["ip", "netns", "exec", CLIENT, sys.executable, "-m", "pvectl", *args],
             capture_output=True,
@@ -217,6 +210,15 @@ def test_lab_on_three_hosts(hosts: Hosts) -> None:
             hosts.pvectl("nodes", "--target", "lab", "--name", LAB, "--output-format", "json")
         )
         assert len(nodes["members"]) == 3
+        expected = hosts.pvectl("expected", "3", "--target", "lab", "--name", LAB, "--node", "2")
+        assert expected.returncode == 0, expected.stderr
+        below = hosts.pvectl("expected", "1", "--target", "lab", "--name", LAB)
+        assert below.returncode != 0 and below.stderr.startswith("pvectl: error:")
+        # exec runs on the node's host, in its directory
+        where = hosts.pvectl(
+            "lab", "exec", "2", "--name", LAB, "--", "sh", "-c", 'echo "$PVECTL_NODE $(pwd)"'
+        )
+        assert where.stdout.split() == ["2", state["nodes"][1]["dir"]], where.stderr
 
         # crash node 3: the others re-form and stay quorate
         kill = _json(hosts.pvectl("lab", "kill", "3", "--name", LAB, "--output-format", "json"))
