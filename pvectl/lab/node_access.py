@@ -134,26 +134,29 @@ class LocalNode:
 
 # --- SSH ----------------------------------------------------------------------------------
 
-_sessions: dict[tuple[bool, float], SshSession] = {}
+_sessions: list[SshSession] = []
 
 
 def session(accept_new_host_key: bool = False, connect_timeout: float = 0.0) -> SshSession:
-    """One SSH session per pvectl run (connections reused by every node request)."""
+    """The one SSH session of this pvectl run (one connection per host, reused by every
+    node request); the first caller's settings hold (``lab up`` passes its options)."""
     from pvectl.targets.ssh import DEFAULT_CONNECT_TIMEOUT, SshSession, SshSettings
 
-    key = (accept_new_host_key, connect_timeout or DEFAULT_CONNECT_TIMEOUT)
-    if key not in _sessions:
-        if not _sessions:
-            atexit.register(close_sessions)
-        _sessions[key] = SshSession(SshSettings(accept_new_host_key=key[0], connect_timeout=key[1]))
-    return _sessions[key]
+    if not _sessions:
+        atexit.register(close_sessions)
+        settings = SshSettings(
+            accept_new_host_key=accept_new_host_key,
+            connect_timeout=connect_timeout or DEFAULT_CONNECT_TIMEOUT,
+        )
+        _sessions.append(SshSession(settings))
+    return _sessions[0]
 
 
 def close_sessions() -> None:
     for agent in list(_agents.values()):
         agent.channel.close()
     _agents.clear()
-    for opened in _sessions.values():
+    for opened in _sessions:
         opened.close()
     _sessions.clear()
 
