@@ -224,6 +224,7 @@ def test_lab_on_three_hosts(hosts: Hosts) -> None:
         kill = _json(hosts.pvectl("lab", "kill", "3", "--name", LAB, "--output-format", "json"))
         assert kill["members"] == [1, 2] and kill["quorate"] is True, kill
         assert kill["seconds"] is not None
+        print(f"\n{up.stderr.strip()}\nkill 3 (token 1000 ms): new ring after {kill['seconds']} s")
         assert len(_node_processes(LAB)) == 2
         start = _json(hosts.pvectl("lab", "start", "3", "--name", LAB, "--output-format", "json"))
         assert start["members"] == [1, 2, 3], start
@@ -236,6 +237,11 @@ def test_lab_on_three_hosts(hosts: Hosts) -> None:
         hosts.pvectl("lab", "heal", "--name", LAB)
         healed = _wait_members(hosts, {1: [1, 2, 3], 2: [1, 2, 3], 3: [1, 2, 3]})
         assert all(n["quorate"] for n in healed["nodes"])
+
+        # loss and slow-disk reach every node's control socket on its host
+        for args in (("loss", "0"), ("slow-disk", "1", "0")):
+            done = hosts.pvectl("lab", *args, "--name", LAB)
+            assert done.returncode == 0, done.stderr
 
         # pause: frozen on its host (SIGSTOP over SSH), then back in the ring
         pause = _json(
