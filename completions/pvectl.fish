@@ -137,6 +137,7 @@ complete -c pvectl -n '__pvectl_at \'lab up\'' -l subnet -x -d 'The lab\'s /24 (
 complete -c pvectl -n '__pvectl_at \'lab up\'' -l durability -x -d 'Embedded config store: fsync or wal-normal.'
 complete -c pvectl -n '__pvectl_at \'lab up\'' -l coupling -x -d 'Embedded config store: coupled (fsync in the protocol loop, a slow disk stalls the token) or decoupled (group commit off the token path).'
 complete -c pvectl -n '__pvectl_at \'lab up\'' -l host -x -d 'Run the nodes on your own hosts over SSH ([user@]host[:port], repeat: one per node, or one host for all); they need python3 >= 3.11 only.'
+complete -c pvectl -n '__pvectl_at \'lab up\'' -l address -x -d 'Ring address of each --host, in the same order (e.g. its corosync network); default: the address pvectl reached it at.'
 complete -c pvectl -n '__pvectl_at \'lab up\'' -l port -x -d 'UDP port of the nodes on a host (k nodes there: k ports).'
 complete -c pvectl -n '__pvectl_at \'lab up\'' -l accept-new-host-key -d 'Record unknown SSH host keys (like StrictHostKeyChecking=accept-new).'
 complete -c pvectl -n '__pvectl_at \'lab up\'' -l connect-timeout -x -d 'SSH connect timeout in seconds.'

@@ -164,6 +164,15 @@ def test_bad_hosts_start_nothing(hosts: Hosts) -> None:
     assert missing.returncode == 69, missing.stderr
     assert f"{nopy}: python3 not found there: a lab node needs python3 >= 3.11" in missing.stderr
     assert _node_processes(LAB) == [] and _remote_dirs(LAB) == []
+    # a ring address the host does not have: the node cannot bind, lab up cleans up there
+    elsewhere = hosts.pvectl(
+        "lab", "up", "1", "--name", LAB, "--host", f"root@{a}", "--address", NET + "77"
+    )
+    assert elsewhere.returncode != 0
+    assert f"node 1 on root@{a} exited at start" in elsewhere.stderr, elsewhere.stderr
+    assert "Traceback" not in elsewhere.stderr
+    assert _node_processes(LAB) == [] and _remote_dirs(LAB) == []
+    assert hosts.pvectl("lab", "down", "--name", LAB).returncode == 0
 
 
 def test_lab_on_three_hosts(hosts: Hosts) -> None:

@@ -130,6 +130,14 @@ def up(
             "per node, or one host for all); they need python3 >= 3.11 only.",
         ),
     ] = None,
+    addresses: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--address",
+            help="Ring address of each --host, in the same order (e.g. its corosync network); "
+            "default: the address pvectl reached it at.",
+        ),
+    ] = None,
     port: Annotated[
         int,
         typer.Option("--port", help="UDP port of the nodes on a host (k nodes there: k ports)."),
@@ -151,11 +159,14 @@ def up(
     chosen = engines.choose(engine.value if engine else None)
     module = engines.module_for(chosen)
     on_hosts: dict[str, object] = {}
-    if hosts or port != 5405:
+    if hosts or addresses or port != 5405:
         if chosen != "embedded":
-            raise UsageError("--host and --port need the embedded engine")
+            raise UsageError("--host, --address and --port need the embedded engine")
+        if addresses and not hosts:
+            raise UsageError("--address goes with --host (a loopback lab picks its own)")
         on_hosts = {
             "hosts": tuple(hosts or ()),
+            "addresses": tuple(addresses or ()),
             "port": port,
             "accept_new_host_key": accept_new_host_key,
             "connect_timeout": connect_timeout,

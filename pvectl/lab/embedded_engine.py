@@ -60,6 +60,7 @@ class UpOptions:
     port: int = PORT  # first UDP port on a host (a host running k nodes uses k ports)
     accept_new_host_key: bool = False
     connect_timeout: float = 10.0
+    addresses: tuple[str, ...] = ()  # ring addresses, one per --host (default: as reached)
 
 
 def available() -> bool:
@@ -88,6 +89,16 @@ def check_options(options: UpOptions) -> None:
         for host in options.hosts:
             parse_host(host)
         host_setup.plan_hosts(options.hosts, options.nodes)
+        if options.addresses and len(options.addresses) != len(options.hosts):
+            raise UsageError(
+                f"--address: give one per --host ({len(options.hosts)}), "
+                f"got {len(options.addresses)}"
+            )
+        for address in options.addresses:
+            try:
+                ipaddress.ip_address(address)
+            except ValueError as exc:
+                raise UsageError(f"--address {address!r}: not an IP address") from exc
         if options.subnet:
             raise UsageError("--subnet is for loopback labs; --host uses the hosts' addresses")
     if not 1 <= options.port <= 65535 - MAX_NODES:
@@ -379,16 +390,18 @@ def _plan_on_hosts(name: str, options: UpOptions) -> tuple[tuple[LabNode, ...], 
     votes = options.votes or (1,) * options.nodes
     used: dict[str, int] = {}
     nodes = []
+    chosen = list(options.addresses) * (options.nodes if len(options.addresses) == 1 else 1)
     for i, host in enumerate(placement, start=1):
         fact = facts[host]
-        port = options.port + used.get(fact.address, 0)
-        used[fact.address] = used.get(fact.address, 0) + 1
+        address = chosen[i - 1] if chosen else fact.address
+        port = options.port + used.get(address, 0)
+        used[address] = used.get(address, 0) + 1
         nodes.append(
             LabNode(
                 node_id=i,
                 name=f"node{i}",
                 namespace="",
-                address=fact.address,
+                address=address,
                 dir=f"{host_setup.lab_root(name, fact.home, token)}/node{i}",
                 votes=votes[i - 1],
                 host=host,
