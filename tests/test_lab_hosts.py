@@ -170,6 +170,7 @@ def test_bad_hosts_start_nothing(hosts: Hosts) -> None:
     )
     assert elsewhere.returncode != 0
     assert f"node 1 on root@{a} exited at start" in elsewhere.stderr, elsewhere.stderr
+    assert "Cannot assign requested address" in elsewhere.stderr  # the node's own words
     assert "Traceback" not in elsewhere.stderr
     assert _node_processes(LAB) == [] and _remote_dirs(LAB) == []
     assert hosts.pvectl("lab", "down", "--name", LAB).returncode == 0

@@ -127,9 +127,7 @@ class LocalNode:
         return tuple(ctl.files(self.node.dir)) if Path(self.node.dir).is_dir() else ()
 
     def log_tail(self) -> str:
-        log = Path(self.node.dir) / "stderr.log"
-        lines = log.read_text(errors="replace").strip().splitlines() if log.exists() else []
-        return lines[-1] if lines else ""
+        return ctl.last_words(self.node.dir)
 
 
 # --- SSH ----------------------------------------------------------------------------------
@@ -298,8 +296,7 @@ class SshNode:
         return tuple(self._ctl("files", self.node.dir)["files"])
 
     def log_tail(self) -> str:
-        text = self.runner.run(["tail", "-n", "1", "--", f"{self.node.dir}/stderr.log"]).stdout
-        return text.strip()
+        return str(self._ctl("tail", self.node.dir)["line"])
 
     def exec(self, argv: list[str], env: dict[str, str]) -> int:
         """Run ``argv`` in the node's directory on its host; output is relayed after it ends."""

@@ -12,6 +12,7 @@ Subcommands::
     start CONFIG ID DIR     start the node detached; {"pid": N}
     signal PID DIR SIG WAIT {"sent": bool, "gone": bool}
     files DIR               {"files": [...]}
+    tail DIR                {"line": the node's last line on stderr}
     serve                   the above as JSON lines on stdin/stdout (one per SSH connection)
 """
 
@@ -173,6 +174,16 @@ def files(state_dir: str) -> list[str]:
     ]
 
 
+def last_words(state_dir: str) -> str:
+    """The last line the node wrote on stderr (why it exited at start)."""
+    log = Path(state_dir) / "stderr.log"
+    try:
+        lines = log.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return lines[-1] if lines else ""
+
+
 def _pid(text: str) -> int | None:
     return None if text in ("", "-") else int(text)
 
@@ -191,6 +202,8 @@ def handle(argv: list[str], stdin: str) -> Any:
         return send_signal(int(rest[0]), rest[1], int(rest[2]), float(rest[3]))
     if what == "files" and len(rest) == 1:
         return {"files": files(rest[0])}
+    if what == "tail" and len(rest) == 1:
+        return {"line": last_words(rest[0])}
     raise ValueError(f"bad request {argv!r}")
 
 
