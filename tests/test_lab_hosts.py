@@ -142,8 +142,18 @@ def _wait_members(hosts: Hosts, want: dict[int, list[int]], timeout: float = 30)
         time.sleep(0.5)
 
 
-def test_bad_hosts_start_nothing(hosts: Hosts) -> None:
+def test_bad_hosts_start_nothing(hosts: Hosts, tmp_path: Path) -> None:
     a, b, _ = (s.address for s in hosts.sshds)
+    # an unknown host key is refused (no known_hosts in this HOME), as OpenSSH would
+    stranger = SshClientHome(tmp_path / "stranger")
+    unknown = subprocess.run(
+        ["ip", "netns", "exec", CLIENT, sys.executable, "-m", "pvectl",
+         "lab", "up", "1", "--name", LAB, "--host", f"root@{a}"],
+        capture_output=True, text=True, env=stranger.env(), timeout=120, check=False,
+    )  # fmt: skip
+    assert unknown.returncode == 77, unknown.stderr
+    assert f"root@{a}: host key not known" in unknown.stderr
+    assert "--accept-new-host-key" in unknown.stderr
     # one unreachable host among good ones: a per-host error, nothing started anywhere
     bad = hosts.pvectl(
         "lab", "up", "3", "--name", LAB, "--connect-timeout", "3",
