@@ -256,7 +256,13 @@ def is_up(name: str) -> bool:
     state = lab_state.load(name)
     if state is None or state.engine != ENGINE:
         return False
-    return any(node_pid(node) is not None for node in state.nodes)
+    for node in state.nodes:
+        try:
+            if node_pid(node) is not None:
+                return True
+        except PvectlError:  # a host out of reach: its node does not count as up
+            continue
+    return False
 
 
 def load_running(name: str) -> LabState:
