@@ -233,7 +233,7 @@ def _agent(host: str, runner: SshRunner, python: str, zip_path: str) -> _Agent:
 
 
 class SshNode:
-    """A node on ``node.host``; every request is one exec of the uploaded zip there."""
+    """A node on ``node.host``, reached through that host's helper (``_Agent``)."""
 
     def __init__(self, node: LabNode) -> None:
         from pvectl.targets.hosts import parse_host
