@@ -23,7 +23,7 @@ _pvectl_options() {
         "quorum") echo "-h --help --debug" ;;
         "quorum what-if") echo "--nodes --votes --two-node --qdevice --last-man-standing --auto-tie-breaker --wait-for-all --no-wait-for-all --config --output-format -h --help --debug" ;;
         "lab") echo "-h --help --debug" ;;
-        "lab up") echo "--engine --name --transport --token --two-node --wait-for-all --no-wait-for-all --votes --subnet --durability --coupling --qdevice --qdevice-algorithm --netmtu --output-format -h --help --debug" ;;
+        "lab up") echo "--engine --name --transport --token --two-node --wait-for-all --no-wait-for-all --votes --subnet --durability --coupling --qdevice --qdevice-algorithm --netmtu --host --address --port --accept-new-host-key --connect-timeout --output-format -h --help --debug" ;;
         "lab down") echo "--name -h --help --debug" ;;
         "lab ls") echo "--name --output-format -h --help --debug" ;;
         "lab kill") echo "--name --output-format -h --help --debug" ;;
@@ -115,6 +115,10 @@ _pvectl_values() {
         "lab up|--coupling") echo "" ;;
         "lab up|--qdevice-algorithm") echo "" ;;
         "lab up|--netmtu") echo "" ;;
+        "lab up|--host") echo "" ;;
+        "lab up|--address") echo "" ;;
+        "lab up|--port") echo "" ;;
+        "lab up|--connect-timeout") echo "" ;;
         "lab up|--output-format") echo "text json json-pretty yaml" ;;
         "lab down|--name") echo "" ;;
         "lab ls|--name") echo "" ;;

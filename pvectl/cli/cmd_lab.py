@@ -143,6 +143,36 @@ def up(
             "carries up to 65507, which packs more messages per token visit.",
         ),
     ] = None,
+    hosts: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--host",
+            help="Run the nodes on your own hosts over SSH ([user@]host[:port], repeat: one "
+            "per node, or one host for all); they need python3 >= 3.11 only.",
+        ),
+    ] = None,
+    addresses: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--address",
+            help="Ring address of each --host, in the same order (e.g. its corosync network); "
+            "default: the address pvectl reached it at.",
+        ),
+    ] = None,
+    port: Annotated[
+        int,
+        typer.Option("--port", help="UDP port of the nodes on a host (k nodes there: k ports)."),
+    ] = 5405,
+    accept_new_host_key: Annotated[
+        bool,
+        typer.Option(
+            "--accept-new-host-key",
+            help="Record unknown SSH host keys (like StrictHostKeyChecking=accept-new).",
+        ),
+    ] = False,
+    connect_timeout: Annotated[
+        float, typer.Option("--connect-timeout", help="SSH connect timeout in seconds.")
+    ] = 10.0,
     output_format: OutputFormatOption = OutputFormat.text,
 ) -> None:
     """Start an N-node lab and wait until its ring has formed."""
@@ -151,6 +181,19 @@ def up(
     module = engines.module_for(chosen)
     if qdevice and chosen != "corosync":
         raise UsageError("--qdevice needs --engine corosync (embedded nodes have no qdevice yet)")
+    on_hosts: dict[str, object] = {}
+    if hosts or addresses or port != 5405:
+        if chosen != "embedded":
+            raise UsageError("--host, --address and --port need the embedded engine")
+        if addresses and not hosts:
+            raise UsageError("--address goes with --host (a loopback lab picks its own)")
+        on_hosts = {
+            "hosts": tuple(hosts or ()),
+            "addresses": tuple(addresses or ()),
+            "port": port,
+            "accept_new_host_key": accept_new_host_key,
+            "connect_timeout": connect_timeout,
+        }
     options = module.UpOptions(
         nodes=nodes,
         transport=transport.value,
@@ -169,6 +212,7 @@ def up(
             if chosen == "corosync" and qdevice
             else {}
         ),
+        **on_hosts,
     )
     state = module.up(name, options, report=_say)
     emit(
@@ -203,15 +247,19 @@ def list_labs(
                 f"lab {lab.name} (engine {lab.engine}, {lab.transport}, {lab.subnet}): "
                 f"{lab.state_dir}\n"
             )
+            width = max((len(n.host) for n in lab.nodes), default=0)
+            host_head = f"{'host':<{width + 2}}" if width else ""
             out.append(
-                f"  {'node':<6}{'address':<16}{'pid':>8}  {'ring id':<10}{'quorate':<9}members\n"
+                f"  {'node':<6}{host_head}{'address':<16}{'pid':>8}  {'ring id':<10}"
+                f"{'quorate':<9}members\n"
             )
             for node in lab.nodes:
                 quorate = {True: "yes", False: "no", None: "-"}[node.quorate]
                 if node.paused:
                     quorate = "paused"
+                host = f"{node.host:<{width + 2}}" if width else ""
                 out.append(
-                    f"  {node.node_id:<6}{node.address:<16}{node.pid or '-':>8}  "
+                    f"  {node.node_id:<6}{host}{node.address:<16}{node.pid or '-':>8}  "
                     f"{node.ring_id or '-':<10}{quorate:<9}"
                     f"{','.join(str(m) for m in node.members) or '-'}\n"
                 )

@@ -16,7 +16,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -27,11 +26,12 @@ from typing import Any
 from pvectl import corosync_conf
 from pvectl.corosync_conf import Section
 from pvectl.errors import CommandRefused, ExitCode, PvectlError, TargetUnavailable, UsageError
-from pvectl.lab import fuse_mounts, netns
+from pvectl.lab import fuse_mounts
 from pvectl.lab import state as lab_state
+from pvectl.lab.node_access import access
 from pvectl.lab.state import LabNode, LabState
 from pvectl.lab.views import LabView, NodeView, RingChange, wait_until
-from pvectl.node import control
+from pvectl.node import ctl
 
 ENGINE = "embedded"
 MAX_NODES = 16
@@ -62,6 +62,11 @@ class UpOptions:
     last_man_standing: bool = False
     auto_tie_breaker: bool = False
     netmtu: int | None = None
+    hosts: tuple[str, ...] = ()  # run the nodes on these SSH hosts instead of loopback
+    port: int = PORT  # first UDP port on a host (a host running k nodes uses k ports)
+    accept_new_host_key: bool = False
+    connect_timeout: float = 10.0
+    addresses: tuple[str, ...] = ()  # ring addresses, one per --host (default: as reached)
 
 
 def available() -> bool:
@@ -85,6 +90,27 @@ def check_options(options: UpOptions) -> None:
         raise UsageError("--durability must be fsync or wal-normal")
     if options.coupling not in ("coupled", "decoupled"):
         raise UsageError("--coupling must be coupled or decoupled")
+    if options.hosts:
+        from pvectl.lab import host_setup
+        from pvectl.targets.hosts import parse_host
+
+        for host in options.hosts:
+            parse_host(host)
+        host_setup.plan_hosts(options.hosts, options.nodes)
+        if options.addresses and len(options.addresses) != len(options.hosts):
+            raise UsageError(
+                f"--address: give one per --host ({len(options.hosts)}), "
+                f"got {len(options.addresses)}"
+            )
+        for address in options.addresses:
+            try:
+                ipaddress.ip_address(address)
+            except ValueError as exc:
+                raise UsageError(f"--address {address!r}: not an IP address") from exc
+        if options.subnet:
+            raise UsageError("--subnet is for loopback labs; --host uses the hosts' addresses")
+    if not 1 <= options.port <= 65535 - MAX_NODES:
+        raise UsageError(f"--port must be in 1..{65535 - MAX_NODES}")
 
 
 def _allocate_subnet(requested: str | None) -> ipaddress.IPv4Network:
@@ -116,7 +142,8 @@ def _port_free(address: str) -> bool:
     return True
 
 
-def build_conf(state: LabState, options: UpOptions, authkey: Path) -> str:
+def build_conf(state: LabState, options: UpOptions, authkey: Path | None) -> str:
+    """``authkey`` None: each node reads the ``authkey`` beside its corosync.conf."""
     totem = Section(
         "totem",
         {
@@ -134,17 +161,15 @@ def build_conf(state: LabState, options: UpOptions, authkey: Path) -> str:
         totem.values["netmtu"] = str(options.netmtu)
     nodelist = Section("nodelist")
     for node in state.nodes:
-        nodelist.children.append(
-            Section(
-                "node",
-                {
-                    "name": node.name,
-                    "nodeid": str(node.node_id),
-                    "quorum_votes": str(node.votes),
-                    "ring0_addr": node.address,
-                },
-            )
-        )
+        values = {
+            "name": node.name,
+            "nodeid": str(node.node_id),
+            "quorum_votes": str(node.votes),
+            "ring0_addr": node.address,
+        }
+        if node.port != PORT:
+            values["pvectl_port"] = str(node.port)
+        nodelist.children.append(Section("node", values))
     quorum = Section("quorum", {"provider": "corosync_votequorum"})
     if options.two_node:
         quorum.values["two_node"] = "1"
@@ -154,14 +179,9 @@ def build_conf(state: LabState, options: UpOptions, authkey: Path) -> str:
         quorum.values["last_man_standing"] = "1"
     if options.auto_tie_breaker:
         quorum.values["auto_tie_breaker"] = "1"
-    extra = Section(
-        "pvectl",
-        {
-            "authkey": str(authkey),
-            "coupling": options.coupling,
-            "durability": options.durability,
-        },
-    )
+    extra = Section("pvectl", {"coupling": options.coupling, "durability": options.durability})
+    if authkey is not None:
+        extra.values["authkey"] = str(authkey)
     root = Section(
         "", children=[totem, nodelist, quorum, extra, Section("logging", {"to_syslog": "no"})]
     )
@@ -172,38 +192,17 @@ def build_conf(state: LabState, options: UpOptions, authkey: Path) -> str:
 
 
 def _cmdline(pid: int) -> list[str]:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return []
-    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+    return ctl.cmdline(pid)
 
 
 def node_pid(node: LabNode) -> int | None:
     """The node's pid if that process still runs this node (pid reuse is checked)."""
-    if node.pid is None:
-        return None
-    cmd = _cmdline(node.pid)
-    if "pvectl.node" in cmd and node.dir in cmd:
-        try:
-            stat = Path(f"/proc/{node.pid}/stat").read_text()
-        except OSError:
-            return None
-        if stat.rsplit(")", 1)[1].split()[0] == "Z":
-            return None
-        return node.pid
-    return None
+    return access(node).pid()
 
 
 def _lab_processes(state_dir: str) -> list[int]:
-    """Every node process of a lab, found by its state directory (after a pvectl crash)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            cmd = _cmdline(int(entry.name))
-            if "pvectl.node" in cmd and any(part.startswith(state_dir) for part in cmd):
-                found.append(int(entry.name))
-    return found
+    """Every local node process of a lab, found by its state directory (after a crash)."""
+    return ctl.processes_under(state_dir)
 
 
 def leftovers(name: str) -> list[int]:
@@ -211,19 +210,13 @@ def leftovers(name: str) -> list[int]:
     return _lab_processes(str(lab_state.lab_dir(name)))
 
 
-def _socket(node: LabNode) -> Path:
-    return Path(node.dir) / "control.sock"
-
-
 def _call(node: LabNode, cmd: str, timeout: float = 5.0, **args: Any) -> dict[str, Any]:
-    return control.call(_socket(node), cmd, timeout=timeout, **args)
+    return access(node).call(cmd, timeout, **args)
 
 
 def info(node: LabNode) -> dict[str, Any] | None:
-    if node_pid(node) is None:
-        return None
     try:
-        return _call(node, "info", timeout=2.0)
+        return access(node).probe()[2]
     except PvectlError:
         return None
 
@@ -235,34 +228,16 @@ def membership(node: LabNode) -> tuple[int, ...] | None:
     return tuple(found["members"])
 
 
+def _config_path(state: LabState, node: LabNode) -> str:
+    if node.host:
+        return f"{node.dir}/corosync.conf"
+    return str(Path(state.state_dir) / "corosync.conf")
+
+
 def _start_process(state: LabState, node_id: int) -> LabState:
     node = state.node(node_id)
-    base = Path(node.dir)
-    base.mkdir(parents=True, exist_ok=True, mode=0o700)
-    (base / "control.sock").unlink(missing_ok=True)
-    log = open(base / "stderr.log", "ab")  # noqa: SIM115 - handed to the child
-    try:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "pvectl.node",
-                "--config",
-                str(Path(state.state_dir) / "corosync.conf"),
-                "--node-id",
-                str(node_id),
-                "--state-dir",
-                node.dir,
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            close_fds=True,
-        )
-    finally:
-        log.close()
-    state = state.with_pid(node_id, proc.pid)
+    pid = access(node).start(_config_path(state, node))
+    state = state.with_pid(node_id, pid)
     lab_state.save(state)
     return state
 
@@ -278,20 +253,23 @@ def _gone(pid: int) -> bool:
 
 
 def _wait_control(node: LabNode, timeout: float) -> None:
+    where = f" on {node.host}" if node.host else ""
+
     def answers() -> bool:
-        if node.pid is None or _gone(node.pid):
-            log = Path(node.dir) / "stderr.log"
-            detail = (
-                log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
-            )
+        pid, _, seen = access(node).probe()
+        # a local process reads an empty cmdline for a moment after its exec: judge a
+        # local start by /proc/PID/stat, so a slow start is not taken for a crash
+        starting = not node.host and node.pid is not None and not _gone(node.pid)
+        if pid is None and not starting:
+            detail = access(node).log_tail()
             raise PvectlError(
-                f"node {node.node_id} exited at start" + (f": {detail[0]}" if detail else "")
+                f"node {node.node_id}{where} exited at start" + (f": {detail}" if detail else "")
             )
-        return info(node) is not None
+        return seen is not None
 
     if not wait_until(answers, timeout):
         raise PvectlError(
-            f"node {node.node_id} does not answer on its control socket after "
+            f"node {node.node_id}{where} does not answer on its control socket after "
             f"{timeout:g} s (see {node.dir}/node.log)",
             ExitCode.TEMP_FAIL,
         )
@@ -301,7 +279,13 @@ def is_up(name: str) -> bool:
     state = lab_state.load(name)
     if state is None or state.engine != ENGINE:
         return False
-    return any(node_pid(node) is not None for node in state.nodes)
+    for node in state.nodes:
+        try:
+            if node_pid(node) is not None:
+                return True
+        except PvectlError:  # a host out of reach: its node does not count as up
+            continue
+    return False
 
 
 def load_running(name: str) -> LabState:
@@ -330,14 +314,87 @@ def up(name: str, options: UpOptions, report: Report = _quiet) -> LabState:
         )
     if existing is not None:
         down(name)
-    subnet = _allocate_subnet(options.subnet)
     directory = lab_state.lab_dir(name)
+    if options.hosts:
+        nodes, subnet_text, token = _plan_on_hosts(name, options)
+    else:
+        nodes, subnet_text, token = _plan_on_loopback(directory, options), "", ""
     if directory.exists():
         shutil.rmtree(directory)
     directory.mkdir(parents=True, mode=0o700)
+    state = LabState(
+        name=name,
+        engine=ENGINE,
+        state_dir=str(directory),
+        namespace_prefix="",
+        hub_namespace="",
+        subnet=subnet_text or nodes[0].address.rsplit(".", 1)[0] + ".0/24",
+        cluster_name=name,
+        transport="udpu",
+        nodes=nodes,
+        options={
+            "token": options.token,
+            "two_node": options.two_node,
+            "wait_for_all": options.wait_for_all,
+            "votes": [n.votes for n in nodes],
+            "durability": options.durability,
+            "coupling": options.coupling,
+            **({"hosts": list(options.hosts), "remote_token": token} if options.hosts else {}),
+        },
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+    lab_state.save(state)  # first, so 'lab down' finds everything after a crash
+    authkey = directory / "authkey"
+    authkey.write_bytes(secrets.token_bytes(128))
+    os.chmod(authkey, 0o600)
+    started = time.monotonic()
+    try:
+        if options.hosts:
+            _upload(state, options, authkey.read_bytes())
+        else:
+            conf = build_conf(state, options, authkey)
+            (directory / "corosync.conf").write_text(conf, encoding="utf-8")
+        for node in nodes:
+            state = _start_process(state, node.node_id)
+        for node in state.nodes:
+            _wait_control(node, 20.0)
+        want = tuple(n.node_id for n in nodes)
+        ok = wait_until(
+            lambda: all(membership(n) == want for n in state.nodes), options.wait_timeout
+        )
+        if not ok:
+            where = "on its hosts" if options.hosts else f"(logs: {directory}/node*/node.log)"
+            raise PvectlError(
+                f"lab {name!r}: the ring did not form within {options.wait_timeout:g} s {where}",
+                ExitCode.TEMP_FAIL,
+            )
+    except BaseException as exc:
+        if options.hosts:  # never leave processes behind on the user's hosts
+            try:
+                down(name)
+            except PvectlError as cleanup:
+                raise PvectlError(f"{exc}; and then: {cleanup}", ExitCode.UNAVAILABLE) from exc
+        raise
+    elapsed = time.monotonic() - started
+    if options.hosts:
+        places = ", ".join(f"{n.node_id}@{n.host} ({n.address}:{n.port})" for n in state.nodes)
+        report(
+            f"lab {name!r}: {options.nodes} embedded node(s) up on {places}; "
+            f"ring formed in {elapsed:.2f} s"
+        )
+    else:
+        report(
+            f"lab {name!r}: {options.nodes} embedded node(s) up on {state.subnet} (udp {PORT}); "
+            f"ring formed in {elapsed:.2f} s"
+        )
+    return state
+
+
+def _plan_on_loopback(directory: Path, options: UpOptions) -> tuple[LabNode, ...]:
+    subnet = _allocate_subnet(options.subnet)
     hosts = list(subnet.hosts())
     votes = options.votes or (1,) * options.nodes
-    nodes = tuple(
+    return tuple(
         LabNode(
             node_id=i,
             name=f"node{i}",
@@ -348,51 +405,50 @@ def up(name: str, options: UpOptions, report: Report = _quiet) -> LabState:
         )
         for i in range(1, options.nodes + 1)
     )
-    state = LabState(
-        name=name,
-        engine=ENGINE,
-        state_dir=str(directory),
-        namespace_prefix="",
-        hub_namespace="",
-        subnet=str(subnet),
-        cluster_name=name,
-        transport="udpu",
-        nodes=nodes,
-        options={
-            "token": options.token,
-            "two_node": options.two_node,
-            "wait_for_all": options.wait_for_all,
-            "votes": list(votes),
-            "durability": options.durability,
-            "coupling": options.coupling,
-        },
-        created=datetime.now(UTC).isoformat(timespec="seconds"),
-    )
-    lab_state.save(state)  # first, so 'lab down' finds everything after a crash
-    authkey = directory / "authkey"
-    authkey.write_bytes(secrets.token_bytes(128))
-    os.chmod(authkey, 0o600)
-    conf = build_conf(state, options, authkey)
-    (directory / "corosync.conf").write_text(conf, encoding="utf-8")
-    started = time.monotonic()
-    for node in nodes:
-        state = _start_process(state, node.node_id)
-    for node in state.nodes:
-        _wait_control(node, 20.0)
-    want = tuple(n.node_id for n in nodes)
-    ok = wait_until(lambda: all(membership(n) == want for n in state.nodes), options.wait_timeout)
-    elapsed = time.monotonic() - started
-    if not ok:
-        raise PvectlError(
-            f"lab {name!r}: the ring did not form within "
-            f"{options.wait_timeout:g} s (logs: {directory}/node*/node.log)",
-            ExitCode.TEMP_FAIL,
+
+
+def _plan_on_hosts(name: str, options: UpOptions) -> tuple[tuple[LabNode, ...], str, str]:
+    """Check every host first (reachable, python3 >= 3.11, its address), so a bad host
+    stops ``lab up`` before anything runs anywhere; nodes sharing an address get
+    consecutive ports."""
+    from pvectl.lab import host_setup
+
+    placement = host_setup.plan_hosts(options.hosts, options.nodes)
+    facts = host_setup.probe_hosts(placement, options.accept_new_host_key, options.connect_timeout)
+    token = host_setup.new_token()
+    votes = options.votes or (1,) * options.nodes
+    used: dict[str, int] = {}
+    nodes = []
+    chosen = list(options.addresses) * (options.nodes if len(options.addresses) == 1 else 1)
+    for i, host in enumerate(placement, start=1):
+        fact = facts[host]
+        address = chosen[i - 1] if chosen else fact.address
+        port = options.port + used.get(address, 0)
+        used[address] = used.get(address, 0) + 1
+        nodes.append(
+            LabNode(
+                node_id=i,
+                name=f"node{i}",
+                namespace="",
+                address=address,
+                dir=f"{host_setup.lab_root(name, fact.home, token)}/node{i}",
+                votes=votes[i - 1],
+                host=host,
+                python=fact.python,
+                port=port,
+            )
         )
-    report(
-        f"lab {name!r}: {options.nodes} embedded node(s) up on {subnet} (udp {PORT}); "
-        f"ring formed in {elapsed:.2f} s"
-    )
-    return state
+    return tuple(nodes), "hosts: " + ",".join(dict.fromkeys(n.address for n in nodes)), token
+
+
+def _upload(state: LabState, options: UpOptions, authkey: bytes) -> None:
+    from pvectl.lab import host_setup, node_access
+
+    conf = build_conf(state, options, None)
+    (Path(state.state_dir) / "corosync.conf").write_text(conf, encoding="utf-8")
+    archive = node_access.node_zip()
+    for node in state.nodes:
+        host_setup.upload(node, conf, authkey, archive)
 
 
 def _node_alive(state: LabState, node: LabNode) -> bool:
@@ -405,9 +461,12 @@ def down(name: str, report: Report = _quiet) -> list[str]:
     unmounted = fuse_mounts.unmount_all(directory) if directory.exists() else []
     for line in unmounted:
         report(f"lab {name!r}: {line}")
+    removed: list[str] = list(unmounted)
+    if state is not None and any(n.host for n in state.nodes):
+        removed += _down_on_hosts(state, report)
     pids = set(_lab_processes(str(directory)))
     if state is not None:
-        pids |= {p for n in state.nodes if (p := node_pid(n)) is not None}
+        pids |= {p for n in state.nodes if not n.host and (p := node_pid(n)) is not None}
     for pid in sorted(pids):
         _signal(pid, signal.SIGTERM)
     deadline = time.monotonic() + 5.0
@@ -416,12 +475,40 @@ def down(name: str, report: Report = _quiet) -> list[str]:
     for pid in sorted(pids):
         if _cmdline(pid):
             _signal(pid, signal.SIGKILL)
-    removed = unmounted + [f"pid {pid}" for pid in sorted(pids)]
+    removed += [f"pid {pid}" for pid in sorted(pids)]
     if pids:
         report(f"lab {name!r}: stopped {len(pids)} node process(es)")
     if directory.exists():
         shutil.rmtree(directory, ignore_errors=True)
         removed.append(str(directory))
+    return removed
+
+
+def _down_on_hosts(state: LabState, report: Report) -> list[str]:
+    """Stop and remove every remote node; while a host cannot be reached the lab's state
+    stays, so a later ``lab down`` finishes the job."""
+    removed: list[str] = []
+    failures: list[PvectlError] = []
+    for node in state.nodes:
+        if not node.host:
+            continue
+        try:
+            pids = access(node).down()
+        except PvectlError as exc:
+            failures.append(exc)
+            continue
+        if pids:
+            report(
+                f"lab {state.name!r}: node {node.node_id} on {node.host}: stopped pid(s) "
+                + ", ".join(str(p) for p in pids)
+            )
+        removed += [f"{node.host}: pid {p}" for p in pids] + [f"{node.host}:{node.dir}"]
+    if failures:
+        raise PvectlError(
+            f"lab {state.name!r}: could not clean up on {len(failures)} host(s), state kept "
+            "for another 'lab down': " + "; ".join(str(e) for e in failures),
+            failures[0].exit_code,
+        )
     return removed
 
 
@@ -473,12 +560,8 @@ def stop_node(name: str, node_id: int, sig: signal.Signals) -> RingChange:
     pid = node_pid(node)
     if pid is None:
         raise CommandRefused(f"node {node_id} of lab {name!r} is not running")
-    if sig == signal.SIGKILL:
-        _signal(pid, signal.SIGKILL)
-    else:
-        _signal(pid, signal.SIGCONT)  # a paused node must run to leave cleanly
-        _signal(pid, signal.SIGTERM)  # the node multicasts a leave, then exits
-    wait_until(lambda: not _cmdline(pid), 10.0)
+    # SIGTERM: the node (continued first if paused) multicasts a leave, then exits
+    access(node).signal(pid, sig, 10.0)
     state = state.with_pid(node_id, None)
     lab_state.save(state)
     action = "kill" if sig == signal.SIGKILL else "stop"
@@ -505,7 +588,8 @@ def pause_node(name: str, node_id: int, seconds: float) -> RingChange:
         raise CommandRefused(f"node {node_id} of lab {name!r} is not running")
     others = _running(state, exclude=node_id)
     dropped_after: float | None = None
-    _signal(pid, signal.SIGSTOP)
+    node = state.node(node_id)
+    access(node).signal(pid, signal.SIGSTOP, 0)
     started = time.monotonic()
     try:
         while (elapsed := time.monotonic() - started) < seconds:
@@ -515,7 +599,7 @@ def pause_node(name: str, node_id: int, seconds: float) -> RingChange:
                     dropped_after = elapsed
             time.sleep(min(0.1, max(0.0, seconds - elapsed)))
     finally:
-        _signal(pid, signal.SIGCONT)
+        access(node).signal(pid, signal.SIGCONT, 0)
     change = _settle(state, node_id, "pause", lambda m: node_id in m, exclude_self=False)
     return replace(change, dropped_after=dropped_after)
 
@@ -586,9 +670,16 @@ def exec_in_node(name: str, node_id: int, argv: Sequence[str]) -> int:
         raise UsageError("lab exec needs a command after '--'")
     state = load_running(name)
     node = state.node(node_id)
-    env = dict(
-        os.environ, PVECTL_LAB=name, PVECTL_NODE=str(node_id), PVECTL_NODE_SOCKET=str(_socket(node))
-    )
+    extra = {
+        "PVECTL_LAB": name,
+        "PVECTL_NODE": str(node_id),
+        "PVECTL_NODE_SOCKET": f"{node.dir}/control.sock",
+    }
+    if node.host:
+        from pvectl.lab.node_access import SshNode
+
+        return SshNode(node).exec(list(argv), extra)
+    env = dict(os.environ, **extra)
     try:
         return subprocess.call(list(argv), cwd=node.dir, env=env)
     except FileNotFoundError as exc:
@@ -599,13 +690,12 @@ def view(name: str) -> LabView:
     state = load_running(name)
     rows = []
     for node in state.nodes:
-        pid = node_pid(node)
-        seen = info(node) if pid is not None else None
-        files = tuple(
-            str(p.relative_to(node.dir))
-            for p in sorted(Path(node.dir).rglob("*"))
-            if p.is_file() or p.is_socket()
-        )
+        reach = access(node)
+        try:
+            pid, paused, seen = reach.probe()
+            files = reach.files()
+        except PvectlError:  # an unreachable host: its node shows as not running
+            pid, paused, seen, files = None, False, None, ()
         rows.append(
             NodeView(
                 node_id=node.node_id,
@@ -613,13 +703,14 @@ def view(name: str) -> LabView:
                 address=node.address,
                 namespace="",
                 pid=pid,
-                paused=pid is not None and netns.is_stopped(pid),
+                paused=paused,
                 running=pid is not None,
                 ring_id=seen["ring_id"] if seen else None,
                 quorate=bool(seen["quorate"]) if seen else None,
                 members=tuple(seen["members"]) if seen else (),
                 state_dir=node.dir,
                 files=files,
+                host=node.host,
             )
         )
     return LabView(
@@ -668,12 +759,14 @@ def mount_node(
             f"node {node_id} of lab {name!r} is not running "
             f"('pvectl lab start {node_id} --name {name}')"
         )
+    if node.host:
+        raise UsageError("lab mount serves nodes on this machine; mount on the node's host")
     path = fuse_mounts.check_mountpoint(mountpoint)
     args = (
         name,
         node_id,
         Path(node.dir),
-        _socket(node),
+        Path(node.dir) / "control.sock",
         Path(state.state_dir) / "corosync.conf",
         path,
         level,

@@ -75,6 +75,9 @@ class LabNode:
     dir: str
     votes: int = 1
     pid: int | None = None
+    host: str = ""  # lab up --host: the SSH host running this node ("" = this machine)
+    python: str = ""  # that host's python3 (absolute path)
+    port: int = 5405  # its UDP port
 
 
 @dataclass(frozen=True)

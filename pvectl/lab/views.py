@@ -23,6 +23,7 @@ class NodeView:
     members: tuple[int, ...]
     state_dir: str
     files: tuple[str, ...]
+    host: str = ""  # lab up --host: the SSH host running the node ("" = this machine)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,112 @@
+"""The parts of ``lab up --host`` that need no SSH: host plans, the node zip (standard library
+only, runnable by a bare python3), the conf it ships and the ctl helper's guards."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pvectl import corosync_conf
+from pvectl.errors import UsageError
+from pvectl.lab import embedded_engine, host_setup, node_access
+from pvectl.lab.state import LabNode, LabState
+from pvectl.node import config as node_config
+from pvectl.node import ctl
+
+
+def test_plan_one_host_per_node_or_one_for_all() -> None:
+    assert host_setup.plan_hosts(("a", "b", "c"), 3) == ["a", "b", "c"]
+    assert host_setup.plan_hosts(("a", "a", "b"), 3) == ["a", "a", "b"]
+    assert host_setup.plan_hosts(("solo",), 3) == ["solo"] * 3
+    with pytest.raises(UsageError, match="3 nodes need 3 --host values"):
+        host_setup.plan_hosts(("a", "b"), 3)
+    with pytest.raises(UsageError, match="got 4"):
+        host_setup.plan_hosts(("a", "b", "c", "d"), 3)
+
+
+def test_check_options_rejects_bad_host_input() -> None:
+    up = embedded_engine.UpOptions
+    with pytest.raises(UsageError, match="expected \\[user@\\]host"):
+        embedded_engine.check_options(up(nodes=2, hosts=("a", "bad host")))
+    with pytest.raises(UsageError, match="--subnet is for loopback labs"):
+        embedded_engine.check_options(up(nodes=1, hosts=("a",), subnet="127.77.9.0/24"))
+    with pytest.raises(UsageError, match="--port"):
+        embedded_engine.check_options(up(nodes=1, port=0))
+    embedded_engine.check_options(up(nodes=3, hosts=("root@a:2222", "b", "b")))
+
+
+def _state(nodes: tuple[LabNode, ...]) -> LabState:
+    return LabState("tlhx", "embedded", "/x", "", "", "hosts", "tlhx", "udpu", nodes)
+
+
+def test_conf_for_hosts_names_ports_and_leaves_the_key_beside_it(tmp_path: Path) -> None:
+    nodes = tuple(
+        LabNode(i, f"node{i}", "", "10.1.1.5", f"/d/node{i}", port=5405 + i - 1, host="h")
+        for i in (1, 2)
+    )
+    text = embedded_engine.build_conf(_state(nodes), embedded_engine.UpOptions(nodes=2), None)
+    conf = tmp_path / "corosync.conf"
+    conf.write_text(text)
+    loaded = node_config.load(conf, 2)
+    assert [(p.address, p.port) for p in loaded.peers] == [("10.1.1.5", 5405), ("10.1.1.5", 5406)]
+    assert loaded.authkey == tmp_path / "authkey"
+    assert "authkey" not in text
+    assert corosync_conf.parse(text).section("pvectl") is not None
+
+
+def test_node_zip_runs_on_a_bare_python(tmp_path: Path) -> None:
+    """No site-packages (-S), no user site, no PYTHONPATH (-I): what a fresh Debian has."""
+    archive = tmp_path / "pvectl.zip"
+    archive.write_bytes(node_access.node_zip())
+    code = (
+        f"import sys; sys.path.insert(0, {str(archive)!r}); "
+        "import pvectl.node.runtime, pvectl.node.__main__, pvectl.node.ctl; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('paramiko', 'yaml', 'rich', 'typer', 'cryptography')))"
+    )
+    bare = [sys.executable, "-I", "-S", "-c", code]
+    out = subprocess.run(bare, cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    # the zip is the helper: 'info' on a directory with no node
+    run = [sys.executable, "-I", "-S", str(archive), "info", "-", str(tmp_path)]
+    reply = subprocess.run(run, cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert json.loads(reply.stdout) == {"pid": None, "stopped": False, "info": None}
+
+
+def test_ctl_signals_only_the_node_it_is_told_about(tmp_path: Path) -> None:
+    """A recorded pid now used by another process (here: this test) is never signalled."""
+    assert ctl.send_signal(os.getpid(), str(tmp_path), signal.SIGKILL, 0) == {
+        "sent": False,
+        "gone": True,
+    }
+    assert ctl.node_pid(os.getpid(), str(tmp_path)) is None
+
+
+def test_ctl_serve_answers_json_lines(tmp_path: Path) -> None:
+    archive = tmp_path / "pvectl.zip"
+    archive.write_bytes(node_access.node_zip())
+    requests = [
+        {"argv": ["files", str(tmp_path)]},
+        {"argv": ["nonsense"]},
+        {"argv": ["call", str(tmp_path), "info", "1"], "stdin": "{}"},
+    ]
+    out = subprocess.run(
+        [sys.executable, "-I", "-S", str(archive), "serve"],
+        input="".join(json.dumps(r) + "\n" for r in requests),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    replies = [json.loads(line) for line in out.stdout.splitlines()]
+    assert replies[0] == {"ok": True, "result": {"files": ["pvectl.zip"]}}
+    assert replies[1]["ok"] is False and "bad request" in replies[1]["error"]
+    assert replies[2]["ok"] is True
+    assert replies[2]["result"]["ok"] is False
+    assert "no control socket" in replies[2]["result"]["error"]
