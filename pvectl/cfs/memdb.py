@@ -41,6 +41,23 @@ CREATE TABLE IF NOT EXISTS tree (
 """
 
 
+REPLACE_ROW = "REPLACE INTO tree VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+
+
+def entry_row(entry: Entry) -> tuple[int, int, int, int, int, int, str, bytes | None]:
+    """The ``tree`` row of an entry, in column order (memdb and config.db alike)."""
+    return (
+        entry.inode,
+        entry.parent,
+        entry.version,
+        entry.writer,
+        entry.mtime,
+        entry.type,
+        entry.name,
+        entry.data,
+    )
+
+
 @dataclass(frozen=True)
 class Entry:
     """One row of ``tree``; inode 0 is the ``__version__`` row."""
@@ -256,19 +273,7 @@ class MemDB:
         return new_root
 
     def _put(self, entry: Entry) -> None:
-        self.db.execute(
-            "REPLACE INTO tree VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                entry.inode,
-                entry.parent,
-                entry.version,
-                entry.writer,
-                entry.mtime,
-                entry.type,
-                entry.name,
-                entry.data,
-            ),
-        )
+        self.db.execute(REPLACE_ROW, entry_row(entry))
 
     def _parent_of(self, path: str) -> tuple[Entry | None, str]:
         parts = split_path(path)

@@ -27,11 +27,11 @@ from pvectl.errors import (
     TargetUnavailable,
     UsageError,
 )
-from pvectl.lab import netns, qdevice_lab
+from pvectl.lab import netns, qdevice_lab, views
 from pvectl.lab import state as lab_state
 from pvectl.lab.corosync_config import UpOptions, build_conf, check_options
 from pvectl.lab.state import LabNode, LabState
-from pvectl.lab.views import LabView, NodeView, RingChange, wait_until
+from pvectl.lab.views import LabView, NodeView, RingChange, lab_view, wait_until
 from pvectl.results import NodeList, QuorumStatus
 from pvectl.targets import corosync_parse
 from pvectl.targets.runner import LocalRunner
@@ -602,21 +602,8 @@ def view(name: str) -> LabView:
                 files=files,
             )
         )
-    return LabView(
-        name=state.name,
-        engine=state.engine,
-        state_dir=state.state_dir,
-        subnet=state.subnet,
-        transport=state.transport,
-        cluster_name=state.cluster_name,
-        nodes=tuple(rows),
-    )
+    return lab_view(state, rows)
 
 
 def first_running(state: LabState) -> LabNode:
-    for node in state.nodes:
-        if node_pid(node) is not None:
-            return node
-    raise TargetUnavailable(
-        f"no node of lab {state.name!r} is running: 'pvectl lab start NODE --name {state.name}'"
-    )
+    return views.first_running(state, node_pid)

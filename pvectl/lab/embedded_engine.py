@@ -26,11 +26,11 @@ from typing import Any
 from pvectl import corosync_conf
 from pvectl.corosync_conf import Section
 from pvectl.errors import CommandRefused, ExitCode, PvectlError, TargetUnavailable, UsageError
-from pvectl.lab import fuse_mounts
+from pvectl.lab import fuse_mounts, views
 from pvectl.lab import state as lab_state
 from pvectl.lab.node_access import access
 from pvectl.lab.state import LabNode, LabState
-from pvectl.lab.views import LabView, NodeView, RingChange, wait_until
+from pvectl.lab.views import LabView, NodeView, RingChange, lab_view, wait_until
 from pvectl.node import ctl
 
 ENGINE = "embedded"
@@ -713,24 +713,11 @@ def view(name: str) -> LabView:
                 host=node.host,
             )
         )
-    return LabView(
-        name=state.name,
-        engine=state.engine,
-        state_dir=state.state_dir,
-        subnet=state.subnet,
-        transport=state.transport,
-        cluster_name=state.cluster_name,
-        nodes=tuple(rows),
-    )
+    return lab_view(state, rows)
 
 
 def first_running(state: LabState) -> LabNode:
-    for node in state.nodes:
-        if node_pid(node) is not None:
-            return node
-    raise TargetUnavailable(
-        f"no node of lab {state.name!r} is running: 'pvectl lab start NODE --name {state.name}'"
-    )
+    return views.first_running(state, node_pid)
 
 
 def control_call(

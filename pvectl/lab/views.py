@@ -6,6 +6,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from pvectl.errors import TargetUnavailable
+from pvectl.lab.state import LabNode, LabState
+
 
 @dataclass(frozen=True)
 class NodeView:
@@ -58,3 +61,26 @@ def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 
         if time.monotonic() >= deadline:
             return False
         time.sleep(interval)
+
+
+def lab_view(state: LabState, rows: list[NodeView]) -> LabView:
+    """A lab's view from its state and one row per node."""
+    return LabView(
+        name=state.name,
+        engine=state.engine,
+        state_dir=state.state_dir,
+        subnet=state.subnet,
+        transport=state.transport,
+        cluster_name=state.cluster_name,
+        nodes=tuple(rows),
+    )
+
+
+def first_running(state: LabState, pid_of: Callable[[LabNode], int | None]) -> LabNode:
+    """The first node whose process runs: the default ``--node``."""
+    for node in state.nodes:
+        if pid_of(node) is not None:
+            return node
+    raise TargetUnavailable(
+        f"no node of lab {state.name!r} is running: 'pvectl lab start NODE --name {state.name}'"
+    )

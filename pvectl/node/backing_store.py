@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from pvectl.cfs.memdb import SCHEMA, ApplyResult, Entry
+from pvectl.cfs.memdb import REPLACE_ROW, SCHEMA, ApplyResult, Entry, entry_row
 from pvectl.errors import ExitCode, PvectlError
 
 
@@ -91,19 +91,7 @@ class BackingStore:
         return CommitTiming(1, time.perf_counter() - started)
 
     def _put(self, entry: Entry) -> None:
-        self.db.execute(
-            "REPLACE INTO tree VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                entry.inode,
-                entry.parent,
-                entry.version,
-                entry.writer,
-                entry.mtime,
-                entry.type,
-                entry.name,
-                entry.data,
-            ),
-        )
+        self.db.execute(REPLACE_ROW, entry_row(entry))
 
     def close(self) -> None:
         self.db.close()
