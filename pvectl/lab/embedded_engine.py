@@ -27,7 +27,7 @@ from typing import Any
 from pvectl import corosync_conf
 from pvectl.corosync_conf import Section
 from pvectl.errors import CommandRefused, ExitCode, PvectlError, TargetUnavailable, UsageError
-from pvectl.lab import netns
+from pvectl.lab import embedded_qnetd, netns
 from pvectl.lab import state as lab_state
 from pvectl.lab.state import LabNode, LabState
 from pvectl.lab.views import LabView, NodeView, RingChange, wait_until
@@ -57,6 +57,10 @@ class UpOptions:
     coupling: str = "decoupled"
     last_man_standing: bool = False
     auto_tie_breaker: bool = False
+    qdevice: bool = False
+    qdevice_algorithm: str = "ffsplit"
+    qnetd: str = "pvectl"  # pvectl (pvectl qdevice serve) | corosync (corosync-qnetd, root)
+    qdevice_tls: bool = True
 
 
 def available() -> bool:
@@ -78,6 +82,10 @@ def check_options(options: UpOptions) -> None:
         raise UsageError("--durability must be fsync or wal-normal")
     if options.coupling not in ("coupled", "decoupled"):
         raise UsageError("--coupling must be coupled or decoupled")
+    if options.qdevice:
+        embedded_qnetd.check(
+            options.nodes, options.votes, options.qdevice_algorithm, options.two_node, options.qnetd
+        )
 
 
 def _allocate_subnet(requested: str | None) -> ipaddress.IPv4Network:
@@ -109,7 +117,9 @@ def _port_free(address: str) -> bool:
     return True
 
 
-def build_conf(state: LabState, options: UpOptions, authkey: Path) -> str:
+def build_conf(
+    state: LabState, options: UpOptions, authkey: Path, device: Section | None = None
+) -> str:
     totem = Section(
         "totem",
         {
@@ -145,6 +155,8 @@ def build_conf(state: LabState, options: UpOptions, authkey: Path) -> str:
         quorum.values["last_man_standing"] = "1"
     if options.auto_tie_breaker:
         quorum.values["auto_tie_breaker"] = "1"
+    if device is not None:
+        quorum.children.append(device)
     extra = Section(
         "pvectl",
         {
@@ -153,6 +165,8 @@ def build_conf(state: LabState, options: UpOptions, authkey: Path) -> str:
             "durability": options.durability,
         },
     )
+    if device is not None:
+        extra.values["qdevice_cert_dir"] = str(embedded_qnetd.client_cert_dir(state.state_dir))
     root = Section(
         "", children=[totem, nodelist, quorum, extra, Section("logging", {"to_syslog": "no"})]
     )
@@ -353,7 +367,21 @@ def up(name: str, options: UpOptions, report: Report = _quiet) -> LabState:
     authkey = directory / "authkey"
     authkey.write_bytes(secrets.token_bytes(128))
     os.chmod(authkey, 0o600)
-    conf = build_conf(state, options, authkey)
+    device = None
+    if options.qdevice:
+        qnetd, device = embedded_qnetd.prepare(
+            directory,
+            state.cluster_name,
+            str(subnet),
+            options.qdevice_algorithm,
+            options.qnetd,
+            options.qdevice_tls,
+        )
+        qnetd = embedded_qnetd.start(qnetd)
+        state = replace(state, options={**state.options, "qdevice": qnetd})
+        lab_state.save(state)
+        report(f"lab {name!r}: {embedded_qnetd.describe(qnetd)}")
+    conf = build_conf(state, options, authkey, device)
     (directory / "corosync.conf").write_text(conf, encoding="utf-8")
     started = time.monotonic()
     for node in nodes:
@@ -383,7 +411,7 @@ def _node_alive(state: LabState, node: LabNode) -> bool:
 def down(name: str, report: Report = _quiet) -> list[str]:
     directory = lab_state.lab_dir(name)
     state = lab_state.load(name)
-    pids = set(_lab_processes(str(directory)))
+    pids = set(_lab_processes(str(directory))) | set(embedded_qnetd.leftover_pids(directory))
     if state is not None:
         pids |= {p for n in state.nodes if (p := node_pid(n)) is not None}
     for pid in sorted(pids):
@@ -608,6 +636,7 @@ def view(name: str) -> LabView:
         transport=state.transport,
         cluster_name=state.cluster_name,
         nodes=tuple(rows),
+        qnetd=embedded_qnetd.describe(qnetd) if (qnetd := state.options.get("qdevice")) else None,
     )
 
 
@@ -629,3 +658,19 @@ def control_call(
     if node_pid(node) is None:
         raise TargetUnavailable(f"node {node.node_id} of lab {name!r} is not running")
     return _call(node, cmd, timeout=timeout, **args)
+
+
+def qnetd_action(name: str, action: str) -> str:
+    """Stop or start the lab's qnetd (rehearse "qnetd down")."""
+    state = load_running(name)
+    qnetd = state.options.get("qdevice")
+    if not qnetd:
+        raise CommandRefused(f"lab {name!r} has no qdevice (lab up N --qdevice)")
+    if action == "stop":
+        qnetd = embedded_qnetd.stop(qnetd)
+    elif action == "start":
+        qnetd = embedded_qnetd.start(qnetd)
+    else:
+        raise UsageError(f"lab qnetd takes stop or start, not {action!r}")
+    lab_state.save(replace(state, options={**state.options, "qdevice": qnetd}))
+    return embedded_qnetd.describe(qnetd)

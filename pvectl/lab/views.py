@@ -34,6 +34,7 @@ class LabView:
     transport: str
     cluster_name: str
     nodes: tuple[NodeView, ...]
+    qnetd: str | None = None  # the lab's qnetd, when it has a qdevice (embedded engine)
 
 
 @dataclass(frozen=True)
