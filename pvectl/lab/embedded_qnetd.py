@@ -68,8 +68,9 @@ def client_cert_dir(state_dir: str | Path) -> Path:
 # --- certificates ------------------------------------------------------------------------
 
 
-def _client_key_and_request(cluster: str, cert_dir: Path) -> bytes:
-    """A client key (kept in cert_dir) and its PEM request for CN=cluster."""
+def _client_key_and_request(cluster: str, cert_dir: Path, der: bool = False) -> bytes:
+    """A client key (kept in cert_dir) and its request for CN=cluster (PEM, or DER as
+    corosync-qnetd-certutil -s wants it)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
@@ -90,7 +91,7 @@ def _client_key_and_request(cluster: str, cert_dir: Path) -> bytes:
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cluster)]))
         .sign(key, hashes.SHA256())
     )
-    return request.public_bytes(serialization.Encoding.PEM)
+    return request.public_bytes(serialization.Encoding.DER if der else serialization.Encoding.PEM)
 
 
 def _pem_certs(raw: bytes) -> str:
@@ -163,11 +164,14 @@ def _corosync_certs(state_dir: Path, cluster: str) -> Path:
     nssdb = etc / "qnetd" / "nssdb"
     cert_dir = client_cert_dir(state_dir)
     cert_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    (etc / "client.crq").write_bytes(_client_key_and_request(cluster, cert_dir))
+    (etc / "client.crq").write_bytes(_client_key_and_request(cluster, cert_dir, der=True))
     _certutil(etc, "-s", "-c", "/etc/corosync/client.crq", "-n", cluster)
+    signed = nssdb / f"cluster-{cluster}.crt"
+    if not signed.exists() or not signed.stat().st_size:  # certutil -s exits 0 regardless
+        raise PvectlError(f"corosync-qnetd-certutil -s did not sign the request ({signed})")
     ca, crt, _ = client_files(cert_dir, cluster)
     ca.write_text(_pem_certs((nssdb / "qnetd-cacert.crt").read_bytes()))
-    crt.write_text(_pem_certs((nssdb / f"cluster-{cluster}.crt").read_bytes()))
+    crt.write_text(_pem_certs(signed.read_bytes()))
     return nssdb
 
 

@@ -104,6 +104,10 @@ class QdeviceTask:
             TLS_MODES[device.tls],
         )
         self.client.set_config(tuple(p.node_id for p in config.peers), 1)
+        # a lab on loopback: connect from the node's own 127.x address, so qnetd's client
+        # list shows the node as a separate host (elsewhere the kernel picks the source)
+        loopback = device.host.startswith("127.") and config.me.address.startswith("127.")
+        self.local_addr = (config.me.address, 0) if loopback else None
         self.casting = False
         self.quorum_sent: tuple[bool, tuple[int, ...]] | None = None
         self.writer: asyncio.StreamWriter | None = None
@@ -141,6 +145,8 @@ class QdeviceTask:
         services.quorum = vq.set_qdevice(
             services.quorum, registered=True, alive=True, cast_vote=False
         )
+        if self.casting:
+            self._log(f"ring {ring_id}: vote withheld until qnetd answers for it")
         self.casting = False
         self.ring_known.set()
         self._send_now(
@@ -192,7 +198,7 @@ class QdeviceTask:
 
     async def _session(self, loop: asyncio.AbstractEventLoop) -> None:
         reader, self.writer = await asyncio.wait_for(
-            asyncio.open_connection(self.device.host, self.device.port),
+            asyncio.open_connection(self.device.host, self.device.port, local_addr=self.local_addr),
             self.device.connect_timeout_ms / 1000,
         )
         self.connects += 1
