@@ -21,13 +21,20 @@ from typing import Any
 import pvectl
 from pvectl.corosync_conf import Section
 from pvectl.errors import ExitCode, PermissionNeeded, PvectlError, UsageError
-from pvectl.lab import qdevice_lab
-from pvectl.node.qdevice_task import client_files
 
 QNETD_KINDS = ("pvectl", "corosync")
+QNETD_HOST_INDEX = 99  # .100 of the /24, as the corosync engine's lab
+
+
+def client_files(cert_dir: Path, cluster: str) -> tuple[Path, Path, Path]:
+    from pvectl.node.qdevice_task import client_files as files  # the node's naming
+
+    return files(cert_dir, cluster)
 
 
 def check(nodes: int, votes: tuple[int, ...], algorithm: str, two_node: bool, kind: str) -> None:
+    from pvectl.lab import qdevice_lab  # imports cryptography: only when a qdevice is wanted
+
     qdevice_lab.check(nodes, votes, algorithm, two_node)
     if kind not in QNETD_KINDS:
         raise UsageError(f"--qnetd must be pvectl or corosync, got {kind!r}")
@@ -36,7 +43,7 @@ def check(nodes: int, votes: tuple[int, ...], algorithm: str, two_node: bool, ki
 
 
 def address(subnet: str) -> str:
-    return str(list(ipaddress.IPv4Network(subnet).hosts())[qdevice_lab.QNETD_HOST_INDEX])
+    return str(list(ipaddress.IPv4Network(subnet).hosts())[QNETD_HOST_INDEX])
 
 
 def free_port(host: str) -> int:
