@@ -19,14 +19,16 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
+from pvectl.errors import ConfigError
 from pvectl.lab import state as lab_state
+from pvectl.node import config as node_config
 from pvectl.node import control
+from pvectl.node.config import NodeConfig
 from tests.qdevice_lab import REPO, QuorumView, parse_quorumtool
-
-pytestmark = pytest.mark.slow
 
 Figures = tuple[object, ...]
 QUORATE = ("Quorate", "Qdevice")
@@ -164,6 +166,7 @@ def _check(seen: dict[str, dict[int, QuorumView]], qnetd: str) -> None:
             assert seen[scenario][node].figures() == expected, (scenario, node)
 
 
+@pytest.mark.slow
 def test_embedded_lab_with_pvectl_qnetd() -> None:
     seen, text = _scenarios("tqdepv", "pvectl")
     _check(seen, "pvectl")
@@ -174,6 +177,7 @@ def test_embedded_lab_with_pvectl_qnetd() -> None:
     assert "Flags:            Quorate Qdevice \n" in text
 
 
+@pytest.mark.slow
 def test_embedded_lab_qdevice_status_json_and_bad_options() -> None:
     lab = "tqdejs"
     _pvectl("lab", "down", "--name", lab)
@@ -199,6 +203,7 @@ def test_embedded_lab_qdevice_status_json_and_bad_options() -> None:
         assert bad.returncode == 64 and word in bad.stderr, bad.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.root
 @pytest.mark.corosync
 @pytest.mark.skipif(
@@ -208,3 +213,81 @@ def test_embedded_lab_qdevice_status_json_and_bad_options() -> None:
 def test_embedded_lab_with_real_corosync_qnetd() -> None:
     seen, _ = _scenarios("tqdeco", "corosync")
     _check(seen, "corosync-qnetd")
+
+
+# --- fast checks: the config the node reads, and what the node imports --------------------
+
+_CONF = """totem {{
+  cluster_name: c1
+  version: 2
+}}
+nodelist {{
+  node {{
+    nodeid: 1
+    name: n1
+    ring0_addr: 127.0.0.1
+  }}
+  node {{
+    nodeid: 2
+    name: n2
+    ring0_addr: 127.0.0.2
+  }}
+}}
+quorum {{
+  provider: corosync_votequorum
+  device {{
+    model: net
+    votes: 1
+    timeout: 4000
+    net {{
+{net}
+    }}
+  }}
+}}
+"""
+
+
+def _load(tmp_path: Path, net: str) -> NodeConfig:
+    path = tmp_path / "corosync.conf"
+    path.write_text(_CONF.format(net=net))
+    return node_config.load(path, 1)
+
+
+def test_node_config_reads_quorum_device_net(tmp_path: Path) -> None:
+    conf = _load(tmp_path, "      host: 127.0.0.9\n      port: 5999\n      tls: off")
+    device = conf.qdevice
+    assert device is not None
+    assert (device.host, device.port, device.tls, device.algorithm) == (
+        "127.0.0.9",
+        5999,
+        "off",
+        "ffsplit",
+    )
+    assert (device.timeout_ms, device.heartbeat_interval_ms, device.cast_vote_interval_ms) == (
+        4000,
+        3200,
+        2000,
+    )
+    assert conf.quorum.configured_expected_votes == 3
+    for net, word in (
+        ("      port: 5403", "host"),
+        ("      host: h\n      tls: maybe", "tls"),
+        ("      host: h\n      algorithm: test", "algorithm"),
+        ("      host: h\n      port: x", "port"),
+    ):
+        with pytest.raises(ConfigError, match=word):
+            _load(tmp_path, net)
+
+
+def test_node_code_path_imports_no_third_party_package() -> None:
+    """Nodes may run on hosts with only python3: the qdevice client uses stdlib ssl."""
+    code = (
+        "import sys, pvectl.node.__main__, pvectl.node.runtime, pvectl.node.qdevice_task\n"
+        "bad = sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'cryptography', 'typer', 'rich', 'yaml', 'psutil', 'paramiko'})\n"
+        "print(','.join(bad))"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True
+    )
+    assert run.stdout.strip() == ""
