@@ -6,9 +6,11 @@ STARTTLS upgrade (stdlib ``ssl`` only: nodes may run on hosts with nothing but p
 the clock and the reconnects, and feeds the vote to votequorum the way
 ``votequorum_qdevice_poll`` does: the device is registered and alive while the node runs,
 and casts its vote only while qnetd has ACKed the current ring. On each regular Totem
-configuration a held vote is dropped at once (before this node's NODEINFO for the new
-ring is sent), so two partitions never both count the device; qnetd's answer for the new
-ring id restores it. ECHO_REQUEST every 0.8 x ``quorum.device.timeout``; no reply by the
+configuration a held vote is dropped at once, so two partitions never both count the
+device, and, while connected, this node's NODEINFO for the new ring waits for qnetd's
+answer for that ring id (at most ``sync_timeout``): votequorum's sync blocks on the
+qdevice poll the same way in corosync, so a crash survivor is never shown inquorate
+while its vote is on the way. ECHO_REQUEST every 0.8 x ``quorum.device.timeout``; no reply by the
 next one, or a closed connection, loses the vote (ffsplit semantics), then reconnect after
 a random 0..0.9 x cast-vote-interval delay, as corosync-qdevice.
 """
@@ -31,6 +33,7 @@ from pvectl.quorum.qdevice_client import (
     ClientDisconnect,
     ClientSend,
     ClientStartTls,
+    ClientState,
     QdeviceNetClient,
 )
 from pvectl.quorum.qnetd_wire import (
@@ -115,6 +118,7 @@ class QdeviceTask:
         self.connects = 0
         self.last_error = ""
         self.ring_known = asyncio.Event()  # connect once votequorum has a membership
+        self.holding: asyncio.TimerHandle | None = None  # our NODEINFO waits for qnetd
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -155,6 +159,37 @@ class QdeviceTask:
             )
         )
 
+    def hold_nodeinfo(self, outputs: list[Any]) -> list[Any]:
+        """Keep back this node's NODEINFO of a new ring until qnetd answers for it."""
+        if self.holding is not None:
+            self.holding.cancel()
+            self.holding = None
+        if self.client.state is not ClientState.CONNECTED:
+            return outputs
+        kept = [o for o in outputs if not NodeServices.is_nodeinfo(o)]
+        if len(kept) == len(outputs):
+            return outputs
+        loop = asyncio.get_running_loop()
+        self.holding = loop.call_later(
+            self.device.sync_timeout_ms / 1000, self._release, "sync_timeout expired"
+        )
+        return kept
+
+    def _release(self, why: str) -> None:
+        if self.holding is None:
+            return
+        self.holding.cancel()
+        self.holding = None
+        wanted = self.client.casting_vote
+        services = self.node.services
+        services.quorum = vq.set_qdevice(
+            services.quorum, registered=True, alive=True, cast_vote=wanted
+        )
+        if wanted != self.casting:
+            self._log(f"cast vote {'ACK' if wanted else 'NACK'} ({why})")
+        self.casting = wanted
+        self.node._services([services.local_nodeinfo()])
+
     def quorum_changed(self, quorate: bool, members: tuple[int, ...]) -> None:
         if self.quorum_sent == (quorate, members):
             return
@@ -192,6 +227,7 @@ class QdeviceTask:
                 self._log(f"qnetd session ended: {reason}", logging.WARNING)
             self.last_error = reason
             self.client.connection_lost(reason)
+            self._release("qnetd unreachable")
             self._sync_vote()
             delay = random.uniform(0.0, 0.9 * self.device.cast_vote_interval_ms / 1000)
             await asyncio.sleep(max(0.2, delay))
@@ -270,6 +306,10 @@ class QdeviceTask:
             self.writer = None
 
     def _sync_vote(self) -> None:
+        if self.holding is not None:
+            if self.client.answered_current_ring:
+                self._release("qnetd answered for the new ring")
+            return
         wanted = self.client.casting_vote
         if wanted == self.casting:
             return

@@ -225,11 +225,12 @@ class NodeRuntime:
         if self.qdevice is not None:
             self.qdevice.regular_configuration(change.members, change.ring_id)
         now_ms = int(self.loop.time() * 1000)
-        self._services(
-            self.services.regular_configuration(
-                change.members, change.ring_id, now_ms, int(time.time())
-            )
+        outputs = self.services.regular_configuration(
+            change.members, change.ring_id, now_ms, int(time.time())
         )
+        if self.qdevice is not None:
+            outputs = self.qdevice.hold_nodeinfo(outputs)
+        self._services(outputs)
         self._arm_lms_timer()
         self._check_all_level_writes()
 

@@ -239,6 +239,14 @@ class NodeServices:
             return []
         return [Multicast(self._nodeinfo(vq.local_nodeinfo(self.quorum)))]
 
+    def local_nodeinfo(self) -> Multicast:
+        return Multicast(self._nodeinfo(vq.local_nodeinfo(self.quorum)))
+
+    @staticmethod
+    def is_nodeinfo(output: Output) -> bool:
+        payload = output.payload if isinstance(output, Multicast) else b""
+        return payload[:2] == bytes((SERVICE_VOTEQUORUM, _VQ_NODEINFO))
+
     def leaving_nodeinfo(self) -> bytes:
         return self._nodeinfo(vq.leaving(self.quorum))
 
