@@ -151,9 +151,28 @@ def _scenarios(lab: str, qnetd: str) -> tuple[dict[str, dict[int, QuorumView]], 
         for n in (1, 2):  # the clients reconnect and get the vote back
             _wait(lab, n, lambda v: v.total == 3, timeout=30)
         lap("qnetd back")
+        if qnetd == "pvectl":
+            _wrong_ca(lab)
         return seen, text
     finally:
         _pvectl("lab", "down", "--name", lab, check=False)
+
+
+def _wrong_ca(lab: str) -> None:
+    """Nodes trusting another CA refuse qnetd's certificate: no vote, a clear reason."""
+    from pvectl.node.qnetd_certs import init_cert_dir
+
+    other = init_cert_dir(lab_state.lab_dir(lab) / "other-ca")
+    shutil.copyfile(other.ca_cert, lab_state.lab_dir(lab) / "qdevice" / "qnetd-cacert.crt")
+    _pvectl("lab", "qnetd", "stop", "--name", lab)
+    _pvectl("lab", "qnetd", "start", "--name", lab)
+    time.sleep(6)  # past the clients' reconnect delay (at most 4.5 s)
+    for n in (1, 2):
+        assert _polled(lab, n).qdevice_flags.get(n) == "A,NV,NMW"
+        sock = lab_state.lab_dir(lab) / f"node{n}" / "control.sock"
+        client = control.call(sock, "qdevice", timeout=5.0)
+        assert client["casting_vote"] is False and client["connects"] >= 3
+        assert "CERTIFICATE_VERIFY_FAILED" in client["last_error"], client
 
 
 def _check(seen: dict[str, dict[int, QuorumView]], qnetd: str) -> None:
