@@ -24,10 +24,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pvectl.lab.embedded_qnetd as embedded_qnetd
 from pvectl import corosync_conf
 from pvectl.corosync_conf import Section
 from pvectl.errors import CommandRefused, ExitCode, PvectlError, TargetUnavailable, UsageError
-from pvectl.lab import embedded_qnetd, netns
+from pvectl.lab import netns
 from pvectl.lab import state as lab_state
 from pvectl.lab.state import LabNode, LabState
 from pvectl.lab.views import LabView, NodeView, RingChange, wait_until
@@ -411,9 +412,10 @@ def _node_alive(state: LabState, node: LabNode) -> bool:
 def down(name: str, report: Report = _quiet) -> list[str]:
     directory = lab_state.lab_dir(name)
     state = lab_state.load(name)
-    pids = set(_lab_processes(str(directory))) | set(embedded_qnetd.leftover_pids(directory))
+    pids = set(_lab_processes(str(directory)))
     if state is not None:
         pids |= {p for n in state.nodes if (p := node_pid(n)) is not None}
+    pids |= set(embedded_qnetd.leftover_pids(directory))  # the lab's qnetd, if any
     for pid in sorted(pids):
         _signal(pid, signal.SIGTERM)
     deadline = time.monotonic() + 5.0
@@ -601,6 +603,22 @@ def exec_in_node(name: str, node_id: int, argv: Sequence[str]) -> int:
         raise PvectlError(f"{argv[0]}: command not found", ExitCode.UNAVAILABLE) from exc
 
 
+def qnetd_action(name: str, action: str) -> str:
+    """Stop or start the lab's qnetd (rehearse "qnetd down")."""
+    state = load_running(name)
+    qnetd = state.options.get("qdevice")
+    if not qnetd:
+        raise CommandRefused(f"lab {name!r} has no qdevice (lab up N --qdevice)")
+    if action == "stop":
+        qnetd = embedded_qnetd.stop(qnetd)
+    elif action == "start":
+        qnetd = embedded_qnetd.start(qnetd)
+    else:
+        raise UsageError(f"lab qnetd takes stop or start, not {action!r}")
+    lab_state.save(replace(state, options={**state.options, "qdevice": qnetd}))
+    return embedded_qnetd.describe(qnetd)
+
+
 def view(name: str) -> LabView:
     state = load_running(name)
     rows = []
@@ -658,19 +676,3 @@ def control_call(
     if node_pid(node) is None:
         raise TargetUnavailable(f"node {node.node_id} of lab {name!r} is not running")
     return _call(node, cmd, timeout=timeout, **args)
-
-
-def qnetd_action(name: str, action: str) -> str:
-    """Stop or start the lab's qnetd (rehearse "qnetd down")."""
-    state = load_running(name)
-    qnetd = state.options.get("qdevice")
-    if not qnetd:
-        raise CommandRefused(f"lab {name!r} has no qdevice (lab up N --qdevice)")
-    if action == "stop":
-        qnetd = embedded_qnetd.stop(qnetd)
-    elif action == "start":
-        qnetd = embedded_qnetd.start(qnetd)
-    else:
-        raise UsageError(f"lab qnetd takes stop or start, not {action!r}")
-    lab_state.save(replace(state, options={**state.options, "qdevice": qnetd}))
-    return embedded_qnetd.describe(qnetd)
