@@ -5,7 +5,7 @@ _pvectl_subcommands() {
     case "$1" in
         "") echo "status nodes expected sync-trace perf check quorum lab qdevice" ;;
         "quorum") echo "what-if" ;;
-        "lab") echo "up down ls kill stop start pause partition heal loss slow-disk exec mount umount compare run" ;;
+        "lab") echo "up down ls kill stop start pause partition heal loss slow-disk qnetd exec mount umount compare run" ;;
         "qdevice") echo "serve clients setup remove status certs" ;;
         "qdevice certs") echo "init sign" ;;
     esac
@@ -23,7 +23,7 @@ _pvectl_options() {
         "quorum") echo "-h --help --debug" ;;
         "quorum what-if") echo "--nodes --votes --two-node --qdevice --last-man-standing --auto-tie-breaker --wait-for-all --no-wait-for-all --config --output-format -h --help --debug" ;;
         "lab") echo "-h --help --debug" ;;
-        "lab up") echo "--engine --name --transport --token --two-node --wait-for-all --no-wait-for-all --votes --subnet --durability --coupling --qdevice --qdevice-algorithm --netmtu --host --address --port --accept-new-host-key --connect-timeout --output-format -h --help --debug" ;;
+        "lab up") echo "--engine --name --transport --token --two-node --wait-for-all --no-wait-for-all --votes --subnet --durability --coupling --qdevice --qdevice-algorithm --netmtu --host --address --port --accept-new-host-key --connect-timeout --qnetd --qdevice-tls --no-qdevice-tls --output-format -h --help --debug" ;;
         "lab down") echo "--name -h --help --debug" ;;
         "lab ls") echo "--name --output-format -h --help --debug" ;;
         "lab kill") echo "--name --output-format -h --help --debug" ;;
@@ -34,6 +34,7 @@ _pvectl_options() {
         "lab heal") echo "--name -h --help --debug" ;;
         "lab loss") echo "--name -h --help --debug" ;;
         "lab slow-disk") echo "--name -h --help --debug" ;;
+        "lab qnetd") echo "--name -h --help --debug" ;;
         "lab exec") echo "--name -h --help --debug" ;;
         "lab mount") echo "--name --level --foreground --output-format -h --help --debug" ;;
         "lab umount") echo "-z --lazy -h --help --debug" ;;
@@ -119,6 +120,7 @@ _pvectl_values() {
         "lab up|--address") echo "" ;;
         "lab up|--port") echo "" ;;
         "lab up|--connect-timeout") echo "" ;;
+        "lab up|--qnetd") echo "" ;;
         "lab up|--output-format") echo "text json json-pretty yaml" ;;
         "lab down|--name") echo "" ;;
         "lab ls|--name") echo "" ;;
@@ -135,6 +137,7 @@ _pvectl_values() {
         "lab heal|--name") echo "" ;;
         "lab loss|--name") echo "" ;;
         "lab slow-disk|--name") echo "" ;;
+        "lab qnetd|--name") echo "" ;;
         "lab exec|--name") echo "" ;;
         "lab mount|--name") echo "" ;;
         "lab mount|--level") echo "local all" ;;

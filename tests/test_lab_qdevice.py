@@ -37,7 +37,8 @@ def test_qdevice_options_are_checked_before_anything_runs() -> None:
     bad = [
         ("up", "2", "--engine", "corosync", "--qdevice", "--two-node", "--name", "qdbad"),
         ("up", "2", "--engine", "corosync", "--qdevice", "--qdevice-algorithm", "x"),
-        ("up", "2", "--engine", "embedded", "--qdevice", "--name", "qdbad"),
+        ("up", "2", "--engine", "embedded", "--qdevice", "--qnetd", "x", "--name", "qdbad"),
+        ("up", "2", "--engine", "corosync", "--qdevice", "--qnetd", "corosync", "--name", "qdbad"),
         ("up", "2", "--engine", "corosync", "--qdevice", "--votes", "1,2", "--name", "qdbad"),
     ]
     for args in bad:

@@ -128,8 +128,8 @@ def up(
         bool,
         typer.Option(
             "--qdevice",
-            help="corosync engine: add a qnetd (pvectl qdevice serve, TLS) and run the real "
-            "corosync-qdevice on every node.",
+            help="Add a qnetd (pvectl qdevice serve, TLS) on the lab's network: embedded "
+            "nodes run pvectl's qdevice client, the corosync engine the real corosync-qdevice.",
         ),
     ] = False,
     qdevice_algorithm: Annotated[
@@ -173,14 +173,23 @@ def up(
     connect_timeout: Annotated[
         float, typer.Option("--connect-timeout", help="SSH connect timeout in seconds.")
     ] = 10.0,
+    qnetd: Annotated[
+        str,
+        typer.Option(
+            "--qnetd",
+            help="Embedded engine: pvectl (pvectl qdevice serve) or corosync (the real "
+            "corosync-qnetd, root).",
+        ),
+    ] = "pvectl",
+    qdevice_tls: Annotated[
+        bool, typer.Option("--qdevice-tls/--no-qdevice-tls", help="Embedded engine: TLS.")
+    ] = True,
     output_format: OutputFormatOption = OutputFormat.text,
 ) -> None:
     """Start an N-node lab and wait until its ring has formed."""
     lab_state.check_lab_name(name)
     chosen = engines.choose(engine.value if engine else None)
     module = engines.module_for(chosen)
-    if qdevice and chosen != "corosync":
-        raise UsageError("--qdevice needs --engine corosync (embedded nodes have no qdevice yet)")
     on_hosts: dict[str, object] = {}
     if hosts or addresses or port != 5405:
         if chosen != "embedded":
@@ -194,6 +203,8 @@ def up(
             "accept_new_host_key": accept_new_host_key,
             "connect_timeout": connect_timeout,
         }
+    if chosen != "embedded" and (qnetd != "pvectl" or not qdevice_tls):
+        raise UsageError("--qnetd and --no-qdevice-tls are for the embedded engine")
     options = module.UpOptions(
         nodes=nodes,
         transport=transport.value,
@@ -207,10 +218,9 @@ def up(
             if chosen == "embedded"
             else {}
         ),
+        **({"qdevice": True, "qdevice_algorithm": qdevice_algorithm} if qdevice else {}),
         **(
-            {"qdevice": True, "qdevice_algorithm": qdevice_algorithm}
-            if chosen == "corosync" and qdevice
-            else {}
+            {"qnetd": qnetd, "qdevice_tls": qdevice_tls} if qdevice and chosen == "embedded" else {}
         ),
         **on_hosts,
     )
@@ -247,6 +257,8 @@ def list_labs(
                 f"lab {lab.name} (engine {lab.engine}, {lab.transport}, {lab.subnet}): "
                 f"{lab.state_dir}\n"
             )
+            if getattr(lab, "qnetd", None):
+                out.append(f"  {lab.qnetd}\n")
             width = max((len(n.host) for n in lab.nodes), default=0)
             host_head = f"{'host':<{width + 2}}" if width else ""
             out.append(
@@ -361,6 +373,18 @@ def slow_disk(
         raise UsageError("slow-disk needs the embedded engine (it slows pvectl's config store)")
     module.slow_disk(name, node, ms)
     _say(f"lab {name!r}: node {node} commits now take {ms:g} ms more")
+
+
+@lab_app.command("qnetd")
+def qnetd_command(
+    action: Annotated[str, typer.Argument(help="stop or start.", show_default=False)],
+    name: NameOption = "default",
+) -> None:
+    """Stop or start the lab's qnetd (embedded engine): rehearse "qnetd down"."""
+    module = engines.for_lab(lab_state.check_lab_name(name))
+    if not hasattr(module, "qnetd_action"):
+        raise UsageError("lab qnetd needs the embedded engine")
+    _say(f"lab {name!r}: " + module.qnetd_action(name, action))
 
 
 @lab_app.command(

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pvectl.lab.embedded_qnetd as embedded_qnetd
 from pvectl import corosync_conf
 from pvectl.corosync_conf import Section
 from pvectl.errors import CommandRefused, ExitCode, PvectlError, TargetUnavailable, UsageError
@@ -67,6 +68,10 @@ class UpOptions:
     accept_new_host_key: bool = False
     connect_timeout: float = 10.0
     addresses: tuple[str, ...] = ()  # ring addresses, one per --host (default: as reached)
+    qdevice: bool = False
+    qdevice_algorithm: str = "ffsplit"
+    qnetd: str = "pvectl"  # pvectl (pvectl qdevice serve) | corosync (corosync-qnetd, root)
+    qdevice_tls: bool = True
 
 
 def available() -> bool:
@@ -111,6 +116,12 @@ def check_options(options: UpOptions) -> None:
             raise UsageError("--subnet is for loopback labs; --host uses the hosts' addresses")
     if not 1 <= options.port <= 65535 - MAX_NODES:
         raise UsageError(f"--port must be in 1..{65535 - MAX_NODES}")
+    if options.qdevice and options.hosts:
+        raise UsageError("--qdevice runs a local qnetd: it is not available with --host yet")
+    if options.qdevice:
+        embedded_qnetd.check(
+            options.nodes, options.votes, options.qdevice_algorithm, options.two_node, options.qnetd
+        )
 
 
 def _allocate_subnet(requested: str | None) -> ipaddress.IPv4Network:
@@ -142,7 +153,9 @@ def _port_free(address: str) -> bool:
     return True
 
 
-def build_conf(state: LabState, options: UpOptions, authkey: Path | None) -> str:
+def build_conf(
+    state: LabState, options: UpOptions, authkey: Path | None, device: Section | None = None
+) -> str:
     """``authkey`` None: each node reads the ``authkey`` beside its corosync.conf."""
     totem = Section(
         "totem",
@@ -179,9 +192,13 @@ def build_conf(state: LabState, options: UpOptions, authkey: Path | None) -> str
         quorum.values["last_man_standing"] = "1"
     if options.auto_tie_breaker:
         quorum.values["auto_tie_breaker"] = "1"
+    if device is not None:
+        quorum.children.append(device)
     extra = Section("pvectl", {"coupling": options.coupling, "durability": options.durability})
     if authkey is not None:
         extra.values["authkey"] = str(authkey)
+    if device is not None:
+        extra.values["qdevice_cert_dir"] = str(embedded_qnetd.client_cert_dir(state.state_dir))
     root = Section(
         "", children=[totem, nodelist, quorum, extra, Section("logging", {"to_syslog": "no"})]
     )
@@ -352,7 +369,21 @@ def up(name: str, options: UpOptions, report: Report = _quiet) -> LabState:
         if options.hosts:
             _upload(state, options, authkey.read_bytes())
         else:
-            conf = build_conf(state, options, authkey)
+            device = None
+            if options.qdevice:
+                qnetd, device = embedded_qnetd.prepare(
+                    directory,
+                    state.cluster_name,
+                    state.subnet,
+                    options.qdevice_algorithm,
+                    options.qnetd,
+                    options.qdevice_tls,
+                )
+                qnetd = embedded_qnetd.start(qnetd)
+                state = replace(state, options={**state.options, "qdevice": qnetd})
+                lab_state.save(state)
+                report(f"lab {name!r}: {embedded_qnetd.describe(qnetd)}")
+            conf = build_conf(state, options, authkey, device)
             (directory / "corosync.conf").write_text(conf, encoding="utf-8")
         for node in nodes:
             state = _start_process(state, node.node_id)
@@ -467,6 +498,7 @@ def down(name: str, report: Report = _quiet) -> list[str]:
     pids = set(_lab_processes(str(directory)))
     if state is not None:
         pids |= {p for n in state.nodes if not n.host and (p := node_pid(n)) is not None}
+    pids |= set(embedded_qnetd.leftover_pids(directory))  # the lab's qnetd, if any
     for pid in sorted(pids):
         _signal(pid, signal.SIGTERM)
     deadline = time.monotonic() + 5.0
@@ -686,6 +718,22 @@ def exec_in_node(name: str, node_id: int, argv: Sequence[str]) -> int:
         raise PvectlError(f"{argv[0]}: command not found", ExitCode.UNAVAILABLE) from exc
 
 
+def qnetd_action(name: str, action: str) -> str:
+    """Stop or start the lab's qnetd (rehearse "qnetd down")."""
+    state = load_running(name)
+    qnetd = state.options.get("qdevice")
+    if not qnetd:
+        raise CommandRefused(f"lab {name!r} has no qdevice (lab up N --qdevice)")
+    if action == "stop":
+        qnetd = embedded_qnetd.stop(qnetd)
+    elif action == "start":
+        qnetd = embedded_qnetd.start(qnetd)
+    else:
+        raise UsageError(f"lab qnetd takes stop or start, not {action!r}")
+    lab_state.save(replace(state, options={**state.options, "qdevice": qnetd}))
+    return embedded_qnetd.describe(qnetd)
+
+
 def view(name: str) -> LabView:
     state = load_running(name)
     rows = []
@@ -713,7 +761,8 @@ def view(name: str) -> LabView:
                 host=node.host,
             )
         )
-    return lab_view(state, rows)
+    qnetd = state.options.get("qdevice")
+    return lab_view(state, rows, embedded_qnetd.describe(qnetd) if qnetd else None)
 
 
 def first_running(state: LabState) -> LabNode:

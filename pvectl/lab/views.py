@@ -38,6 +38,7 @@ class LabView:
     transport: str
     cluster_name: str
     nodes: tuple[NodeView, ...]
+    qnetd: str | None = None  # the lab's qnetd, when it has a qdevice (embedded engine)
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 
         time.sleep(interval)
 
 
-def lab_view(state: LabState, rows: list[NodeView]) -> LabView:
+def lab_view(state: LabState, rows: list[NodeView], qnetd: str | None = None) -> LabView:
     """A lab's view from its state and one row per node."""
     return LabView(
         name=state.name,
@@ -73,6 +74,7 @@ def lab_view(state: LabState, rows: list[NodeView]) -> LabView:
         transport=state.transport,
         cluster_name=state.cluster_name,
         nodes=tuple(rows),
+        qnetd=qnetd,
     )
 
 

@@ -8,7 +8,13 @@ quorum_votes) and ``quorum`` (all votequorum options). pvectl adds, for embedded
 * ``nodelist.node.pvectl_port`` (default 5405): nodes sharing one address (``::1``) need
   distinct ports;
 * a ``pvectl`` section: ``durability`` (fsync | wal-normal), ``coupling`` (coupled |
-  decoupled), ``authkey`` (path of the cluster key).
+  decoupled), ``authkey`` (path of the cluster key), ``qdevice_cert_dir`` (the qdevice
+  client's TLS files, default ``<node state dir>/qdevice``: ``qnetd-cacert.crt``,
+  ``cluster-NAME.crt``, ``cluster-NAME.key``, PEM).
+
+``quorum.device`` with ``model: net`` makes the node run a qdevice client
+(``pvectl.node.qdevice_task``): ``timeout``, ``sync_timeout``, ``net { host, port,
+algorithm, tie_breaker, tls, connect_timeout }`` as corosync-qdevice reads them.
 """
 
 from __future__ import annotations
@@ -38,6 +44,34 @@ class Peer:
     votes: int
 
 
+QDEVICE_ALGORITHMS = ("ffsplit", "lms", "2nodelms")
+QDEVICE_TLS = ("on", "off", "required")
+
+
+@dataclass(frozen=True)
+class QdeviceNetConfig:
+    """``quorum.device`` (model net), with corosync-qdevice's defaults."""
+
+    host: str
+    port: int = 5403
+    algorithm: str = "ffsplit"
+    tie_breaker: str = "lowest"  # lowest | highest | a node id
+    tls: str = "on"
+    timeout_ms: int = 10_000
+    sync_timeout_ms: int = 30_000
+    connect_timeout_ms: int = 8_000
+    cert_dir: Path | None = None  # None: <node state dir>/qdevice
+
+    @property
+    def heartbeat_interval_ms(self) -> int:
+        """0.8 x timeout, clamped as corosync-qdevice does."""
+        return min(120_000, max(1_000, self.timeout_ms * 8 // 10))
+
+    @property
+    def cast_vote_interval_ms(self) -> int:
+        return self.timeout_ms // 2
+
+
 @dataclass(frozen=True)
 class NodeConfig:
     node_id: int
@@ -49,6 +83,7 @@ class NodeConfig:
     coupling: str
     authkey: Path
     encrypt: bool
+    qdevice: QdeviceNetConfig | None = None
 
     @property
     def me(self) -> Peer:
@@ -136,4 +171,53 @@ def load(path: Path, node_id: int) -> NodeConfig:
         coupling=coupling,
         authkey=key_path,
         encrypt=cipher not in (None, "none"),
+        qdevice=_qdevice(root, extra, where),
+    )
+
+
+def _qdevice(
+    root: corosync_conf.Section, extra: corosync_conf.Section | None, where: str
+) -> QdeviceNetConfig | None:
+    quorum = root.section("quorum")
+    device = quorum.section("device") if quorum else None
+    if device is None or device.get("model") != "net":
+        return None
+    net = device.section("net")
+    host = net.get("host") if net else None
+    if net is None or not host:
+        raise ConfigError("quorum.device.net.host is required for model net", where)
+
+    def number(section: corosync_conf.Section, key: str, default: int) -> int:
+        raw = section.get(key)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError as exc:
+            raise ConfigError(f"quorum.device: {key} is not an integer: {raw!r}", where) from exc
+        if value <= 0:
+            raise ConfigError(f"quorum.device: {key} must be positive", where)
+        return value
+
+    timeout = number(device, "timeout", 10_000)
+    algorithm = net.get("algorithm") or "ffsplit"
+    tls = net.get("tls") or "on"
+    tie_breaker = net.get("tie_breaker") or "lowest"
+    if algorithm not in QDEVICE_ALGORITHMS:
+        raise ConfigError(f"quorum.device.net.algorithm {algorithm!r} is not supported", where)
+    if tls not in QDEVICE_TLS:
+        raise ConfigError(f"quorum.device.net.tls must be on, off or required: {tls!r}", where)
+    if tie_breaker not in ("lowest", "highest") and not tie_breaker.isdigit():
+        raise ConfigError(f"quorum.device.net.tie_breaker {tie_breaker!r} is not valid", where)
+    cert_dir = extra.get("qdevice_cert_dir") if extra else None
+    return QdeviceNetConfig(
+        host=host,
+        port=number(net, "port", 5403),
+        algorithm=algorithm,
+        tie_breaker=tie_breaker,
+        tls=tls,
+        timeout_ms=timeout,
+        sync_timeout_ms=number(device, "sync_timeout", 30_000),
+        connect_timeout_ms=number(net, "connect_timeout", timeout * 8 // 10),
+        cert_dir=Path(cert_dir) if cert_dir else None,
     )

@@ -25,7 +25,7 @@ from typing import Any
 from pvectl.cfs import memdb as mdb
 from pvectl.cfs.dfsm import tree_hash
 from pvectl.errors import CommandRefused, ExitCode, PvectlError, UsageError
-from pvectl.node import bench, control
+from pvectl.node import bench, control, qdevice_task
 from pvectl.node.backing_store import BackingStore
 from pvectl.node.config import NodeConfig
 from pvectl.node.services import (
@@ -102,6 +102,7 @@ class NodeRuntime:
         self.transport: UdpTransport | None = None
         self.stopping = asyncio.Event()
         self.ring_formed = asyncio.Event()
+        self.qdevice: qdevice_task.QdeviceTask | None = None
         self.started_ns = time.monotonic_ns()
         self.bench = bench.Recorder()
         self.burst: bench.Burst | None = None
@@ -152,8 +153,11 @@ class NodeRuntime:
             timeouts.consensus * 1000,
             timeouts.join * 1000,
         )
+        self.qdevice = qdevice_task.start(self, self.config, self.state_dir)
         self._execute(self.srp.handle(srp.Start(), self.loop.time()))
         await self.stopping.wait()
+        if self.qdevice is not None:
+            await self.qdevice.stop()
         self.log.info("[MAIN  ] leaving the ring (clean shutdown)")
         self._execute(self.srp.handle(srp.Shutdown(), self.loop.time()))
         await asyncio.sleep(0.01)
@@ -274,12 +278,15 @@ class NodeRuntime:
             self._services(self.services.transitional_configuration(change.members))
             return
         self.ring_formed.set()
+        if self.qdevice is not None:
+            self.qdevice.regular_configuration(change.members, change.ring_id)
         now_ms = int(self.loop.time() * 1000)
-        self._services(
-            self.services.regular_configuration(
-                change.members, change.ring_id, now_ms, int(time.time())
-            )
+        outputs = self.services.regular_configuration(
+            change.members, change.ring_id, now_ms, int(time.time())
         )
+        if self.qdevice is not None:
+            outputs = self.qdevice.hold_nodeinfo(outputs)
+        self._services(outputs)
         self._arm_lms_timer()
         self._check_all_level_writes()
 
@@ -317,6 +324,8 @@ class NodeRuntime:
                 self.log.info("[PVECFS] %s", output.text)
 
     def _log_quorum(self, change: QuorumChanged) -> None:
+        if self.qdevice is not None:
+            self.qdevice.quorum_changed(change.quorate, change.members)
         members = " ".join(str(m) for m in change.members)
         self.log.info("[QUORUM] Members[%d]: %s", len(change.members), members)
         if change.quorate:
@@ -727,6 +736,11 @@ class NodeRuntime:
         wanted = set(request.get("write_ids", []))
         spans = [to_jsonable(s) for s in self.spans if not wanted or s.write_id in wanted]
         return {"ok": True, "spans": spans}
+
+    async def _cmd_qdevice(self, _: dict[str, Any]) -> dict[str, Any]:
+        if self.qdevice is None:
+            return {"ok": True, "configured": False}
+        return {"ok": True, "configured": True, **self.qdevice.describe()}
 
     async def _cmd_leave(self, _: dict[str, Any]) -> dict[str, Any]:
         self.loop.call_soon(self.stopping.set)

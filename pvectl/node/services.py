@@ -228,6 +228,25 @@ class NodeServices:
         items = b"".join(_ACK_ITEM.pack(writer, upto[writer]) for writer in sorted(upto))
         return Multicast(_ACK_HEAD.pack(SERVICE_ACK, len(upto)) + items)
 
+    def set_qdevice(self, *, registered: bool, alive: bool, cast_vote: bool) -> list[Output]:
+        """The local qdevice client's poll: new flags on our record, then our NODEINFO again
+        (corosync does the same); the vote counts once that NODEINFO is delivered."""
+        before = self.quorum.us.flags
+        self.quorum = vq.set_qdevice(
+            self.quorum, registered=registered, alive=alive, cast_vote=cast_vote
+        )
+        if self.quorum.us.flags == before:
+            return []
+        return [Multicast(self._nodeinfo(vq.local_nodeinfo(self.quorum)))]
+
+    def local_nodeinfo(self) -> Multicast:
+        return Multicast(self._nodeinfo(vq.local_nodeinfo(self.quorum)))
+
+    @staticmethod
+    def is_nodeinfo(output: Output) -> bool:
+        payload = output.payload if isinstance(output, Multicast) else b""
+        return payload[:2] == bytes((SERVICE_VOTEQUORUM, _VQ_NODEINFO))
+
     def leaving_nodeinfo(self) -> bytes:
         return self._nodeinfo(vq.leaving(self.quorum))
 

@@ -89,6 +89,7 @@ class QdeviceNetClient:
         self._quorate = False
         self._quorum_nodes: tuple[NodeInfo, ...] = ()
         self._last_sent_ring: WireRingId | None = None
+        self.answered_ring: WireRingId | None = None  # last ring qnetd gave ACK/NACK for
 
     @property
     def casting_vote(self) -> bool:
@@ -278,3 +279,10 @@ class QdeviceNetClient:
         if msg.ring_id is not None and msg.ring_id != self._last_sent_ring:
             return  # a vote for an old membership
         self.vote = msg.vote
+        if msg.ring_id is not None:
+            self.answered_ring = msg.ring_id
+
+    @property
+    def answered_current_ring(self) -> bool:
+        """qnetd has decided (ACK or NACK) for the membership we last told it."""
+        return self.answered_ring is not None and self.answered_ring == self._ring_id
