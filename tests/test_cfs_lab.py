@@ -221,3 +221,29 @@ def test_coupled_slow_disk_stalls_the_token_and_the_node_is_dropped(
         dropped = 3 not in members
         time.sleep(0.1)
     assert dropped, "node 3's fsync in the protocol loop should have cost it its place"
+
+
+def test_corosync_conf_lives_in_the_store_and_reaches_every_node(
+    lab: tuple[dict[str, str], Path],
+) -> None:
+    env, root = lab
+    up(env, "tcfs", 3)
+    lab_conf = (root / "tcfs" / "corosync.conf").read_text()
+    for node in (1, 2, 3):  # imported at lab up, as pmxcfs imports it on first start
+        stored = base64.b64decode(read(root, "tcfs", node, "corosync.conf")["data"]).decode()
+        assert stored == lab_conf
+    newer = lab_conf.replace("config_version: 1", "config_version: 2")
+    newer = newer.replace("token_coefficient: 125", "token_coefficient: 125\n  token: 1234")
+    assert write(root, "tcfs", 2, "corosync.conf", newer.encode(), "all")["ok"]
+    for node in (1, 2, 3):  # every node writes it to its local copy (/etc/corosync)
+        local = root / "tcfs" / f"node{node}" / "corosync.conf"
+        deadline = time.monotonic() + 10
+        while not (local.exists() and "token: 1234" in local.read_text()):
+            assert time.monotonic() < deadline, node
+            time.sleep(0.1)
+    older = lab_conf.replace("config_version: 1", "config_version: 0") + "# older\n"
+    assert write(root, "tcfs", 1, "corosync.conf", older.encode(), "all")["ok"]
+    time.sleep(0.5)
+    for node in (1, 2, 3):  # a lower config_version never overwrites the local copy
+        local = (root / "tcfs" / f"node{node}" / "corosync.conf").read_text()
+        assert "token: 1234" in local and "# older" not in local

@@ -9,6 +9,7 @@ other groups, ``loss`` drops a share of datagrams at random.
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import os
 import secrets
@@ -407,6 +408,7 @@ def up(name: str, options: UpOptions, report: Report = _quiet) -> LabState:
                 raise PvectlError(f"{exc}; and then: {cleanup}", ExitCode.UNAVAILABLE) from exc
         raise
     elapsed = time.monotonic() - started
+    _import_corosync_conf(state)
     if options.hosts:
         places = ", ".join(f"{n.node_id}@{n.host} ({n.address}:{n.port})" for n in state.nodes)
         report(
@@ -419,6 +421,25 @@ def up(name: str, options: UpOptions, report: Report = _quiet) -> LabState:
             f"ring formed in {elapsed:.2f} s"
         )
     return state
+
+
+def _import_corosync_conf(state: LabState) -> None:
+    """pmxcfs imports corosync.conf into its database on first start; the lab does the
+    same through node 1, so every node's store holds it as ``/corosync.conf``."""
+    conf = Path(state.state_dir) / "corosync.conf"
+    if any(n.host for n in state.nodes) or not conf.is_file():
+        return  # labs on hosts: their nodes hold the file, not this machine
+    node = first_running(state)
+    data = base64.b64encode(conf.read_bytes()).decode()
+    deadline = time.monotonic() + 10.0
+    while True:  # right after the ring formed, quorum may still be being computed
+        try:
+            _call(node, "write", timeout=10.0, path="corosync.conf", data=data, op="put")
+            return
+        except PvectlError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
 
 
 def _plan_on_loopback(directory: Path, options: UpOptions) -> tuple[LabNode, ...]:

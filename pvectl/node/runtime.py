@@ -15,6 +15,7 @@ import contextlib
 import errno
 import logging
 import os
+import re
 import signal
 import time
 from collections import deque
@@ -47,6 +48,14 @@ from pvectl.totem.wire import Codec
 from pvectl.trace.spans import Phase, Span
 
 MAX_TRACED_WRITES = 2000
+COROSYNC_CONF = "corosync.conf"  # in the store, as /etc/pve/corosync.conf
+
+
+def _config_version(text: str) -> int | None:
+    match = re.search(r"(?m)^\s*config_version\s*:\s*(\d+)\s*$", text)
+    return int(match.group(1)) if match else None
+
+
 COMMIT_LEVELS = ("local", "all")
 
 
@@ -104,6 +113,7 @@ class NodeRuntime:
         self.ring_formed = asyncio.Event()
         self.qdevice: qdevice_task.QdeviceTask | None = None
         self.started_ns = time.monotonic_ns()
+        self.corosync_conf_seen = -1
         self.bench = bench.Recorder()
         self.burst: bench.Burst | None = None
         self.burst_done: asyncio.Future[None] | None = None
@@ -312,6 +322,7 @@ class NodeRuntime:
             elif isinstance(output, WriteApplied):
                 self._write_applied(output)
             elif isinstance(output, StoreInstalled):
+                self.loop.call_soon(self._sync_corosync_conf)
                 # through the same ordered queue as writes: an install must not overtake
                 # (or be overtaken by) commits of writes applied before it
                 self._enqueue_commit(output)
@@ -355,6 +366,32 @@ class NodeRuntime:
         if pending is not None and not applied.result.ok:
             pending.errno_code = applied.result.errno_code
         self._enqueue_commit(event)
+        self._sync_corosync_conf()
+
+    def _sync_corosync_conf(self) -> None:
+        """pmxcfs's dcdb_sync_corosync_conf: when the store's ``corosync.conf`` carries a
+        higher ``config_version`` than this node's local copy, write it there (atomically).
+        The running node keeps its configuration until restarted, as corosync does for
+        most keys."""
+        entry = self.memdb.lookup(COROSYNC_CONF)
+        if entry is None or entry.is_dir or entry.version == self.corosync_conf_seen:
+            return
+        self.corosync_conf_seen = entry.version
+        text = (entry.data or b"").decode(errors="replace")
+        new = _config_version(text)
+        local = self.state_dir / COROSYNC_CONF
+        try:
+            old = _config_version(local.read_text(errors="replace"))
+        except FileNotFoundError:
+            old = None
+        if new is None or (old is not None and new <= old):
+            if new is None:
+                self.log.warning("[PVECFS] corosync.conf in the store has no config_version")
+            return
+        tmp = local.with_suffix(".new")
+        tmp.write_text(text)
+        os.replace(tmp, local)
+        self.log.info("[PVECFS] wrote new corosync config '%s' (version = %d)", local, new)
 
     def _enqueue_commit(self, item: WriteApplied | StoreInstalled) -> None:
         self.commit_queue.append(item)
