@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import time
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -125,7 +126,10 @@ def check_options(options: UpOptions) -> None:
         )
 
 
-def _allocate_subnet(requested: str | None) -> ipaddress.IPv4Network:
+def _allocate_subnet(requested: str | None, lab_dir: str = "") -> ipaddress.IPv4Network:
+    """The requested /24, else a free one in 127.77.0.0/16. The search starts at a place
+    derived from the lab's directory, so labs started at the same moment (two users, or
+    two test processes) rarely probe the same /24 first."""
     if requested:
         try:
             net = ipaddress.IPv4Network(requested, strict=False)
@@ -135,7 +139,9 @@ def _allocate_subnet(requested: str | None) -> ipaddress.IPv4Network:
             raise UsageError("--subnet for the embedded engine must be a /24 inside 127.0.0.0/8")
         return net
     used = {lab.subnet for lab in lab_state.all_labs()}
-    for third in range(1, 255):
+    start = zlib.crc32(f"{lab_dir}:{os.getpid()}".encode()) % 254
+    for offset in range(254):
+        third = (start + offset) % 254 + 1
         candidate = ipaddress.IPv4Network(f"127.77.{third}.0/24")
         if str(candidate) not in used and _port_free(str(candidate.network_address + 1)):
             return candidate
@@ -443,7 +449,7 @@ def _import_corosync_conf(state: LabState) -> None:
 
 
 def _plan_on_loopback(directory: Path, options: UpOptions) -> tuple[LabNode, ...]:
-    subnet = _allocate_subnet(options.subnet)
+    subnet = _allocate_subnet(options.subnet, str(directory))
     hosts = list(subnet.hosts())
     votes = options.votes or (1,) * options.nodes
     return tuple(
