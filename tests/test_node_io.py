@@ -86,3 +86,23 @@ def test_loss_filter_is_seeded() -> None:
     b = [second.verdict(1)[0] for _ in range(1000)]
     assert a == b
     assert 200 < a.count(0) < 400
+
+
+def test_control_socket_in_a_directory_deeper_than_af_unix_allows(tmp_path: Path) -> None:
+    deep = tmp_path / ("d" * 100) / "node1"
+    deep.mkdir(parents=True)
+    path = deep / "control.sock"
+    assert len(str(path)) > 108
+
+    async def handler(request: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True, "cmd": request["cmd"]}
+
+    async def scenario() -> None:
+        server = await control.serve(path, handler)
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        reply = await asyncio.to_thread(control.call, path, "ping")
+        assert reply == {"ok": True, "cmd": "ping"}
+        server.close()
+        await server.wait_closed()
+
+    asyncio.run(scenario())

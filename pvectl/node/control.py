@@ -12,7 +12,7 @@ import contextlib
 import json
 import os
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,23 @@ from pvectl.errors import ExitCode, PvectlError
 
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 MAX_LINE = 16 * 1024 * 1024
+_SUN_PATH_MAX = 107  # sockaddr_un.sun_path holds 108 bytes, NUL included
+
+
+@contextlib.contextmanager
+def _addressable(path: Path) -> Iterator[str]:
+    """A name the kernel accepts for ``path``: the path itself, or, when it is longer than
+    AF_UNIX allows (deep state directories), the same file reached through an open file
+    descriptor of its directory (``/proc/self/fd/N/name``)."""
+    text = str(path)
+    if len(text.encode()) <= _SUN_PATH_MAX:
+        yield text
+        return
+    fd = os.open(path.parent, os.O_PATH | os.O_DIRECTORY)
+    try:
+        yield f"/proc/self/fd/{fd}/{path.name}"
+    finally:
+        os.close(fd)
 
 
 async def serve(path: Path, handler: Handler) -> asyncio.AbstractServer:
@@ -48,7 +65,8 @@ async def serve(path: Path, handler: Handler) -> asyncio.AbstractServer:
 
     old_umask = os.umask(0o177)
     try:
-        server = await asyncio.start_unix_server(on_client, path=str(path), limit=MAX_LINE)
+        with _addressable(path) as name:
+            server = await asyncio.start_unix_server(on_client, path=name, limit=MAX_LINE)
     finally:
         os.umask(old_umask)
     os.chmod(path, 0o600)
@@ -93,7 +111,8 @@ class Connection:
             if self._sock is None:
                 self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
                 self._sock.settimeout(timeout)
-                self._sock.connect(str(path))
+                with _addressable(path) as name:
+                    self._sock.connect(name)
             self._sock.settimeout(timeout)
             self._sock.sendall(line)
             while b"\n" not in self._buffer:
