@@ -24,7 +24,7 @@ _SUN_PATH_MAX = 107  # sockaddr_un.sun_path holds 108 bytes, NUL included
 
 
 @contextlib.contextmanager
-def _addressable(path: Path) -> Iterator[str]:
+def addressable(path: Path) -> Iterator[str]:
     """A name the kernel accepts for ``path``: the path itself, or, when it is longer than
     AF_UNIX allows (deep state directories), the same file reached through an open file
     descriptor of its directory (``/proc/self/fd/N/name``)."""
@@ -65,7 +65,7 @@ async def serve(path: Path, handler: Handler) -> asyncio.AbstractServer:
 
     old_umask = os.umask(0o177)
     try:
-        with _addressable(path) as name:
+        with addressable(path) as name:
             server = await asyncio.start_unix_server(on_client, path=name, limit=MAX_LINE)
     finally:
         os.umask(old_umask)
@@ -111,7 +111,7 @@ class Connection:
             if self._sock is None:
                 self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
                 self._sock.settimeout(timeout)
-                with _addressable(path) as name:
+                with addressable(path) as name:
                     self._sock.connect(name)
             self._sock.settimeout(timeout)
             self._sock.sendall(line)

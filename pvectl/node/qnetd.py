@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from pvectl.errors import ExitCode, PvectlError
+from pvectl.node.control import addressable
 from pvectl.node.qnetd_certs import CertDir, init_cert_dir, peer_names, server_ssl_context
 from pvectl.quorum import qnetd_wire as wire
 from pvectl.quorum.qnetd_core import Action, Close, QnetdCore, QnetdStatus, Send, StartTls
@@ -314,7 +315,8 @@ class QnetdServer:
             path.unlink()
         old = os.umask(0o177)
         try:
-            server = await asyncio.start_unix_server(self._control, path=str(path))
+            with addressable(path) as name:
+                server = await asyncio.start_unix_server(self._control, path=name)
         finally:
             os.umask(old)
         os.chmod(path, 0o600)
@@ -323,7 +325,8 @@ class QnetdServer:
 
 async def _control_alive(path: Path) -> bool:
     try:
-        _, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(path)), 1)
+        with addressable(path) as name:
+            _, writer = await asyncio.wait_for(asyncio.open_unix_connection(name), 1)
     except (OSError, TimeoutError):
         return False
     writer.close()
@@ -378,7 +381,8 @@ def query_status(port: int = DEFAULT_PORT, control_socket: Path | None = None) -
 
     async def ask() -> dict[str, Any]:
         try:
-            reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(path)), 3)
+            with addressable(path) as name:
+                reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(name), 3)
         except (OSError, TimeoutError) as exc:
             raise PvectlError(
                 f"cannot reach a running 'pvectl qdevice serve' at {path} "
