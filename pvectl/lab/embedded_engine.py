@@ -37,6 +37,7 @@ from pvectl.lab.views import LabView, NodeView, RingChange, lab_view, wait_until
 from pvectl.node import ctl
 
 ENGINE = "embedded"
+AUTO_SUBNETS = 199  # 127.77.1-199.0/24 are picked automatically; 200-254 stay for --subnet
 MAX_NODES = 16
 PORT = 5405
 Report = Callable[[str], None]
@@ -139,9 +140,9 @@ def _allocate_subnet(requested: str | None, lab_dir: str = "") -> ipaddress.IPv4
             raise UsageError("--subnet for the embedded engine must be a /24 inside 127.0.0.0/8")
         return net
     used = {lab.subnet for lab in lab_state.all_labs()}
-    start = zlib.crc32(f"{lab_dir}:{os.getpid()}".encode()) % 254
-    for offset in range(254):
-        third = (start + offset) % 254 + 1
+    start = zlib.crc32(f"{lab_dir}:{os.getpid()}".encode()) % AUTO_SUBNETS
+    for offset in range(AUTO_SUBNETS):
+        third = (start + offset) % AUTO_SUBNETS + 1
         candidate = ipaddress.IPv4Network(f"127.77.{third}.0/24")
         if str(candidate) not in used and _port_free(str(candidate.network_address + 1)):
             return candidate
