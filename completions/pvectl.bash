@@ -5,7 +5,8 @@ _pvectl_subcommands() {
     case "$1" in
         "") echo "status nodes expected sync-trace perf check quorum lab qdevice" ;;
         "quorum") echo "what-if" ;;
-        "lab") echo "up down ls kill stop start pause partition heal loss slow-disk qnetd exec mount umount compare run" ;;
+        "lab") echo "up down ls kill stop start pause partition heal loss slow-disk qnetd exec mount umount compare run fs" ;;
+        "lab fs") echo "ls cat put mkdir rm" ;;
         "qdevice") echo "serve clients setup remove status certs" ;;
         "qdevice certs") echo "init sign" ;;
     esac
@@ -40,6 +41,12 @@ _pvectl_options() {
         "lab umount") echo "-z --lazy -h --help --debug" ;;
         "lab compare") echo "--engines --name --sequential --output-format -h --help --debug" ;;
         "lab run") echo "--engine --name --output-format -h --help --debug" ;;
+        "lab fs") echo "-h --help --debug" ;;
+        "lab fs ls") echo "--name --output-format -h --help --debug" ;;
+        "lab fs cat") echo "--name -h --help --debug" ;;
+        "lab fs put") echo "--name --level -h --help --debug" ;;
+        "lab fs mkdir") echo "--name --level -h --help --debug" ;;
+        "lab fs rm") echo "--name --level -h --help --debug" ;;
         "qdevice") echo "-h --help --debug" ;;
         "qdevice serve") echo "--port --listen --cert-dir --tls --client-cert --no-client-cert --control-socket -h --help --debug" ;;
         "qdevice clients") echo "--port --control-socket -v --verbose --output-format -h --help --debug" ;;
@@ -148,6 +155,15 @@ _pvectl_values() {
         "lab run|--engine") echo "embedded corosync" ;;
         "lab run|--name") echo "" ;;
         "lab run|--output-format") echo "text json json-pretty yaml" ;;
+        "lab fs ls|--name") echo "" ;;
+        "lab fs ls|--output-format") echo "text json json-pretty yaml" ;;
+        "lab fs cat|--name") echo "" ;;
+        "lab fs put|--name") echo "" ;;
+        "lab fs put|--level") echo "" ;;
+        "lab fs mkdir|--name") echo "" ;;
+        "lab fs mkdir|--level") echo "" ;;
+        "lab fs rm|--name") echo "" ;;
+        "lab fs rm|--level") echo "" ;;
         "qdevice serve|--port") echo "" ;;
         "qdevice serve|--listen") echo "" ;;
         "qdevice serve|--cert-dir") echo "__file__" ;;

@@ -7,6 +7,8 @@ import json
 import os
 import signal
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -247,3 +249,45 @@ def test_corosync_conf_lives_in_the_store_and_reaches_every_node(
     for node in (1, 2, 3):  # a lower config_version never overwrites the local copy
         local = (root / "tcfs" / f"node{node}" / "corosync.conf").read_text()
         assert "token: 1234" in local and "# older" not in local
+
+
+def test_lab_fs_commands(lab: tuple[dict[str, str], Path], tmp_path: Path) -> None:
+    env, _ = lab
+    up(env, "tcfs", 3)
+    put = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pvectl",
+            "lab",
+            "fs",
+            "put",
+            "1",
+            "datacenter.cfg",
+            "--name",
+            "tcfs",
+            "--level",
+            "all",
+        ],
+        input=b"keyboard: de\n",
+        capture_output=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert put.returncode == 0, put.stderr
+    cat = run_cli("lab", "fs", "cat", "3", "datacenter.cfg", "--name", "tcfs", env=env)
+    assert cat.code == 0 and cat.stdout == "keyboard: de\n"
+    assert run_cli("lab", "fs", "mkdir", "2", "nodes", "--name", "tcfs", env=env).code == 0
+    listing = run_cli(
+        "lab", "fs", "ls", "1", "/", "--name", "tcfs", "--output-format", "json", env=env
+    )
+    names = {e["name"]: e for e in json.loads(listing.stdout)}
+    assert names["nodes"]["dir"] and names["datacenter.cfg"]["writer"] == 1
+    big = tmp_path / "big"
+    big.write_bytes(b"x" * (1024 * 1024 + 1))
+    refused = run_cli("lab", "fs", "put", "1", "big", str(big), "--name", "tcfs", env=env)
+    assert refused.code == 1 and "EFBIG" in refused.stderr
+    assert run_cli("lab", "fs", "rm", "3", "nodes", "--name", "tcfs", env=env).code == 0
+    missing = run_cli("lab", "fs", "cat", "1", "nodes", "--name", "tcfs", env=env)
+    assert missing.code == 66 and "Traceback" not in missing.stderr

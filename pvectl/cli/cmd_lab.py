@@ -545,5 +545,97 @@ def run_scenario(
     _emit_comparison(result, output_format)
 
 
+fs_app = typer.Typer(
+    name="fs",
+    help="Read and write an embedded node's config store (like /etc/pve) without FUSE.",
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+StorePath = Annotated[str, typer.Argument(help="Path in the store, e.g. nodes/node1/x.conf.")]
+LevelOption = Annotated[
+    str,
+    typer.Option("--level", help="Return once committed here (local) or on every member (all)."),
+]
+
+
+@fs_app.command("ls")
+def fs_ls(
+    node: NodeArgument,
+    path: Annotated[str, typer.Argument(help="Directory or file in the store.")] = "/",
+    name: NameOption = "default",
+    output_format: OutputFormatOption = OutputFormat.text,
+) -> None:
+    """List a directory of the store (name, size, version, writer)."""
+    from pvectl.lab import store_access
+
+    entries = store_access.ls(name, node, path)
+    emit(
+        entries,
+        output_format,
+        lambda: "".join(
+            f"{e.size:>8} v{e.version:<6} w{e.writer:<3} {e.name}{'/' if e.dir else ''}\n"
+            for e in entries
+        ),
+    )
+
+
+@fs_app.command("cat")
+def fs_cat(node: NodeArgument, path: StorePath, name: NameOption = "default") -> None:
+    """Print a file of the store."""
+    import sys
+
+    from pvectl.lab import store_access
+
+    sys.stdout.buffer.write(store_access.cat(name, node, path))
+    sys.stdout.flush()
+
+
+@fs_app.command("put")
+def fs_put(
+    node: NodeArgument,
+    path: StorePath,
+    file: Annotated[
+        Path | None, typer.Argument(help="File to store (default: standard input).")
+    ] = None,
+    name: NameOption = "default",
+    level: LevelOption = "local",
+) -> None:
+    """Write a file (created if missing); exits 0 only once committed at --level."""
+    import sys
+
+    from pvectl.errors import ExitCode, PvectlError
+    from pvectl.lab import store_access
+
+    try:
+        data = file.read_bytes() if file is not None else sys.stdin.buffer.read()
+    except OSError as exc:
+        raise PvectlError(f"{file}: {exc.strerror}", ExitCode.NO_INPUT) from exc
+    write_id = store_access.write(name, node, path, "put", data, level)
+    _say(f"{path}: {len(data)} bytes committed ({level}), write {write_id}")
+
+
+@fs_app.command("mkdir")
+def fs_mkdir(
+    node: NodeArgument, path: StorePath, name: NameOption = "default", level: LevelOption = "local"
+) -> None:
+    """Create a directory in the store."""
+    from pvectl.lab import store_access
+
+    store_access.write(name, node, path, "mkdir", level=level)
+
+
+@fs_app.command("rm")
+def fs_rm(
+    node: NodeArgument, path: StorePath, name: NameOption = "default", level: LevelOption = "local"
+) -> None:
+    """Remove a file or an empty directory from the store."""
+    from pvectl.lab import store_access
+
+    store_access.write(name, node, path, "delete", level=level)
+
+
+lab_app.add_typer(fs_app, name="fs")
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(lab_app, name="lab")
