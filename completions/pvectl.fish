@@ -67,6 +67,7 @@ complete -c pvectl -n '__pvectl_at \'sync-trace\'' -l path -x -d 'Store path to 
 complete -c pvectl -n '__pvectl_at \'sync-trace\'' -l size -x -d 'Bytes per write (max 1 MiB).'
 complete -c pvectl -n '__pvectl_at \'sync-trace\'' -l count -x -d 'Number of writes to trace.'
 complete -c pvectl -n '__pvectl_at \'sync-trace\'' -l level -x -d 'Commit level: local (this node applied and fsync\'d, like pmxcfs) or all (every member fsync\'d).'
+complete -c pvectl -n '__pvectl_at \'sync-trace\'' -l svg -r -F -d 'Also save the text view (timeline bars included) as SVG.'
 complete -c pvectl -n '__pvectl_at \'sync-trace\'' -l output-format -x -a 'text json json-pretty yaml' -d 'text (default, human), json, json-pretty or yaml (Proxmox\'s option name).'
 complete -c pvectl -n '__pvectl_at \'sync-trace\'' -s h -l help -d 'Show help and exit.'
 complete -c pvectl -n '__pvectl_at \'sync-trace\'' -l debug -d 'Show tracebacks on errors (also accepted after the subcommand).'

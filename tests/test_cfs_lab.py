@@ -291,3 +291,26 @@ def test_lab_fs_commands(lab: tuple[dict[str, str], Path], tmp_path: Path) -> No
     assert run_cli("lab", "fs", "rm", "3", "nodes", "--name", "tcfs", env=env).code == 0
     missing = run_cli("lab", "fs", "cat", "1", "nodes", "--name", "tcfs", env=env)
     assert missing.code == 66 and "Traceback" not in missing.stderr
+
+
+def test_sync_trace_draws_bars_and_saves_svg(
+    lab: tuple[dict[str, str], Path], tmp_path: Path
+) -> None:
+    env, _ = lab
+    up(env, "tcfs", 3)
+    svg = tmp_path / "trace.svg"
+    run = run_cli("sync-trace", "--name", "tcfs", "--count", "2", "--svg", str(svg), env=env)
+    assert run.code == 0, run.stderr
+    assert "timeline of write" in run.stdout and "█" in run.stdout
+    assert svg.read_text().startswith("<svg") and "fsync" in svg.read_text()
+    bad = run_cli(
+        "sync-trace",
+        "--name",
+        "tcfs",
+        "--count",
+        "1",
+        "--svg",
+        str(tmp_path / "missing" / "x.svg"),
+        env=env,
+    )
+    assert bad.code == 73 and "Traceback" not in bad.stderr

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import io
+from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Group
+from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
 from pvectl.cli.options import LabNameOption, LabNodeOption, OutputFormatOption
 from pvectl.cli.output import OutputFormat, emit
+from pvectl.errors import ExitCode, PvectlError
 from pvectl.lab import sync_trace
 from pvectl.lab.sync_trace import SyncTrace
 from pvectl.trace.spans import PHASE_ORDER
@@ -22,6 +25,44 @@ PHASE_HELP = {
     "fsync": "backing config.db committed (fsync'd in fsync mode)",
     "acknowledged": "commit level reached: the writer returns",
 }
+
+
+PHASE_STYLE = {
+    "submit": "cyan",
+    "ordering": "yellow",
+    "applied": "green",
+    "fsync": "red",
+    "acknowledged": "magenta",
+}
+GANTT_WIDTH = 40
+
+
+def _gantt(trace: SyncTrace) -> Table:
+    """The last write as bars: one row per node and phase on one time axis."""
+    last = trace.writes[-1]
+    span = (
+        max(
+            (start + duration for node in last.nodes for _, start, duration in node.phases),
+            default=0.0,
+        )
+        or 1.0
+    )
+    scale = GANTT_WIDTH / span
+    chart = Table(
+        title=f"timeline of write {last.write_id}: 0 .. {span:.2f} ms", title_justify="left"
+    )
+    chart.add_column("node", justify="right", no_wrap=True)
+    chart.add_column("phase", no_wrap=True, min_width=12)
+    chart.add_column("bar", no_wrap=True, min_width=GANTT_WIDTH + 1)
+    chart.add_column("start+ms", justify="right", no_wrap=True)
+    for node in last.nodes:
+        for phase, start, duration in node.phases:
+            offset = int(start * scale)
+            width = max(1, round(duration * scale))
+            bar = Text(" " * offset)
+            bar.append("█" * min(width, GANTT_WIDTH - offset + 1), style=PHASE_STYLE[phase.value])
+            chart.add_row(str(node.node_id), phase.value, bar, f"{start:.2f}+{duration:.2f}")
+    return chart
 
 
 def _render(trace: SyncTrace) -> Group:
@@ -54,7 +95,9 @@ def _render(trace: SyncTrace) -> Group:
             f"node {row.slowest_node}",
             PHASE_HELP[row.phase.value],
         )
-    return Group(timeline, Text(""), summary, Text(""), Text(trace.verdict + "."))
+    return Group(
+        _gantt(trace), Text(""), timeline, Text(""), summary, Text(""), Text(trace.verdict + ".")
+    )
 
 
 def sync_trace_command(
@@ -73,6 +116,10 @@ def sync_trace_command(
             "(every member fsync'd).",
         ),
     ] = "local",
+    svg: Annotated[
+        Path | None,
+        typer.Option("--svg", help="Also save the text view (timeline bars included) as SVG."),
+    ] = None,
     output_format: OutputFormatOption = OutputFormat.text,
 ) -> None:
     """Follow config writes through token, multicast, delivery, apply and fsync on every node.
@@ -82,6 +129,13 @@ def sync_trace_command(
     """
     trace = sync_trace.run(name, node, path, size, count, level)
     emit(trace, output_format, lambda: _render(trace))
+    if svg is not None:
+        recorder = Console(record=True, width=140, file=io.StringIO())
+        recorder.print(_render(trace))
+        try:
+            recorder.save_svg(str(svg), title="pvectl sync-trace")
+        except OSError as exc:
+            raise PvectlError(f"{svg}: {exc.strerror}", ExitCode.CANT_CREATE) from exc
 
 
 def register(app: typer.Typer) -> None:
