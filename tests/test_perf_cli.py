@@ -276,7 +276,10 @@ def test_block_device_reads_device_and_fsyncs_on_its_mount(
         keys["buffered_reads"]["value"] > 0
         and keys["buffered_reads"]["details"]["device"] == device
     )
-    assert keys["average_seek_time"]["value"] > 0
+    # a loop device served from the page cache can seek in < 5 us: 0.00 ms at pveperf's
+    # two decimals; what must hold is that the test ran and measured something
+    assert keys["average_seek_time"]["value"] >= 0
+    assert keys["average_seek_time"]["details"]["reads"] > 0
     assert keys["fsyncs_per_second"]["value"] > 0
     assert sorted(p.name for p in mnt.iterdir()) == before
 

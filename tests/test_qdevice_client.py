@@ -111,7 +111,7 @@ class TcpNode:
                 self.sock.sendall(action.data)
 
 
-def _pump(sel: selectors.BaseSelector, until: Callable[[], bool], timeout: float = 10) -> None:
+def _pump(sel: selectors.BaseSelector, until: Callable[[], bool], timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and not until():
         for key, _ in sel.select(0.1):
