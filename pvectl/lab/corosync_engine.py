@@ -397,28 +397,13 @@ def _settle(
     timeout: float,
     exclude_self: bool,
 ) -> RingChange:
-    """Time until every other running node's view satisfies ``expect``."""
-    started = time.monotonic()
     observers = _running_nodes(state, exclude=node_id if exclude_self else None)
-    views: dict[int, tuple[int, ...] | None] = {}
+    return views.settle(observers, node_id, action, expect, timeout, membership, _final_view)
 
-    def settled() -> bool:
-        for node in observers:
-            views[node.node_id] = membership(node)
-        return all(v is not None and expect(v) for v in views.values())
 
-    ok = wait_until(settled, timeout)
-    seconds = time.monotonic() - started if ok else None
-    members: tuple[int, ...] = ()
-    quorate: bool | None = None
-    if observers:
-        view = quorum_view(observers[0])
-        if view is not None:
-            members = tuple(m.node_id for m in view.members)
-            quorate = view.quorate
-    return RingChange(
-        action, node_id, seconds, tuple(n.node_id for n in observers), members, quorate
-    )
+def _final_view(node: LabNode) -> tuple[tuple[int, ...], bool] | None:
+    view = quorum_view(node)
+    return (tuple(m.node_id for m in view.members), view.quorate) if view else None
 
 
 def _ring_timeout(state: LabState) -> float:

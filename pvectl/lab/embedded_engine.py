@@ -594,23 +594,15 @@ def _settle(
     expect: Callable[[tuple[int, ...]], bool],
     exclude_self: bool,
 ) -> RingChange:
-    started = time.monotonic()
     observers = _running(state, exclude=node_id if exclude_self else None)
-
-    def settled() -> bool:
-        return all((m := membership(n)) is not None and expect(m) for n in observers)
-
-    ok = wait_until(settled, _timeouts(state))
-    seconds = time.monotonic() - started if ok else None
-    members: tuple[int, ...] = ()
-    quorate: bool | None = None
-    if observers:
-        seen = info(observers[0])
-        if seen is not None:
-            members, quorate = tuple(seen["members"]), bool(seen["quorate"])
-    return RingChange(
-        action, node_id, seconds, tuple(n.node_id for n in observers), members, quorate
+    return views.settle(
+        observers, node_id, action, expect, _timeouts(state), membership, _final_view
     )
+
+
+def _final_view(node: LabNode) -> tuple[tuple[int, ...], bool] | None:
+    seen = info(node)
+    return (tuple(seen["members"]), bool(seen["quorate"])) if seen is not None else None
 
 
 def stop_node(name: str, node_id: int, sig: signal.Signals) -> RingChange:

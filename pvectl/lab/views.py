@@ -86,3 +86,28 @@ def first_running(state: LabState, pid_of: Callable[[LabNode], int | None]) -> L
     raise TargetUnavailable(
         f"no node of lab {state.name!r} is running: 'pvectl lab start NODE --name {state.name}'"
     )
+
+
+def settle(
+    observers: list[LabNode],
+    node_id: int,
+    action: str,
+    expect: Callable[[tuple[int, ...]], bool],
+    timeout: float,
+    membership: Callable[[LabNode], tuple[int, ...] | None],
+    final_view: Callable[[LabNode], tuple[tuple[int, ...], bool] | None],
+) -> RingChange:
+    """Time until every observer's membership satisfies ``expect``, then one observer's
+    members and quorate flag: what a fault did to the ring, whatever the engine."""
+    started = time.monotonic()
+
+    def settled() -> bool:
+        return all((m := membership(n)) is not None and expect(m) for n in observers)
+
+    ok = wait_until(settled, timeout)
+    seconds = time.monotonic() - started if ok else None
+    seen = final_view(observers[0]) if observers else None
+    members, quorate = seen if seen is not None else ((), None)
+    return RingChange(
+        action, node_id, seconds, tuple(n.node_id for n in observers), members, quorate
+    )
