@@ -57,6 +57,10 @@ def _config_version(text: str) -> int | None:
 
 
 COMMIT_LEVELS = ("local", "all")
+# pmxcfs queues a write while the store synchronises instead of failing it; a write here
+# waits out a ring change or a DFSM sync this long before its writer sees EAGAIN
+TRANSIENT_WAIT_S = 10.0
+TRANSIENT_RETRY_S = 0.05
 
 
 @dataclass
@@ -478,8 +482,19 @@ class NodeRuntime:
             )
 
     async def _store_write(self, op: mdb.Operation, level: str) -> dict[str, Any]:
+        """One store write; EAGAIN (ring re-forming, store syncing, write caught in a
+        transitional configuration) is retried, which is safe since a refused write was
+        applied nowhere."""
         if level not in COMMIT_LEVELS:
             raise UsageError(f"commit level must be local or all, not {level!r}")
+        deadline = self.loop.time() + TRANSIENT_WAIT_S
+        while True:
+            reply = await self._store_write_once(op, level)
+            if reply.get("errno") != errno.EAGAIN or self.loop.time() >= deadline:
+                return reply
+            await asyncio.sleep(TRANSIENT_RETRY_S)
+
+    async def _store_write_once(self, op: mdb.Operation, level: str) -> dict[str, Any]:
         submitted = time.monotonic_ns()
         try:
             count, outputs = self.services.write(op, int(time.time()), time.monotonic_ns())
