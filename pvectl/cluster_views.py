@@ -36,7 +36,10 @@ class ViewComparison:
     views: tuple[HostView, ...]
     partitions: tuple[Partition, ...]
     agree: bool
-    split_brain: bool  # more than one partition calls itself quorate
+    # two quorate partitions with no member in common: each goes on writing on its own.
+    # Overlapping quorate views are one stale view (a node that has not yet noticed the
+    # ring change, still listing the others), not two clusters.
+    split_brain: bool
     verdict: str
 
 
@@ -57,7 +60,11 @@ def compare_views(views: list[HostView]) -> ViewComparison:
         for (ring, members), grouped in groups.items()
     )
     quorate_parts = [p for p in partitions if p.quorate]
-    split_brain = len(quorate_parts) > 1
+    split_brain = any(
+        not set(a.member_ids) & set(b.member_ids)
+        for i, a in enumerate(quorate_parts)
+        for b in quorate_parts[i + 1 :]
+    )
     agree = len(partitions) <= 1
     failed = [v.host for v in views if v.status is None]
     return ViewComparison(
@@ -83,7 +90,7 @@ def _verdict(partitions: tuple[Partition, ...], split_brain: bool, failed: list[
         for p in partitions
     )
     if split_brain:
-        head = "SPLIT-BRAIN: more than one partition is quorate"
+        head = "SPLIT-BRAIN: more than one partition with disjoint members is quorate"
     else:
         head = (
             "views DISAGREE: the cluster is partitioned (split-brain in progress, or a "

@@ -107,3 +107,16 @@ def test_two_quorate_partitions_are_split_brain() -> None:
     )
     assert result.split_brain
     assert result.verdict.startswith("SPLIT-BRAIN")
+
+
+def test_a_stale_quorate_view_during_a_ring_change_is_not_split_brain() -> None:
+    # node 3 has not noticed the token loss yet and still lists nodes 1 and 2
+    result = compare_views(
+        [
+            view("a", RingId(1, 8), [1, 2], True),
+            view("b", RingId(1, 8), [1, 2], True),
+            view("c", RingId(1, 4), [1, 2, 3], True),
+        ]
+    )
+    assert not result.agree and not result.split_brain
+    assert "DISAGREE" in result.verdict and "membership change" in result.verdict
