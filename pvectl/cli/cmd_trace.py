@@ -75,6 +75,28 @@ def _event_rows(trace: SyncTrace, origin_ms: float) -> list[tuple[str, str, floa
     return sorted(rows, key=lambda r: r[2])
 
 
+def _context(
+    trace: SyncTrace, drawn: WriteJourney, first: float, end: float
+) -> list[tuple[int, str, float, float]]:
+    """Long phases of the other writes inside the window (a coupled fsync holding the
+    loop, a refused attempt's token wait): node, label, start and duration on its axis."""
+    rows = []
+    window = end - first
+    for write in trace.writes:
+        if write is drawn:
+            continue
+        shift = (write.origin_ns - drawn.origin_ns) / 1e6
+        for node in write.nodes:
+            for t in node.phases:
+                start = t.start_ms + shift
+                long = t.duration_ms >= max(1.0, 0.1 * window)
+                if long and start < end and start + t.duration_ms > first:
+                    rows.append(
+                        (node.node_id, f"{t.phase.value} {write.write_id}", start, t.duration_ms)
+                    )
+    return sorted(rows, key=lambda r: (r[0], r[2]))
+
+
 def _gantt(trace: SyncTrace) -> Table:
     """One write as bars per node and phase, and the ring's events, on one time axis."""
     drawn = _drawn_write(trace)
@@ -93,7 +115,7 @@ def _gantt(trace: SyncTrace) -> Table:
     )
     chart.add_column("node", justify="right", no_wrap=True)
     chart.add_column("phase", no_wrap=True, min_width=10)
-    chart.add_column("bar", no_wrap=True, min_width=GANTT_WIDTH + 1)
+    chart.add_column("bar", no_wrap=True, min_width=GANTT_WIDTH + 1, max_width=GANTT_WIDTH + 1)
     chart.add_column("start+ms", justify="right", no_wrap=True)
     for node in drawn.nodes:
         clock = "" if node.same_clock else "*"
@@ -110,10 +132,21 @@ def _gantt(trace: SyncTrace) -> Table:
                 bar,
                 f"{timing.start_ms:.2f}+{timing.duration_ms:.2f}",
             )
+    for node_id, label, start, duration in _context(trace, drawn, first, end):
+        visible_start, visible_end = max(start, first), min(start + duration, end)
+        offset = int((visible_start - first) * scale)
+        bar = Text(" " * offset)
+        width = max(1, round((visible_end - visible_start) * scale))
+        bar.append("▒" * min(width, GANTT_WIDTH - offset + 1), style="dim")
+        chart.add_row(str(node_id), label, bar, f"{start:.2f}+{duration:.2f}")
     for label, kind, at in events:
         offset = min(GANTT_WIDTH, int((at - first) * scale))
-        bar = Text(" " * offset)
-        bar.append("▼ " + label, style=EVENT_STYLE.get(kind, ""))
+        if offset + 2 + len(label) > GANTT_WIDTH + 1 and offset + 1 >= len(label) + 2:
+            bar = Text(" " * (offset - 1 - len(label)))  # the label ends at the marker
+            bar.append(label + " ▼", style=EVENT_STYLE.get(kind, ""))
+        else:
+            bar = Text(" " * offset)
+            bar.append(("▼ " + label)[: GANTT_WIDTH + 1 - offset], style=EVENT_STYLE.get(kind, ""))
         chart.add_row("ring", kind.replace("_", " "), bar, f"{at:.2f}")
     return chart
 
@@ -153,7 +186,8 @@ def _per_write(trace: SyncTrace) -> Table:
         table.add_column(COST_WORDS[cost], justify="right")
     for write in trace.writes[:MAX_WRITE_ROWS]:
         cells = {c.cost: f"{c.ms:.2f} (n{c.node_id})" for c in write.costs}
-        table.add_row(write.write_id, f"{write.total_ms:.2f}", *[cells.get(c, "-") for c in Cost])
+        name = write.write_id + (" (refused, retried)" if write.retried else "")
+        table.add_row(name, f"{write.total_ms:.2f}", *[cells.get(c, "-") for c in Cost])
     if len(trace.writes) > MAX_WRITE_ROWS:
         table.caption = f"... {len(trace.writes) - MAX_WRITE_ROWS} more: --output-format json"
     return table

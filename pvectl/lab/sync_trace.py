@@ -168,8 +168,8 @@ def explain(
         return "no write was traced"
     sentence = (
         f"a write took {commit_p50:.2f} ms to commit (p50); most of the time went to "
-        f"{COST_WORDS[top.cost]} ({top.p50_ms:.2f} ms p50, {top.max_ms:.1f} ms max, "
-        f"slowest on node {top.slowest_node})"
+        f"{COST_WORDS[top.cost]} on node {top.slowest_node} ({top.p50_ms:.2f} ms p50 over "
+        f"the slowest nodes, {top.max_ms:.1f} ms max)"
     )
     steps = [p for p in phases if p.phase is not Phase.commit]
     worst = max(steps, key=lambda p: p.max_ms, default=None)
@@ -268,6 +268,7 @@ def run(
     payload = base64.b64encode(bytes((i * 7) % 256 for i in range(size))).decode()
     since_ns = time.monotonic_ns()  # this machine's clock: ring events of local nodes only
     write_ids: list[str] = []
+    retried: set[str] = set()
     refused = ""
     for index in range(count):
         reply = embedded_engine.control_call(
@@ -285,7 +286,8 @@ def run(
             if not write_ids:
                 raise CommandRefused(refused)
             break
-        write_ids.append(str(reply["write_id"]))
+        write_ids += [str(w) for w in reply.get("write_ids", [reply["write_id"]])]
+        retried |= {str(w) for w in reply.get("retried", [])}
     token_ms = float(state.options.get("token") or 3000)
     settle = settle_s if settle_s is not None else 4 * 2.2 * token_ms / 1000 + 5
     replies = _collect(name, state, write_ids, since_ns, settle)
@@ -296,7 +298,10 @@ def run(
         spans += [from_jsonable(Span, raw) for raw in reply["spans"]]
         if node_id not in other_clock and not sender.host:
             raw_events += [from_jsonable(RingEvent, raw) for raw in reply.get("ring_events", [])]
-    journeys = [journey(write_id, spans, other_clock) for write_id in write_ids]
+    seen = {s.write_id for s in spans}
+    journeys = [journey(w, spans, other_clock, w in retried) for w in write_ids if w in seen]
+    if not journeys:
+        raise PvectlError("no node returned spans for the traced writes")
     origin = min(j.origin_ns for j in journeys)
     events = tuple(
         TraceRingEvent(
@@ -310,7 +315,7 @@ def run(
         )
         for e in sorted(raw_events, key=lambda e: (e.at_ns, e.node_id))
     )
-    totals = [j.total_ms for j in journeys]
+    totals = [j.total_ms for j in journeys if not j.retried]
     phases = summarize(journeys)
     costs = summarize_costs(journeys)
     top = dominant_cost(costs)

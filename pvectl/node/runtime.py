@@ -135,6 +135,7 @@ class NodeRuntime:
         self.queued_ns: dict[int, int] = {}
         self.token_ns: dict[int, int] = {}
         self.durable_ns: dict[int, int] = {}
+        self.left_last: tuple[int, ...] = ()
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -311,11 +312,13 @@ class NodeRuntime:
         )
 
     def _config_change(self, change: srp.ConfigChange) -> None:
+        if change.kind is srp.ConfigKind.TRANSITIONAL:
+            self.left_last = change.left  # EVS names who left here, who joined in REGULAR
         self._ring_event(
-            change.kind.value.lower(),
+            change.kind.value,
             change.members,
             str(change.ring_id),
-            change.left,
+            change.left or self.left_last,
             change.joined,
         )
         members = " ".join(str(m) for m in change.members)
@@ -529,6 +532,7 @@ class NodeRuntime:
                     "ok": False,
                     "error": f"{errno.errorcode.get(code, code)}: {os.strerror(code)}",
                     "errno": code,
+                    "write_id": f"{self.node_id}:{count}",
                 }
             )
         else:
@@ -544,10 +548,16 @@ class NodeRuntime:
             raise UsageError(f"commit level must be local or all, not {level!r}")
         deadline = self.loop.time() + TRANSIENT_WAIT_S
         first_try_ns = time.monotonic_ns()
+        retried: list[str] = []  # attempts refused after they were sent, for sync-trace
         while True:
             reply = await self._store_write_once(op, level, first_try_ns)
             if reply.get("errno") != errno.EAGAIN or self.loop.time() >= deadline:
+                if reply.get("ok"):
+                    reply["write_ids"] = [*retried, reply["write_id"]]
+                    reply["retried"] = retried
                 return reply
+            if "write_id" in reply:
+                retried.append(reply["write_id"])
             await asyncio.sleep(TRANSIENT_RETRY_S)
 
     async def _store_write_once(
@@ -762,11 +772,16 @@ class NodeRuntime:
         level = str(request.get("level", "local"))
         kind = str(request.get("op", "put"))
         if kind == "put":  # create if needed, then replace the content (truncate)
+            created: dict[str, Any] = {}  # sync-trace follows both writes of a put
             if self.memdb.lookup(path) is None:
                 created = await self._store_write(mdb.Create(path), level)
                 if not created["ok"] and created.get("errno") != errno.EEXIST:
                     return created
-            return await self._store_write(mdb.Write(path, 0, data, truncate=True), level)
+            written = await self._store_write(mdb.Write(path, 0, data, truncate=True), level)
+            if written["ok"] and created.get("ok"):
+                written["write_ids"] = created["write_ids"] + written["write_ids"]
+                written["retried"] = created["retried"] + written["retried"]
+            return written
         operations: dict[str, mdb.Operation] = {
             "create": mdb.Create(path),
             "mkdir": mdb.Mkdir(path),

@@ -41,8 +41,8 @@ Time is a float in **seconds** from any monotonic clock (``loop.time()``); every
      ``seq`` is the frame's sequence number (packed messages share it, in order);
    * ``ConfigChange(kind, members, left, joined, ring_id)``: membership event;
    * ``Multicasted(tag, first_seq, last_seq)``: an ``AppSend`` that carried a ``tag``
-     has left in those frames (after their ``SendAll``: the token visit that sent them
-     is the event being handled); ``MulticastStarted(tag, seq)`` first, when a
+     leaves in those frames (just before the ``SendAll`` of the last one: the token
+     visit that sends it is the event being handled); ``MulticastStarted(tag, seq)`` first, when a
      fragmented message needs more than one frame. Untagged sends report nothing;
    * ``PersistRingSeq(seq)``: write the u64 to the ring-id file *before* sending
      anything else from this batch (corosync aborts if it cannot);
@@ -296,7 +296,8 @@ class MulticastStarted:
 @dataclass(frozen=True, slots=True)
 class Multicasted:
     """A tagged message has left completely: its frames ``first_seq..last_seq`` were
-    multicast on this token visit (the command follows their ``SendAll``)."""
+    multicast, the last on this token visit (the command comes right before that frame's
+    ``SendAll``, so a runtime's clock read there is not late by the send calls)."""
 
     tag: object
     first_seq: int
@@ -1081,10 +1082,10 @@ class Srp:
                     m = Mcast(ring, seq, me, sendq.next_frame())
                     data = encode(m)
                     q[seq] = (m, data)
-                    if many:
-                        out.append(SendAll(data))
                     if tags:
                         self._report_tagged(seq)
+                    if many:
+                        out.append(SendAll(data))
                     new_sent += 1
             else:
                 rq = self._retrans_queue

@@ -119,6 +119,7 @@ class WriteJourney:
     nodes: tuple[NodeJourney, ...]
     slowest_phase: tuple[int, Phase, float]  # node, phase, ms: the longest single step
     costs: tuple[CostTiming, ...]  # token wait, network, apply, fsync
+    retried: bool = False  # refused (EAGAIN: caught in a ring change), sent again as the next
 
 
 def node_spans(mine: list[Span], node_id: int, sender: int, same_clock: bool) -> list[Span]:
@@ -142,7 +143,10 @@ def node_spans(mine: list[Span], node_id: int, sender: int, same_clock: bool) ->
 
 
 def journey(
-    write_id: str, spans: list[Span], other_clock: frozenset[int] = frozenset()
+    write_id: str,
+    spans: list[Span],
+    other_clock: frozenset[int] = frozenset(),
+    retried: bool = False,
 ) -> WriteJourney:
     """One write's timeline; ``other_clock`` are nodes whose CLOCK_MONOTONIC is not the
     sender's (another host)."""
@@ -190,6 +194,7 @@ def journey(
         tuple(nodes),
         (slowest.node_id, slowest.phase, slowest.duration_ms),
         _costs(kept),
+        retried,
     )
 
 
