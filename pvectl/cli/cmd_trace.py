@@ -54,8 +54,9 @@ def _drawn_write(trace: SyncTrace) -> WriteJourney:
     return max(trace.writes, key=lambda w: (extent(w), w.write_id))
 
 
-def _event_rows(trace: SyncTrace, origin_ms: float) -> list[tuple[str, str, float]]:
-    """Ring events grouped (kind, ring) over nodes: label, style key, offset from origin."""
+def _event_rows(trace: SyncTrace, origin_ms: float) -> list[tuple[str, str, str, float]]:
+    """Ring events grouped (kind, ring) over nodes: short and long label, style key,
+    offset from origin."""
     groups: dict[tuple[str, str], list[TraceRingEvent]] = {}
     for event in trace.ring_events:
         if event.kind == "transitional":
@@ -66,13 +67,20 @@ def _event_rows(trace: SyncTrace, origin_ms: float) -> list[tuple[str, str, floa
         nodes = " ".join(str(n) for n in sorted({e.node_id for e in events}))
         first = min(events, key=lambda e: e.at_ms)
         if kind == "token_lost":
-            label = f"token lost on {nodes}"
+            short, label = f"token lost {nodes}", f"token lost on {nodes}"
         else:
-            change = [f"left {' '.join(map(str, first.left))}"] if first.left else []
-            change += [f"joined {' '.join(map(str, first.joined))}"] if first.joined else []
-            label = f"ring {ring} [{' '.join(map(str, first.members))}] {', '.join(change)}"
-        rows.append((label.strip(), kind, first.at_ms - origin_ms))
-    return sorted(rows, key=lambda r: r[2])
+            members = " ".join(map(str, first.members))
+            short = f"{ring} [{members}]"
+            change = []
+            if first.left:
+                short += f" -{','.join(map(str, first.left))}"
+                change.append(f"left {' '.join(map(str, first.left))}")
+            if first.joined:
+                short += f" +{','.join(map(str, first.joined))}"
+                change.append(f"joined {' '.join(map(str, first.joined))}")
+            label = f"new ring on {nodes}" + (f": {', '.join(change)}" if change else "")
+        rows.append((short, label, kind, first.at_ms - origin_ms))
+    return sorted(rows, key=lambda r: r[3])
 
 
 def _context(
@@ -105,8 +113,8 @@ def _gantt(trace: SyncTrace) -> Table:
     end = max(
         (t.start_ms + t.duration_ms for node in drawn.nodes for t in node.phases), default=0.0
     )
-    first = min([0.0] + [at for _, _, at in events])
-    end = max([end] + [at for _, _, at in events]) or 1.0
+    first = min([0.0] + [event[3] for event in events])
+    end = max([end] + [event[3] for event in events]) or 1.0
     scale = GANTT_WIDTH / (end - first)
     chart = Table(
         title=f"timeline of write {drawn.write_id}: {first:.2f} .. {end:.2f} ms "
@@ -139,15 +147,19 @@ def _gantt(trace: SyncTrace) -> Table:
         width = max(1, round((visible_end - visible_start) * scale))
         bar.append("▒" * min(width, GANTT_WIDTH - offset + 1), style="dim")
         chart.add_row(str(node_id), label, bar, f"{start:.2f}+{duration:.2f}")
-    for label, kind, at in events:
+    for short, label, kind, at in events:
         offset = min(GANTT_WIDTH, int((at - first) * scale))
-        if offset + 2 + len(label) > GANTT_WIDTH + 1 and offset + 1 >= len(label) + 2:
-            bar = Text(" " * (offset - 1 - len(label)))  # the label ends at the marker
-            bar.append(label + " ▼", style=EVENT_STYLE.get(kind, ""))
+        style = EVENT_STYLE.get(kind, "")
+        if offset + 2 + len(label) <= GANTT_WIDTH + 1:
+            bar = Text(" " * offset)
+            bar.append("▼ " + label, style=style)
+        elif offset + 1 >= len(label) + 2:  # the label ends at the marker
+            bar = Text(" " * (offset - 1 - len(label)))
+            bar.append(label + " ▼", style=style)
         else:
             bar = Text(" " * offset)
-            bar.append(("▼ " + label)[: GANTT_WIDTH + 1 - offset], style=EVENT_STYLE.get(kind, ""))
-        chart.add_row("ring", kind.replace("_", " "), bar, f"{at:.2f}")
+            bar.append("▼", style=style)
+        chart.add_row("ring", Text(short, style=style), bar, f"{at:.2f}")
     return chart
 
 
