@@ -117,7 +117,7 @@ class WriteJourney:
     origin_ns: int  # the write's first span, on the sender's clock
     total_ms: float  # submit start to commit end on the sender
     nodes: tuple[NodeJourney, ...]
-    slowest_phase: tuple[int, Phase, float]  # node, phase, ms: the longest single step
+    slowest_phase: tuple[int, Phase, float]  # node, phase, ms: the longest step but commit
     costs: tuple[CostTiming, ...]  # token wait, network, apply, fsync
     retried: bool = False  # refused (EAGAIN: caught in a ring change), sent again as the next
 
@@ -185,7 +185,9 @@ def journey(
         )
     committed = [s for s in on_sender if s.phase is Phase.commit]
     end = max(s.end_ns for s in committed) if committed else max(s.end_ns for s in on_sender)
-    slowest = max(kept, key=lambda s: (s.duration_ms, -s.node_id))
+    # commit is the writer waiting for others' work, already counted where it happened
+    steps = [s for s in kept if s.phase is not Phase.commit] or kept
+    slowest = max(steps, key=lambda s: (s.duration_ms, -s.node_id))
     return WriteJourney(
         write_id,
         sender,
