@@ -396,9 +396,9 @@ class NodeRuntime:
         self.spans.append(Span(f"{writer}:{count}", self.node_id, phase, start, end))
 
     def _traced_send(self, command: srp.Multicasted | srp.MulticastStarted) -> None:
-        """An own write left on the token (its tag is the write's count): the token visit
-        that started it ends the token wait, the command itself comes after its last
-        datagram was sent."""
+        """An own write leaves on the token (its tag is the write's count): the token visit
+        that started it ends the token wait; the command comes right before the send of
+        its last datagram."""
         count = command.tag
         if not isinstance(count, int):
             return
