@@ -111,3 +111,29 @@ def test_a_singleton_ring_reports_the_send_too() -> None:
     delivered = [c for c in out if isinstance(c, Deliver)]
     assert [r.tag for r in reports] == [5] and [d.payload for d in delivered] == [b"solo"]
     assert out.index(reports[0]) < out.index(delivered[0])  # no SendAll: nobody to send to
+
+
+def test_a_message_cut_by_a_ring_change_is_reported_once_when_it_finally_leaves() -> None:
+    net = formed([1, 2, 3])
+    started: list[MulticastStarted] = []
+    done: list[Multicasted] = []
+    original = net.execute
+
+    def execute(i: int, cmds: list[object]) -> None:
+        if i == 1:
+            started.extend(c for c in cmds if isinstance(c, MulticastStarted))
+            done.extend(c for c in cmds if isinstance(c, Multicasted))
+            if started and not done and 3 not in net.down:
+                net.crash(3)  # mid-message: the ring re-forms before the rest is sent
+        original(i, cmds)  # type: ignore[arg-type]
+
+    net.execute = execute  # type: ignore[method-assign]
+    big = bytes(range(256)) * 300  # ~77 KB: several token visits of fragments
+    net.execute(1, net.srp[1].handle(AppSend(big, tag="cut"), net.now))
+    net.run_until(lambda: net.one_ring([1, 2]) and bool(done), limit=10)
+    net.run(0.5)
+    assert 3 in net.down and [d.tag for d in done] == ["cut"]
+    assert len(started) == 2 and all(s.tag == "cut" for s in started)  # one per ring
+    assert done[0].first_seq == started[-1].seq < done[0].last_seq  # restarted on the new ring
+    for i in (1, 2):
+        assert [d.payload for d in net.delivered[i] if len(d.payload) > 1000] == [big]
