@@ -18,9 +18,22 @@ from pvectl.trace.spans import PHASE_ORDER, Cost, Phase, Span, journey
 MS = 1_000_000
 
 
-def _spans(fsync_ms_on_3: float, write_id: str = "1:7", base: int = 0) -> list[Span]:
-    """Sender 1: queued at 1, token at 3, multicast until 4; delivered 4.5 (own), 5 (2, 3)."""
+def _spans(
+    fsync_ms_on_3: float, write_id: str = "1:7", base: int = 0, token_wait_ms: int = 0
+) -> list[Span]:
+    """Sender 1: queued at 1, token at 3, multicast until 4; delivered 4.5 (own), 5 (2, 3);
+    ``token_wait_ms`` starts the queue wait earlier."""
     b = base
+    if token_wait_ms:
+        return [
+            Span(write_id, 1, Phase.submit, b - token_wait_ms * MS, b - token_wait_ms * MS + 1),
+            Span(write_id, 1, Phase.token_wait, b - token_wait_ms * MS + 1, b + 3 * MS),
+            *[
+                s
+                for s in _spans(fsync_ms_on_3, write_id, base)
+                if s.phase not in (Phase.submit, Phase.token_wait)
+            ],
+        ]
     spans = [
         Span(write_id, 1, Phase.submit, b, b + 1 * MS),
         Span(write_id, 1, Phase.token_wait, b + 1 * MS, b + 3 * MS),
@@ -89,8 +102,10 @@ def test_unknown_write_is_an_error() -> None:
         journey("9:9", _spans(1.0))
 
 
-def _trace(events: tuple[TraceRingEvent, ...], coupling: str) -> SyncTrace:
-    spans = _spans(200.0) + _spans(180.0, "1:8", base=20 * MS)
+def _trace(
+    events: tuple[TraceRingEvent, ...], coupling: str, token_wait_ms: int = 150
+) -> SyncTrace:
+    spans = _spans(200.0) + _spans(180.0, "1:8", 400 * MS, token_wait_ms)
     journeys = [journey("1:7", spans), journey("1:8", spans, retried=True)]
     phases, costs = summarize(journeys), summarize_costs(journeys)
     top = dominant_cost(costs)
@@ -135,8 +150,19 @@ def test_verdict_tells_the_membership_change_and_the_coupled_domino() -> None:
     trace = _trace(EVENTS, "coupled")
     assert "ring 1.c formed with 1 2 (node(s) 3 left)" in trace.verdict
     assert "token was lost on node(s) 1" in trace.verdict
-    assert "coupled mode node 3's fsync" in trace.verdict
-    assert "domino" not in _trace(EVENTS, "decoupled").verdict
+    assert "coupled mode node 3's fsync (200 ms)" in trace.verdict
+    assert "writes waited up to 15" in trace.verdict and "domino" in trace.verdict
+    assert "coupled mode" not in _trace(EVENTS, "decoupled").verdict
+
+
+def test_verdict_tells_a_held_token_without_a_ring_change() -> None:
+    trace = _trace((), "coupled")
+    retried = trace.writes[1]
+    assert [t.phase for t in retried.nodes[0].phases] == list(PHASE_ORDER)
+    assert retried.nodes[0].phases[1].duration_ms == pytest.approx(153.0, abs=0.01)
+    held = trace.verdict
+    assert "held the token" in held and "domino" not in held and "ring" not in held
+    assert "held the token" not in _trace((), "coupled", token_wait_ms=0).verdict
 
 
 def test_json_schema_round_trips() -> None:

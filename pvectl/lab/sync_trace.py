@@ -178,8 +178,8 @@ def explain(
             f", and the slowest step was {worst.phase.value} on node "
             f"{worst.slowest_node} ({worst.max_ms:.1f} ms)"
         )
-    lost = sorted({e.node_id for e in events if e.kind == "token_lost"})
-    for change in membership_changes(events):
+    changes = membership_changes(events)
+    for change in changes:
         who = []
         if change.left:
             who.append(f"node(s) {' '.join(map(str, change.left))} left")
@@ -189,15 +189,22 @@ def explain(
             f"; at +{change.at_ms:.0f} ms ring {change.ring_id} formed with "
             f"{' '.join(map(str, change.members))} ({', '.join(who)})"
         )
+    lost = sorted({e.node_id for e in events if e.kind == "token_lost"})
     if lost:
         first = min(e.at_ms for e in events if e.kind == "token_lost")
         sentence += f"; the token was lost on node(s) {' '.join(map(str, lost))} (+{first:.0f} ms)"
-        fsync = next((p for p in phases if p.phase is Phase.fsync), None)
-        if coupling == "coupled" and fsync is not None:
-            sentence += (
-                f": in coupled mode node {fsync.slowest_node}'s fsync ({fsync.max_ms:.0f} ms) "
-                "ran in its protocol loop and held the token, the seed's domino effect"
-            )
+    fsync = next((p for p in phases if p.phase is Phase.fsync), None)
+    wait = next((c for c in costs if c.cost is Cost.token_wait), None)
+    if coupling != "coupled" or fsync is None or wait is None or wait.max_ms <= 5:
+        return sentence
+    reformed = bool(lost or changes)
+    if reformed or wait.max_ms >= 0.5 * fsync.max_ms:  # the token waited on a slow fsync
+        sentence += (
+            f"{':' if lost else ';'} in coupled mode node {fsync.slowest_node}'s fsync "
+            f"({fsync.max_ms:.0f} ms) ran in its protocol loop and held the token, writes "
+            f"waited up to {wait.max_ms:.0f} ms for it"
+            + (", and the ring re-formed: the seed's domino effect" if reformed else "")
+        )
     return sentence
 
 
