@@ -18,7 +18,7 @@ _pvectl_options() {
         "status") echo "--output-format --target --name --node --what-if --host --cluster --accept-new-host-key --connect-timeout -h --help --debug" ;;
         "nodes") echo "--output-format --target --name --node --host --cluster --accept-new-host-key --connect-timeout -h --help --debug" ;;
         "expected") echo "--output-format --target --name --node --host --accept-new-host-key --connect-timeout -h --help --debug" ;;
-        "sync-trace") echo "--name --node --path --size --count --level --svg --output-format -h --help --debug" ;;
+        "sync-trace") echo "--name --node --path --size --count --level --svg --settle --output-format -h --help --debug" ;;
         "perf") echo "--format --output-format --pveperf-compat --quick --runtime --block-size --file-size --pattern --direct --skip --sync --resolv-conf --dns-timeout --drop-caches --no-drop-caches --progress --no-progress --histogram --no-histogram --host --cluster --accept-new-host-key --connect-timeout -h --help --debug" ;;
         "check") echo "--output-format --host --cluster --accept-new-host-key --connect-timeout --fsync --no-fsync --fsync-dir --fsync-seconds -h --help --debug" ;;
         "quorum") echo "-h --help --debug" ;;
@@ -89,6 +89,7 @@ _pvectl_values() {
         "sync-trace|--count") echo "" ;;
         "sync-trace|--level") echo "" ;;
         "sync-trace|--svg") echo "__file__" ;;
+        "sync-trace|--settle") echo "" ;;
         "sync-trace|--output-format") echo "text json json-pretty yaml" ;;
         "perf|--format") echo "pvectl pveperf" ;;
         "perf|--output-format") echo "text json json-pretty yaml" ;;

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -12,13 +14,18 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 
+from pvectl.cli import cmd_trace
 from pvectl.errors import PvectlError
+from pvectl.lab.sync_trace import SyncTrace
 from pvectl.node import control
+from pvectl.results import from_jsonable, to_jsonable
 from tests.conftest import run_cli
 
 TOKEN_MS = 400
@@ -166,6 +173,26 @@ def test_partition_refuses_writes_then_heals(lab: tuple[dict[str, str], Path]) -
     wait_converged(root, "tcfs4", [1, 2, 3, 4])
 
 
+SENDER_EVENTS = [
+    "queued",
+    "token arrived",
+    "multicast",
+    "delivered",
+    "applied",
+    "fsync done",
+    "committed",
+]
+
+
+def nondecreasing(values: list[float]) -> bool:
+    """In order, up to float rounding of start + duration."""
+    return all(b >= a - 1e-6 for a, b in pairwise(values))
+
+
+def _event_times(node: dict[str, Any]) -> list[tuple[str, float, float]]:
+    return [(p["ends_at"], p["start_ms"], p["start_ms"] + p["duration_ms"]) for p in node["phases"]]
+
+
 def test_sync_trace_phases_are_causal_and_blame_the_slow_disk(
     lab: tuple[dict[str, str], Path],
 ) -> None:
@@ -176,17 +203,33 @@ def test_sync_trace_phases_are_causal_and_blame_the_slow_disk(
     )
     assert run.code == 0, run.stderr
     trace = json.loads(run.stdout)
+    assert from_jsonable(SyncTrace, trace) == from_jsonable(
+        SyncTrace, to_jsonable(from_jsonable(SyncTrace, trace))
+    )
+    assert to_jsonable(from_jsonable(SyncTrace, trace)) == trace  # the schema round-trips
+    assert len(trace["writes"]) == 6  # a fresh path: the create, then five writes
     for item in trace["writes"]:
         assert {n["node_id"] for n in item["nodes"]} == {1, 2, 3}
-        assert all(n["causal"] for n in item["nodes"])
+        assert all(n["causal"] and n["same_clock"] for n in item["nodes"])
         sender = next(n for n in item["nodes"] if n["node_id"] == 1)
-        assert [p[0] for p in sender["phases"]] == [
-            "submit",
-            "ordering",
-            "applied",
-            "fsync",
-            "acknowledged",
-        ]
+        times = _event_times(sender)
+        assert [name for name, _, _ in times] == SENDER_EVENTS
+        # queued <= token arrived <= multicast <= delivered <= applied <= fsync <= committed
+        ends = [end for _, _, end in times]
+        assert nondecreasing(ends)
+        assert all(start <= end for _, start, end in times)
+        multicast_end = times[2][2]
+        for receiver in item["nodes"]:
+            if receiver["node_id"] == 1:
+                continue
+            rtimes = _event_times(receiver)
+            assert [name for name, _, _ in rtimes] == ["delivered", "applied", "fsync done"]
+            # network time counts from the sender's multicast
+            assert rtimes[0][1] == pytest.approx(multicast_end)
+            assert nondecreasing([multicast_end] + [end for _, _, end in rtimes])
+        assert {c["cost"] for c in item["costs"]} == {"token_wait", "network", "apply", "fsync"}
+    assert {c["cost"] for c in trace["costs"]} == {"token_wait", "network", "apply", "fsync"}
+    assert trace["ring_events"] == []  # a quiet ring
     assert run_cli("lab", "slow-disk", "3", "200", "--name", "tcfs", env=env).code == 0
     run = run_cli(
         "sync-trace",
@@ -200,12 +243,54 @@ def test_sync_trace_phases_are_causal_and_blame_the_slow_disk(
         "json",
         env=env,
     )
+    assert run.code == 0, run.stderr
     trace = json.loads(run.stdout)
     for item in trace["writes"]:
         node, phase, ms = item["slowest_phase"]
         assert (node, phase) == (3, "fsync") and ms >= 200
         assert item["total_ms"] >= 200
+        fsync = next(c for c in item["costs"] if c["cost"] == "fsync")
+        assert fsync["node_id"] == 3 and fsync["ms"] >= 200
+    assert trace["dominant"] == "fsync"
     assert "fsync on node 3" in trace["verdict"]
+
+
+def test_coupled_sync_trace_shows_the_token_held_and_node_3_leaving(
+    lab: tuple[dict[str, str], Path],
+) -> None:
+    env, _ = lab
+    up(env, "tcfsc", 3, "--coupling", "coupled")
+    assert run_cli("lab", "slow-disk", "3", "3000", "--name", "tcfsc", env=env).code == 0
+    run = run_cli(
+        "sync-trace", "--name", "tcfsc", "--count", "2", "--output-format", "json", env=env
+    )
+    assert run.code == 0, run.stderr
+    trace = json.loads(run.stdout)
+    assert trace["coupling"] == "coupled"
+    events = trace["ring_events"]
+    left = [
+        e for e in events if e["kind"] == "regular" and 3 in e["left"] and 3 not in e["members"]
+    ]
+    assert left and {e["node_id"] for e in left} <= {1, 2}
+    assert any(e["kind"] == "token_lost" and e["node_id"] in (1, 2) for e in events)
+    # node 3's fsync ran in its protocol loop: it started before the others gave up on it
+    origin = min(w["origin_ns"] for w in trace["writes"])
+    slow = [
+        (w["origin_ns"] - origin) / 1e6 + p["start_ms"]
+        for w in trace["writes"]
+        for n in w["nodes"]
+        if n["node_id"] == 3
+        for p in n["phases"]
+        if p["phase"] == "fsync" and p["duration_ms"] >= 3000
+    ]
+    assert slow and min(slow) < min(e["at_ms"] for e in left)
+    assert "3 left" in trace["verdict"] and "coupled mode node 3's fsync" in trace["verdict"]
+    # the picture: ring changes drawn on the same axis as the phases
+    console = Console(record=True, width=140, file=io.StringIO())
+    console.print(cmd_trace._render(from_jsonable(SyncTrace, trace)))
+    text = console.export_text()
+    assert "token lost" in text
+    assert re.search(r"\[1 2\] -3", text), text  # a ring without node 3, on the chart
 
 
 def test_coupled_slow_disk_stalls_the_token_and_the_node_is_dropped(

@@ -45,9 +45,10 @@ from pvectl.quorum.view import quorum_status
 from pvectl.results import NodeList, QuorumStatus, to_jsonable
 from pvectl.totem import srp
 from pvectl.totem.wire import Codec
-from pvectl.trace.spans import Phase, Span
+from pvectl.trace.spans import Phase, RingEvent, Span
 
 MAX_TRACED_WRITES = 2000
+MAX_RING_EVENTS = 500
 COROSYNC_CONF = "corosync.conf"  # in the store, as /etc/pve/corosync.conf
 
 
@@ -79,6 +80,7 @@ class NodeRuntime:
     log: logging.Logger
     faults: FaultFilter = field(default_factory=FaultFilter)
     spans: deque[Span] = field(default_factory=lambda: deque(maxlen=MAX_TRACED_WRITES * 8))
+    ring_events: deque[RingEvent] = field(default_factory=lambda: deque(maxlen=MAX_RING_EVENTS))
 
     def __post_init__(self) -> None:
         self.loop = asyncio.get_running_loop()
@@ -127,6 +129,13 @@ class NodeRuntime:
         self.pending: list[srp.Deliver | srp.ConfigChange] = []
         self.receiving = False  # inside a receive batch: deliveries wait for its end
         self.flushing = False
+        # sync-trace: when the event being handled reached the machine (loop.time(), the
+        # same CLOCK_MONOTONIC as monotonic_ns), and own writes queued in Totem by count
+        self.event_time = 0.0
+        self.queued_ns: dict[int, int] = {}
+        self.token_ns: dict[int, int] = {}
+        self.durable_ns: dict[int, int] = {}
+        self.left_last: tuple[int, ...] = ()
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -185,7 +194,8 @@ class NodeRuntime:
 
     def _on_datagram(self, _peer: int, data: bytes) -> None:
         self.receiving = True
-        self._execute(self.srp.handle(srp.PacketReceived(data), self.loop.time()))
+        self.event_time = now = self.loop.time()
+        self._execute(self.srp.handle(srp.PacketReceived(data), now))
 
     def _on_batch_end(self) -> None:
         """The socket is drained: now deliver what the batch brought (tokens went on)."""
@@ -197,12 +207,16 @@ class NodeRuntime:
 
     def _on_timer(self, kind: srp.TimerKind) -> None:
         self.timers.pop(kind, None)
-        self._execute(self.srp.handle(srp.TimerFired(kind), self.loop.time()))
+        self.event_time = now = self.loop.time()
+        if kind is srp.TimerKind.TOKEN_LOSS and self.srp.state is not srp.State.GATHER:
+            self._ring_event("token_lost", self.srp.members)
+        self._execute(self.srp.handle(srp.TimerFired(kind), now))
         if self.burst is not None:
             self._refill()
 
-    def _multicast(self, payload: bytes) -> None:
-        self._execute(self.srp.handle(srp.AppSend(payload), self.loop.time()))
+    def _multicast(self, payload: bytes, tag: int | None = None) -> None:
+        self.event_time = now = self.loop.time()
+        self._execute(self.srp.handle(srp.AppSend(payload, tag), now))
 
     def _execute(self, commands: list[srp.Command]) -> None:
         """Run the machine's commands: network and timers at once; deliveries and
@@ -244,6 +258,8 @@ class NodeRuntime:
                     if command.level in ("debug", "info", "warning", "error")
                     else "info",
                 )("[TOTEM ] %s", command.text)
+            elif kind is srp.Multicasted or kind is srp.MulticastStarted:
+                self._traced_send(command)  # type: ignore[arg-type]
         if self.pending and not self.receiving:
             self._flush()
 
@@ -283,7 +299,28 @@ class NodeRuntime:
             os.fsync(handle.fileno())
         os.replace(tmp, self.ring_file)
 
+    def _ring_event(
+        self,
+        kind: str,
+        members: tuple[int, ...],
+        ring_id: str = "",
+        left: tuple[int, ...] = (),
+        joined: tuple[int, ...] = (),
+    ) -> None:
+        self.ring_events.append(
+            RingEvent(self.node_id, kind, time.monotonic_ns(), ring_id, members, left, joined)
+        )
+
     def _config_change(self, change: srp.ConfigChange) -> None:
+        if change.kind is srp.ConfigKind.TRANSITIONAL:
+            self.left_last = change.left  # EVS names who left here, who joined in REGULAR
+        self._ring_event(
+            change.kind.value,
+            change.members,
+            str(change.ring_id),
+            change.left or self.left_last,
+            change.joined,
+        )
         members = " ".join(str(m) for m in change.members)
         self.log.info(
             "[TOTEM ] %s configuration %s: members %s", change.kind.value, change.ring_id, members
@@ -358,14 +395,33 @@ class NodeRuntime:
     def _span(self, writer: int, count: int, phase: Phase, start: int, end: int) -> None:
         self.spans.append(Span(f"{writer}:{count}", self.node_id, phase, start, end))
 
+    def _traced_send(self, command: srp.Multicasted | srp.MulticastStarted) -> None:
+        """An own write leaves on the token (its tag is the write's count): the token visit
+        that started it ends the token wait; the command comes right before the send of
+        its last datagram."""
+        count = command.tag
+        if not isinstance(count, int):
+            return
+        token_ns = self.token_ns.setdefault(count, int(self.event_time * 1e9))
+        if type(command) is srp.MulticastStarted:
+            return
+        sent_ns = time.monotonic_ns()
+        del self.token_ns[count]
+        queued = self.queued_ns.pop(count, None)
+        if queued is None:
+            return
+        token_ns = max(token_ns, queued)  # loop.time() is a float: no sub-us inversions
+        self._span(self.node_id, count, Phase.token_wait, queued, token_ns)
+        self._span(self.node_id, count, Phase.multicast, token_ns, sent_ns)
+
     def _write_applied(self, event: WriteApplied) -> None:
         applied = event.applied
         applied_ns = time.monotonic_ns()
-        if event.send_ns:
+        if event.send_ns:  # journey() starts it at the sender's multicast when it knows it
             self._span(
-                applied.sender, applied.count, Phase.ordering, event.send_ns, event.delivered_ns
+                applied.sender, applied.count, Phase.delivery, event.send_ns, event.delivered_ns
             )
-        self._span(applied.sender, applied.count, Phase.applied, event.delivered_ns, applied_ns)
+        self._span(applied.sender, applied.count, Phase.apply, event.delivered_ns, applied_ns)
         pending = self.writes.get(applied.count) if applied.sender == self.node_id else None
         if pending is not None and not applied.result.ok:
             pending.errno_code = applied.result.errno_code
@@ -448,6 +504,7 @@ class NodeRuntime:
             )
             if applied.sender == self.node_id and applied.count in self.writes:
                 self.writes[applied.count].durable = True
+                self.durable_ns[applied.count] = end
         if upto:
             self._multicast(self.services.ack(upto).payload)
         self._check_all_level_writes()
@@ -465,7 +522,8 @@ class NodeRuntime:
 
     def _finish(self, count: int, pending: PendingWrite) -> None:
         now = time.monotonic_ns()
-        self._span(self.node_id, count, Phase.acknowledged, now, now)
+        durable = self.durable_ns.pop(count, now)
+        self._span(self.node_id, count, Phase.commit, min(durable, now), now)
         del self.writes[count]
         if pending.errno_code:
             code = pending.errno_code
@@ -474,6 +532,7 @@ class NodeRuntime:
                     "ok": False,
                     "error": f"{errno.errorcode.get(code, code)}: {os.strerror(code)}",
                     "errno": code,
+                    "write_id": f"{self.node_id}:{count}",
                 }
             )
         else:
@@ -488,22 +547,36 @@ class NodeRuntime:
         if level not in COMMIT_LEVELS:
             raise UsageError(f"commit level must be local or all, not {level!r}")
         deadline = self.loop.time() + TRANSIENT_WAIT_S
+        first_try_ns = time.monotonic_ns()
+        retried: list[str] = []  # attempts refused after they were sent, for sync-trace
         while True:
-            reply = await self._store_write_once(op, level)
+            reply = await self._store_write_once(op, level, first_try_ns)
             if reply.get("errno") != errno.EAGAIN or self.loop.time() >= deadline:
+                if reply.get("ok"):
+                    reply["write_ids"] = [*retried, reply["write_id"]]
+                    reply["retried"] = retried
                 return reply
+            if "write_id" in reply:
+                retried.append(reply["write_id"])
             await asyncio.sleep(TRANSIENT_RETRY_S)
 
-    async def _store_write_once(self, op: mdb.Operation, level: str) -> dict[str, Any]:
-        submitted = time.monotonic_ns()
+    async def _store_write_once(
+        self, op: mdb.Operation, level: str, submitted: int
+    ) -> dict[str, Any]:
         try:
             count, outputs = self.services.write(op, int(time.time()), time.monotonic_ns())
         except StoreError as exc:
             return {"ok": False, "error": str(exc), "errno": exc.errno_code}
         future: asyncio.Future[dict[str, Any]] = self.loop.create_future()
         self.writes[count] = PendingWrite(count, level, future)
-        self._span(self.node_id, count, Phase.submit, submitted, time.monotonic_ns())
-        self._services(outputs)
+        for output in outputs:  # the write itself, tagged with its count for sync-trace
+            if isinstance(output, Multicast):
+                queued = time.monotonic_ns()
+                self._span(self.node_id, count, Phase.submit, submitted, queued)
+                self.queued_ns[count] = queued
+                self._multicast(output.payload, tag=count)
+            else:
+                self._services([output])
         return await future
 
     # --- the benchmark service (service 4) --------------------------------------------------
@@ -699,11 +772,16 @@ class NodeRuntime:
         level = str(request.get("level", "local"))
         kind = str(request.get("op", "put"))
         if kind == "put":  # create if needed, then replace the content (truncate)
+            created: dict[str, Any] = {}  # sync-trace follows both writes of a put
             if self.memdb.lookup(path) is None:
                 created = await self._store_write(mdb.Create(path), level)
                 if not created["ok"] and created.get("errno") != errno.EEXIST:
                     return created
-            return await self._store_write(mdb.Write(path, 0, data, truncate=True), level)
+            written = await self._store_write(mdb.Write(path, 0, data, truncate=True), level)
+            if written["ok"] and created.get("ok"):
+                written["write_ids"] = created["write_ids"] + written["write_ids"]
+                written["retried"] = created["retried"] + written["retried"]
+            return written
         operations: dict[str, mdb.Operation] = {
             "create": mdb.Create(path),
             "mkdir": mdb.Mkdir(path),
@@ -785,9 +863,19 @@ class NodeRuntime:
         return {"ok": True, "rows": rows, "hash": tree_hash(self.memdb)}
 
     async def _cmd_spans(self, request: dict[str, Any]) -> dict[str, Any]:
+        """The spans of the given writes, and the ring events since ``since_ns``."""
         wanted = set(request.get("write_ids", []))
+        since = int(request.get("since_ns", 0))
         spans = [to_jsonable(s) for s in self.spans if not wanted or s.write_id in wanted]
-        return {"ok": True, "spans": spans}
+        events = [to_jsonable(e) for e in self.ring_events if e.at_ns >= since]
+        return {
+            "ok": True,
+            "spans": spans,
+            "ring_events": events,
+            "ring_id": str(self.srp.ring_id),
+            "state": self.srp.state.name,
+            "members": list(self.srp.members),
+        }
 
     async def _cmd_qdevice(self, _: dict[str, Any]) -> dict[str, Any]:
         if self.qdevice is None:

@@ -33,10 +33,21 @@ MIN_FRAGMENT: Final = 64  # do not start a fragment in less room than this
 MAX_MESSAGE: Final = 16 * 1024 * 1024
 
 
+class Tagged:
+    """A queued message whose sender wants to hear when it leaves (see ``SendQueue.tags``)."""
+
+    __slots__ = ("first_seq", "index", "tag")
+
+    def __init__(self, index: int, tag: object) -> None:
+        self.index = index  # its position among all messages ever pushed
+        self.tag = tag
+        self.first_seq = 0  # the frame that carried its first fragment, once sent
+
+
 class SendQueue:
     """Application messages waiting for the token, framed on demand."""
 
-    __slots__ = ("_offset", "_q", "bytes_pending", "capacity")
+    __slots__ = ("_offset", "_q", "bytes_pending", "capacity", "pushed", "tags")
 
     def __init__(self, capacity: int) -> None:
         if not REC_LEN + MIN_FRAGMENT <= capacity <= 0xFFFF:
@@ -45,15 +56,32 @@ class SendQueue:
         self._q: deque[bytes] = deque()
         self._offset = 0  # bytes of _q[0] already framed
         self.bytes_pending = 0
+        self.pushed = 0  # messages ever pushed: pushed - len(self) of them are fully framed
+        # tagged messages not yet fully framed, oldest first; empty unless someone traces,
+        # so untagged traffic pays one truth test per frame
+        self.tags: deque[Tagged] = deque()
 
     def __len__(self) -> int:
         return len(self._q)
 
-    def push(self, payload: bytes) -> None:
+    @property
+    def framed(self) -> int:
+        """How many of the messages ever pushed have left completely."""
+        return self.pushed - len(self._q)
+
+    @property
+    def partial(self) -> bool:
+        """The head message is half framed (its later fragments wait for the token)."""
+        return self._offset > 0
+
+    def push(self, payload: bytes, tag: object = None) -> None:
         if len(payload) > MAX_MESSAGE:
             raise ValueError(f"message of {len(payload)} bytes exceeds {MAX_MESSAGE}")
         self._q.append(payload)
         self.bytes_pending += len(payload) + REC_LEN
+        if tag is not None:
+            self.tags.append(Tagged(self.pushed, tag))
+        self.pushed += 1
 
     def frames_pending(self) -> int:
         """Backlog in frames, for Totem flow control (an estimate, never 0 if non-empty)."""
@@ -66,6 +94,8 @@ class SendQueue:
         if self._offset:
             self.bytes_pending += self._offset + REC_LEN
             self._offset = 0
+            if self.tags and self.tags[0].index == self.framed:
+                self.tags[0].first_seq = 0  # it starts over on the new ring
 
     def next_frame(self) -> bytes:
         """Build one frame from the head of the queue; the queue must not be empty."""

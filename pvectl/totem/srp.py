@@ -40,6 +40,10 @@ Time is a float in **seconds** from any monotonic clock (``loop.time()``); every
    * ``Deliver(sender, payload, ring_id, seq)``: hand to the application (CPG);
      ``seq`` is the frame's sequence number (packed messages share it, in order);
    * ``ConfigChange(kind, members, left, joined, ring_id)``: membership event;
+   * ``Multicasted(tag, first_seq, last_seq)``: an ``AppSend`` that carried a ``tag``
+     leaves in those frames (just before the ``SendAll`` of the last one: the token
+     visit that sends it is the event being handled); ``MulticastStarted(tag, seq)`` first, when a
+     fragmented message needs more than one frame. Untagged sends report nothing;
    * ``PersistRingSeq(seq)``: write the u64 to the ring-id file *before* sending
      anything else from this batch (corosync aborts if it cannot);
    * ``Log(level, text)``: corosync-style log lines, at membership events only.
@@ -223,7 +227,11 @@ class TimerFired:
 
 @dataclass(frozen=True, slots=True)
 class AppSend:
+    """Application bytes to multicast; a ``tag`` (any value but None, opaque to the
+    machine) asks for ``Multicasted(tag, ...)`` once the message has left."""
+
     payload: bytes
+    tag: object = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,6 +285,26 @@ class ConfigChange:
 
 
 @dataclass(frozen=True, slots=True)
+class MulticastStarted:
+    """The first fragment of a tagged message left in frame ``seq``, and the rest waits
+    for later token visits (only for messages that do not fit one frame)."""
+
+    tag: object
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Multicasted:
+    """A tagged message has left completely: its frames ``first_seq..last_seq`` were
+    multicast, the last on this token visit (the command comes right before that frame's
+    ``SendAll``, so a runtime's clock read there is not late by the send calls)."""
+
+    tag: object
+    first_seq: int
+    last_seq: int
+
+
+@dataclass(frozen=True, slots=True)
 class PersistRingSeq:
     seq: int
 
@@ -287,7 +315,18 @@ class Log:
     text: str
 
 
-Command = SendTo | SendAll | SetTimer | CancelTimer | Deliver | ConfigChange | PersistRingSeq | Log
+Command = (
+    SendTo
+    | SendAll
+    | SetTimer
+    | CancelTimer
+    | Deliver
+    | ConfigChange
+    | MulticastStarted
+    | Multicasted
+    | PersistRingSeq
+    | Log
+)
 
 _set_deliver_fields = tuple(
     Deliver.__dict__[name].__set__ for name in ("sender", "payload", "ring_id", "seq")
@@ -456,7 +495,7 @@ class Srp:
             elif sender != self.node_id:
                 self.stats["unknown_sender"] += 1  # signed, but not in our nodelist
         elif type(event) is AppSend:
-            self._app_send(event.payload, now)
+            self._app_send(event.payload, event.tag, now)
         elif type(event) is TimerFired:
             self._timer(event.kind, now)
         elif type(event) is MessageReceived:
@@ -537,8 +576,8 @@ class Srp:
 
     # ---- application sends ------------------------------------------------------------
 
-    def _app_send(self, payload: bytes, now: float) -> None:
-        self._sendq.push(payload)
+    def _app_send(self, payload: bytes, tag: object, now: float) -> None:
+        self._sendq.push(payload, tag)
         if self.state is not State.OPERATIONAL:
             return
         if self._holding:
@@ -1037,11 +1076,14 @@ class Srp:
             many = len(self.nodes) > 1
             if operational:
                 sendq = self._sendq
+                tags = sendq.tags
                 while new_sent < allowed and sendq:
                     seq += 1
                     m = Mcast(ring, seq, me, sendq.next_frame())
                     data = encode(m)
                     q[seq] = (m, data)
+                    if tags:
+                        self._report_tagged(seq)
                     if many:
                         out.append(SendAll(data))
                     new_sent += 1
@@ -1137,6 +1179,22 @@ class Srp:
             self._set_timer(TimerKind.TOKEN_RETRANSMIT, now + self.timeouts.token_retransmit)
         if operational and seq > SEQ_REFORM and self.is_representative:
             self._gather_enter(now, "sequence numbers near rollover")
+
+    def _report_tagged(self, seq: int) -> None:
+        """Frame ``seq`` just went out: tell which tagged messages it completed or started."""
+        sendq = self._sendq
+        tags = sendq.tags
+        framed = sendq.framed
+        while tags:
+            head = tags[0]
+            if head.index < framed:
+                tags.popleft()
+                self._out.append(Multicasted(head.tag, head.first_seq or seq, seq))
+                continue
+            if head.index == framed and sendq.partial and not head.first_seq:
+                head.first_seq = seq
+                self._out.append(MulticastStarted(head.tag, seq))
+            break
 
     def _reencode(self, m: Mcast, seq: int) -> bytes:
         return self.codec.encode_mcast(m)
