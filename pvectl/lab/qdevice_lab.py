@@ -153,6 +153,7 @@ def attach(state: LabState, algorithm: str, kind: str, tls: bool, report: Report
     host = lab_qnetd.address(state.subnet)
     namespace = qnetd_namespace(state)
     netns.create_node_namespace(namespace, state.hub_namespace, "vq", f"{host}/24")
+    lab_qnetd.qnetd_dir(state.state_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
     certs = lab_qnetd.init_ca(state.state_dir, kind) if tls else None
     if certs is not None:
         enroll(state, kind, certs)
