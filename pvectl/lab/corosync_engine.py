@@ -27,7 +27,7 @@ from pvectl.errors import (
     TargetUnavailable,
     UsageError,
 )
-from pvectl.lab import netns, qdevice_lab, views
+from pvectl.lab import lab_qnetd, netns, qdevice_lab, views
 from pvectl.lab import state as lab_state
 from pvectl.lab.corosync_config import UpOptions, build_conf, check_options
 from pvectl.lab.state import LabNode, LabState
@@ -593,14 +593,14 @@ def view(name: str) -> LabView:
                 files=files,
             )
         )
-    return lab_view(state, rows, qdevice_lab.describe(state))
+    return lab_view(state, rows, lab_qnetd.lab_description(state))
 
 
 def qnetd_action(name: str, action: str) -> str:
     """Stop or start the lab's qnetd (rehearse "qnetd down")."""
     require_root("pvectl lab qnetd")
     with lab_state.locked(name):
-        return qdevice_lab.qnetd_action(load_running(name), action)
+        return lab_qnetd.lab_action(load_running(name), action)
 
 
 def first_running(state: LabState) -> LabNode:

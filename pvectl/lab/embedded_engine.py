@@ -741,13 +741,7 @@ def exec_in_node(name: str, node_id: int, argv: Sequence[str]) -> int:
 
 def qnetd_action(name: str, action: str) -> str:
     """Stop or start the lab's qnetd (rehearse "qnetd down")."""
-    state = load_running(name)
-    qnetd = state.options.get("qdevice")
-    if not qnetd:
-        raise CommandRefused(f"lab {name!r} has no qdevice (lab up N --qdevice)")
-    qnetd = lab_qnetd.action(qnetd, action)
-    lab_state.save(replace(state, options={**state.options, "qdevice": qnetd}))
-    return lab_qnetd.describe(qnetd)
+    return lab_qnetd.lab_action(load_running(name), action)
 
 
 def view(name: str) -> LabView:
@@ -777,8 +771,7 @@ def view(name: str) -> LabView:
                 host=node.host,
             )
         )
-    qnetd = state.options.get("qdevice")
-    return lab_view(state, rows, lab_qnetd.describe(qnetd) if qnetd else None)
+    return lab_view(state, rows, lab_qnetd.lab_description(state))
 
 
 def first_running(state: LabState) -> LabNode:

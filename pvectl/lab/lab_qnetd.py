@@ -17,12 +17,15 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pvectl
 from pvectl.corosync_conf import Section
-from pvectl.errors import ExitCode, PvectlError, UsageError
+from pvectl.errors import CommandRefused, ExitCode, PvectlError, UsageError
+from pvectl.lab import state as lab_state
+from pvectl.lab.state import LabState
 
 QNETD_KINDS = ("pvectl", "corosync")
 DEFAULT_PORT = 5403
@@ -281,6 +284,22 @@ def action(info: dict[str, Any], what: str) -> dict[str, Any]:
     if what == "start":
         return start(info)
     raise UsageError(f"lab qnetd takes stop or start, not {what!r}")
+
+
+def lab_action(state: LabState, what: str) -> str:
+    """``lab qnetd stop|start`` on a lab of either engine; the new facts are saved."""
+    info = state.options.get("qdevice")
+    if not info:
+        raise CommandRefused(f"lab {state.name!r} has no qdevice (lab up N --qdevice)")
+    info = action(info, what)
+    lab_state.save(replace(state, options={**state.options, "qdevice": info}))
+    return describe(info)
+
+
+def lab_description(state: LabState) -> str | None:
+    """The line ``lab ls`` shows for the lab's qnetd, if it has one."""
+    info = state.options.get("qdevice")
+    return describe(info) if info else None
 
 
 def describe(info: dict[str, Any]) -> str:

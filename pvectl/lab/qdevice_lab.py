@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pvectl.corosync_conf import Section
-from pvectl.errors import CommandRefused, ExitCode, PvectlError, UsageError
+from pvectl.errors import ExitCode, PvectlError, UsageError
 from pvectl.lab import lab_qnetd, netns
 from pvectl.lab import state as lab_state
 from pvectl.lab.state import LabNode, LabState
@@ -181,18 +181,3 @@ def attach(state: LabState, algorithm: str, kind: str, tls: bool, report: Report
         f"'{lab_qnetd.listing_hint(info)}' lists them"
     )
     return state
-
-
-def qnetd_action(state: LabState, action: str) -> str:
-    """``lab qnetd stop|start``: rehearse "qnetd down" under real corosync-qdevice."""
-    info = state.options.get("qdevice")
-    if not info:
-        raise CommandRefused(f"lab {state.name!r} has no qdevice (lab up N --qdevice)")
-    info = lab_qnetd.action(info, action)
-    lab_state.save(replace(state, options={**state.options, "qdevice": info}))
-    return lab_qnetd.describe(info)
-
-
-def describe(state: LabState) -> str | None:
-    info = state.options.get("qdevice")
-    return lab_qnetd.describe(info) if info else None
