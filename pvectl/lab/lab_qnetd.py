@@ -138,6 +138,7 @@ def _qnetd_certutil(etc: Path, *args: str) -> None:
 def init_ca(state_dir: str | Path, kind: str) -> Path:
     """A fresh CA for the qnetd: pvectl's cert dir, or the NSS database that
     corosync-qnetd-certutil -i makes (as on a real qnetd host). Returns where it is."""
+    require_tools(kind)
     qdir = qnetd_dir(state_dir)
     qdir.mkdir(parents=True, exist_ok=True, mode=0o700)
     if kind == "corosync":
