@@ -29,6 +29,7 @@ from pvectl.quorum.qnetd_wire import Algorithm
 
 ALGORITHMS = {"ffsplit": Algorithm.FFSPLIT, "lms": Algorithm.LMS}
 Report = Callable[[str], None]
+QDEVICE_COMM = "corosync-qdevice"[:15]  # /proc/PID/comm keeps 15 characters
 
 
 def check(nodes: int, votes: tuple[int, ...], algorithm: str, two_node: bool) -> None:
@@ -124,7 +125,7 @@ def _qdevice_pids(node: LabNode) -> list[int]:
     return [
         pid
         for pid in netns.namespace_pids(node.namespace)
-        if netns.process_in_namespace(pid, node.namespace, "corosync-qdevi")
+        if netns.process_in_namespace(pid, node.namespace, QDEVICE_COMM)
     ]
 
 
