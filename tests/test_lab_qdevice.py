@@ -38,7 +38,9 @@ def test_qdevice_options_are_checked_before_anything_runs() -> None:
         ("up", "2", "--engine", "corosync", "--qdevice", "--two-node", "--name", "qdbad"),
         ("up", "2", "--engine", "corosync", "--qdevice", "--qdevice-algorithm", "x"),
         ("up", "2", "--engine", "embedded", "--qdevice", "--qnetd", "x", "--name", "qdbad"),
-        ("up", "2", "--engine", "corosync", "--qdevice", "--qnetd", "corosync", "--name", "qdbad"),
+        ("up", "2", "--engine", "corosync", "--qdevice", "--qnetd", "x", "--name", "qdbad"),
+        ("up", "2", "--engine", "corosync", "--qnetd", "corosync", "--name", "qdbad"),
+        ("up", "2", "--engine", "corosync", "--no-qdevice-tls", "--name", "qdbad"),
         ("up", "2", "--engine", "corosync", "--qdevice", "--votes", "1,2", "--name", "qdbad"),
     ]
     for args in bad:
@@ -56,7 +58,7 @@ def test_lab_with_qdevice_survives_a_node_and_cleans_up() -> None:
     run = run_cli("lab", "up", "2", "--engine", "corosync", "--qdevice", "--name", name)
     try:
         assert run.code == 0, run.stderr
-        assert "qnetd (pvectl qdevice serve, ffsplit, TLS)" in run.stderr + run.stdout
+        assert "qnetd (pvectl qdevice serve, ffsplit, TLS on)" in run.stderr + run.stdout
         both = _wait_status(name, lambda d: d["total_votes"] == 3)
         assert both["quorate"] and both["expected_votes"] == 3 and both["quorum"] == 2
         assert both["qdevice"] == {"votes": 1, "name": "Qdevice", "casting": True}

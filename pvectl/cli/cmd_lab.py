@@ -128,8 +128,8 @@ def up(
         bool,
         typer.Option(
             "--qdevice",
-            help="Add a qnetd (pvectl qdevice serve, TLS) on the lab's network: embedded "
-            "nodes run pvectl's qdevice client, the corosync engine the real corosync-qdevice.",
+            help="Add a qnetd (see --qnetd; TLS) on the lab's network: embedded nodes run "
+            "pvectl's qdevice client, the corosync engine the real corosync-qdevice.",
         ),
     ] = False,
     qdevice_algorithm: Annotated[
@@ -177,12 +177,16 @@ def up(
         str,
         typer.Option(
             "--qnetd",
-            help="Embedded engine: pvectl (pvectl qdevice serve) or corosync (the real "
-            "corosync-qnetd, root).",
+            help="With --qdevice, the qnetd: pvectl (pvectl qdevice serve) or corosync (the "
+            "real corosync-qnetd from the Debian package corosync-qnetd, root).",
         ),
     ] = "pvectl",
     qdevice_tls: Annotated[
-        bool, typer.Option("--qdevice-tls/--no-qdevice-tls", help="Embedded engine: TLS.")
+        bool,
+        typer.Option(
+            "--qdevice-tls/--no-qdevice-tls",
+            help="With --qdevice: TLS between qdevice and qnetd (client certificates).",
+        ),
     ] = True,
     output_format: OutputFormatOption = OutputFormat.text,
 ) -> None:
@@ -203,8 +207,8 @@ def up(
             "accept_new_host_key": accept_new_host_key,
             "connect_timeout": connect_timeout,
         }
-    if chosen != "embedded" and (qnetd != "pvectl" or not qdevice_tls):
-        raise UsageError("--qnetd and --no-qdevice-tls are for the embedded engine")
+    if not qdevice and (qnetd != "pvectl" or not qdevice_tls):
+        raise UsageError("--qnetd and --no-qdevice-tls go with --qdevice")
     options = module.UpOptions(
         nodes=nodes,
         transport=transport.value,
@@ -219,9 +223,7 @@ def up(
             else {}
         ),
         **({"qdevice": True, "qdevice_algorithm": qdevice_algorithm} if qdevice else {}),
-        **(
-            {"qnetd": qnetd, "qdevice_tls": qdevice_tls} if qdevice and chosen == "embedded" else {}
-        ),
+        **({"qnetd": qnetd, "qdevice_tls": qdevice_tls} if qdevice else {}),
         **on_hosts,
     )
     state = module.up(name, options, report=_say)
@@ -380,10 +382,8 @@ def qnetd_command(
     action: Annotated[str, typer.Argument(help="stop or start.", show_default=False)],
     name: NameOption = "default",
 ) -> None:
-    """Stop or start the lab's qnetd (embedded engine): rehearse "qnetd down"."""
+    """Stop or start the lab's qnetd (lab up N --qdevice): rehearse "qnetd down"."""
     module = engines.for_lab(lab_state.check_lab_name(name))
-    if not hasattr(module, "qnetd_action"):
-        raise UsageError("lab qnetd needs the embedded engine")
     _say(f"lab {name!r}: " + module.qnetd_action(name, action))
 
 

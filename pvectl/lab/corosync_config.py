@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pvectl import corosync_conf
 from pvectl.corosync_conf import Section
 from pvectl.errors import UsageError
-from pvectl.lab import qdevice_lab
+from pvectl.lab import lab_qnetd, qdevice_lab
 from pvectl.lab.state import LabNode
 
 MAX_NODES = 16
@@ -25,8 +25,10 @@ class UpOptions:
     votes: tuple[int, ...] = ()
     subnet: str | None = None
     wait_timeout: float = 60.0
-    qdevice: bool = False  # a pvectl qnetd + corosync-qdevice on every node
+    qdevice: bool = False  # a qnetd + the real corosync-qdevice on every node
     qdevice_algorithm: str = "ffsplit"
+    qnetd: str = "pvectl"  # pvectl (pvectl qdevice serve) | corosync (corosync-qnetd)
+    qdevice_tls: bool = True
 
 
 def build_conf(
@@ -92,7 +94,9 @@ def build_conf(
     if options.token is not None:
         totem.values["token"] = str(options.token)
     if options.qdevice and subnet is not None:
-        quorum.children.append(qdevice_lab.device_section(subnet, options.qdevice_algorithm))
+        quorum.children.append(
+            qdevice_lab.device_section(subnet, options.qdevice_algorithm, options.qdevice_tls)
+        )
     root.children.extend([logging, nodelist, quorum, totem])
     return corosync_conf.dump(root)
 
@@ -112,3 +116,4 @@ def check_options(options: UpOptions) -> None:
         raise UsageError("--two-node needs exactly 2 nodes")
     if options.qdevice:
         qdevice_lab.check(options.nodes, options.votes, options.qdevice_algorithm, options.two_node)
+        lab_qnetd.check_kind(options.qnetd)

@@ -27,7 +27,7 @@ from pvectl.errors import (
     TargetUnavailable,
     UsageError,
 )
-from pvectl.lab import netns, qdevice_lab, views
+from pvectl.lab import lab_qnetd, netns, qdevice_lab, views
 from pvectl.lab import state as lab_state
 from pvectl.lab.corosync_config import UpOptions, build_conf, check_options
 from pvectl.lab.state import LabNode, LabState
@@ -206,6 +206,8 @@ def up(name: str, options: UpOptions, report: Report = _quiet) -> LabState:
     check_options(options)  # usage errors first: they do not depend on who runs it
     require_root("pvectl lab up --engine corosync")
     require_corosync()
+    if options.qdevice:
+        qdevice_lab.require_tools(options.qnetd)
     with lab_state.locked(name):
         return _up(name, options, report)
 
@@ -315,7 +317,9 @@ def _build_and_start(state: LabState, options: UpOptions, report: Report) -> Lab
         f"subnet {state.subnet}); ring formed in {elapsed:.2f} s"
     )
     if options.qdevice:
-        state = qdevice_lab.attach(state, options.qdevice_algorithm, report)
+        state = qdevice_lab.attach(
+            state, options.qdevice_algorithm, options.qnetd, options.qdevice_tls, report
+        )
     return state
 
 
@@ -426,6 +430,8 @@ def _stop_node(name: str, node_id: int, sig: signal.Signals) -> RingChange:
     pid = node_pid(node)
     if pid is None:
         raise CommandRefused(f"node {node_id} of lab {name!r} is not running")
+    if state.options.get("qdevice"):
+        qdevice_lab.stop_qdevice(node, sig)
     if sig == signal.SIGTERM:
         netns.signal_pid(pid, signal.SIGCONT)  # a paused node must run to leave cleanly
     netns.signal_pid(pid, sig)
@@ -587,7 +593,14 @@ def view(name: str) -> LabView:
                 files=files,
             )
         )
-    return lab_view(state, rows)
+    return lab_view(state, rows, lab_qnetd.lab_description(state))
+
+
+def qnetd_action(name: str, action: str) -> str:
+    """Stop or start the lab's qnetd (rehearse "qnetd down")."""
+    require_root("pvectl lab qnetd")
+    with lab_state.locked(name):
+        return lab_qnetd.lab_action(load_running(name), action)
 
 
 def first_running(state: LabState) -> LabNode:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pvectl.lab.embedded_qnetd as embedded_qnetd
+import pvectl.lab.lab_qnetd as lab_qnetd
 from pvectl import corosync_conf
 from pvectl.corosync_conf import Section
 from pvectl.errors import CommandRefused, ExitCode, PvectlError, TargetUnavailable, UsageError
@@ -387,10 +388,10 @@ def up(name: str, options: UpOptions, report: Report = _quiet) -> LabState:
                     options.qnetd,
                     options.qdevice_tls,
                 )
-                qnetd = embedded_qnetd.start(qnetd)
+                qnetd = lab_qnetd.start(qnetd)
                 state = replace(state, options={**state.options, "qdevice": qnetd})
                 lab_state.save(state)
-                report(f"lab {name!r}: {embedded_qnetd.describe(qnetd)}")
+                report(f"lab {name!r}: {lab_qnetd.describe(qnetd)}")
             conf = build_conf(state, options, authkey, device)
             (directory / "corosync.conf").write_text(conf, encoding="utf-8")
         for node in nodes:
@@ -526,7 +527,7 @@ def down(name: str, report: Report = _quiet) -> list[str]:
     pids = set(_lab_processes(str(directory)))
     if state is not None:
         pids |= {p for n in state.nodes if not n.host and (p := node_pid(n)) is not None}
-    pids |= set(embedded_qnetd.leftover_pids(directory))  # the lab's qnetd, if any
+    pids |= set(lab_qnetd.leftover_pids(directory))  # the lab's qnetd, if any
     for pid in sorted(pids):
         _signal(pid, signal.SIGTERM)
     deadline = time.monotonic() + 5.0
@@ -740,18 +741,7 @@ def exec_in_node(name: str, node_id: int, argv: Sequence[str]) -> int:
 
 def qnetd_action(name: str, action: str) -> str:
     """Stop or start the lab's qnetd (rehearse "qnetd down")."""
-    state = load_running(name)
-    qnetd = state.options.get("qdevice")
-    if not qnetd:
-        raise CommandRefused(f"lab {name!r} has no qdevice (lab up N --qdevice)")
-    if action == "stop":
-        qnetd = embedded_qnetd.stop(qnetd)
-    elif action == "start":
-        qnetd = embedded_qnetd.start(qnetd)
-    else:
-        raise UsageError(f"lab qnetd takes stop or start, not {action!r}")
-    lab_state.save(replace(state, options={**state.options, "qdevice": qnetd}))
-    return embedded_qnetd.describe(qnetd)
+    return lab_qnetd.lab_action(load_running(name), action)
 
 
 def view(name: str) -> LabView:
@@ -781,8 +771,7 @@ def view(name: str) -> LabView:
                 host=node.host,
             )
         )
-    qnetd = state.options.get("qdevice")
-    return lab_view(state, rows, embedded_qnetd.describe(qnetd) if qnetd else None)
+    return lab_view(state, rows, lab_qnetd.lab_description(state))
 
 
 def first_running(state: LabState) -> LabNode:

@@ -1,37 +1,35 @@
 """``pvectl lab up N --engine corosync --qdevice``: a qnetd for a real corosync lab.
 
-The qnetd is ``pvectl qdevice serve`` in its own namespace on the lab's bridge (address
-.100 of the lab's /24), with a CA made by pvectl; every node gets the real
-corosync-qdevice, its NSS database filled with corosync's own certutil steps (CA import,
-request, signing by pvectl, PKCS#12 to the other nodes), exactly what a user does on a
-real cluster (README "QDevice"). ``lab down`` removes it with the lab's namespaces.
+The qnetd runs in its own namespace on the lab's bridge (address .100 of the lab's /24,
+port 5403): ``pvectl qdevice serve`` (``--qnetd pvectl``, the default) or the real
+corosync-qnetd (``--qnetd corosync``) with its own NSS database made by
+corosync-qnetd-certutil. Every node runs the real corosync-qdevice, its NSS database
+filled with corosync's own certutil steps (CA import, request, signing by the qnetd's CA,
+PKCS#12 to the other nodes), exactly what ``pvecm qdevice setup`` does on a real cluster.
+``lab down`` removes the qnetd with the lab's namespaces.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import os
 import shutil
+import signal
 import subprocess
-import sys
-import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
-import pvectl
 from pvectl.corosync_conf import Section
 from pvectl.errors import ExitCode, PvectlError, UsageError
-from pvectl.lab import netns
+from pvectl.lab import lab_qnetd, netns
 from pvectl.lab import state as lab_state
 from pvectl.lab.state import LabNode, LabState
-from pvectl.node.qnetd_certs import init_cert_dir, sign_request
 from pvectl.quorum.qdevice import QdeviceConfigError, qdevice_votes
 from pvectl.quorum.qnetd_wire import Algorithm
 
 ALGORITHMS = {"ffsplit": Algorithm.FFSPLIT, "lms": Algorithm.LMS}
-QNETD_HOST_INDEX = 99  # .100 of the /24, as in the reference lab
 Report = Callable[[str], None]
+QDEVICE_COMM = "corosync-qdevice"[:15]  # /proc/PID/comm keeps 15 characters
 
 
 def check(nodes: int, votes: tuple[int, ...], algorithm: str, two_node: bool) -> None:
@@ -46,25 +44,19 @@ def check(nodes: int, votes: tuple[int, ...], algorithm: str, two_node: bool) ->
         raise UsageError(f"--qdevice: {exc}") from exc
 
 
-def qnetd_address(subnet: str) -> str:
-    return str(list(ipaddress.IPv4Network(subnet).hosts())[QNETD_HOST_INDEX])
+def require_tools(kind: str) -> None:
+    """corosync-qdevice on the nodes, and the real qnetd's programs if it is wanted."""
+    if shutil.which("corosync-qdevice") is None:
+        raise PvectlError(
+            "corosync-qdevice not found on PATH: install the Debian package 'corosync-qdevice' "
+            "(apt install corosync-qdevice)",
+            ExitCode.UNAVAILABLE,
+        )
+    lab_qnetd.require_tools(kind)
 
 
-def device_section(subnet: str, algorithm: str) -> Section:
-    """quorum.device as pvecm qdevice setup writes it (votes only for ffsplit)."""
-    values = {"model": "net"}
-    if algorithm == "ffsplit":
-        values["votes"] = "1"
-    net = Section("net", {"algorithm": algorithm, "host": qnetd_address(subnet), "tls": "on"})
-    return Section("device", values, [net])
-
-
-def _qnetd_dir(state: LabState) -> Path:
-    return Path(state.state_dir) / "qnetd"
-
-
-def control_socket(state: LabState) -> Path:
-    return _qnetd_dir(state) / "qnetd.sock"
+def device_section(subnet: str, algorithm: str, tls: bool) -> Section:
+    return lab_qnetd.device_section(lab_qnetd.address(subnet), algorithm, tls)
 
 
 def _node_prefix(node: LabNode) -> tuple[str, ...]:
@@ -83,7 +75,28 @@ def _certutil(node: LabNode, *args: str) -> None:
         )
 
 
-def _spawn(argv: list[str], log: Path, env: dict[str, str] | None = None) -> int:
+def enroll(state: LabState, kind: str, certs: Path) -> None:
+    """corosync-qdevice-net-certutil's steps on the nodes (README of the reference lab,
+    "QDevice"): every node imports the qnetd's CA; node 1 asks for the cluster's
+    certificate, the qnetd's CA signs it, node 1 imports it and exports a PKCS#12 that
+    the other nodes import."""
+    first, *others = state.nodes
+    for node in state.nodes:
+        shutil.copyfile(
+            lab_qnetd.ca_certificate(kind, certs), Path(node.dir) / "etc" / "qnetd-cacert.crt"
+        )
+        _certutil(node, "-i", "-c", "/etc/corosync/qnetd-cacert.crt")
+    _certutil(first, "-r", "-n", state.cluster_name)
+    nssdb = Path(first.dir) / "etc" / "qdevice" / "net" / "nssdb"
+    crt = Path(first.dir) / "etc" / f"cluster-{state.cluster_name}.crt"
+    lab_qnetd.sign(kind, certs, nssdb / "qdevice-net-node.crq", state.cluster_name, crt)
+    _certutil(first, "-M", "-c", f"/etc/corosync/{crt.name}")
+    for node in others:
+        shutil.copyfile(nssdb / "qdevice-net-node.p12", Path(node.dir) / "etc" / "node.p12")
+        _certutil(node, "-m", "-c", "/etc/corosync/node.p12")
+
+
+def _spawn(argv: list[str], log: Path) -> int:
     handle = open(log, "ab")  # noqa: SIM115 - handed to the child
     try:
         proc = subprocess.Popen(
@@ -93,7 +106,6 @@ def _spawn(argv: list[str], log: Path, env: dict[str, str] | None = None) -> int
             stderr=subprocess.STDOUT,
             start_new_session=True,
             close_fds=True,
-            env=env,
         )
     finally:
         handle.close()
@@ -109,79 +121,64 @@ def start_qdevice(node: LabNode) -> int:
     )
 
 
-def qdevice_running(node: LabNode) -> bool:
-    return any(
-        netns.process_in_namespace(pid, node.namespace, "corosync-qdevi")
+def _qdevice_pids(node: LabNode) -> list[int]:
+    return [
+        pid
         for pid in netns.namespace_pids(node.namespace)
-    )
+        if netns.process_in_namespace(pid, node.namespace, QDEVICE_COMM)
+    ]
 
 
-def attach(state: LabState, algorithm: str, report: Report) -> LabState:
+def qdevice_running(node: LabNode) -> bool:
+    return bool(_qdevice_pids(node))
+
+
+def stop_qdevice(node: LabNode, sig: signal.Signals) -> None:
+    """The node's corosync-qdevice goes down with its corosync (a crash takes both; a
+    clean stop of corosync.service stops corosync-qdevice.service first)."""
+    pids = _qdevice_pids(node)
+    for pid in pids:
+        netns.signal_pid(pid, sig)
+    for pid in netns.wait_gone(pids, 5.0):
+        netns.signal_pid(pid, signal.SIGKILL)
+
+
+def qnetd_namespace(state: LabState) -> str:
+    return f"{netns.lab_prefix(state.name)}qnetd"
+
+
+def attach(state: LabState, algorithm: str, kind: str, tls: bool, report: Report) -> LabState:
     """Start the qnetd and every node's qdevice; the nodes' corosync.conf already has the
-    device section. Returns the state with the qdevice facts recorded."""
-    if shutil.which("corosync-qdevice") is None:
-        raise PvectlError(
-            "corosync-qdevice not found: install the Debian package 'corosync-qdevice'",
-            ExitCode.UNAVAILABLE,
-        )
-    qdir = _qnetd_dir(state)
-    qdir.mkdir(parents=True, exist_ok=True)
-    address = qnetd_address(state.subnet)
-    namespace = f"{netns.lab_prefix(state.name)}qnetd"
-    netns.create_node_namespace(namespace, state.hub_namespace, "vq", f"{address}/24")
-    certs = init_cert_dir(qdir / "certs", force=True)
-    first, *others = state.nodes
-    for node in state.nodes:
-        shutil.copyfile(certs.ca_cert, Path(node.dir) / "etc" / "qnetd-cacert.crt")
-        _certutil(node, "-i", "-c", "/etc/corosync/qnetd-cacert.crt")
-    _certutil(first, "-r", "-n", state.cluster_name)
-    nssdb = Path(first.dir) / "etc" / "qdevice" / "net" / "nssdb"
-    crt = Path(first.dir) / "etc" / f"cluster-{state.cluster_name}.crt"
-    sign_request(certs.path, nssdb / "qdevice-net-node.crq", state.cluster_name, crt)
-    _certutil(first, "-M", "-c", f"/etc/corosync/{crt.name}")
-    for node in others:
-        shutil.copyfile(nssdb / "qdevice-net-node.p12", Path(node.dir) / "etc" / "node.p12")
-        _certutil(node, "-m", "-c", "/etc/corosync/node.p12")
-    sock = control_socket(state)
-    env = dict(os.environ, PYTHONPATH=str(Path(pvectl.__file__).resolve().parent.parent))
-    qnetd_pid = _spawn(
-        [
-            *netns.net_only(namespace),
-            sys.executable,
-            "-m",
-            "pvectl",
-            "qdevice",
-            "serve",
-            "--cert-dir",
-            str(certs.path),
-            "--control-socket",
-            str(sock),
-        ],
-        qdir / "qnetd.stderr",
-        env,
-    )
-    deadline = time.monotonic() + 20
-    while not sock.exists():
-        if time.monotonic() > deadline or not netns.alive(qnetd_pid):
-            log = (qdir / "qnetd.stderr").read_text(errors="replace").strip().splitlines()
-            raise PvectlError(
-                "pvectl qdevice serve did not start in the lab: " + (log[-1] if log else "?")
-            )
-        time.sleep(0.1)
+    device section. Returns the state with the qnetd's facts recorded."""
+    require_tools(kind)
+    host = lab_qnetd.address(state.subnet)
+    namespace = qnetd_namespace(state)
+    netns.create_node_namespace(namespace, state.hub_namespace, "vq", f"{host}/24")
+    lab_qnetd.qnetd_dir(state.state_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
+    certs = lab_qnetd.init_ca(state.state_dir, kind) if tls else None
+    if certs is not None:
+        enroll(state, kind, certs)
+    info: dict[str, Any] = {
+        "kind": kind,
+        "algorithm": algorithm,
+        "address": host,
+        "port": lab_qnetd.DEFAULT_PORT,
+        "tls": tls,
+        "dir": str(lab_qnetd.qnetd_dir(state.state_dir)),
+        "certs": str(certs) if certs else None,
+        "pid": None,
+        "namespace": namespace,
+    }
+    state = replace(state, options={**state.options, "qdevice": info})
+    lab_state.save(state)  # first: a crash from here on still finds the qnetd's facts
+    info = lab_qnetd.start(info)
+    state = replace(state, options={**state.options, "qdevice": info})
+    lab_state.save(state)
     for node in state.nodes:
         start_qdevice(node)
     report(
-        f"lab {state.name!r}: qnetd (pvectl qdevice serve, {algorithm}, TLS) at {address}:5403; "
+        f"lab {state.name!r}: {lab_qnetd.describe(info)}; "
         f"corosync-qdevice on {len(state.nodes)} node(s); "
-        f"'pvectl qdevice clients --control-socket {sock}' lists them"
+        f"'{lab_qnetd.listing_hint(info)}' lists them"
     )
-    qdevice = {
-        "algorithm": algorithm,
-        "address": address,
-        "namespace": namespace,
-        "control_socket": str(sock),
-        "qnetd_pid": qnetd_pid,
-    }
-    state = replace(state, options={**state.options, "qdevice": qdevice})
-    lab_state.save(state)
     return state

@@ -38,7 +38,7 @@ class LabView:
     transport: str
     cluster_name: str
     nodes: tuple[NodeView, ...]
-    qnetd: str | None = None  # the lab's qnetd, when it has a qdevice (embedded engine)
+    qnetd: str | None = None  # the lab's qnetd, when it has a qdevice (lab up --qdevice)
 
 
 @dataclass(frozen=True)
