@@ -389,10 +389,6 @@ def _wait_ipc(node: LabNode, timeout: float) -> None:
         )
 
 
-def _running_nodes(state: LabState, exclude: int | None = None) -> list[LabNode]:
-    return [n for n in state.nodes if n.node_id != exclude and node_pid(n) is not None]
-
-
 def _settle(
     state: LabState,
     node_id: int,
@@ -401,7 +397,7 @@ def _settle(
     timeout: float,
     exclude_self: bool,
 ) -> RingChange:
-    observers = _running_nodes(state, exclude=node_id if exclude_self else None)
+    observers = views.running_nodes(state, node_pid, exclude=node_id if exclude_self else None)
     return views.settle(observers, node_id, action, expect, timeout, membership, _final_view)
 
 
@@ -474,15 +470,15 @@ def pause_node(name: str, node_id: int, seconds: float) -> RingChange:
     pid = node_pid(node)
     if pid is None:
         raise CommandRefused(f"node {node_id} of lab {name!r} is not running")
-    others = _running_nodes(state, exclude=node_id)
+    others = views.running_nodes(state, node_pid, exclude=node_id)
     dropped_after: float | None = None
     netns.signal_pid(pid, signal.SIGSTOP)
     started = time.monotonic()
     try:
         while (elapsed := time.monotonic() - started) < seconds:
             if dropped_after is None and others:
-                views = [membership(n) for n in others]
-                if all(v is not None and node_id not in v for v in views):
+                seen = [membership(n) for n in others]
+                if all(v is not None and node_id not in v for v in seen):
                     dropped_after = elapsed
             time.sleep(min(0.2, max(0.0, seconds - elapsed)))
     finally:

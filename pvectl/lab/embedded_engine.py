@@ -584,10 +584,6 @@ def _signal(pid: int, sig: signal.Signals) -> None:
         ) from exc
 
 
-def _running(state: LabState, exclude: int | None = None) -> list[LabNode]:
-    return [n for n in state.nodes if n.node_id != exclude and node_pid(n) is not None]
-
-
 def _settle(
     state: LabState,
     node_id: int,
@@ -595,7 +591,7 @@ def _settle(
     expect: Callable[[tuple[int, ...]], bool],
     exclude_self: bool,
 ) -> RingChange:
-    observers = _running(state, exclude=node_id if exclude_self else None)
+    observers = views.running_nodes(state, node_pid, exclude=node_id if exclude_self else None)
     return views.settle(
         observers, node_id, action, expect, _timeouts(state), membership, _final_view
     )
@@ -639,7 +635,7 @@ def pause_node(name: str, node_id: int, seconds: float) -> RingChange:
     pid = node_pid(state.node(node_id))
     if pid is None:
         raise CommandRefused(f"node {node_id} of lab {name!r} is not running")
-    others = _running(state, exclude=node_id)
+    others = views.running_nodes(state, node_pid, exclude=node_id)
     dropped_after: float | None = None
     node = state.node(node_id)
     access(node).signal(pid, signal.SIGSTOP, 0)
@@ -647,8 +643,8 @@ def pause_node(name: str, node_id: int, seconds: float) -> RingChange:
     try:
         while (elapsed := time.monotonic() - started) < seconds:
             if dropped_after is None and others:
-                views = [membership(n) for n in others]
-                if all(v is not None and node_id not in v for v in views):
+                seen = [membership(n) for n in others]
+                if all(v is not None and node_id not in v for v in seen):
                     dropped_after = elapsed
             time.sleep(min(0.1, max(0.0, seconds - elapsed)))
     finally:
@@ -682,7 +678,7 @@ def parse_groups(groups: Sequence[str], state: LabState) -> list[list[int]]:
 
 
 def _all_faults(state: LabState, per_node: Callable[[LabNode], dict[str, Any]]) -> None:
-    for node in _running(state):
+    for node in views.running_nodes(state, node_pid):
         _call(node, "faults", **per_node(node))
 
 

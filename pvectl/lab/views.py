@@ -78,6 +78,13 @@ def lab_view(state: LabState, rows: list[NodeView], qnetd: str | None = None) ->
     )
 
 
+def running_nodes(
+    state: LabState, pid_of: Callable[[LabNode], int | None], exclude: int | None = None
+) -> list[LabNode]:
+    """The nodes whose process runs, but ``exclude``."""
+    return [n for n in state.nodes if n.node_id != exclude and pid_of(n) is not None]
+
+
 def first_running(state: LabState, pid_of: Callable[[LabNode], int | None]) -> LabNode:
     """The first node whose process runs: the default ``--node``."""
     for node in state.nodes:
