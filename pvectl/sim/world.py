@@ -49,9 +49,30 @@ from pvectl.totem.srp import (
     TimerKind,
     TotemConfig,
 )
-from pvectl.totem.wire import Codec
+from pvectl.totem.wire import Codec, Message
 
 KEY = b"pvectl-sim-cluster-key-0123456789"
+DECODED_CACHE_SIZE = 4096
+
+
+class SharedDecodeCodec(Codec):
+    """Every simulated node holds the same key, so a datagram sent to four receivers
+    authenticates and parses to the same frozen message four times: decode it once.
+    Only successes are kept (a rejection still counts on the receiving node's codec)."""
+
+    def __init__(self, node_id: int, cache: dict[bytes, tuple[int, Message]], **kw: Any) -> None:
+        super().__init__(node_id, "sim", KEY, **kw)
+        self._decoded = cache
+
+    def decode(self, data: bytes) -> tuple[int, Message]:
+        found = self._decoded.get(data)
+        if found is None:
+            found = super().decode(data)
+            if len(self._decoded) >= DECODED_CACHE_SIZE:
+                self._decoded.clear()
+            self._decoded[data] = found
+        return found
+
 
 # heap event kinds
 _PKT = 0
@@ -136,6 +157,7 @@ class Simulator:
         self.timeouts = self.config.timeouts(len(self.ids))
         self.nodes = {i: SimNode(i) for i in self.ids}
         self.checker = Checker()
+        self.decoded: dict[bytes, tuple[int, Message]] = {}  # shared by the nodes' codecs
         self.now = 0.0
         self._heap: list[tuple[float, int, int, int, int, Any]] = []
         self._ctr = 0
@@ -196,7 +218,9 @@ class Simulator:
         n.timers = {}
         n.scheduled = {}
         n.sent = 0
-        codec = Codec(n.node_id, "sim", KEY, encrypt=self.opt.encrypt, nonce_source=self._nonce)
+        codec = SharedDecodeCodec(
+            n.node_id, self.decoded, encrypt=self.opt.encrypt, nonce_source=self._nonce
+        )
         n.srp = Srp(n.node_id, self.ids, codec, self.config, ring_seq=n.ring_seq)
         self.checker.node_started(n.node_id, n.incarnation)
         self._log(f"n{n.node_id} start (incarnation {n.incarnation}, ring seq {n.ring_seq})")
