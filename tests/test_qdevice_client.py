@@ -185,18 +185,24 @@ def real_qnetd() -> Iterator[tuple[int, Path]]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 10
-    while True:
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and proc.poll() is None, "qnetd did not start"
+                time.sleep(0.1)
+        yield port, state / "qnetd.log"
+    finally:  # also when it did not start: no qnetd left behind
+        proc.send_signal(signal.SIGTERM)
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            assert time.monotonic() < deadline and proc.poll() is None, "qnetd did not start"
-            time.sleep(0.1)
-    yield port, state / "qnetd.log"
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(10)
-    shutil.rmtree(state, ignore_errors=True)
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(state, ignore_errors=True)
 
 
 @pytest.fixture
