@@ -62,14 +62,8 @@ def missing_tools() -> list[str]:
 
 
 def require_corosync() -> None:
-    missing = missing_tools()
-    if missing:
-        package = "corosync" if any(t.startswith("corosync") for t in missing) else "iproute2"
-        raise PvectlError(
-            f"{missing[0]} not found on PATH: install the Debian package '{package}' "
-            f"(apt install {package})",
-            ExitCode.UNAVAILABLE,
-        )
+    for tool in missing_tools():
+        netns.require_program(tool, "corosync" if tool.startswith("corosync") else "iproute2")
 
 
 def available() -> bool:
@@ -352,21 +346,10 @@ def _start_process(state: LabState, node_id: int) -> LabState:
     base = Path(node.dir)
     stale_lock = base / "run" / "corosync.pid"
     stale_lock.unlink(missing_ok=True)
-    log = open(base / "log" / "corosync.stderr", "ab")  # noqa: SIM115 - handed to the child
-    try:
-        # The chain ip -> unshare -> sh -> corosync execs all the way, so this pid is
-        # corosync's own: signals go straight to it.
-        proc = subprocess.Popen(
-            [*node_prefix(node), "corosync", "-f"],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            close_fds=True,
-        )
-    finally:
-        log.close()
-    state = state.with_pid(node_id, proc.pid)
+    # the pid is corosync's own: signals go straight to it
+    argv = [*node_prefix(node), "corosync", "-f"]
+    pid = netns.spawn_daemon(argv, base / "log" / "corosync.stderr")
+    state = state.with_pid(node_id, pid)
     lab_state.save(state)
     return state
 

@@ -23,7 +23,8 @@ from typing import Any
 
 import pvectl
 from pvectl.corosync_conf import Section
-from pvectl.errors import CommandRefused, ExitCode, PvectlError, UsageError
+from pvectl.errors import CommandRefused, PvectlError, UsageError
+from pvectl.lab import netns
 from pvectl.lab import state as lab_state
 from pvectl.lab.state import LabState
 
@@ -43,12 +44,7 @@ def require_tools(kind: str) -> None:
     if kind != "corosync":
         return
     for tool in ("corosync-qnetd", "corosync-qnetd-certutil"):
-        if shutil.which(tool) is None:
-            raise PvectlError(
-                f"{tool} not found on PATH: install the Debian package '{PACKAGE}' "
-                f"(apt install {PACKAGE})",
-                ExitCode.UNAVAILABLE,
-            )
+        netns.require_program(tool, PACKAGE)
 
 
 def address(subnet: str) -> str:
@@ -180,7 +176,7 @@ def sign(kind: str, certs: Path, request: Path, cluster: str, out: Path) -> None
 def _argv(info: dict[str, Any]) -> list[str]:
     qdir = Path(info["dir"])
     host, port = str(info["address"]), str(info["port"])
-    prefix = ["ip", "netns", "exec", info["namespace"]] if info.get("namespace") else []
+    prefix = list(netns.net_only(info["namespace"])) if info.get("namespace") else []
     if info["kind"] == "corosync":
         settings = [f"lock_file={qdir / 'qnetd.pid'}", f"local_socket_file={control_socket(info)}"]
         if info["tls"]:
@@ -227,7 +223,7 @@ def _listening(info: dict[str, Any]) -> bool:
             return False
     # the namespace's address is not reachable from here: ask its own socket table
     proc = subprocess.run(
-        ["ip", "netns", "exec", info["namespace"], "ss", "-Hltn", f"sport = :{info['port']}"],
+        [*netns.net_only(info["namespace"]), "ss", "-Hltn", f"sport = :{info['port']}"],
         capture_output=True,
         text=True,
         timeout=10,
@@ -244,20 +240,10 @@ def start(info: dict[str, Any]) -> dict[str, Any]:
     qdir = Path(info["dir"])
     log = qdir / "qnetd.log"
     env = dict(os.environ, PYTHONPATH=str(Path(pvectl.__file__).resolve().parent.parent))
-    with open(log, "ab") as handle:
-        proc = subprocess.Popen(
-            _argv(info),
-            stdin=subprocess.DEVNULL,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            close_fds=True,
-            env=env,
-        )
-    info = {**info, "pid": proc.pid}
+    info = {**info, "pid": netns.spawn_daemon(_argv(info), log, env)}
     deadline = time.monotonic() + 20
     while not _listening(info):
-        if time.monotonic() > deadline or proc.poll() is not None:
+        if time.monotonic() > deadline or pid_of(info) is None:
             lines = log.read_text(errors="replace").strip().splitlines()
             raise PvectlError(
                 f"the lab's qnetd ({info['kind']}) did not start: " + (lines[-1] if lines else "?")

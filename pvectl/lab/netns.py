@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -92,6 +93,32 @@ def node_context(namespace: str, node_dir: str, hostname: str) -> tuple[str, ...
 def net_only(namespace: str) -> tuple[str, ...]:
     """Cheaper prefix for tools that need only the node's network (corosync IPC)."""
     return ("ip", "netns", "exec", namespace)
+
+
+def require_program(program: str, package: str) -> None:
+    """A one-line error naming the Debian package when ``program`` is not on PATH."""
+    if shutil.which(program) is None:
+        raise PvectlError(
+            f"{program} not found on PATH: install the Debian package '{package}' "
+            f"(apt install {package})",
+            ExitCode.UNAVAILABLE,
+        )
+
+
+def spawn_daemon(argv: Sequence[str], log: Path, env: dict[str, str] | None = None) -> int:
+    """Start a long-running process in its own session, output appended to ``log``; its
+    pid (a chain that execs all the way, like ip -> unshare -> sh -> corosync, keeps it)."""
+    with open(log, "ab") as handle:
+        proc = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+            env=env,
+        )
+    return proc.pid
 
 
 def run(

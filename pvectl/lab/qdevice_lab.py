@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import shutil
 import signal
-import subprocess
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from pvectl.corosync_conf import Section
-from pvectl.errors import ExitCode, PvectlError, UsageError
+from pvectl.errors import PvectlError, UsageError
 from pvectl.lab import lab_qnetd, netns
 from pvectl.lab import state as lab_state
 from pvectl.lab.state import LabNode, LabState
@@ -46,12 +45,7 @@ def check(nodes: int, votes: tuple[int, ...], algorithm: str, two_node: bool) ->
 
 def require_tools(kind: str) -> None:
     """corosync-qdevice on the nodes, and the real qnetd's programs if it is wanted."""
-    if shutil.which("corosync-qdevice") is None:
-        raise PvectlError(
-            "corosync-qdevice not found on PATH: install the Debian package 'corosync-qdevice' "
-            "(apt install corosync-qdevice)",
-            ExitCode.UNAVAILABLE,
-        )
+    netns.require_program("corosync-qdevice", "corosync-qdevice")
     lab_qnetd.require_tools(kind)
 
 
@@ -96,26 +90,10 @@ def enroll(state: LabState, kind: str, certs: Path) -> None:
         _certutil(node, "-m", "-c", "/etc/corosync/node.p12")
 
 
-def _spawn(argv: list[str], log: Path) -> int:
-    handle = open(log, "ab")  # noqa: SIM115 - handed to the child
-    try:
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            close_fds=True,
-        )
-    finally:
-        handle.close()
-    return proc.pid
-
-
 def start_qdevice(node: LabNode) -> int:
     """corosync-qdevice -f inside the node (its /run holds the daemon's socket)."""
     (Path(node.dir) / "run" / "corosync-qdevice").mkdir(parents=True, exist_ok=True)
-    return _spawn(
+    return netns.spawn_daemon(
         [*_node_prefix(node), "corosync-qdevice", "-f"],
         Path(node.dir) / "log" / "qdevice.stderr",
     )

@@ -98,47 +98,34 @@ def _quantile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
+def _spread(rows: list[tuple[float, int]]) -> tuple[float, float, float, int]:
+    """p50, p99, max of ``(ms, node id)`` rows, and the node of the max (lowest id on ties)."""
+    values = [ms for ms, _ in rows]
+    slowest = max(rows, key=lambda row: (row[0], -row[1]))[1]
+    return _quantile(values, 0.5), _quantile(values, 0.99), max(values), slowest
+
+
 def summarize(journeys: list[WriteJourney]) -> tuple[PhaseSummary, ...]:
     out = []
     for phase in PHASE_ORDER:
         rows = [
-            (timing.duration_ms, -node.node_id)
+            (timing.duration_ms, node.node_id)
             for write in journeys
             for node in write.nodes
             for timing in node.phases
             if timing.phase is phase
         ]
-        if not rows:
-            continue
-        durations = [ms for ms, _ in rows]
-        out.append(
-            PhaseSummary(
-                phase,
-                _quantile(durations, 0.5),
-                _quantile(durations, 0.99),
-                max(durations),
-                -max(rows)[1],
-            )
-        )
+        if rows:
+            out.append(PhaseSummary(phase, *_spread(rows)))
     return tuple(out)
 
 
 def summarize_costs(journeys: list[WriteJourney]) -> tuple[CostSummary, ...]:
     out = []
     for cost in Cost:
-        rows = [(c.ms, -c.node_id) for write in journeys for c in write.costs if c.cost is cost]
-        if not rows:
-            continue
-        values = [ms for ms, _ in rows]
-        out.append(
-            CostSummary(
-                cost,
-                _quantile(values, 0.5),
-                _quantile(values, 0.99),
-                max(values),
-                -max(rows)[1],
-            )
-        )
+        rows = [(c.ms, c.node_id) for write in journeys for c in write.costs if c.cost is cost]
+        if rows:
+            out.append(CostSummary(cost, *_spread(rows)))
     return tuple(out)
 
 

@@ -69,7 +69,7 @@ class PendingWrite:
     count: int
     level: str
     future: asyncio.Future[dict[str, Any]]
-    durable: bool = False
+    durable_ns: int | None = None  # when its group commit ended here (None: not yet)
     errno_code: int = 0
 
 
@@ -134,7 +134,6 @@ class NodeRuntime:
         self.event_time = 0.0
         self.queued_ns: dict[int, int] = {}
         self.token_ns: dict[int, int] = {}
-        self.durable_ns: dict[int, int] = {}
         self.left_last: tuple[int, ...] = ()
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -503,8 +502,7 @@ class NodeRuntime:
                 self.durable_upto.get(applied.sender, 0), applied.count
             )
             if applied.sender == self.node_id and applied.count in self.writes:
-                self.writes[applied.count].durable = True
-                self.durable_ns[applied.count] = end
+                self.writes[applied.count].durable_ns = end
         if upto:
             self._multicast(self.services.ack(upto).payload)
         self._check_all_level_writes()
@@ -512,7 +510,7 @@ class NodeRuntime:
     def _check_all_level_writes(self) -> None:
         members = self.services.members
         for count, pending in list(self.writes.items()):
-            if not pending.durable or pending.future.done():
+            if pending.durable_ns is None or pending.future.done():
                 continue
             if pending.level == "all" and not all(
                 self.acked.get(m, {}).get(self.node_id, 0) >= count for m in members
@@ -522,8 +520,8 @@ class NodeRuntime:
 
     def _finish(self, count: int, pending: PendingWrite) -> None:
         now = time.monotonic_ns()
-        durable = self.durable_ns.pop(count, now)
-        self._span(self.node_id, count, Phase.commit, min(durable, now), now)
+        durable = now if pending.durable_ns is None else min(pending.durable_ns, now)
+        self._span(self.node_id, count, Phase.commit, durable, now)
         del self.writes[count]
         if pending.errno_code:
             code = pending.errno_code
