@@ -348,8 +348,8 @@ def _start_process(state: LabState, node_id: int) -> LabState:
     stale_lock.unlink(missing_ok=True)
     # the pid is corosync's own: signals go straight to it
     argv = [*node_prefix(node), "corosync", "-f"]
-    pid = netns.spawn_daemon(argv, base / "log" / "corosync.stderr")
-    state = state.with_pid(node_id, pid)
+    proc = netns.spawn_daemon(argv, base / "log" / "corosync.stderr")
+    state = state.with_pid(node_id, proc.pid)
     lab_state.save(state)
     return state
 

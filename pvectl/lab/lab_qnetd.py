@@ -240,10 +240,11 @@ def start(info: dict[str, Any]) -> dict[str, Any]:
     qdir = Path(info["dir"])
     log = qdir / "qnetd.log"
     env = dict(os.environ, PYTHONPATH=str(Path(pvectl.__file__).resolve().parent.parent))
-    info = {**info, "pid": netns.spawn_daemon(_argv(info), log, env)}
+    proc = netns.spawn_daemon(_argv(info), log, env)
+    info = {**info, "pid": proc.pid}
     deadline = time.monotonic() + 20
     while not _listening(info):
-        if time.monotonic() > deadline or pid_of(info) is None:
+        if time.monotonic() > deadline or proc.poll() is not None:
             lines = log.read_text(errors="replace").strip().splitlines()
             raise PvectlError(
                 f"the lab's qnetd ({info['kind']}) did not start: " + (lines[-1] if lines else "?")

@@ -105,9 +105,11 @@ def require_program(program: str, package: str) -> None:
         )
 
 
-def spawn_daemon(argv: Sequence[str], log: Path, env: dict[str, str] | None = None) -> int:
-    """Start a long-running process in its own session, output appended to ``log``; its
-    pid (a chain that execs all the way, like ip -> unshare -> sh -> corosync, keeps it)."""
+def spawn_daemon(
+    argv: Sequence[str], log: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start a long-running process in its own session, output appended to ``log`` (a chain
+    that execs all the way, like ip -> unshare -> sh -> corosync, keeps its pid)."""
     with open(log, "ab") as handle:
         proc = subprocess.Popen(
             list(argv),
@@ -118,7 +120,7 @@ def spawn_daemon(argv: Sequence[str], log: Path, env: dict[str, str] | None = No
             close_fds=True,
             env=env,
         )
-    return proc.pid
+    return proc
 
 
 def run(

@@ -96,7 +96,7 @@ def start_qdevice(node: LabNode) -> int:
     return netns.spawn_daemon(
         [*_node_prefix(node), "corosync-qdevice", "-f"],
         Path(node.dir) / "log" / "qdevice.stderr",
-    )
+    ).pid
 
 
 def _qdevice_pids(node: LabNode) -> list[int]:
