@@ -217,7 +217,7 @@ def test_high_latency_is_critical_beyond_three_nodes() -> None:
 def test_unreachable_host_is_critical_and_json_uses_severity_names() -> None:
     report = evaluate([healthy("a"), NodeFacts(host="b", error="b: host unreachable")])
     assert report.exit_code == 2
-    doc = json.loads(serialize(report, OutputFormat.json))
+    doc = json.loads(serialize(report, OutputFormat.json, "check"))
     assert doc["worst"] == "critical" and doc["exit_code"] == 2
     assert {f["severity"] for f in doc["findings"]} == {"ok", "critical"}
     assert doc["hosts"] == ["a", "b"]

@@ -15,11 +15,14 @@ from pvectl.cli.options import (
     ClusterNameOption,
     ConnectTimeoutOption,
     HostsOption,
+    LabNameOption,
     OutputFormatOption,
+    TargetKind,
+    TargetOption,
 )
 from pvectl.cli.output import OutputFormat, emit
 from pvectl.cli.remote import DEFAULT_CONNECT_TIMEOUT, open_session, remote_hosts
-from pvectl.targets.checkfacts import gather
+from pvectl.targets.checkfacts import gather, gather_lab
 from pvectl.targets.remote import across_hosts, corosync_target
 from pvectl.targets.runner import CommandRunner, LocalRunner
 from pvectl.targets.ssh import SshRunner
@@ -50,6 +53,8 @@ def report_text(report: CheckReport) -> RenderableType:
 
 def check(
     output_format: OutputFormatOption = OutputFormat.text,
+    target: TargetOption = TargetKind.auto,
+    name: LabNameOption = "default",
     host: HostsOption = None,
     cluster: ClusterNameOption = None,
     accept_new_host_key: AcceptNewHostKeyOption = False,
@@ -79,8 +84,13 @@ def check(
     """Health report: quorum, node count, expected votes, token, links, latency, fsync.
 
     Each finding has a severity and one line of advice. Exit 0 all ok, 1 worst is a
-    warning, 2 something is critical (an unreachable node counts as critical).
+    warning, 2 something is critical (an unreachable node counts as critical). With
+    --target lab (or auto and no corosync here) every running node of the lab is checked.
     """
+    from pvectl.errors import TargetUnavailable
+    from pvectl.targets.lab import running_labs
+    from pvectl.targets.resolve import choose
+
     hosts = remote_hosts(host, cluster)
 
     def facts_of(runner: CommandRunner, label: str) -> NodeFacts:
@@ -93,7 +103,17 @@ def check(
             fsync_seconds=fsync_seconds,
         )
 
+    source = ("ssh", "")
     if not hosts:
+        try:
+            source = choose(target.value, name)
+        except TargetUnavailable:
+            if target is not TargetKind.auto or running_labs():
+                raise
+            source = ("corosync", "")  # nothing runs: the local check says what is missing
+    if source[0] == "lab":
+        facts = gather_lab(source[1], fsync=fsync, fsync_dir=fsync_dir, fsync_seconds=fsync_seconds)
+    elif not hosts:
         facts = [facts_of(LocalRunner(), "local")]
     else:
         with open_session(accept_new_host_key, connect_timeout) as ssh:
@@ -104,7 +124,7 @@ def check(
             outcomes = across_hosts(ssh, hosts, remote)
         facts = [o.result or NodeFacts(host=o.host, error=o.error) for o in outcomes]
     report = evaluate(facts)
-    emit(report, output_format, lambda: report_text(report))
+    emit(report, output_format, lambda: report_text(report), kind="check")
     raise typer.Exit(report.exit_code)
 
 

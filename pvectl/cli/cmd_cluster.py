@@ -94,7 +94,12 @@ def status(
         _emit_status(single, output_format, what_if)
         raise typer.Exit(int(ExitCode.OK if single.quorate else ExitCode.NOT_QUORATE))
     comparison = compare_views([HostView(o.host, o.result, o.error) for o in outcomes])
-    emit(comparison, output_format, lambda: views_text.status_side_by_side(comparison))
+    emit(
+        comparison,
+        output_format,
+        lambda: views_text.status_side_by_side(comparison),
+        kind="status-hosts",
+    )
     if any(o.error is not None for o in outcomes):
         raise typer.Exit(int(ExitCode.ERROR))
     all_quorate = all(v.status is not None and v.status.quorate for v in comparison.views)
@@ -106,7 +111,7 @@ def _emit_status(result: QuorumStatus, output_format: OutputFormat, what_if: boo
     if what_if:
         _status_with_what_if(result, output_format)
     else:
-        emit(result, output_format, lambda: pvecm_text.pvecm_status(result))
+        emit(result, output_format, lambda: pvecm_text.pvecm_status(result), kind="status")
 
 
 def _status_with_what_if(
@@ -118,10 +123,15 @@ def _status_with_what_if(
     options, names = whatif.options_from_status(result, config)
     report = whatif.analyse(options, names)
     if output_format is OutputFormat.text:
-        emit(result, output_format, lambda: pvecm_text.pvecm_status(result))
+        emit(result, output_format, lambda: pvecm_text.pvecm_status(result), kind="status")
         stdout_console().print(whatif_text.render(report))
     else:
-        emit({**to_jsonable(result), "what_if": to_jsonable(report)}, output_format, str)
+        emit(
+            {**to_jsonable(result), "what_if": to_jsonable(report)},
+            output_format,
+            str,
+            kind="status",
+        )
 
 
 def nodes(
@@ -138,15 +148,20 @@ def nodes(
     hosts = remote_hosts(host, cluster)
     if not hosts:
         result = resolve_target(target.value, name, node).nodes()
-        emit(result, output_format, lambda: pvecm_text.pvecm_nodes(result))
+        emit(result, output_format, lambda: pvecm_text.pvecm_nodes(result), kind="nodes")
         return
     with open_session(accept_new_host_key, connect_timeout) as ssh:
         outcomes = across_hosts(ssh, hosts, _remote_nodes)
     if len(outcomes) == 1:
         single = only_result(outcomes[0])
-        emit(single, output_format, lambda: pvecm_text.pvecm_nodes(single))
+        emit(single, output_format, lambda: pvecm_text.pvecm_nodes(single), kind="nodes")
         return
-    emit(outcomes, output_format, lambda: views_text.nodes_per_host(outcomes))
+    emit(
+        outcomes,
+        output_format,
+        lambda: views_text.nodes_per_host(outcomes),
+        kind="nodes-hosts",
+    )
     if any(o.error is not None for o in outcomes):
         raise typer.Exit(int(ExitCode.ERROR))
 
@@ -194,6 +209,7 @@ def expected(
             f"{'quorate' if result.quorate_after else 'NOT quorate'}.\n"
             + "".join(f"warning: {w}\n" for w in result.warnings)
         ),
+        kind="expected",
     )
 
 

@@ -228,7 +228,10 @@ def up(
     )
     state = module.up(name, options, report=_say)
     emit(
-        state.to_json(), output_format, lambda: f"lab {name!r} is up: state in {state.state_dir}\n"
+        state,
+        output_format,
+        lambda: f"lab {name!r} is up: state in {state.state_dir}\n",
+        kind="lab-up",
     )
 
 
@@ -279,7 +282,7 @@ def list_labs(
                 )
         return "".join(out)
 
-    emit(views, output_format, text)
+    emit(views, output_format, text, kind="lab-ls")
 
 
 def _fault(action: str, name: str, node: int, output_format: OutputFormat) -> None:
@@ -289,7 +292,7 @@ def _fault(action: str, name: str, node: int, output_format: OutputFormat) -> No
     else:
         sig = signal.SIGKILL if action == "kill" else signal.SIGTERM
         change = module.stop_node(name, node, sig)
-    emit(change, output_format, lambda: _ring_text(change))
+    emit(change, output_format, lambda: _ring_text(change), kind="lab-ring-change")
 
 
 @lab_app.command("kill")
@@ -332,18 +335,42 @@ def pause(
     """Freeze a node (SIGSTOP) for SECONDS, then let it go on (SIGCONT)."""
     module = engines.for_lab(lab_state.check_lab_name(name))
     change = module.pause_node(name, node, seconds)
-    emit(change, output_format, lambda: _ring_text(change))
+    emit(change, output_format, lambda: _ring_text(change), kind="lab-ring-change")
+
+
+def _partition_text(change: object) -> str:
+    from pvectl.lab.views import PartitionChange
+
+    assert isinstance(change, PartitionChange)
+    head = "partitioned: " + " | ".join(",".join(str(n) for n in g) for g in change.groups)
+    if change.seconds is None:
+        head += "; the rings had not settled when pvectl stopped waiting"
+    else:
+        head += f"; new rings after {change.seconds:.2f} s"
+    lines = [head + "\n"]
+    for ring in change.rings:
+        group = ",".join(str(n) for n in ring.group)
+        if not ring.members:
+            lines.append(f"  group {group}: no node runs\n")
+            continue
+        quorate = {True: "quorate", False: "NOT quorate", None: "quorate: unknown"}[ring.quorate]
+        members = ",".join(str(m) for m in ring.members)
+        lines.append(f"  group {group}: members {members}, {quorate}\n")
+    return "".join(lines)
 
 
 @lab_app.command()
 def partition(
     groups: Annotated[list[str], typer.Argument(help="Groups of node ids, e.g. 1,2 3,4.")],
     name: NameOption = "default",
+    output_format: OutputFormatOption = OutputFormat.text,
 ) -> None:
-    """Split the nodes into groups that cannot reach each other (nftables drops)."""
+    """Split the nodes into groups that cannot reach each other, and report the ring each
+    group forms (the embedded engine's nodes drop the others' packets; the corosync engine
+    uses nftables)."""
     module = engines.for_lab(lab_state.check_lab_name(name))
-    parsed = module.partition(name, groups)
-    _say("partitioned: " + " | ".join(",".join(str(n) for n in g) for g in parsed))
+    change = module.partition(name, groups)
+    emit(change, output_format, lambda: _partition_text(change), kind="lab-partition")
 
 
 @lab_app.command()
@@ -444,7 +471,7 @@ def mount(
         f"node {node} of lab {name!r} mounted on {record.mountpoint} (commit level "
         f"{record.level}); 'pvectl lab umount {record.mountpoint}' unmounts"
     )
-    emit(record, output_format, lambda: f"{record.pid}\n")
+    emit(record, output_format, lambda: f"{record.pid}\n", kind="lab-mount")
 
 
 @lab_app.command("umount")
@@ -486,7 +513,7 @@ def _emit_comparison(comparison: object, output_format: OutputFormat) -> None:
         "runs": comparison.runs,
         "steps": comparison.steps,
     }
-    emit(data, output_format, lambda: render(comparison))
+    emit(data, output_format, lambda: render(comparison), kind="lab-scenario")
     raise typer.Exit(comparison.exit_code())
 
 
@@ -576,6 +603,7 @@ def fs_ls(
             f"{e.size:>8} v{e.version:<6} w{e.writer:<3} {e.name}{'/' if e.dir else ''}\n"
             for e in entries
         ),
+        kind="lab-fs-ls",
     )
 
 

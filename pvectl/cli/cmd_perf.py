@@ -254,7 +254,7 @@ def _emit(
         sys.stdout.write(format_pveperf(report))
         sys.stdout.flush()
         return
-    emit(report, output_format, lambda: perf_text.render(report, show_histogram))
+    emit(report, output_format, lambda: perf_text.render(report, show_histogram), kind="perf")
 
 
 def _perf_remote(
@@ -287,7 +287,12 @@ def _perf_remote(
                 sys.stdout.write(f"error: {outcome.error}\n")
         sys.stdout.flush()
     else:
-        emit(outcomes, output_format, lambda: views_text.perf_side_by_side(outcomes))
+        emit(
+            outcomes,
+            output_format,
+            lambda: views_text.perf_side_by_side(outcomes),
+            kind="perf-hosts",
+        )
     if any(o.error is not None for o in outcomes):
         raise typer.Exit(int(ExitCode.ERROR))
 

@@ -103,7 +103,7 @@ def clients(
     from pvectl.quorum.qnetd_core import render_qnetd_tool
 
     result = query_status(port, control_socket)
-    emit(result, output_format, lambda: render_qnetd_tool(result, verbose))
+    emit(result, output_format, lambda: render_qnetd_tool(result, verbose), kind="qdevice-clients")
 
 
 @certs_app.command("init")
@@ -229,7 +229,7 @@ def setup(
             wait=wait,
             report=(lambda _: None) if quiet else typer.echo,
         )
-    emit(change, output_format, lambda: render_change(change))
+    emit(change, output_format, lambda: render_change(change), kind="qdevice-change")
 
 
 def _check_address(address: str) -> None:
@@ -263,7 +263,7 @@ def remove(
         change = run_remove(
             ssh, hosts, dry_run=dry_run, report=(lambda _: None) if quiet else typer.echo
         )
-    emit(change, output_format, lambda: render_change(change))
+    emit(change, output_format, lambda: render_change(change), kind="qdevice-change")
     if output_format == OutputFormat.text and not dry_run:
         typer.echo("Removed Qdevice.")
 
@@ -288,7 +288,7 @@ def status(
 
         with open_session(accept_new_host_key, connect_timeout) as ssh:
             single = only_result(across_hosts(ssh, hosts, local_qdevice_status)[0])
-        emit(single, output_format, lambda: render_qdevice_status(single))
+        emit(single, output_format, lambda: render_qdevice_status(single), kind="qdevice-status")
         voting = single.state == "Connected" and single.casting_vote
         raise typer.Exit(int(ExitCode.OK if voting else ExitCode.NOT_QUORATE))
     if hosts:
@@ -300,10 +300,15 @@ def status(
 
         with open_session(accept_new_host_key, connect_timeout) as ssh:
             rows = remote_status(ssh, hosts)
-        emit(rows, output_format, lambda: render_remote_status(rows))
+        emit(
+            rows,
+            output_format,
+            lambda: render_remote_status(rows),
+            kind="qdevice-status-hosts",
+        )
         raise typer.Exit(int(ExitCode.OK if all_voting(rows) else ExitCode.NOT_QUORATE))
     result = local_qdevice_status(LocalRunner())
-    emit(result, output_format, lambda: render_qdevice_status(result))
+    emit(result, output_format, lambda: render_qdevice_status(result), kind="qdevice-status")
     ok = result.state == "Connected" and result.casting_vote
     raise typer.Exit(int(ExitCode.OK if ok else ExitCode.NOT_QUORATE))
 

@@ -84,7 +84,7 @@ def what_if(
             wait_for_all=wait_for_all,
         )
     report = whatif.analyse(options, names)
-    emit(report, output_format, lambda: render(report))
+    emit(report, output_format, lambda: render(report), kind="what-if")
 
 
 def _parse_votes(text: str | None, nodes: int) -> list[int] | None:

@@ -295,7 +295,7 @@ def sync_trace_command(
     disk puts the time, and with `lab up --coupling coupled` how it stalls the token.
     """
     trace = sync_trace.run(name, node, path, size, count, level, settle)
-    emit(trace, output_format, lambda: _render(trace))
+    emit(trace, output_format, lambda: _render(trace), kind="sync-trace")
     if svg is not None:
         recorder = Console(record=True, width=140, file=io.StringIO())
         recorder.print(_render(trace))
