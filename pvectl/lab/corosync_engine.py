@@ -379,9 +379,12 @@ def _settle(
     expect: Callable[[tuple[int, ...]], bool],
     timeout: float,
     exclude_self: bool,
+    started: float,
 ) -> RingChange:
     observers = views.running_nodes(state, node_pid, exclude=node_id if exclude_self else None)
-    return views.settle(observers, node_id, action, expect, timeout, membership, _final_view)
+    return views.settle(
+        observers, node_id, action, expect, timeout, membership, _final_view, started
+    )
 
 
 def _final_view(node: LabNode) -> tuple[tuple[int, ...], bool] | None:
@@ -413,6 +416,7 @@ def _stop_node(name: str, node_id: int, sig: signal.Signals) -> RingChange:
         qdevice_lab.stop_qdevice(node, sig)
     if sig == signal.SIGTERM:
         netns.signal_pid(pid, signal.SIGCONT)  # a paused node must run to leave cleanly
+    started = time.monotonic()
     netns.signal_pid(pid, sig)
     if netns.wait_gone([pid], 10.0):
         netns.signal_pid(pid, signal.SIGKILL)
@@ -420,7 +424,9 @@ def _stop_node(name: str, node_id: int, sig: signal.Signals) -> RingChange:
     state = state.with_pid(node_id, None)
     lab_state.save(state)
     action = "kill" if sig == signal.SIGKILL else "stop"
-    return _settle(state, node_id, action, lambda v: node_id not in v, _ring_timeout(state), True)
+    return _settle(
+        state, node_id, action, lambda v: node_id not in v, _ring_timeout(state), True, started
+    )
 
 
 def start_node(name: str, node_id: int) -> RingChange:
@@ -436,11 +442,14 @@ def _start_node(name: str, node_id: int) -> RingChange:
         raise CommandRefused(f"node {node_id} of lab {name!r} is already running")
     if not Path(f"/run/netns/{node.namespace}").exists():
         raise CommandRefused(f"lab {name!r} has no namespace for node {node_id}: lab down/up")
+    started = time.monotonic()
     state = _start_process(state, node_id)
     _wait_ipc(state.node(node_id), 20.0)
     if state.options.get("qdevice") and not qdevice_lab.qdevice_running(state.node(node_id)):
         qdevice_lab.start_qdevice(state.node(node_id))
-    return _settle(state, node_id, "start", lambda v: node_id in v, _ring_timeout(state), False)
+    return _settle(
+        state, node_id, "start", lambda v: node_id in v, _ring_timeout(state), False, started
+    )
 
 
 def pause_node(name: str, node_id: int, seconds: float) -> RingChange:
@@ -466,7 +475,10 @@ def pause_node(name: str, node_id: int, seconds: float) -> RingChange:
             time.sleep(min(0.2, max(0.0, seconds - elapsed)))
     finally:
         netns.signal_pid(pid, signal.SIGCONT)
-    change = _settle(state, node_id, "pause", lambda v: node_id in v, _ring_timeout(state), False)
+    resumed = time.monotonic()
+    change = _settle(
+        state, node_id, "pause", lambda v: node_id in v, _ring_timeout(state), False, resumed
+    )
     return replace(change, dropped_after=dropped_after)
 
 
@@ -498,10 +510,12 @@ def parse_groups(groups: Sequence[str], state: LabState) -> list[list[int]]:
     return parsed
 
 
-def partition(name: str, groups: Sequence[str]) -> list[list[int]]:
+def partition(name: str, groups: Sequence[str]) -> views.PartitionChange:
+    """nftables drops between the groups, then time until each group has its own ring."""
     require_root("pvectl lab partition")
     state = load_running(name)
     parsed = parse_groups(groups, state)
+    started = time.monotonic()
     for index, group in enumerate(parsed):
         others = [state.node(n).address for j, g in enumerate(parsed) if j != index for n in g]
         for node_id in group:
@@ -510,7 +524,10 @@ def partition(name: str, groups: Sequence[str]) -> list[list[int]]:
                 netns.PARTITION_TABLE,
                 netns.partition_rules(others),
             )
-    return parsed
+    running = views.running_nodes(state, node_pid)
+    return views.settle_partition(
+        parsed, running, started, _ring_timeout(state), membership, _final_view
+    )
 
 
 def heal(name: str) -> None:

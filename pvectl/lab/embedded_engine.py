@@ -590,10 +590,11 @@ def _settle(
     action: str,
     expect: Callable[[tuple[int, ...]], bool],
     exclude_self: bool,
+    started: float,
 ) -> RingChange:
     observers = views.running_nodes(state, node_pid, exclude=node_id if exclude_self else None)
     return views.settle(
-        observers, node_id, action, expect, _timeouts(state), membership, _final_view
+        observers, node_id, action, expect, _timeouts(state), membership, _final_view, started
     )
 
 
@@ -610,11 +611,14 @@ def stop_node(name: str, node_id: int, sig: signal.Signals) -> RingChange:
     if pid is None:
         raise CommandRefused(f"node {node_id} of lab {name!r} is not running")
     # SIGTERM: the node (continued first if paused) multicasts a leave, then exits
+    started = time.monotonic()
     access(node).signal(pid, sig, 10.0)
     state = state.with_pid(node_id, None)
     lab_state.save(state)
     action = "kill" if sig == signal.SIGKILL else "stop"
-    return _settle(state, node_id, action, lambda m: node_id not in m, exclude_self=True)
+    return _settle(
+        state, node_id, action, lambda m: node_id not in m, exclude_self=True, started=started
+    )
 
 
 def start_node(name: str, node_id: int) -> RingChange:
@@ -622,9 +626,12 @@ def start_node(name: str, node_id: int) -> RingChange:
     node = state.node(node_id)
     if node_pid(node) is not None:
         raise CommandRefused(f"node {node_id} of lab {name!r} is already running")
+    started = time.monotonic()
     state = _start_process(state, node_id)
     _wait_control(state.node(node_id), 20.0)
-    return _settle(state, node_id, "start", lambda m: node_id in m, exclude_self=False)
+    return _settle(
+        state, node_id, "start", lambda m: node_id in m, exclude_self=False, started=started
+    )
 
 
 def pause_node(name: str, node_id: int, seconds: float) -> RingChange:
@@ -649,7 +656,10 @@ def pause_node(name: str, node_id: int, seconds: float) -> RingChange:
             time.sleep(min(0.1, max(0.0, seconds - elapsed)))
     finally:
         access(node).signal(pid, signal.SIGCONT, 0)
-    change = _settle(state, node_id, "pause", lambda m: node_id in m, exclude_self=False)
+    resumed = time.monotonic()
+    change = _settle(
+        state, node_id, "pause", lambda m: node_id in m, exclude_self=False, started=resumed
+    )
     return replace(change, dropped_after=dropped_after)
 
 
@@ -682,13 +692,18 @@ def _all_faults(state: LabState, per_node: Callable[[LabNode], dict[str, Any]]) 
         _call(node, "faults", **per_node(node))
 
 
-def partition(name: str, groups: Sequence[str]) -> list[list[int]]:
+def partition(name: str, groups: Sequence[str]) -> views.PartitionChange:
+    """Block the traffic between groups, then time until each group has its own ring."""
     state = load_running(name)
     parsed = parse_groups(groups, state)
     side = {node_id: set(group) for group in parsed for node_id in group}
     everyone = {n.node_id for n in state.nodes}
+    started = time.monotonic()
     _all_faults(state, lambda n: {"blocked": sorted(everyone - side[n.node_id])})
-    return parsed
+    running = views.running_nodes(state, node_pid)
+    return views.settle_partition(
+        parsed, running, started, _timeouts(state), membership, _final_view
+    )
 
 
 def heal(name: str) -> None:

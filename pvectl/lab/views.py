@@ -54,6 +54,24 @@ class RingChange:
     dropped_after: float | None = None  # pause: when the others had removed the node
 
 
+@dataclass(frozen=True)
+class GroupRing:
+    """One side of a partition: the ring its running nodes formed."""
+
+    group: tuple[int, ...]
+    members: tuple[int, ...]  # as the group's first running node sees them
+    quorate: bool | None
+
+
+@dataclass(frozen=True)
+class PartitionChange:
+    """What a partition did: each group's ring, and how long after the split it formed."""
+
+    groups: tuple[tuple[int, ...], ...]
+    seconds: float | None  # None: some group had not settled when pvectl stopped waiting
+    rings: tuple[GroupRing, ...]
+
+
 def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.1) -> bool:
     deadline = time.monotonic() + timeout
     while True:
@@ -103,10 +121,15 @@ def settle(
     timeout: float,
     membership: Callable[[LabNode], tuple[int, ...] | None],
     final_view: Callable[[LabNode], tuple[tuple[int, ...], bool] | None],
+    started: float | None = None,
 ) -> RingChange:
     """Time until every observer's membership satisfies ``expect``, then one observer's
-    members and quorate flag: what a fault did to the ring, whatever the engine."""
-    started = time.monotonic()
+    members and quorate flag: what a fault did to the ring, whatever the engine.
+
+    ``started`` is the ``time.monotonic()`` of the signal or spawn: the clock must not start
+    after waiting for the process, or a fast ring reads as 0.00 s."""
+    if started is None:
+        started = time.monotonic()
 
     def settled() -> bool:
         return all((m := membership(n)) is not None and expect(m) for n in observers)
@@ -118,3 +141,35 @@ def settle(
     return RingChange(
         action, node_id, seconds, tuple(n.node_id for n in observers), members, quorate
     )
+
+
+def settle_partition(
+    groups: list[list[int]],
+    running: list[LabNode],
+    started: float,
+    timeout: float,
+    membership: Callable[[LabNode], tuple[int, ...] | None],
+    final_view: Callable[[LabNode], tuple[tuple[int, ...], bool] | None],
+) -> PartitionChange:
+    """Wait until every running node sees exactly the running nodes of its own group, and
+    report each group's ring (as ``kill`` reports the survivors' ring)."""
+    up = {n.node_id: n for n in running}
+    sides = [[up[i] for i in group if i in up] for group in groups]
+
+    def settled() -> bool:
+        for side in sides:
+            want = tuple(sorted(n.node_id for n in side))
+            for node in side:
+                seen = membership(node)
+                if seen is None or tuple(sorted(seen)) != want:
+                    return False
+        return True
+
+    ok = wait_until(settled, timeout)
+    seconds = time.monotonic() - started if ok else None
+    rings = []
+    for group, side in zip(groups, sides, strict=True):
+        seen = final_view(side[0]) if side else None
+        members, quorate = seen if seen is not None else ((), None)
+        rings.append(GroupRing(tuple(group), members, quorate))
+    return PartitionChange(tuple(tuple(g) for g in groups), seconds, tuple(rings))
