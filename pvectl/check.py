@@ -141,6 +141,7 @@ def evaluate(facts: list[NodeFacts]) -> CheckReport:
             findings.extend(_expected(node))
         findings.extend(_links(node))
         findings.extend(_fsync(node))
+    findings.extend(_agreement(facts))
     config = next((n.config for n in facts if n.config is not None), None)
     if config is not None:
         findings.extend(_node_count(config))
@@ -152,6 +153,55 @@ def evaluate(facts: list[NodeFacts]) -> CheckReport:
         exit_code=worst.rank,
         hosts=tuple(n.host for n in facts),
     )
+
+
+def _agreement(facts: list[NodeFacts]) -> list[Finding]:
+    """Several nodes asked: do they see one ring? Two quorate sides with no member in
+    common are a split brain; other differences are a partition or a ring still settling."""
+    seen = [(n.host, n.status) for n in facts if n.status is not None]
+    if len(seen) < 2:
+        return []
+    views = {(str(s.ring_id), tuple(m.node_id for m in s.members)) for _, s in seen}
+    if len(views) == 1:
+        ring, members = next(iter(views))
+        return [
+            Finding(
+                Severity.ok,
+                "membership",
+                "cluster",
+                f"all {len(seen)} nodes asked see one ring ({ring}): members "
+                + ",".join(map(str, members)),
+                "nothing to do",
+            )
+        ]
+    described = "; ".join(
+        f"{host} sees {','.join(str(m.node_id) for m in s.members)} (ring {s.ring_id}"
+        f"{', quorate' if s.quorate else ', not quorate'})"
+        for host, s in seen
+    )
+    quorate_sides = [{m.node_id for m in s.members} for _, s in seen if s.quorate]
+    split = any(not a & b for i, a in enumerate(quorate_sides) for b in quorate_sides[i + 1 :])
+    if split:
+        return [
+            Finding(
+                Severity.critical,
+                "membership",
+                "cluster",
+                f"split brain: two quorate sides with no member in common: {described}",
+                "stop one side now (expected votes were lowered on a side, or the nodes run "
+                "different corosync.conf files)",
+            )
+        ]
+    return [
+        Finding(
+            Severity.warning,
+            "membership",
+            "cluster",
+            f"the nodes disagree on the membership: {described}",
+            "a partition or a ring still forming: rerun in a few seconds; if it stays, "
+            "check the network between the sides",
+        )
+    ]
 
 
 def _reach(node: NodeFacts) -> list[Finding]:

@@ -723,6 +723,8 @@ class NodeRuntime:
             self.config.cluster,
             source="lab",
             addresses={p.node_id: (p.address,) for p in self.config.peers},
+            token_ms=round(self.srp.timeouts.token * 1000),
+            consensus_ms=round(self.srp.timeouts.consensus * 1000),
         )
 
     async def _cmd_status(self, _: dict[str, Any]) -> dict[str, Any]:

@@ -29,7 +29,11 @@ def quorum_status(
     cluster: ClusterInfo | None = None,
     source: str = "lab",
     addresses: Mapping[int, tuple[str, ...]] | None = None,
+    token_ms: int | None = None,
+    consensus_ms: int | None = None,
 ) -> QuorumStatus:
+    """``token_ms``/``consensus_ms``: the effective totem timeouts (after the coefficient),
+    as corosync's runtime.config.totem.token and .consensus."""
     registered = bool(state.us.flags & NodeFlag.QDEVICE_REGISTERED)
     members = tuple(
         _member(node, state.local_node_id, names or {}, registered, addresses or {})
@@ -59,7 +63,11 @@ def quorum_status(
         qdevice=qdevice,
         cluster=cluster,
         source=source,
-        activity_blocked=not state.quorate,
+        # quorumtool prints "Activity blocked" from votequorum's QUORATE flag on the local
+        # node, not from the quorate answer: the two differ while a new state settles
+        activity_blocked=not state.us.flags & NodeFlag.QUORATE,
+        totem_token_ms=token_ms,
+        totem_consensus_ms=consensus_ms,
     )
 
 

@@ -7,6 +7,7 @@ others, with the failure recorded as a problem rather than aborting the check.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from collections.abc import Callable
 
 from pvectl import corosync_conf
@@ -171,3 +172,89 @@ def gather(
         fsync=figures,
         problems=tuple(problems),
     )
+
+
+def gather_lab(
+    name: str,
+    *,
+    fsync: bool = True,
+    fsync_dir: str | None = None,
+    fsync_seconds: float = 1.0,
+) -> list[NodeFacts]:
+    """``check --target lab``: each running node's view through the lab target, the lab's
+    own corosync.conf, and the node's effective token as the node reports it.
+
+    A stopped node yields no facts of its own: the others' quorum findings name it as
+    missing from the membership. The embedded engine has no knet links to report, and its
+    store writes under the lab's directory, so that is where fsync is measured (once).
+    """
+    from pvectl.lab import state as lab_state
+    from pvectl.targets.lab import LabTarget
+    from pvectl.targets.runner import LocalRunner
+
+    state = lab_state.load(lab_state.check_lab_name(name))
+    if state is None:
+        from pvectl.errors import TargetUnavailable
+
+        raise TargetUnavailable(f"no lab named {name!r} is up: start one with 'pvectl lab up 3'")
+    if state.engine == "corosync":
+        from pvectl.lab import corosync_engine, views
+
+        corosync_engine.require_root("check --target lab (corosync engine)")
+        return [
+            gather(
+                corosync_engine.node_runner(node),
+                f"node{node.node_id}",
+                LabTarget(name, node.node_id).status,
+                fsync=fsync and index == 0,
+                fsync_dir=fsync_dir or state.state_dir,
+                fsync_seconds=fsync_seconds,
+            )
+            for index, node in enumerate(views.running_nodes(state, corosync_engine.node_pid))
+        ]
+    from pvectl.lab import embedded_engine
+
+    config: ConfigFacts | None = None
+    problems: list[str] = []
+    conf_path = Path(state.state_dir) / "corosync.conf"
+    try:
+        text = conf_path.read_text(encoding="utf-8")
+        config = config_facts(corosync_conf.parse(text, str(conf_path)), str(conf_path))
+    except OSError as exc:
+        problems.append(f"cannot read the lab's {conf_path}: {exc.strerror}")
+    except PvectlError as exc:
+        problems.append(f"the lab's corosync.conf is unreadable: {exc}")
+    facts: list[NodeFacts] = []
+    running = [n for n in state.nodes if embedded_engine.node_pid(n) is not None]
+    for index, node in enumerate(running):
+        label = f"node{node.node_id}" + (f"@{node.host}" if node.host else "")
+        status: QuorumStatus | None = None
+        node_problems = list(problems)
+        try:
+            status = LabTarget(name, node.node_id).status()
+        except PvectlError as exc:
+            node_problems.append(f"quorum status unavailable: {exc}")
+        figures: FsyncFigures | None = None
+        if fsync and index == 0 and not node.host:
+            try:
+                figures = measure_fsync(LocalRunner(), fsync_dir or node.dir, fsync_seconds)
+            except (PvectlError, ValueError, KeyError) as exc:
+                node_problems.append(f"fsync not measured: {exc}")
+        facts.append(
+            NodeFacts(
+                host=label,
+                status=status,
+                config=config,
+                runtime_token_ms=status.totem_token_ms if status else None,
+                runtime_consensus_ms=status.totem_consensus_ms if status else None,
+                fsync=figures,
+                problems=tuple(node_problems),
+            )
+        )
+    if not facts:
+        from pvectl.errors import TargetUnavailable
+
+        raise TargetUnavailable(
+            f"no node of lab {name!r} is running: 'pvectl lab start NODE --name {name}'"
+        )
+    return facts

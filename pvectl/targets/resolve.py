@@ -11,26 +11,43 @@ NO_CLUSTER_HINT = (
 )
 
 
-def resolve_target(
-    kind: str, lab_name: str = "default", lab_node: int | None = None
-) -> ClusterTarget:
+def choose(kind: str, lab_name: str = "default") -> tuple[str, str]:
+    """``("corosync", "")`` or ``("lab", NAME)``: which source ``--target KIND`` means here.
+
+    Without ``--name`` (the name ``default``) and no lab of that name up, the only running
+    lab is used; with several running, the error names them.
+    """
     if kind in ("corosync", "auto"):
         from pvectl.targets import corosync
 
         if kind == "corosync" or corosync.is_running():
-            return corosync.CorosyncTarget()
-    if kind in ("lab", "auto"):
-        import importlib
+            return "corosync", ""
+    from pvectl.targets import lab
 
-        try:  # the lab target arrives with the embedded cluster (issue 4)
-            lab = importlib.import_module("pvectl.targets.lab")
-        except ImportError:
-            lab = None
-        if lab is not None and kind == "auto" and not lab.is_running(lab_name):
-            # no lab of that name: with the default name, the only running lab will do
-            running = lab.running_labs() if lab_name == "default" else []
-            lab_name = running[0] if len(running) == 1 else lab_name
-        if lab is not None and (kind == "lab" or lab.is_running(lab_name)):
-            found: ClusterTarget = lab.LabTarget(lab_name, lab_node)
-            return found
+    if lab_name == "default" and not lab.is_running(lab_name):
+        running = lab.running_labs()
+        if len(running) == 1:
+            return "lab", running[0]
+        if len(running) > 1:
+            raise TargetUnavailable(
+                "no lab named 'default' is up; running labs: "
+                + ", ".join(running)
+                + ": choose one with --name"
+            )
+    if kind == "lab" or lab.is_running(lab_name):
+        return "lab", lab_name
     raise TargetUnavailable(NO_CLUSTER_HINT)
+
+
+def resolve_target(
+    kind: str, lab_name: str = "default", lab_node: int | None = None
+) -> ClusterTarget:
+    chosen, name = choose(kind, lab_name)
+    if chosen == "corosync":
+        from pvectl.targets import corosync
+
+        return corosync.CorosyncTarget()
+    from pvectl.targets import lab
+
+    found: ClusterTarget = lab.LabTarget(name, lab_node)
+    return found
