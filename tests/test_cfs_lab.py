@@ -134,7 +134,7 @@ def test_concurrent_burst_identical_config_db_and_kill_9(
     ls = json.loads(
         run_cli("lab", "ls", "--name", "tcfs", "--output-format", "json", env=env).stdout
     )
-    os.kill(ls[0]["nodes"][2]["pid"], signal.SIGKILL)  # node 3, mid-burst
+    os.kill(ls["labs"][0]["nodes"][2]["pid"], signal.SIGKILL)  # node 3, mid-burst
     stop.set()
     for thread in threads:
         thread.join(120)
@@ -367,7 +367,7 @@ def test_lab_fs_commands(lab: tuple[dict[str, str], Path], tmp_path: Path) -> No
     listing = run_cli(
         "lab", "fs", "ls", "1", "/", "--name", "tcfs", "--output-format", "json", env=env
     )
-    names = {e["name"]: e for e in json.loads(listing.stdout)}
+    names = {e["name"]: e for e in json.loads(listing.stdout)["entries"]}
     assert names["nodes"]["dir"] and names["datacenter.cfg"]["writer"] == 1
     big = tmp_path / "big"
     big.write_bytes(b"x" * (1024 * 1024 + 1))

@@ -331,7 +331,7 @@ def test_four_nodes_split_two_two_and_heal(lab_factory: Callable[..., CliRun]) -
 
     listing = lab("ls", "--name", TCS4, "--output-format", "json")
     assert listing.code == 0
-    (view,) = json.loads(listing.stdout)
+    (view,) = json.loads(listing.stdout)["labs"]
     assert view["engine"] == "corosync"
     by_id = {node["node_id"]: node for node in view["nodes"]}
     assert by_id[4]["running"] is False and by_id[4]["pid"] is None

@@ -148,7 +148,7 @@ def test_bad_input_and_cleanup(lab_env: dict[str, str]) -> None:
     assert cli(lab_env, "lab", "up", "0", "--name", "tx").code == 64
     # a crashed node leaves its control socket: the target says so in one line
     lab = json.loads(cli(lab_env, "lab", "ls", "--name", "t2", "--output-format", "json").stdout)
-    pids = [n["pid"] for n in lab[0]["nodes"]]
+    pids = [n["pid"] for n in lab["labs"][0]["nodes"]]
     os.kill(pids[1], signal.SIGKILL)
     time.sleep(0.2)
     dead = cli(lab_env, "status", "--target", "lab", "--name", "t2", "--node", "2")

@@ -136,9 +136,9 @@ def _wait_members(hosts: Hosts, want: dict[int, list[int]], timeout: float = 30)
     deadline = time.monotonic() + timeout
     while True:
         doc = _json(hosts.pvectl("lab", "ls", "--name", LAB, "--output-format", "json"))
-        seen = {n["node_id"]: n["members"] for n in doc[0]["nodes"]}
+        seen = {n["node_id"]: n["members"] for n in doc["labs"][0]["nodes"]}
         if all(seen.get(k) == v for k, v in want.items()) or time.monotonic() > deadline:
-            return doc[0]
+            return doc["labs"][0]
         time.sleep(0.5)
 
 

@@ -51,7 +51,7 @@ def sockets() -> Iterator[dict[int, Path]]:
         try:
             assert up.code == 0, up.stderr
             listing = run_cli("lab", "ls", "--name", NAME, "--output-format", "json", env=env)
-            (lab,) = json.loads(listing.stdout)
+            (lab,) = json.loads(listing.stdout)["labs"]
             yield {int(n["node_id"]): Path(n["state_dir"]) / "control.sock" for n in lab["nodes"]}
         finally:
             run_cli("lab", "down", "--name", NAME, env=env)

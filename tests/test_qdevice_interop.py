@@ -28,6 +28,7 @@ from pvectl.lab import corosync_engine, lab_qnetd, netns
 from pvectl.lab import state as lab_state
 from tests.conftest import CliRun, run_cli
 from tests.quorum_view import REPO, QuorumView, parse_quorumtool
+from tests.json_schema import validated
 
 
 def _unavailable() -> str | None:
@@ -236,7 +237,7 @@ def test_tls_off_and_qdevice_status_on_a_real_node() -> None:
         time.sleep(1)
         run = lab.pvectl_on_node(1, "qdevice", "status", "--output-format", "json")
         assert run.code == 0, run.stderr
-        status = json.loads(run.stdout)
+        status = validated(run.stdout, "qdevice-status")
         assert status["state"] == "Connected" and status["casting_vote"] is True
         assert status["tls"] == "Unsupported"
         assert status["votequorum_flags"] == "A,V,NMW"
@@ -248,7 +249,7 @@ def test_tls_off_and_qdevice_status_on_a_real_node() -> None:
         print(lab.quorum(1).raw)
         run = lab.pvectl_on_node(1, "qdevice", "status", "--output-format", "json")
         assert run.code == 2, run.stderr
-        status = json.loads(run.stdout)
+        status = validated(run.stdout, "qdevice-status")
         assert status["state"] != "Connected" and status["casting_vote"] is False
         assert (status["device_votes"], status["device_counted"]) == (1, False)
 

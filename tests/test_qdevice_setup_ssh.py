@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 from tests.sshd_harness import SshClientHome, Sshd, sshd_skip_reason
+from tests.json_schema import validated
 
 
 def _skip_reason() -> str | None:
@@ -266,6 +267,14 @@ def test_dry_run_checks_and_changes_nothing(rig: Rig) -> None:
     assert [rig.conf("a", 1), rig.conf("a", 2)] == before
     assert not rig.nssdb("a", 1).exists() and not rig.nssdb("a", 2).exists()
     assert "Qdevice" not in rig.quorumtool("a", 1)
+    plan = rig.pvectl(
+        "qdevice", "setup", rig.qnetd_address["a"], *rig.hosts("a"), "--dry-run",
+        "--output-format", "json",
+    )  # fmt: skip
+    assert plan.returncode == 0, plan.stderr
+    change = validated(plan.stdout, "qdevice-change")
+    assert change["dry_run"] is True
+    assert [rig.conf("a", 1), rig.conf("a", 2)] == before
 
 
 def test_unreachable_qnetd_port_is_refused_before_any_change(rig: Rig) -> None:
@@ -349,7 +358,7 @@ def test_setup_two_nodes_then_refuse_second_then_remove(rig: Rig) -> None:
         assert "Qdevice" in rows[2]
     status = rig.pvectl("qdevice", "status", *rig.hosts("a"), "--output-format", "json")
     assert status.returncode == 0, status.stdout + status.stderr
-    doc = json.loads(status.stdout)
+    doc = validated(status.stdout, "qdevice-status-hosts")["hosts"]
     assert [row["host"] for row in doc] == ["a1", "a2"]
     assert all(row["status"]["state"] == "Connected" for row in doc)
     assert all("no systemd" in row["service"] for row in doc)

@@ -11,6 +11,7 @@ import pytest
 
 from tests.conftest import CliRun, run_cli
 from tests.sshd_harness import SshClientHome, Sshd, free_port, keygen, sshd_skip_reason
+from tests.json_schema import validated
 
 pytestmark = pytest.mark.skipif(sshd_skip_reason() is not None, reason=str(sshd_skip_reason()))
 
@@ -67,13 +68,20 @@ def test_status_errors_are_one_line_per_host_and_others_carry_on(
     )
     assert time.monotonic() - started < 60
     assert result.code == 1
-    doc = json.loads(result.stdout)
+    doc = validated(result.stdout, "status-hosts")
     views = {v["host"]: v for v in doc["views"]}
     assert "host unreachable" in views[f"root@127.0.0.1:{dead}"]["error"]
     # node1 answered over SSH: its error (if any) is about corosync, not about SSH
     node1 = views["node1"]
     assert node1["status"] is not None or "corosync" in node1["error"]
     assert "Traceback" not in result.stderr
+    listed = cli(
+        home, "nodes", "--host", "node1", "--host", f"root@127.0.0.1:{dead}",
+        "--connect-timeout", "3", "--output-format", "json",
+    )  # fmt: skip
+    assert listed.code == 1
+    rows = {row["host"]: row for row in validated(listed.stdout, "nodes-hosts")["hosts"]}
+    assert rows[f"root@127.0.0.1:{dead}"]["result"] is None
 
 
 def test_single_host_error_is_one_line_with_exit_code(home: SshClientHome, sshd: Sshd) -> None:
@@ -151,7 +159,7 @@ def test_perf_on_remote_hosts_side_by_side(home: SshClientHome, sshd: Sshd) -> N
     quick = ["--runtime", "0.4", "--skip", "dns", "--skip", "reads", "--skip", "seek"]
     single = cli(home, "perf", "--host", "node1", *quick, str(disk), "--output-format", "json")
     assert single.code == 0, single.stderr
-    report = json.loads(single.stdout)
+    report = validated(single.stdout, "perf")
     assert report["target"]["directory"] == str(disk)
     assert {d["kind"] for d in report["durable"]} == {"fsync", "fdatasync", "odsync"}
     assert report["verdict"]["fsync_rate"] > 0
@@ -170,7 +178,7 @@ def test_perf_on_remote_hosts_side_by_side(home: SshClientHome, sshd: Sshd) -> N
         "json",
     )
     assert both.code == 1
-    rows = {row["host"]: row for row in json.loads(both.stdout)}
+    rows = {row["host"]: row for row in validated(both.stdout, "perf-hosts")["hosts"]}
     assert rows["node1"]["result"]["durable"] and rows["node1"]["error"] is None
     assert "host unreachable" in rows[f"root@127.0.0.1:{dead}"]["error"]
     text = cli(home, "perf", "--host", "node1", "--host", f"127.0.0.1:{dead}", *quick, str(disk))
