@@ -13,7 +13,7 @@ import typer
 
 from pvectl.cli.options import OutputFormatOption
 from pvectl.cli.output import OutputFormat, emit, stderr_console
-from pvectl.errors import TargetUnavailable, UsageError
+from pvectl.errors import ExitCode, TargetUnavailable, UsageError
 from pvectl.lab import engines
 from pvectl.lab import state as lab_state
 
@@ -275,6 +275,12 @@ def list_labs(
                 if node.paused:
                     quorate = "paused"
                 host = f"{node.host:<{width + 2}}" if width else ""
+                if node.unreachable is not None:
+                    out.append(
+                        f"  {node.node_id:<6}{host}{node.address:<16}unreachable (host "
+                        f"{node.host or 'localhost'}: {node.unreachable})\n"
+                    )
+                    continue
                 out.append(
                     f"  {node.node_id:<6}{host}{node.address:<16}{node.pid or '-':>8}  "
                     f"{node.ring_id or '-':<10}{quorate:<9}"
@@ -283,6 +289,16 @@ def list_labs(
         return "".join(out)
 
     emit(views, output_format, text, kind="lab-ls")
+    lost = [
+        f"lab {lab.name!r}: node {n.node_id} on {n.host}: unreachable"
+        for lab in views
+        for n in lab.nodes
+        if n.unreachable is not None
+    ]
+    if lost:
+        for line in lost:
+            _say(f"pvectl: warning: {line}")
+        raise typer.Exit(int(ExitCode.ERROR))
 
 
 def _fault(action: str, name: str, node: int, output_format: OutputFormat) -> None:
@@ -628,7 +644,8 @@ def fs_put(
     name: NameOption = "default",
     level: LevelOption = "local",
 ) -> None:
-    """Write a file (created if missing); exits 0 only once committed at --level."""
+    """Write a file (created if missing, in a directory that exists: 'lab fs mkdir'
+    first); exits 0 only once committed at --level."""
     import sys
 
     from pvectl.errors import ExitCode, PvectlError

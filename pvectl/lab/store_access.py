@@ -49,7 +49,11 @@ def ls(name: str, node: int, path: str) -> tuple[StoreEntry, ...]:
     clean = _path(path)
     found = _stat(name, node, clean)
     if not found.get("exists"):
-        raise PvectlError(f"{path}: no such file or directory in the store", ExitCode.NO_INPUT)
+        raise PvectlError(
+            f"/{clean}: no such file or directory in the store; "
+            f"'pvectl lab fs ls {node} /{_named(name)}' lists what is there",
+            ExitCode.NO_INPUT,
+        )
     if not found.get("dir"):
         raw = found
         return (
@@ -81,9 +85,13 @@ def cat(name: str, node: int, path: str) -> bytes:
     clean = _path(path)
     found = _stat(name, node, clean)
     if not found.get("exists"):
-        raise PvectlError(f"{path}: no such file in the store", ExitCode.NO_INPUT)
+        raise PvectlError(
+            f"/{clean}: no such file in the store; "
+            f"'pvectl lab fs ls {node} /{_named(name)}' lists what is there",
+            ExitCode.NO_INPUT,
+        )
     if found.get("dir"):
-        raise UsageError(f"{path}: is a directory (use 'lab fs ls')")
+        raise UsageError(f"/{clean}: is a directory (use 'pvectl lab fs ls {node} /{clean}')")
     reply = embedded_engine.control_call(name, node, "read", path=clean)
     return base64.b64decode(str(reply["data"]))
 
@@ -107,9 +115,52 @@ def write(name: str, node: int, path: str, op: str, data: bytes = b"", level: st
             name, node, "write", timeout=60.0, path=clean, op=op, data=encoded, level=level
         )
     except PvectlError as exc:
-        raise CommandRefused(str(exc)) from exc
+        label, _, detail = str(exc).partition(": ")
+        if label not in errno.errorcode.values():
+            raise CommandRefused(f"/{clean}: {exc}") from exc
+        raise CommandRefused(explain(op, clean, node, name, label, detail)) from exc
     if not reply.get("ok"):
         code = int(reply.get("errno", 0) or 0)
         label = errno.errorcode.get(code, "error")
-        raise CommandRefused(f"{path}: {reply.get('error', label)}")
+        raise CommandRefused(explain(op, clean, node, name, label, str(reply.get("error", ""))))
     return str(reply.get("write_id", ""))
+
+
+def _named(lab: str) -> str:
+    return "" if lab == "default" else f" --name {lab}"
+
+
+def explain(op: str, clean: str, node: int, lab: str, label: str, detail: str) -> str:
+    """A store error as the path it concerns, what went wrong and the command that helps."""
+    path = "/" + clean
+    parent = "/" + clean.rpartition("/")[0]
+    named = _named(lab)
+    verb = {"put": "write", "mkdir": "create", "delete": "remove"}.get(op, op)
+    if label == "ENOENT" and op in ("put", "mkdir"):
+        return (
+            f"{parent}: no such directory in the store; create it with "
+            f"'pvectl lab fs mkdir {node} {parent}{named}', then {verb} {path}"
+        )
+    if label == "ENOENT":
+        return (
+            f"{path}: no such file or directory in the store; "
+            f"'pvectl lab fs ls {node} {parent}{named}' lists what is there"
+        )
+    if label == "EEXIST":
+        return f"{path}: already exists in the store (nothing to create)"
+    if label == "ENOTEMPTY":
+        return (
+            f"{path}: directory not empty; remove what "
+            f"'pvectl lab fs ls {node} {path}{named}' lists first"
+        )
+    if label == "EISDIR":
+        return f"{path}: is a directory; a file needs a path of its own, e.g. {path}/NAME"
+    if label == "ENOTDIR":
+        return f"{parent}: is a file, not a directory: nothing can be created under it"
+    if label == "EACCES":
+        return (
+            f"{path}: cannot {verb}: node {node}'s partition is not quorate and the store is "
+            f"read-only there (pmxcfs's rule); 'pvectl status --target lab --node {node}"
+            f"{named}' shows the votes"
+        )
+    return f"{path}: cannot {verb}: {label}: {detail}" if detail else f"{path}: {label}"
