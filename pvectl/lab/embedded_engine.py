@@ -408,6 +408,19 @@ def up(name: str, options: UpOptions, report: Report = _quiet) -> LabState:
                 f"lab {name!r}: the ring did not form within {options.wait_timeout:g} s {where}",
                 ExitCode.TEMP_FAIL,
             )
+    except KeyboardInterrupt:
+        # Ctrl-C: nothing half-started is left, and the user is told what went
+        report(f"lab {name!r}: interrupted; cleaning up")
+        try:
+            removed = down(name, report)
+        except PvectlError as cleanup:
+            report(f"lab {name!r}: cleanup incomplete: {cleanup}")
+            raise
+        report(
+            f"lab {name!r}: removed {len(removed)} item(s) (processes and directories); "
+            "nothing of it is left"
+        )
+        raise
     except BaseException as exc:
         if options.hosts:  # never leave processes behind on the user's hosts
             try:
@@ -567,7 +580,7 @@ def _down_on_hosts(state: LabState, report: Report) -> list[str]:
     if failures:
         raise PvectlError(
             f"lab {state.name!r}: could not clean up on {len(failures)} host(s), state kept "
-            "for another 'lab down': " + "; ".join(str(e) for e in failures),
+            "for another 'lab down':\n" + "\n".join(f"  {e}" for e in failures),
             failures[0].exit_code,
         )
     return removed
@@ -760,11 +773,13 @@ def view(name: str) -> LabView:
     rows = []
     for node in state.nodes:
         reach = access(node)
+        unreachable: str | None = None
         try:
             pid, paused, seen = reach.probe()
             files = reach.files()
-        except PvectlError:  # an unreachable host: its node shows as not running
+        except PvectlError as exc:  # not "stopped": nobody could look
             pid, paused, seen, files = None, False, None, ()
+            unreachable = str(exc)
         rows.append(
             NodeView(
                 node_id=node.node_id,
@@ -780,6 +795,7 @@ def view(name: str) -> LabView:
                 state_dir=node.dir,
                 files=files,
                 host=node.host,
+                unreachable=unreachable,
             )
         )
     return lab_view(state, rows, lab_qnetd.lab_description(state))

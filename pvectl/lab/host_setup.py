@@ -100,9 +100,9 @@ def probe_hosts(hosts: list[str], accept_new: bool, timeout: float) -> dict[str,
             except PvectlError as exc:
                 failures.append(exc)
     if failures:
-        lines = "; ".join(str(exc) for exc in failures)
+        lines = "\n".join(f"  {exc}" for exc in failures)  # one line per failing host
         raise PvectlError(
-            f"lab not started ({len(failures)} of {len(distinct)} host(s) failed): {lines}",
+            f"lab not started ({len(failures)} of {len(distinct)} host(s) failed):\n{lines}",
             failures[0].exit_code,
         )
     return found

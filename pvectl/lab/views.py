@@ -27,6 +27,8 @@ class NodeView:
     state_dir: str
     files: tuple[str, ...]
     host: str = ""  # lab up --host: the SSH host running the node ("" = this machine)
+    # why the node's host could not be asked; ``running`` is then False but unknown
+    unreachable: str | None = None
 
 
 @dataclass(frozen=True)
