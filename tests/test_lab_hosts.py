@@ -161,9 +161,28 @@ def test_bad_hosts_start_nothing(hosts: Hosts, tmp_path: Path) -> None:
     )  # fmt: skip
     assert bad.returncode == 69, bad.stderr
     assert bad.stderr.startswith("pvectl: error: lab not started (1 of 3 host(s) failed)")
-    assert f"root@{NET}3:2: host unreachable" in bad.stderr
+    # one line per failing host, and a closed port is "connection refused"
+    assert f"\n  root@{NET}3:2: connection refused: {NET}3:2: " in bad.stderr, bad.stderr
     assert "Traceback" not in bad.stderr
     assert _node_processes(LAB) == [] and _remote_dirs(LAB) == []
+    # a busy UDP port on the host: the node's own message, with the way out (--port)
+    holder = subprocess.Popen(
+        ["ip", "netns", "exec", NODE_NS[0], sys.executable, "-c",
+         "import socket, time; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+         f"s.bind(('{a}', 5405)); print('bound', flush=True); time.sleep(120)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "bound"
+        busy = hosts.pvectl("lab", "up", "1", "--name", LAB, "--host", f"root@{a}")
+        assert busy.returncode != 0
+        assert f"UDP {a}:5405 is already in use" in busy.stderr, busy.stderr
+        assert "'lab up --port N'" in busy.stderr
+        assert _node_processes(LAB) == []
+    finally:
+        holder.kill()
+        holder.wait()
+    hosts.pvectl("lab", "down", "--name", LAB)
     # two hosts for three nodes: no plan for the third
     short = hosts.pvectl("lab", "up", "3", "--name", LAB, "--host", a, "--host", b)
     assert short.returncode == 64
@@ -222,7 +241,7 @@ def test_lab_on_three_hosts(hosts: Hosts) -> None:
                 input="{}", capture_output=True, text=True, check=True,
             )  # fmt: skip
             said = json.loads(own.stdout)["status"]
-            assert {k: v for k, v in cli.items() if k != "source"} == {
+            assert {k: v for k, v in cli.items() if k not in ("source", "schema_version")} == {
                 k: v for k, v in said.items() if k != "source"
             }
             assert cli["quorate"] is True and cli["node_id"] == node["node_id"]
@@ -248,10 +267,15 @@ def test_lab_on_three_hosts(hosts: Hosts) -> None:
         assert len(_node_processes(LAB)) == 2
         start = _json(hosts.pvectl("lab", "start", "3", "--name", LAB, "--output-format", "json"))
         assert start["members"] == [1, 2, 3], start
+        assert start["seconds"] >= 0.05, start  # from the spawn, not after the wait
 
         # partition: node 3 alone, not quorate; heal: one ring again
         cut = hosts.pvectl("lab", "partition", "1,2", "3", "--name", LAB)
         assert cut.returncode == 0, cut.stderr
+        # partition waits for the new rings and reports them, as kill does
+        assert "new rings after" in cut.stdout, cut.stdout + cut.stderr
+        assert "group 1,2: members 1,2, quorate" in cut.stdout
+        assert "group 3: members 3, NOT quorate" in cut.stdout
         split = _wait_members(hosts, {1: [1, 2], 2: [1, 2], 3: [3]})
         assert {n["node_id"]: n["quorate"] for n in split["nodes"]} == {1: True, 2: True, 3: False}
         hosts.pvectl("lab", "heal", "--name", LAB)
@@ -268,6 +292,19 @@ def test_lab_on_three_hosts(hosts: Hosts) -> None:
             hosts.pvectl("lab", "pause", "2", "0.5", "--name", LAB, "--output-format", "json")
         )
         assert pause["members"] == [1, 2, 3], pause
+
+        # a node whose host cannot be reached is "unreachable", not "stopped", and ls fails
+        hosts.sshds[2].stop()
+        try:
+            lost = hosts.pvectl("lab", "ls", "--name", LAB, "--output-format", "json")
+            assert lost.returncode == 1, lost.stderr
+            rows = {n["node_id"]: n for n in json.loads(lost.stdout)["labs"][0]["nodes"]}
+            assert rows[3]["unreachable"] and rows[1]["unreachable"] is None, rows
+            assert f"node 3 on root@{addresses[2]}: unreachable" in lost.stderr
+            text = hosts.pvectl("lab", "ls", "--name", LAB)
+            assert f"unreachable (host root@{addresses[2]}: " in text.stdout, text.stdout
+        finally:
+            hosts.sshds[2].start()
     finally:
         down = hosts.pvectl("lab", "down", "--name", LAB)
     assert down.returncode == 0, down.stderr

@@ -110,8 +110,42 @@ def test_changed_host_key_is_refused_even_with_accept_new(
     message = str(caught.value)
     assert "HOST KEY CHANGED" in message
     assert old in message and sshd.fingerprint() in message
-    assert "ssh-keygen -R" in message
+    name = f"[127.0.0.1]:{sshd.port}"
+    assert f"ssh-keygen -f {client.known_hosts} -R '{name}'" in message
     assert client.known_hosts.read_text() == before
+
+
+def test_changed_host_key_hint_names_the_user_known_hosts_file_it_came_from(
+    client: SshClientHome, sshd: Sshd, tmp_path: Path
+) -> None:
+    elsewhere = tmp_path / "fleet_known_hosts"
+    elsewhere.write_text(f"[127.0.0.1]:{sshd.port} ssh-ed25519 {sshd.host_public_key()}\n")
+    with client.config.open("a") as handle:
+        handle.write(
+            f"Host fleet\n  HostName 127.0.0.1\n  Port {sshd.port}\n  User root\n"
+            f"  UserKnownHostsFile {elsewhere}\n"
+        )
+    sshd.stop()
+    sshd.new_host_key()
+    sshd.start()
+    with session() as ssh, pytest.raises(HostKeyChanged) as caught:
+        ssh.runner(parse_host("fleet")).run(["true"])
+    assert f"ssh-keygen -f {elsewhere} -R '[127.0.0.1]:{sshd.port}'" in str(caught.value)
+
+
+def test_nologin_shell_says_so(client: SshClientHome, sshd: Sshd) -> None:
+    """An account whose shell is nologin(8): the cause, not a parse error downstream."""
+    client.trust(sshd)
+    sshd.stop()
+    with sshd.config.open("a") as handle:
+        handle.write("ForceCommand /usr/sbin/nologin\n")
+    sshd.start()
+    with session() as ssh, pytest.raises(AuthenticationFailed) as caught:
+        ssh.runner(parse_host("node1")).run(["python3", "-c", "print(1)"])
+    message = str(caught.value)
+    assert "no login shell there" in message
+    assert "This account is currently not available." in message
+    assert "chsh -s /bin/sh root" in message
 
 
 def test_wrong_user_key_fails_clearly(client: SshClientHome, sshd: Sshd, tmp_path: Path) -> None:
@@ -137,8 +171,10 @@ def test_stopped_sshd_is_unreachable_within_the_timeout(client: SshClientHome, s
     with session(timeout=2.0) as ssh, pytest.raises(HostUnreachable) as caught:
         ssh.runner(parse_host("node1")).run(["true"])
     assert time.monotonic() - started < 3.0
-    assert "host unreachable" in str(caught.value)
-    assert "refused" in str(caught.value)
+    # the host answered (RST): "connection refused", not "host unreachable"
+    assert "connection refused" in str(caught.value)
+    assert "host unreachable" not in str(caught.value)
+    assert "is sshd running there?" in str(caught.value)
 
 
 def test_silent_server_is_unreachable_within_the_connect_timeout(

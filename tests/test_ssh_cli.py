@@ -70,7 +70,7 @@ def test_status_errors_are_one_line_per_host_and_others_carry_on(
     assert result.code == 1
     doc = validated(result.stdout, "status-hosts")
     views = {v["host"]: v for v in doc["views"]}
-    assert "host unreachable" in views[f"root@127.0.0.1:{dead}"]["error"]
+    assert "connection refused" in views[f"root@127.0.0.1:{dead}"]["error"]
     # node1 answered over SSH: its error (if any) is about corosync, not about SSH
     node1 = views["node1"]
     assert node1["status"] is not None or "corosync" in node1["error"]
@@ -88,7 +88,7 @@ def test_single_host_error_is_one_line_with_exit_code(home: SshClientHome, sshd:
     sshd.stop()
     result = cli(home, "status", "--host", "node1", "--connect-timeout", "2")
     assert result.code == 69
-    assert result.stderr.startswith("pvectl: error: node1: host unreachable")
+    assert result.stderr.startswith("pvectl: error: node1: connection refused")
     assert result.stderr.count("\n") == 1
 
 
@@ -180,10 +180,10 @@ def test_perf_on_remote_hosts_side_by_side(home: SshClientHome, sshd: Sshd) -> N
     assert both.code == 1
     rows = {row["host"]: row for row in validated(both.stdout, "perf-hosts")["hosts"]}
     assert rows["node1"]["result"]["durable"] and rows["node1"]["error"] is None
-    assert "host unreachable" in rows[f"root@127.0.0.1:{dead}"]["error"]
+    assert "connection refused" in rows[f"root@127.0.0.1:{dead}"]["error"]
     text = cli(home, "perf", "--host", "node1", "--host", f"127.0.0.1:{dead}", *quick, str(disk))
     assert "disk class" in text.stdout and "fsync p99" in text.stdout
-    assert f"error: 127.0.0.1:{dead}: host unreachable" in text.stdout
+    assert f"error: 127.0.0.1:{dead}: connection refused" in text.stdout
     assert list(disk.iterdir()) == []  # the probe removed its files on every host
 
 

@@ -9,10 +9,13 @@ filter since ``tc netem`` is not available everywhere.
 from __future__ import annotations
 
 import asyncio
+import errno
 import random
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from pvectl.errors import ExitCode, PvectlError
 
 Address = tuple[str, int]
 
@@ -87,8 +90,14 @@ class UdpTransport:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8 << 20)
             sock.setblocking(False)
             sock.bind(local)
-        except OSError:
+        except OSError as exc:
             sock.close()
+            if exc.errno == errno.EADDRINUSE:
+                raise PvectlError(
+                    f"UDP {local[0]}:{local[1]} is already in use (corosync or another lab "
+                    "node?): stop it, or give this lab another port with 'lab up --port N'",
+                    ExitCode.UNAVAILABLE,
+                ) from exc
             raise
         return cls(sock, peers, on_datagram, faults, on_batch_end)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import errno
 import hashlib
 import logging
 import os
@@ -344,6 +345,14 @@ class SshSession:
         except paramiko.BadHostKeyException as exc:
             client.close()
             name = known_hosts_name(host.hostname, host.port)
+            source = _known_hosts_file_for(
+                name, (*host.known_hosts_files, *host.global_known_hosts_files)
+            )
+            remove = (
+                f"ssh-keygen -f {shlex.quote(source)} -R {shlex.quote(name)}"
+                if source
+                else f"ssh-keygen -R {shlex.quote(name)}"
+            )
             raise HostKeyChanged(
                 host.label,
                 "HOST KEY CHANGED, refusing to connect (someone may be intercepting the "
@@ -351,7 +360,7 @@ class SshSession:
                 f"{exc.expected_key.get_name()} {fingerprint(exc.expected_key)} for {name}, "
                 f"the server offers {exc.key.get_name()} {fingerprint(exc.key)}. If the node "
                 f"was reinstalled, verify the new key there and remove the old one with: "
-                f"ssh-keygen -R {shlex.quote(name)}",
+                f"{remove}",
             ) from exc
         except paramiko.AuthenticationException as exc:
             client.close()
@@ -402,18 +411,42 @@ class SshSession:
             ) from exc
         except OSError as exc:
             client.close()
-            reason = _socket_reason(exc)
+            inner = _socket_error(exc)
+            if inner.errno == errno.ECONNREFUSED:
+                raise HostUnreachable(
+                    host.label,
+                    f"connection refused: {host.hostname}:{host.port}: the host answered but "
+                    "nothing listens on that port (is sshd running there? is the port right: "
+                    "[user@]host:port or Port in ~/.ssh/config?)",
+                ) from exc
+            reason = (inner.strerror or str(inner)).lower()
             raise HostUnreachable(
                 host.label, f"host unreachable: {host.hostname}:{host.port}: {reason}"
             ) from exc
         return client
 
 
-def _socket_reason(exc: OSError) -> str:
+def _socket_error(exc: OSError) -> OSError:
     errors = getattr(exc, "errors", None)  # paramiko.NoValidConnectionsError
     if isinstance(errors, dict) and errors:
-        exc = next(iter(errors.values()))
-    return (exc.strerror or str(exc)).lower()
+        first = next(iter(errors.values()))
+        if isinstance(first, OSError):
+            return first
+    return exc
+
+
+def _known_hosts_file_for(name: str, files: tuple[str, ...]) -> str | None:
+    """The known_hosts file that holds a key for ``name`` (hashed entries too): the file
+    ``ssh-keygen -f FILE -R NAME`` must edit."""
+    for path in files:
+        if not os.path.exists(path):
+            continue
+        try:
+            if paramiko.HostKeys(path).lookup(name) is not None:
+                return path
+        except (OSError, paramiko.SSHException):
+            continue
+    return None
 
 
 class SshRunner:
@@ -450,6 +483,15 @@ class SshRunner:
             ) from exc
         except (paramiko.SSHException, OSError) as exc:
             raise HostUnreachable(self.spec.text, f"connection lost: {exc}") from exc
+        if code != 0 and _NOLOGIN in out + err:
+            user = transport.get_username() or self.spec.text
+            raise AuthenticationFailed(
+                self.spec.text,
+                f"the account {user!r} has no login shell there (its shell says "
+                f"'{_NOLOGIN}.'): commands cannot run as it; use another user "
+                f"([user@]host, User in ~/.ssh/config) or give it a shell "
+                f"(chsh -s /bin/sh {user})",
+            )
         if code == 127 and not out:
             if argv[0].startswith("corosync"):
                 raise RemoteToolMissing(
@@ -469,6 +511,9 @@ class SshRunner:
         if result.returncode == 3:
             return None
         raise PvectlError(f"{self.spec.text}: cannot read {path}: {result.stderr.strip()}")
+
+
+_NOLOGIN = "This account is currently not available"  # nologin(8)'s message
 
 
 class _Timeout(Exception):
