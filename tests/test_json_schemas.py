@@ -143,15 +143,15 @@ def test_every_lab_document_matches_its_schema(env: dict[str, str], tmp_path: Pa
     sockets = list(Path(up["state_dir"]).rglob("qnetd.sock"))
     assert sockets, f"no qnetd.sock under {up['state_dir']}"
     qnetd_sock = sockets[0]
-    clients = _json(env, "qdevice-clients", "qdevice", "clients", "--control-socket", str(qnetd_sock))
+    clients = _json(
+        env, "qdevice-clients", "qdevice", "clients", "--control-socket", str(qnetd_sock)
+    )
     assert clients["clusters"], clients
 
     assert run_cli("lab", "fs", "mkdir", "1", "/dir", "--name", LAB, env=env).code == 0
     entries = _json(env, "lab-fs-ls", "lab", "fs", "ls", "1", "/", "--name", LAB)
     assert "dir" in {e["name"] for e in entries["entries"]}
-    trace = _json(
-        env, "sync-trace", "sync-trace", "--name", LAB, "--count", "2", "--settle", "1"
-    )
+    trace = _json(env, "sync-trace", "sync-trace", "--name", LAB, "--count", "2", "--settle", "1")
     assert trace["writes"]
 
     stop = _json(env, "lab-ring-change", "lab", "stop", "3", "--name", LAB)

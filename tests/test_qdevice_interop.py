@@ -11,7 +11,6 @@ qdevice no longer votes). TLS on, each qnetd's own CA in the nodes' NSS database
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -27,8 +26,8 @@ import pytest
 from pvectl.lab import corosync_engine, lab_qnetd, netns
 from pvectl.lab import state as lab_state
 from tests.conftest import CliRun, run_cli
-from tests.quorum_view import REPO, QuorumView, parse_quorumtool
 from tests.json_schema import validated
+from tests.quorum_view import REPO, QuorumView, parse_quorumtool
 
 
 def _unavailable() -> str | None:

@@ -11,7 +11,6 @@ Names: labs ``tqs*``, our own namespaces ``pvt-qs*``.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -24,8 +23,8 @@ from typing import Any
 
 import pytest
 
-from tests.sshd_harness import SshClientHome, Sshd, sshd_skip_reason
 from tests.json_schema import validated
+from tests.sshd_harness import SshClientHome, Sshd, sshd_skip_reason
 
 
 def _skip_reason() -> str | None:

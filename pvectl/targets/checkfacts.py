@@ -7,8 +7,8 @@ others, with the failure recorded as a problem rather than aborting the check.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 
 from pvectl import corosync_conf
 from pvectl.check import ConfigFacts, FsyncFigures, LinkStat, NodeFacts
