@@ -218,6 +218,7 @@ def perf(
         dns_port=dns_port,
         dns_timeout=dns_timeout,
         drop_caches=drop_caches,
+        pveperf_layout=layout is PerfLayout.pveperf,
     )
     hosts = remote_hosts(host, cluster)
     if hosts:
@@ -253,6 +254,9 @@ def _emit(
             stderr_console().print(f"pvectl: warning: {warning}", markup=False)
         sys.stdout.write(format_pveperf(report))
         sys.stdout.flush()
+        if report.stopped is not None:  # where pveperf dies: its lines so far, exit 1
+            stderr_console().print(f"pvectl: {report.stopped}", markup=False)
+            raise typer.Exit(int(ExitCode.ERROR))
         return
     emit(report, output_format, lambda: perf_text.render(report, show_histogram), kind="perf")
 
@@ -283,6 +287,10 @@ def _perf_remote(
             sys.stdout.write(f"== {outcome.host} ==\n")
             if outcome.result is not None:
                 sys.stdout.write(format_pveperf(outcome.result))
+                if outcome.result.stopped is not None:
+                    stderr_console().print(
+                        f"pvectl: {outcome.host}: {outcome.result.stopped}", markup=False
+                    )
             else:
                 sys.stdout.write(f"error: {outcome.error}\n")
         sys.stdout.flush()
@@ -293,7 +301,8 @@ def _perf_remote(
             lambda: views_text.perf_side_by_side(outcomes),
             kind="perf-hosts",
         )
-    if any(o.error is not None for o in outcomes):
+    stopped = any(o.result is not None and o.result.stopped for o in outcomes)
+    if stopped or any(o.error is not None for o in outcomes):
         raise typer.Exit(int(ExitCode.ERROR))
 
 

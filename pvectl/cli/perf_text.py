@@ -76,18 +76,21 @@ def render(report: PerfReport, show_histogram: bool = True) -> RenderableType:
     figures = Table(title="pveperf figures", title_justify="left", show_lines=False)
     figures.add_column("figure", no_wrap=True)
     figures.add_column("value", justify="right", no_wrap=True)
+    figures.add_column("ran", justify="right", no_wrap=True)
     figures.add_column("method", overflow="fold")
     for fig in report.figures:
         value = format_value(fig.value, fig.unit)
         if fig.subject:
             value += f" ({fig.subject})"
-        figures.add_row(fig.label, value, fig.method)
+        ran = fig.details.get("seconds")
+        figures.add_row(fig.label, value, f"{ran:.2f} s" if ran else "", fig.method)
     parts.append(figures)
 
     if report.durable:
         bs = report.durable[0].block_size
         durable = Table(
-            title=f"Durable writes: {bs} B blocks, pattern {report.durable[0].pattern}",
+            title=f"Durable writes: {bs} B blocks, pattern {report.durable[0].pattern}, "
+            + ", ".join(f"{d.kind} ran {d.seconds:.2f} s" for d in report.durable),
             title_justify="left",
         )
         for name in ("sync", "ops/s", "p50", "p90", "p99", "p99.9", "max"):

@@ -16,6 +16,7 @@ Exit codes (same numbers as pvectl's ExitCode): 0 ok, 64 usage, 66 no such path,
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import errno
 import json
 import math
@@ -96,9 +97,31 @@ class ProbeOptions:
     dns_port: int = 53
     dns_timeout: float = 2.0
     drop_caches: bool = True
+    # --format pveperf: go on (or stop) where pveperf does instead of failing the run
+    pveperf_layout: bool = False
+    # the weights of the tests that run: --runtime is shared among those only
+    weight_total: float = DEFAULT_RUNTIME
 
     def seconds(self, test: str) -> float:
-        return TEST_WEIGHTS[test] * self.runtime / DEFAULT_RUNTIME
+        return TEST_WEIGHTS[test] * self.runtime / self.weight_total
+
+
+def planned_weight(opts: ProbeOptions, reads: bool, writes: bool) -> float:
+    """The total weight of the timed tests this run will do (a skipped or impossible test
+    takes no share of --runtime)."""
+    total = 0.0
+    if "regex" not in opts.skip and not opts.compat:  # compat: pveperf's fixed ~3 s
+        total += TEST_WEIGHTS["regex"]
+    if reads:
+        total += sum(TEST_WEIGHTS[t] for t in ("reads", "seek") if t not in opts.skip)
+    if writes:
+        if "fsync" not in opts.skip:
+            total += TEST_WEIGHTS["fsync"]
+        if "durable" not in opts.skip:
+            total += TEST_WEIGHTS["durable"] * len(opts.sync_kinds)
+    if "dns" not in opts.skip:
+        total += 2 * TEST_WEIGHTS["dns"]
+    return total or DEFAULT_RUNTIME
 
 
 @dataclass
@@ -788,8 +811,18 @@ def run(opts: ProbeOptions, progress: Progress | None = None) -> dict[str, Any]:
     """Every measurement in pveperf's order (durable section after FSYNCS), as one dict."""
     say = progress or (lambda event: None)
     started = time.monotonic()
-    target = resolve_target(opts)
+    try:
+        target = resolve_target(opts)
+    except ProbeError as exc:
+        if not (opts.pveperf_layout and exc.exit_code == EXIT_NO_INPUT):
+            raise
+        # pveperf on a missing path: no df, no device, no fsync dir; CPU, regex, DNS remain
+        target = Target(opts.target, "missing", None, None, None, None, None)
+        target.warnings.append(
+            f"{exc}: as pveperf, only the CPU, regex and DNS figures were measured"
+        )
     warnings = list(target.warnings)
+    stopped: str | None = None
     figures: list[dict[str, Any]] = []
     durable: list[dict[str, Any]] = []
 
@@ -804,13 +837,23 @@ def run(opts: ProbeOptions, progress: Progress | None = None) -> dict[str, Any]:
                 target.total_bytes = _device_size(fd)
             os.close(fd)
         except ProbeError as exc:
-            if target.kind == "block-device":
+            if opts.pveperf_layout:  # pveperf dies in its read test, after HD SIZE
+                stopped = f"{exc}: pveperf stops here, after HD SIZE"
+            elif target.kind == "block-device":
                 raise
-            warnings.append(f"read tests skipped: {exc}")
+            else:
+                warnings.append(f"read tests skipped: {exc}")
             target.read_device = None
     writes_wanted = bool({"fsync", "durable"} - opts.skip) and target.directory is not None
     if writes_wanted and target.avail_bytes == 0:
-        raise ProbeError(f"{target.directory}: no space left on device", EXIT_IO)
+        if not opts.pveperf_layout:
+            raise ProbeError(f"{target.directory}: no space left on device", EXIT_IO)
+        warnings.append(
+            f"{target.directory}: no space left on device: FSYNCS/SECOND left out, as pveperf"
+        )
+        writes_wanted = False
+    weight = planned_weight(opts, target.read_device is not None and stopped is None, writes_wanted)
+    opts = dataclasses.replace(opts, weight_total=weight)
 
     if "cpu" not in opts.skip:
         step("cpu", "CPU BOGOMIPS", 0)
@@ -820,35 +863,36 @@ def run(opts: ProbeOptions, progress: Progress | None = None) -> dict[str, Any]:
         figures.append(measure_regex(opts))
     if "hdsize" not in opts.skip and target.df_device and target.total_bytes:
         figures.append(measure_hdsize(target))
-    if target.read_device is not None:
+    if stopped is not None:
+        writes_wanted = False
+        opts = dataclasses.replace(opts, skip=opts.skip | {"dns"})
+    elif target.read_device is not None:
         if "reads" not in opts.skip:
             step("reads", "BUFFERED READS", opts.seconds("reads"))
             figures.append(measure_reads(target, opts))
         if "seek" not in opts.skip:
             step("seek", "AVERAGE SEEK TIME", opts.seconds("seek"))
             figures.append(measure_seek(target, opts))
-    elif reads_wanted and not any("read tests skipped" in w for w in warnings):
+    elif (
+        reads_wanted
+        and target.kind != "missing"
+        and not any("read tests skipped" in w for w in warnings)
+    ):
         warnings.append(
             f"read tests skipped: {target.df_device or target.argument} is not a block device "
             "(ZFS, tmpfs, NFS, overlay...), as pveperf"
         )
     if writes_wanted:
         assert target.directory is not None
-        with temporary_workdir(target.directory) as workdir:
-            try:
-                if "fsync" not in opts.skip:
-                    step("fsync", "FSYNCS/SECOND", opts.seconds("fsync"))
-                    figures.append(measure_pveperf_fsync(workdir, opts))
-                if "durable" not in opts.skip:
-                    step("layout", "laying out the test file", 0)
-                    data = os.path.join(workdir, "durable.dat")
-                    laid_out = max(opts.block_size, opts.file_size)
-                    lay_out_file(data, laid_out)
-                    for kind in opts.sync_kinds:
-                        step(kind, kind, opts.seconds("durable"))
-                        durable.append(measure_durable(data, kind, opts, laid_out))
-            except OSError as exc:
-                raise _os_error(exc, f"writing in {target.directory}") from None
+        try:
+            _write_tests(target.directory, opts, figures, durable, step)
+        except ProbeError as exc:
+            if not (opts.pveperf_layout and exc.exit_code == EXIT_IO):
+                raise
+            # pveperf: a full disk leaves the FSYNCS/SECOND line out, the run goes on
+            figures[:] = [f for f in figures if f["key"] != "fsyncs_per_second"]
+            durable.clear()
+            warnings.append(f"{exc}: FSYNCS/SECOND left out, as pveperf")
     if "dns" not in opts.skip:
         step("dns", "DNS", 2 * opts.seconds("dns"))
         figures.extend(measure_dns(opts))
@@ -869,8 +913,10 @@ def run(opts: ProbeOptions, progress: Progress | None = None) -> dict[str, Any]:
             "size_bytes": target.total_bytes,
             "available_bytes": target.avail_bytes,
         },
+        "stopped": stopped,
         "settings": {
             "runtime_s": opts.runtime,
+            "budget_s": _budget(opts, figures, durable),
             "block_size": opts.block_size,
             "file_size": opts.file_size,
             "pattern": opts.pattern,
@@ -882,6 +928,55 @@ def run(opts: ProbeOptions, progress: Progress | None = None) -> dict[str, Any]:
         "warnings": warnings,
         "elapsed_s": round(time.monotonic() - started, 3),
     }
+
+
+def _write_tests(
+    directory: str,
+    opts: ProbeOptions,
+    figures: list[dict[str, Any]],
+    durable: list[dict[str, Any]],
+    step: Callable[[str, str, float], None],
+) -> None:
+    with temporary_workdir(directory) as workdir:
+        try:
+            if "fsync" not in opts.skip:
+                step("fsync", "FSYNCS/SECOND", opts.seconds("fsync"))
+                figures.append(measure_pveperf_fsync(workdir, opts))
+            if "durable" not in opts.skip:
+                step("layout", "laying out the test file", 0)
+                data = os.path.join(workdir, "durable.dat")
+                laid_out = max(opts.block_size, opts.file_size)
+                lay_out_file(data, laid_out)
+                for kind in opts.sync_kinds:
+                    step(kind, kind, opts.seconds("durable"))
+                    durable.append(measure_durable(data, kind, opts, laid_out))
+        except OSError as exc:
+            raise _os_error(exc, f"writing in {directory}") from None
+
+
+def _budget(
+    opts: ProbeOptions, figures: list[dict[str, Any]], durable: list[dict[str, Any]]
+) -> dict[str, float]:
+    """The share of --runtime each test that ran was given (its measured time is in its
+    own ``seconds``)."""
+    tests = {
+        "regex_per_second": "regex",
+        "buffered_reads": "reads",
+        "average_seek_time": "seek",
+        "fsyncs_per_second": "fsync",
+    }
+    out: dict[str, float] = {}
+    for fig in figures:
+        test = tests.get(fig["key"])
+        if test == "regex" and opts.compat:
+            out[fig["key"]] = PVEPERF_SECONDS
+        elif test is not None:
+            out[fig["key"]] = round(opts.seconds(test), 3)
+    for result in durable:
+        out[result["kind"]] = round(opts.seconds("durable"), 3)
+    if any(f["key"].startswith("dns_") for f in figures):
+        out["dns"] = round(2 * opts.seconds("dns"), 3)
+    return out
 
 
 # ---------------------------------------------------------------- command line
@@ -921,6 +1016,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dns-timeout", type=float, default=2.0)
     parser.add_argument("--no-drop-caches", action="store_true")
     parser.add_argument("--progress", action="store_true", help="progress lines on stderr")
+    parser.add_argument(
+        "--pveperf-layout", action="store_true", help="go on or stop where pveperf does"
+    )
     return parser
 
 
@@ -953,6 +1051,7 @@ def options_from_args(argv: Sequence[str]) -> ProbeOptions:
         dns_port=ns.dns_port,
         dns_timeout=ns.dns_timeout,
         drop_caches=not ns.no_drop_caches,
+        pveperf_layout=ns.pveperf_layout,
     )
 
 

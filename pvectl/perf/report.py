@@ -119,6 +119,8 @@ class PerfReport:
     warnings: tuple[str, ...]
     verdict: Verdict
     elapsed_s: float
+    # --format pveperf only: why the run stopped where pveperf stops (exit 1), else None
+    stopped: str | None = None
 
     def figure(self, key: str) -> Figure | None:
         return next((f for f in self.figures if f.key == key), None)
@@ -348,6 +350,7 @@ def report_from_dict(doc: dict[str, Any]) -> PerfReport:
         warnings=tuple(str(w) for w in doc.get("warnings", ())),
         verdict=verdict_for(figures, durable, target.fs_type, mode),
         elapsed_s=float(doc.get("elapsed_s", 0.0)),
+        stopped=str(doc["stopped"]) if doc.get("stopped") else None,
     )
 
 

@@ -43,6 +43,7 @@ class PerfOptions:
     dns_port: int | None = None
     dns_timeout: float | None = None
     drop_caches: bool = True
+    pveperf_layout: bool = False  # --format pveperf: go on or stop where pveperf does
 
 
 def probe_args(opts: PerfOptions, fsync_dir: str | None = None) -> list[str]:
@@ -71,6 +72,8 @@ def probe_args(opts: PerfOptions, fsync_dir: str | None = None) -> list[str]:
         args += ["--dns-timeout", repr(opts.dns_timeout)]
     if not opts.drop_caches:
         args.append("--no-drop-caches")
+    if opts.pveperf_layout:
+        args.append("--pveperf-layout")
     if fsync_dir is not None:
         args += ["--fsync-dir", fsync_dir]
     args += ["--", opts.target]
