@@ -51,8 +51,10 @@ def parse(text: str, path: str = "corosync.conf") -> Section:
     root = Section("")
     stack = [root]
     for lineno, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
+        # Proxmox's parser drops everything from '#' to the end of the line, so a comment
+        # after a value ("token: 3000  # 3 s") is not part of the value
+        line = raw.split("#", 1)[0].strip()
+        if not line:
             continue
         if line == "}":
             if len(stack) == 1:
@@ -133,6 +135,7 @@ def cluster_info(root: Section) -> ClusterInfo:
     return ClusterInfo(
         name=totem.get("cluster_name", "UNKOWN?") or "UNKOWN?",
         config_version=config_version,
+        config_version_text=version,
         transport=totem.get("transport", "knet") or "knet",
         secure_auth=totem.get("secauth", "off") or "off",
     )

@@ -35,9 +35,10 @@ class ClusterInfo:
     """The header ``pvecm status`` prints from corosync.conf's totem section."""
 
     name: str
-    config_version: int
+    config_version: int  # -1 when not an integer
     transport: str
     secure_auth: str
+    config_version_text: str = ""  # as written in corosync.conf: what pvecm prints
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,14 @@
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from pvectl import corosync_conf
+from pvectl.cli.pvecm_text import cluster_header
 from pvectl.errors import ConfigError
+from tests.conftest import run_cli
 
 PVE_CONF = """\
 logging {
@@ -94,3 +99,27 @@ def test_syntax_errors_name_the_line(text: str, line: int, fragment: str) -> Non
     assert err.value.line == line
     assert f"/etc/corosync/corosync.conf:{line}:" in str(err.value)
     assert fragment in str(err.value)
+
+
+def test_comments_at_the_end_of_a_line_are_stripped_as_proxmox_does(tmp_path: Path) -> None:
+    conf = tmp_path / "corosync.conf"
+    conf.write_text(
+        PVE_CONF.replace("quorum_votes: 2", "quorum_votes: 2   # the heavy node")
+        .replace("totem {", "totem {  # ring settings")
+        .replace("nodelist {", "# all nodes\nnodelist {")
+    )
+    root = corosync_conf.load(conf)
+    votes = {n.name: n.votes for n in corosync_conf.nodelist(root, str(conf))}
+    assert votes == {"pve1": 1, "pve2": 2}
+    assert root.section("totem") is not None
+    # the CLI reads the same file: what-if counts the heavy node's 2 votes
+    run = run_cli("quorum", "what-if", "--config", str(conf), "--output-format", "json")
+    assert run.code == 0, run.stderr
+    assert {n["name"]: n["votes"] for n in json.loads(run.stdout)["nodes"]} == votes
+
+
+@pytest.mark.parametrize("written", ["0003", "7", "12abc"])
+def test_config_version_is_printed_as_written(written: str) -> None:
+    root = corosync_conf.parse("totem {\n  cluster_name: c\n  config_version: " + written + "\n}\n")
+    info = corosync_conf.cluster_info(root)
+    assert f"Config Version:   {written}\n" in cluster_header(info)

@@ -23,7 +23,7 @@ def cluster_header(info: ClusterInfo) -> str:
         "Cluster information\n"
         "-------------------\n"
         f"{'Name:':<17} {info.name}\n"
-        f"{'Config Version:':<17} {info.config_version}\n"
+        f"{'Config Version:':<17} {info.config_version_text or info.config_version}\n"
         f"{'Transport:':<17} {info.transport}\n"
         f"{'Secure auth:':<17} {info.secure_auth}\n"
         "\n"
