@@ -226,7 +226,10 @@ def up(
         **({"qnetd": qnetd, "qdevice_tls": qdevice_tls} if qdevice else {}),
         **on_hosts,
     )
-    state = module.up(name, options, report=_say)
+    from pvectl.cli.progress import activity
+
+    with activity(f"lab {name!r}: starting {nodes} node(s)") as shown:
+        state = module.up(name, options, report=shown.say, progress=shown.now)
     emit(
         state,
         output_format,
@@ -565,7 +568,12 @@ def compare(
     chosen, notes = scenario_run.choose_engines(requested)
     for note in notes:
         _say(f"note: {note}")
-    result = scenario_run.compare(parsed, chosen, name, parallel=not sequential, report=_say)
+    from pvectl.cli.progress import activity
+
+    with activity(f"scenario {parsed.name}") as shown:
+        result = scenario_run.compare(
+            parsed, chosen, name, parallel=not sequential, report=shown.say, progress=shown.now
+        )
     _emit_comparison(replace(result, notes=(*result.notes, *notes)), output_format)
 
 
@@ -584,7 +592,10 @@ def run_scenario(
 
     parsed = sc.load(scenario_run.resolve(scenario))
     chosen, _ = scenario_run.choose_engines([engine.value])
-    result = scenario_run.compare(parsed, chosen, name, report=_say)
+    from pvectl.cli.progress import activity
+
+    with activity(f"scenario {parsed.name}") as shown:
+        result = scenario_run.compare(parsed, chosen, name, report=shown.say, progress=shown.now)
     _emit_comparison(result, output_format)
 
 

@@ -3,6 +3,7 @@ show the local node's qdevice. Thin: pvectl.node.qnetd and pvectl.targets do the
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -17,6 +18,7 @@ from pvectl.cli.options import (
     OutputFormatOption,
 )
 from pvectl.cli.output import OutputFormat, emit
+from pvectl.cli.progress import Activity, activity
 from pvectl.cli.remote import DEFAULT_CONNECT_TIMEOUT, open_session, remote_hosts
 from pvectl.errors import ExitCode, UsageError
 
@@ -216,7 +218,10 @@ def setup(
     _check_address(address)
     qnetd = parse_host(qnetd_ssh or f"{qnetd_user}@{address}")
     quiet = output_format != OutputFormat.text
-    with open_session(accept_new_host_key, connect_timeout) as ssh:
+    with (
+        activity("qdevice setup: surveying the nodes") as shown,
+        open_session(accept_new_host_key, connect_timeout) as ssh,
+    ):
         change = run_setup(
             ssh,
             hosts,
@@ -227,9 +232,20 @@ def setup(
             tls=tls.value,
             dry_run=dry_run,
             wait=wait,
-            report=(lambda _: None) if quiet else typer.echo,
+            report=_steps(shown, quiet),
         )
     emit(change, output_format, lambda: render_change(change), kind="qdevice-change")
+
+
+def _steps(shown: Activity, quiet: bool) -> Callable[[str], None]:
+    """Each step's line on stdout (text format), and as the spinner's text on a terminal."""
+
+    def report(line: str) -> None:
+        if not quiet:
+            typer.echo(line)
+        shown.now(f"qdevice: {line}")
+
+    return report
 
 
 def _check_address(address: str) -> None:
@@ -259,10 +275,11 @@ def remove(
 
     hosts = remote_hosts(host, cluster)
     quiet = output_format != OutputFormat.text
-    with open_session(accept_new_host_key, connect_timeout) as ssh:
-        change = run_remove(
-            ssh, hosts, dry_run=dry_run, report=(lambda _: None) if quiet else typer.echo
-        )
+    with (
+        activity("qdevice remove: surveying the nodes") as shown,
+        open_session(accept_new_host_key, connect_timeout) as ssh,
+    ):
+        change = run_remove(ssh, hosts, dry_run=dry_run, report=_steps(shown, quiet))
     emit(change, output_format, lambda: render_change(change), kind="qdevice-change")
     if output_format == OutputFormat.text and not dry_run:
         typer.echo("Removed Qdevice.")

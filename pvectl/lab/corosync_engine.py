@@ -196,17 +196,19 @@ def load_running(name: str) -> LabState:
     return state
 
 
-def up(name: str, options: UpOptions, report: Report = _quiet) -> LabState:
+def up(
+    name: str, options: UpOptions, report: Report = _quiet, progress: Report = _quiet
+) -> LabState:
     check_options(options)  # usage errors first: they do not depend on who runs it
     require_root("pvectl lab up --engine corosync")
     require_corosync()
     if options.qdevice:
         qdevice_lab.require_tools(options.qnetd)
     with lab_state.locked(name):
-        return _up(name, options, report)
+        return _up(name, options, report, progress)
 
 
-def _up(name: str, options: UpOptions, report: Report) -> LabState:
+def _up(name: str, options: UpOptions, report: Report, progress: Report) -> LabState:
     if shutil.which("nft") is None:
         report("note: nft not found (Debian package 'nftables'): partition/loss will not work")
     existing = lab_state.load(name)
@@ -257,7 +259,7 @@ def _up(name: str, options: UpOptions, report: Report) -> LabState:
     )
     lab_state.save(state)  # first, so a crash from here on is found by 'lab down'
     try:
-        state = _build_and_start(state, options, report)
+        state = _build_and_start(state, options, report, progress)
     except PvectlError as exc:
         raise PvectlError(
             f"{exc}; the lab is left as it is for inspection, 'pvectl lab down --name {name}' "
@@ -267,9 +269,12 @@ def _up(name: str, options: UpOptions, report: Report) -> LabState:
     return state
 
 
-def _build_and_start(state: LabState, options: UpOptions, report: Report) -> LabState:
+def _build_and_start(
+    state: LabState, options: UpOptions, report: Report, progress: Report = _quiet
+) -> LabState:
     directory = Path(state.state_dir)
     nodes = state.nodes
+    progress(f"lab {state.name!r}: network namespaces for {len(nodes)} node(s)")
     netns.create_hub(state.hub_namespace)
     for node in nodes:
         netns.create_node_namespace(
@@ -294,9 +299,12 @@ def _build_and_start(state: LabState, options: UpOptions, report: Report) -> Lab
         )
     started = time.monotonic()
     for node in nodes:
+        progress(f"lab {state.name!r}: starting corosync on node {node.node_id}/{len(nodes)}")
         state = _start_process(state, node.node_id)
     for node in state.nodes:
+        progress(f"lab {state.name!r}: waiting for node {node.node_id}'s corosync to answer")
         _wait_ipc(node, 20.0)
+    progress(f"lab {state.name!r}: waiting for the ring to form")
     want = tuple(n.node_id for n in nodes)
     ok = wait_until(lambda: all(membership(n) == want for n in state.nodes), options.wait_timeout)
     elapsed = time.monotonic() - started
@@ -311,6 +319,7 @@ def _build_and_start(state: LabState, options: UpOptions, report: Report) -> Lab
         f"subnet {state.subnet}); ring formed in {elapsed:.2f} s"
     )
     if options.qdevice:
+        progress(f"lab {state.name!r}: qnetd and corosync-qdevice on every node")
         state = qdevice_lab.attach(
             state, options.qdevice_algorithm, options.qnetd, options.qdevice_tls, report
         )

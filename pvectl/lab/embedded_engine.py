@@ -330,7 +330,9 @@ def _timeouts(state: LabState) -> float:
     return max(15.0, 4 * 2.2 * effective / 1000)
 
 
-def up(name: str, options: UpOptions, report: Report = _quiet) -> LabState:
+def up(
+    name: str, options: UpOptions, report: Report = _quiet, progress: Report = _quiet
+) -> LabState:
     check_options(options)
     existing = lab_state.load(name)
     if existing is not None and any(_node_alive(existing, n) for n in existing.nodes):
@@ -376,6 +378,7 @@ def up(name: str, options: UpOptions, report: Report = _quiet) -> LabState:
     started = time.monotonic()
     try:
         if options.hosts:
+            progress(f"lab {name!r}: copying the node to {len(set(options.hosts))} host(s)")
             _upload(state, options, authkey.read_bytes())
         else:
             device = None
@@ -395,9 +398,11 @@ def up(name: str, options: UpOptions, report: Report = _quiet) -> LabState:
             conf = build_conf(state, options, authkey, device)
             (directory / "corosync.conf").write_text(conf, encoding="utf-8")
         for node in nodes:
+            progress(f"lab {name!r}: starting node {node.node_id}/{len(nodes)}")
             state = _start_process(state, node.node_id)
         for node in state.nodes:
             _wait_control(node, 20.0)
+        progress(f"lab {name!r}: waiting for the ring to form")
         want = tuple(n.node_id for n in nodes)
         ok = wait_until(
             lambda: all(membership(n) == want for n in state.nodes), options.wait_timeout

@@ -226,8 +226,15 @@ def wait_settled(
 # ---- running ----------------------------------------------------------------------------
 
 
-def run(scenario: sc.Scenario, engine: str, lab: str, report: Report = _quiet) -> sc.EngineRun:
-    """The whole scenario on one engine, in lab ``lab``, which is removed afterwards."""
+def run(
+    scenario: sc.Scenario,
+    engine: str,
+    lab: str,
+    report: Report = _quiet,
+    progress: Report = _quiet,
+) -> sc.EngineRun:
+    """The whole scenario on one engine, in lab ``lab``, which is removed afterwards.
+    ``progress`` hears which step runs now (a terminal's spinner); ``report`` what each did."""
     module = engines.module_for(engine)
     why = unsupported(module, scenario.up)
     if why is not None:
@@ -239,12 +246,17 @@ def run(scenario: sc.Scenario, engine: str, lab: str, report: Report = _quiet) -
     error: str | None = None
     try:
         started = time.monotonic()
+        progress(f"[{engine}] up: starting {scenario.up.nodes} nodes")
         module.up(lab, up_options(module, scenario.up))
         up_seconds = time.monotonic() - started
         _, views = wait_settled(module, lab, time.monotonic())
         results.append(sc.StepResult(0, 0, "up", up_seconds, views))
         report(f"[{engine}] up: {scenario.up.nodes} nodes in {up_seconds:.2f} s")
         for index, step in enumerate(scenario.steps, start=1):
+            progress(
+                f"[{engine}] step {index}/{len(scenario.steps)} (line {step.line}) "
+                f"{step.describe()}"
+            )
             result = _step(module, lab, index, step)
             results.append(result)
             report(
@@ -399,6 +411,7 @@ def compare(
     prefix: str,
     parallel: bool = True,
     report: Report = _quiet,
+    progress: Report = _quiet,
 ) -> sc.Comparison:
     """Run the scenario on each engine (at once, or one after the other) and compare."""
     names = lab_names(prefix, chosen)
@@ -414,7 +427,7 @@ def compare(
     runs: dict[str, sc.EngineRun] = {}
 
     def one(engine: str) -> None:
-        runs[engine] = run(scenario, engine, names[engine], report)
+        runs[engine] = run(scenario, engine, names[engine], report, progress)
 
     if parallel and len(chosen) > 1:
         threads = [threading.Thread(target=one, args=(e,), daemon=True) for e in chosen]

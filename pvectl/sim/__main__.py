@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Sequence
 
+from pvectl.cli.progress import Bar, bar
 from pvectl.sim.checker import InvariantViolation
 from pvectl.sim.world import Options, Simulator
 
@@ -35,6 +37,12 @@ def main(argv: list[str] | None = None) -> int:
         else range(args.seed_start, args.seed_start + args.seeds)
     )
     trace = args.seed is not None
+    with bar(f"simulating {len(seeds)} seed(s)", len(seeds)) as shown:
+        return _swarm(args, seeds, trace, shown)
+
+
+def _swarm(args: argparse.Namespace, seeds: Sequence[int], trace: bool, shown: Bar) -> int:
+    """Every seed in turn; a violation stops the swarm with its replay command."""
     started = time.perf_counter()
     simulated = 0.0
     done = 0
@@ -53,16 +61,17 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         done += 1
         simulated += result.simulated_s
+        shown.advance()
         if trace:
-            print("\n".join(sim.trace))
+            shown.echo("\n".join(sim.trace))
         if trace or not args.quiet:
-            print(
+            shown.echo(
                 f"seed {seed}: ok nodes={opts.nodes} converged {result.converge_s:.2f}s after "
                 f"healing, {result.deliveries} deliveries, {result.simulated_s:.1f}s simulated"
             )
     elapsed = time.perf_counter() - started
     rate = done / elapsed * 60 if elapsed > 0 else 0.0
-    print(
+    shown.echo(
         f"{done} seeds passed in {elapsed:.1f}s: {rate:.0f} seeds/minute, "
         f"{simulated / max(elapsed, 1e-9):.0f} simulated s per wall s"
     )
