@@ -20,7 +20,7 @@ _pvectl_options() {
         "expected") echo "--output-format --target --name --node --host --accept-new-host-key --connect-timeout -h --help --debug" ;;
         "sync-trace") echo "--name --node --path --size --count --level --svg --settle --output-format -h --help --debug" ;;
         "perf") echo "--format --output-format --pveperf-compat --quick --runtime --block-size --file-size --pattern --direct --skip --sync --resolv-conf --dns-timeout --drop-caches --no-drop-caches --progress --no-progress --histogram --no-histogram --host --cluster --accept-new-host-key --connect-timeout -h --help --debug" ;;
-        "check") echo "--output-format --host --cluster --accept-new-host-key --connect-timeout --fsync --no-fsync --fsync-dir --fsync-seconds -h --help --debug" ;;
+        "check") echo "--output-format --target --name --host --cluster --accept-new-host-key --connect-timeout --fsync --no-fsync --fsync-dir --fsync-seconds -h --help --debug" ;;
         "quorum") echo "-h --help --debug" ;;
         "quorum what-if") echo "--nodes --votes --two-node --qdevice --last-man-standing --auto-tie-breaker --wait-for-all --no-wait-for-all --config --output-format -h --help --debug" ;;
         "lab") echo "-h --help --debug" ;;
@@ -31,7 +31,7 @@ _pvectl_options() {
         "lab stop") echo "--name --output-format -h --help --debug" ;;
         "lab start") echo "--name --output-format -h --help --debug" ;;
         "lab pause") echo "--name --output-format -h --help --debug" ;;
-        "lab partition") echo "--name -h --help --debug" ;;
+        "lab partition") echo "--name --output-format -h --help --debug" ;;
         "lab heal") echo "--name -h --help --debug" ;;
         "lab loss") echo "--name -h --help --debug" ;;
         "lab slow-disk") echo "--name -h --help --debug" ;;
@@ -105,6 +105,8 @@ _pvectl_values() {
         "perf|--cluster") echo "" ;;
         "perf|--connect-timeout") echo "" ;;
         "check|--output-format") echo "text json json-pretty yaml" ;;
+        "check|--target") echo "auto corosync lab" ;;
+        "check|--name") echo "" ;;
         "check|--host") echo "" ;;
         "check|--cluster") echo "" ;;
         "check|--connect-timeout") echo "" ;;
@@ -143,6 +145,7 @@ _pvectl_values() {
         "lab pause|--name") echo "" ;;
         "lab pause|--output-format") echo "text json json-pretty yaml" ;;
         "lab partition|--name") echo "" ;;
+        "lab partition|--output-format") echo "text json json-pretty yaml" ;;
         "lab heal|--name") echo "" ;;
         "lab loss|--name") echo "" ;;
         "lab slow-disk|--name") echo "" ;;
