@@ -203,6 +203,7 @@ def test_sync_trace_phases_are_causal_and_blame_the_slow_disk(
     )
     assert run.code == 0, run.stderr
     trace = json.loads(run.stdout)
+    assert trace.pop("schema_version") == 1
     assert from_jsonable(SyncTrace, trace) == from_jsonable(
         SyncTrace, to_jsonable(from_jsonable(SyncTrace, trace))
     )

@@ -155,7 +155,7 @@ def test_bad_input_and_cleanup(lab_env: dict[str, str]) -> None:
     assert dead.code == 1 and "not running" in dead.stderr and "Traceback" not in dead.stderr
     # 'lab down' removes every process it started, found by state dir even when the
     # state file is gone (a pvectl crash mid-way)
-    state_file = Path(lab[0]["state_dir"]) / "lab.json"
+    state_file = Path(lab["labs"][0]["state_dir"]) / "lab.json"
     state_file.unlink()
     assert cli(lab_env, "lab", "down", "--name", "t2").code == 0
     time.sleep(0.3)
