@@ -374,6 +374,7 @@ def test_udpu_votes_and_node_context(lab_factory: Callable[..., CliRun]) -> None
         "config_version": 1,
         "transport": "udpu",
         "secure_auth": "off",
+        "config_version_text": "1",
     }
     assert [m["votes"] for m in data["members"]] == [1, 1, 2]  # type: ignore[index]
     host = lab("exec", "3", "--name", TCU3, "--", "hostname")
