@@ -255,3 +255,14 @@ def test_listen_addresses() -> None:
     for bad in ("9595", "host:0", "host:99999", "[::1]"):
         with pytest.raises(UsageError):
             parse_listen(bad)
+
+
+def test_example_alert_rules_pass_promtool() -> None:
+    if shutil.which("promtool") is None:
+        pytest.skip("needs promtool (Debian package prometheus)")
+    rules = Path(__file__).parents[1] / "contrib" / "pvectl-alerts.yml"
+    check = subprocess.run(
+        ["promtool", "check", "rules", str(rules)], capture_output=True, text=True, check=False
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "7 rules found" in check.stdout
