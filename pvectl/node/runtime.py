@@ -713,6 +713,10 @@ class NodeRuntime:
             "durability": self.config.durability.value,
             "stats": dict(self.srp.stats),
             "dropped": self.faults.dropped,
+            # for pvectl watch/exporter: token rotation before a second sample, and the
+            # recent config.db group commits (fsync) each write waited for, in ms
+            "uptime_s": (time.monotonic_ns() - self.started_ns) / 1e9,
+            "fsync_ms": [s.duration_ms for s in self.spans if s.phase is Phase.fsync][-256:],
         }
 
     def _status(self) -> QuorumStatus:
