@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import random
 
-from pvectl.cfs.dfsm import Applied, Dfsm, Failed, Mode, Send, SyncDone
+from pvectl.cfs import messages
+from pvectl.cfs.dfsm import Applied, Dfsm, Failed, Malformed, Mode, Send, SyncDone
 from pvectl.cfs.memdb import Create, MemDB, Mkdir, Operation, Write
+from pvectl.results import RingId
 
 
 class Bus:
@@ -150,3 +152,45 @@ def test_sync_done_reported_once_per_change() -> None:
     node = Dfsm(1, MemDB())
     out = node.membership_changed((1,), 5)
     assert [c for c in out if isinstance(c, SyncDone)] == [SyncDone(1, False)]
+
+
+def test_malformed_verify_is_dropped_and_counted_and_the_batch_goes_on() -> None:
+    """Finding 5: a VERIFY_REQUEST/VERIFY of the wrong size used to raise MessageError out of
+    ``deliver``; the writes delivered after it in the same batch were lost on every node."""
+    bus = Bus([1, 2, 3])
+    bus.change((1, 2, 3))
+    bus.settle()
+    epoch = bus.nodes[1].epoch
+    bad_request = messages.encode_state(messages.VERIFY_REQUEST, epoch, bus.now, b"\x01\x02\x03")
+    bad_verify = messages.encode_state(messages.VERIFY, epoch, bus.now, b"\x00" * 9)
+    bus.write(1, Create("before"))
+    bus.pending.append((2, bad_request))
+    bus.pending.append((3, bad_verify))
+    bus.write(2, Create("after"))
+    bus.settle()
+    # node 3 ignores its own VERIFY, as pmxcfs does, so it sees one malformed message
+    assert {i: node.malformed for i, node in bus.nodes.items()} == {1: 2, 2: 2, 3: 1}
+    for node in bus.nodes.values():
+        assert node.mode == Mode.SYNCED
+        assert node.memdb.lookup("before") is not None
+        assert node.memdb.lookup("after") is not None
+    assert len(bus.checksums((1, 2, 3))) == 1
+    assert not bus.failures
+    # an undecodable message is dropped the same way, and never raises
+    out = bus.nodes[1].deliver(2, b"\xff" * 7, bus.now)
+    assert out == [Malformed(2, "message shorter than its header", 3)]
+    assert bus.nodes[1].mode == Mode.SYNCED
+
+
+def test_services_log_a_malformed_store_message_once() -> None:
+    from pvectl.node.services import SERVICE_CFS, NodeServices, ServiceLog
+    from pvectl.quorum import votequorum as vq
+
+    services = NodeServices(1, vq.initial_state(vq.QuorumOptions.build([(1, 1)]), 1), MemDB())
+    services.regular_configuration((1,), RingId(1, 4), 0, 0)
+    bad = bytes([SERVICE_CFS]) + b"\0" * 8 + b"\xff\xff"
+    first = services.deliver(1, bad, 0, 0)
+    second = services.deliver(1, bad, 0, 0)
+    assert [type(o) for o in first] == [ServiceLog] and "malformed" in first[0].text  # type: ignore[union-attr]
+    assert second == []
+    assert services.store.malformed == 2

@@ -304,6 +304,14 @@ class NodeServices:
                 out.append(StoreInstalled(command))
             elif isinstance(command, dfsm.Failed):
                 out.append(ServiceLog(f"config store: {command.reason}"))
+            elif isinstance(command, dfsm.Malformed):
+                if command.count == 1:  # logged once; the rest only count (runtime stats)
+                    out.append(
+                        ServiceLog(
+                            f"config store: dropped a malformed message from node "
+                            f"{command.sender}: {command.reason} (further ones are only counted)"
+                        )
+                    )
             elif isinstance(command, dfsm.Log):
                 out.append(ServiceLog(f"config store: {command.message}"))
             elif isinstance(command, dfsm.SyncDone):
