@@ -408,7 +408,6 @@ class Srp:
         self.timeouts = self.config.timeouts(len(self.nodes))
         capacity = self.config.netmtu - codec.overhead - _MCAST_HEADROOM
         self._sendq = SendQueue(capacity)
-        self._reasm = Reassembler()
         self.state = State.OPERATIONAL
         self._started = False
         self._stopped = False
@@ -447,6 +446,7 @@ class Srp:
             "bad_packets": 0,
             "unknown_sender": 0,
         }
+        self._reasm = Reassembler(self.stats)
 
     def _reset_ring_counters(self) -> None:
         self._my_token_seq = -1
