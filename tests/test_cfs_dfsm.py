@@ -7,6 +7,7 @@ import random
 from pvectl.cfs import messages
 from pvectl.cfs.dfsm import Applied, Dfsm, Failed, Malformed, Mode, Send, SyncDone
 from pvectl.cfs.memdb import Create, MemDB, Mkdir, Operation, Write
+from pvectl.node.services import Multicast
 from pvectl.results import RingId
 
 
@@ -194,3 +195,28 @@ def test_services_log_a_malformed_store_message_once() -> None:
     assert [type(o) for o in first] == [ServiceLog] and "malformed" in first[0].text  # type: ignore[union-attr]
     assert second == []
     assert services.store.malformed == 2
+
+
+def test_oversize_write_is_refused_before_it_is_multicast() -> None:
+    """Finding 6: an 8 MB write used to travel the whole ring before EFBIG at apply time."""
+    import errno
+
+    import pytest
+
+    from pvectl.cfs.memdb import MAX_FILE_SIZE
+    from pvectl.node.services import NodeServices, StoreError
+    from pvectl.quorum import votequorum as vq
+
+    services = NodeServices(1, vq.initial_state(vq.QuorumOptions.build([(1, 1)]), 1), MemDB())
+    out = services.regular_configuration((1,), RingId(1, 4), 0, 0)
+    nodeinfo = out[0]
+    assert isinstance(nodeinfo, Multicast)
+    services.deliver(1, nodeinfo.payload, 0, 0)
+    assert services.quorum.quorate and services.store.synced
+    with pytest.raises(StoreError) as refused:
+        services.write(Write("big", 0, b"x" * (MAX_FILE_SIZE + 1)), 0, 0)
+    assert refused.value.errno_code == errno.EFBIG and "EFBIG" in str(refused.value)
+    with pytest.raises(StoreError):
+        services.write(Write("big", MAX_FILE_SIZE, b"x"), 0, 0)
+    count, fits = services.write(Write("big", 0, b"x" * MAX_FILE_SIZE), 0, 0)
+    assert count == 1 and len(fits) == 1
