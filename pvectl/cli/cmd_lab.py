@@ -603,13 +603,9 @@ def fs_put(
     """Write a file (created if missing); exits 0 only once committed at --level."""
     import sys
 
-    from pvectl.errors import ExitCode, PvectlError
     from pvectl.lab import store_access
 
-    try:
-        data = file.read_bytes() if file is not None else sys.stdin.buffer.read()
-    except OSError as exc:
-        raise PvectlError(f"{file}: {exc.strerror}", ExitCode.NO_INPUT) from exc
+    data = store_access.read_input(path, file, sys.stdin.buffer)
     write_id = store_access.write(name, node, path, "put", data, level)
     _say(f"{path}: {len(data)} bytes committed ({level}), write {write_id}")
 

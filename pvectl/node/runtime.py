@@ -135,6 +135,7 @@ class NodeRuntime:
         self.queued_ns: dict[int, int] = {}
         self.token_ns: dict[int, int] = {}
         self.left_last: tuple[int, ...] = ()
+        self.delivery_errors = 0  # deliveries whose handling raised (a bug; logged once)
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -273,22 +274,30 @@ class NodeRuntime:
             while pending:
                 batch, self.pending = pending, []
                 for command in batch:
-                    if type(command) is srp.Deliver:
-                        payload = command.payload
-                        if payload and payload[0] == bench.SERVICE_BENCH:
-                            self._bench_delivered(command.sender, payload)
-                        else:
-                            self._services(
-                                self.services.deliver(
-                                    command.sender, payload, int(time.time()), time.monotonic_ns()
-                                )
-                            )
-                    else:
-                        assert isinstance(command, srp.ConfigChange)
-                        self._config_change(command)
+                    try:
+                        self._handle_delivered(command)
+                    except Exception:  # one bad delivery must not lose the rest of the batch
+                        self.delivery_errors += 1
+                        if self.delivery_errors == 1:
+                            self.log.exception("[MAIN  ] handling a delivery failed")
                 pending = self.pending
         finally:
             self.flushing = False
+
+    def _handle_delivered(self, command: srp.Deliver | srp.ConfigChange) -> None:
+        if type(command) is srp.Deliver:
+            payload = command.payload
+            if payload and payload[0] == bench.SERVICE_BENCH:
+                self._bench_delivered(command.sender, payload)
+            else:
+                self._services(
+                    self.services.deliver(
+                        command.sender, payload, int(time.time()), time.monotonic_ns()
+                    )
+                )
+        else:
+            assert isinstance(command, srp.ConfigChange)
+            self._config_change(command)
 
     def _persist_ring_seq(self, seq: int) -> None:
         tmp = self.ring_file.with_suffix(".tmp")
@@ -711,7 +720,11 @@ class NodeRuntime:
             "store_hash": tree_hash(self.memdb),
             "coupling": self.config.coupling,
             "durability": self.config.durability.value,
-            "stats": dict(self.srp.stats),
+            "stats": {
+                **self.srp.stats,
+                "store_malformed": self.services.store.malformed,
+                "delivery_errors": self.delivery_errors,
+            },
             "dropped": self.faults.dropped,
             # for pvectl watch/exporter: token rotation before a second sample, and the
             # recent config.db group commits (fsync) each write waited for, in ms
