@@ -275,3 +275,25 @@ def test_cli_lab_run_on_a_directory_says_so(tmp_path: Path) -> None:
         assert run.code == ExitCode.NO_INPUT, run.stderr
         line = _one_line(run)  # "no such scenario file" before
         assert f"{folder}: is a directory" in line and "no such" not in line
+
+
+@pytest.mark.parametrize(
+    ("quorum", "line", "words"),
+    [
+        ("  expected_votes: -5\n", 22, "quorum.expected_votes must be an integer from 0 to"),
+        ("  expected_votes: \u0665\n", 22, "quorum.expected_votes must be an integer"),
+        ("  expected_votes: 99999999999999999999\n", 22, "from 0 to 4294967295"),
+        ("  expected_votes: 0x10\n", 22, "got '0x10'"),  # corosync reads base 10 only
+        ("  two_node: 256\n", 22, "quorum.two_node must be an integer from 0 to 255"),
+        ("  device {\n    model: net\n    votes: 99999999999\n  }\n", 24, "device.votes must be"),
+    ],
+)
+def test_quorum_numbers_are_read_as_corosync_reads_them(quorum: str, line: int, words: str) -> None:
+    from pvectl.quorum.votequorum import QuorumConfigError, QuorumOptions
+
+    text = _conf(["1", "2", "3"]).replace(
+        "  provider: corosync_votequorum\n", "  provider: corosync_votequorum\n" + quorum
+    )
+    with pytest.raises(QuorumConfigError) as caught:  # accepted before, exit 0
+        QuorumOptions.from_config(corosync_conf.parse(text, "c.conf"), "c.conf")
+    assert str(caught.value).startswith(f"c.conf:{line}: ") and words in str(caught.value)
