@@ -57,6 +57,8 @@ def resolve(name_or_path: str) -> Path:
     known = shipped()
     if name_or_path in known:
         return known[name_or_path]
+    if path.exists():
+        return path  # a directory, a device...: load() says what it is, with its exit code
     if path.suffix or os.sep in name_or_path:
         raise PvectlError(f"{name_or_path}: no such scenario file", ExitCode.NO_INPUT)
     raise PvectlError(

@@ -29,6 +29,7 @@ from pvectl.corosync_conf import Section, nodelist
 from pvectl.errors import CommandRefused, ConfigError, ExitCode
 
 DEFAULT_LMS_WINDOW_MS = 10_000
+UINT32 = 2**32 - 1  # corosync reads quorum.expected_votes, votes, device.votes as uint32
 QDEVICE_NODE_ID = 0  # votequorum's pseudo node id for the quorum device
 
 
@@ -235,20 +236,21 @@ class QuorumOptions:
         net = device.section("net") if device else None
         entries = nodelist(root, path)
 
-        def number(section: Section | None, key: str, default: int) -> int:
+        def number(section: Section | None, key: str, default: int, high: int = UINT32) -> int:
+            """As corosync reads them: decimal ASCII digits, uint32 (flags uint8)."""
             raw = section.get(key) if section else None
-            if raw is None or raw == "":
+            if section is None or raw is None or raw == "":
                 return default
-            try:
-                return int(raw, 0)
-            except ValueError:
-                raise QuorumConfigError(
-                    f"{section.name if section else ''}.{key} must be an integer, got {raw!r}",
-                    path,
-                ) from None
+            if re.fullmatch(r"[0-9]{1,20}", raw) and int(raw) <= high:
+                return int(raw)
+            raise QuorumConfigError(
+                f"{section.name}.{key} must be an integer from 0 to {high}, got {raw[:40]!r}",
+                path,
+                section.line,
+            )
 
         def flag(key: str) -> bool:
-            return number(quorum, key, 0) != 0
+            return number(quorum, key, 0, 255) != 0
 
         wfa_raw = quorum.get("wait_for_all")
         model = (device.get("model", "") or "") if device else ""
