@@ -56,6 +56,7 @@ MODULE_TIERS: dict[str, str] = {
     "test_fuse_mount": "integration",
     "test_fuzz": "unit",
     "test_hosts_and_views": "unit",
+    "test_input_hardening": "integration",
     "test_lab_compare_engines": "integration",
     "test_lab_embedded": "integration",
     "test_lab_hosts": "integration",
