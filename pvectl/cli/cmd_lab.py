@@ -99,7 +99,7 @@ def up(
     ] = Transport.knet,
     token: Annotated[int | None, typer.Option("--token", help="totem token timeout in ms.")] = None,
     two_node: Annotated[
-        bool, typer.Option("--two-node", help="quorum two_node (2 nodes only).")
+        bool, typer.Option("--two-node", help="quorum two_node (same as --quorum two_node=1).")
     ] = False,
     wait_for_all: Annotated[
         bool | None,
@@ -107,6 +107,16 @@ def up(
     ] = None,
     votes: Annotated[
         str | None, typer.Option("--votes", help="Votes per node, e.g. 1,1,2.")
+    ] = None,
+    quorum: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--quorum",
+            help="A corosync.conf quorum key, repeatable: expected_votes, two_node, "
+            "wait_for_all, last_man_standing, last_man_standing_window, auto_tie_breaker, "
+            "auto_tie_breaker_node, allow_downscale, expected_votes_tracking "
+            "(e.g. --quorum last_man_standing=1).",
+        ),
     ] = None,
     subnet: Annotated[
         str | None,
@@ -209,8 +219,11 @@ def up(
         }
     if not qdevice and (qnetd != "pvectl" or not qdevice_tls):
         raise UsageError("--qnetd and --no-qdevice-tls go with --qdevice")
+    from pvectl.lab import quorum_setup
+
     options = module.UpOptions(
         nodes=nodes,
+        quorum=quorum_setup.parse_assignments(quorum or ()),
         transport=transport.value,
         token=token,
         two_node=two_node,

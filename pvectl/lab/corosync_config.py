@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pvectl import corosync_conf
 from pvectl.corosync_conf import Section
 from pvectl.errors import UsageError
-from pvectl.lab import lab_qnetd, qdevice_lab
+from pvectl.lab import lab_qnetd, qdevice_lab, quorum_setup
 from pvectl.lab.state import LabNode
 
 MAX_NODES = 16
@@ -29,6 +29,10 @@ class UpOptions:
     qdevice_algorithm: str = "ffsplit"
     qnetd: str = "pvectl"  # pvectl (pvectl qdevice serve) | corosync (corosync-qnetd)
     qdevice_tls: bool = True
+    quorum: tuple[tuple[str, str], ...] = ()  # corosync.conf quorum keys (--quorum K=V)
+
+    def quorum_values(self) -> dict[str, str]:
+        return quorum_setup.merged(self.quorum, self.two_node, self.wait_for_all)
 
 
 def build_conf(
@@ -65,11 +69,7 @@ def build_conf(
                 },
             )
         )
-    quorum = Section("quorum", {"provider": "corosync_votequorum"})
-    if options.two_node:
-        quorum.values["two_node"] = "1"
-    if options.wait_for_all is not None:
-        quorum.values["wait_for_all"] = "1" if options.wait_for_all else "0"
+    quorum = quorum_setup.quorum_section(options.quorum_values())
     totem = Section(
         "totem",
         {
@@ -112,8 +112,13 @@ def check_options(options: UpOptions) -> None:
         raise UsageError("--votes: each value must be between 0 and 255")
     if options.token is not None and not 100 <= options.token <= 600_000:
         raise UsageError(f"--token must be 100..600000 ms, got {options.token}")
-    if options.two_node and options.nodes != 2:
-        raise UsageError("--two-node needs exactly 2 nodes")
+    votes = options.votes or (1,) * options.nodes
+    device = (
+        lab_qnetd.device_section("127.0.0.1", options.qdevice_algorithm, options.qdevice_tls)
+        if options.qdevice
+        else None
+    )
+    quorum_setup.startup_check(list(enumerate(votes, start=1)), options.quorum_values(), device)
     if options.qdevice:
         qdevice_lab.check(options.nodes, options.votes, options.qdevice_algorithm, options.two_node)
         lab_qnetd.check_kind(options.qnetd)

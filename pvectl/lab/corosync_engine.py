@@ -251,6 +251,7 @@ def _up(name: str, options: UpOptions, report: Report) -> LabState:
             "token": options.token,
             "two_node": options.two_node,
             "wait_for_all": options.wait_for_all,
+            "quorum": options.quorum_values(),
             "votes": list(votes),
         },
         created=datetime.now(UTC).isoformat(timespec="seconds"),

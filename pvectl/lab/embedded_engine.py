@@ -30,7 +30,7 @@ import pvectl.lab.lab_qnetd as lab_qnetd
 from pvectl import corosync_conf
 from pvectl.corosync_conf import Section
 from pvectl.errors import CommandRefused, ExitCode, PvectlError, TargetUnavailable, UsageError
-from pvectl.lab import fuse_mounts, views
+from pvectl.lab import fuse_mounts, quorum_setup, views
 from pvectl.lab import state as lab_state
 from pvectl.lab.node_access import access
 from pvectl.lab.state import LabNode, LabState
@@ -76,6 +76,16 @@ class UpOptions:
     qdevice_algorithm: str = "ffsplit"
     qnetd: str = "pvectl"  # pvectl (pvectl qdevice serve) | corosync (corosync-qnetd, root)
     qdevice_tls: bool = True
+    quorum: tuple[tuple[str, str], ...] = ()  # corosync.conf quorum keys (--quorum K=V)
+
+    def quorum_values(self) -> dict[str, str]:
+        return quorum_setup.merged(
+            self.quorum,
+            self.two_node,
+            self.wait_for_all,
+            self.last_man_standing,
+            self.auto_tie_breaker,
+        )
 
 
 def available() -> bool:
@@ -89,8 +99,6 @@ def check_options(options: UpOptions) -> None:
         raise UsageError(f"--votes lists {len(options.votes)} values for {options.nodes} nodes")
     if any(v < 0 for v in options.votes):
         raise UsageError("votes cannot be negative")
-    if options.two_node and options.nodes != 2:
-        raise UsageError("--two-node needs exactly 2 nodes")
     if options.token is not None and options.token < 50:
         raise UsageError("--token is in milliseconds and must be at least 50")
     if options.netmtu is not None and not MIN_NETMTU <= options.netmtu <= MAX_NETMTU:
@@ -122,6 +130,13 @@ def check_options(options: UpOptions) -> None:
         raise UsageError(f"--port must be in 1..{65535 - MAX_NODES}")
     if options.qdevice and options.hosts:
         raise UsageError("--qdevice runs a local qnetd: it is not available with --host yet")
+    votes = options.votes or (1,) * options.nodes
+    device = (
+        lab_qnetd.device_section("127.0.0.1", options.qdevice_algorithm, options.qdevice_tls)
+        if options.qdevice
+        else None
+    )
+    quorum_setup.startup_check(list(enumerate(votes, start=1)), options.quorum_values(), device)
     if options.qdevice:
         embedded_qnetd.check(
             options.nodes, options.votes, options.qdevice_algorithm, options.two_node, options.qnetd
@@ -192,17 +207,7 @@ def build_conf(
         if node.port != PORT:
             values["pvectl_port"] = str(node.port)
         nodelist.children.append(Section("node", values))
-    quorum = Section("quorum", {"provider": "corosync_votequorum"})
-    if options.two_node:
-        quorum.values["two_node"] = "1"
-    if options.wait_for_all is not None:
-        quorum.values["wait_for_all"] = "1" if options.wait_for_all else "0"
-    if options.last_man_standing:
-        quorum.values["last_man_standing"] = "1"
-    if options.auto_tie_breaker:
-        quorum.values["auto_tie_breaker"] = "1"
-    if device is not None:
-        quorum.children.append(device)
+    quorum = quorum_setup.quorum_section(options.quorum_values(), device)
     extra = Section("pvectl", {"coupling": options.coupling, "durability": options.durability})
     if authkey is not None:
         extra.values["authkey"] = str(authkey)
@@ -362,6 +367,7 @@ def up(name: str, options: UpOptions, report: Report = _quiet) -> LabState:
             "token": options.token,
             "two_node": options.two_node,
             "wait_for_all": options.wait_for_all,
+            "quorum": options.quorum_values(),
             "votes": [n.votes for n in nodes],
             "durability": options.durability,
             "coupling": options.coupling,

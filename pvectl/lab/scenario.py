@@ -259,8 +259,6 @@ def _parse_up(src: _Source, node: yaml.Node, value: object) -> UpSpec:
         if "qdevice" in value
         else False,
     )
-    if spec.two_node and nodes != 2:
-        raise src.error(_line(at("two_node")), "two_node needs exactly 2 nodes")
     return spec
 
 
