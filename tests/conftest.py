@@ -61,6 +61,8 @@ MODULE_TIERS: dict[str, str] = {
     "test_lab_hosts": "integration",
     "test_lab_hosts_pure": "unit",
     "test_lab_pure": "unit",
+    "test_lab_quorum_compare": "integration",
+    "test_lab_quorum_reach": "unit",
     "test_lab_qdevice": "integration",
     "test_lab_scenario": "integration",
     "test_lab_state_private": "integration",

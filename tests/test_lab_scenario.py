@@ -183,7 +183,8 @@ def test_cli_unknown_step_names_the_line(tmp_path: Path) -> None:
         assert run.code == ExitCode.DATA, run.stderr
         assert run.stderr.strip() == (
             f"pvectl: error: {bad}:4: unknown step 'smash' "
-            "(known: kill, stop, start, pause, partition, heal, expected, wait, expect)"
+            "(known: kill, stop, start, pause, partition, heal, expected, wait, expect, "
+            "qdevice, qnetd)"
         )
 
 

@@ -118,6 +118,14 @@ def up(
             "(e.g. --quorum last_man_standing=1).",
         ),
     ] = None,
+    start: Annotated[
+        str | None,
+        typer.Option(
+            "--start",
+            help="Only these nodes start (e.g. 1,2); the others stay down until 'lab start' "
+            "(a cold start of a subset, what wait_for_all is about).",
+        ),
+    ] = None,
     subnet: Annotated[
         str | None,
         typer.Option("--subnet", help="The lab's /24 (default: a free one in 10.99.0.0/16)."),
@@ -145,6 +153,18 @@ def up(
     qdevice_algorithm: Annotated[
         str, typer.Option("--qdevice-algorithm", help="ffsplit (default) or lms.")
     ] = "ffsplit",
+    qdevice_votes: Annotated[
+        int | None,
+        typer.Option("--qdevice-votes", help="quorum.device.votes (default: as pvecm writes it)."),
+    ] = None,
+    qdevice_start: Annotated[
+        str,
+        typer.Option(
+            "--qdevice-start",
+            help="yes (default) or no: configured, but the qdevice daemons wait for "
+            "'lab qdevice start'.",
+        ),
+    ] = "yes",
     netmtu: Annotated[
         int | None,
         typer.Option(
@@ -219,11 +239,16 @@ def up(
         }
     if not qdevice and (qnetd != "pvectl" or not qdevice_tls):
         raise UsageError("--qnetd and --no-qdevice-tls go with --qdevice")
+    if qdevice_start not in ("yes", "no"):
+        raise UsageError(f"--qdevice-start takes yes or no, not {qdevice_start!r}")
+    if not qdevice and (qdevice_start != "yes" or qdevice_votes is not None):
+        raise UsageError("--qdevice-start and --qdevice-votes go with --qdevice")
     from pvectl.lab import quorum_setup
 
     options = module.UpOptions(
         nodes=nodes,
         quorum=quorum_setup.parse_assignments(quorum or ()),
+        start=quorum_setup.parse_ids(start),
         transport=transport.value,
         token=token,
         two_node=two_node,
@@ -235,7 +260,16 @@ def up(
             if chosen == "embedded"
             else {}
         ),
-        **({"qdevice": True, "qdevice_algorithm": qdevice_algorithm} if qdevice else {}),
+        **(
+            {
+                "qdevice": True,
+                "qdevice_algorithm": qdevice_algorithm,
+                "qdevice_start": qdevice_start == "yes",
+                "qdevice_votes": qdevice_votes,
+            }
+            if qdevice
+            else {}
+        ),
         **({"qnetd": qnetd, "qdevice_tls": qdevice_tls} if qdevice else {}),
         **on_hosts,
     )
@@ -398,6 +432,20 @@ def qnetd_command(
     """Stop or start the lab's qnetd (lab up N --qdevice): rehearse "qnetd down"."""
     module = engines.for_lab(lab_state.check_lab_name(name))
     _say(f"lab {name!r}: " + module.qnetd_action(name, action))
+
+
+@lab_app.command("qdevice")
+def qdevice_command(
+    action: Annotated[str, typer.Argument(help="start or stop.", show_default=False)],
+    node: Annotated[
+        int | None, typer.Argument(help="Only this node (default: every node).")
+    ] = None,
+    name: NameOption = "default",
+) -> None:
+    """Start or stop the qdevice daemons of the nodes (lab up N --qdevice): rehearse a
+    QDevice added after the nodes, or one node's corosync-qdevice down."""
+    module = engines.for_lab(lab_state.check_lab_name(name))
+    _say(f"lab {name!r}: " + module.qdevice_action(name, action, node))
 
 
 @lab_app.command(

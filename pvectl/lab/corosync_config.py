@@ -30,6 +30,9 @@ class UpOptions:
     qnetd: str = "pvectl"  # pvectl (pvectl qdevice serve) | corosync (corosync-qnetd)
     qdevice_tls: bool = True
     quorum: tuple[tuple[str, str], ...] = ()  # corosync.conf quorum keys (--quorum K=V)
+    start: tuple[int, ...] = ()  # the nodes 'up' starts (empty: all)
+    qdevice_start: bool = True  # False: corosync-qdevice waits for 'lab qdevice start'
+    qdevice_votes: int | None = None  # quorum.device.votes (None: as pvecm writes it)
 
     def quorum_values(self) -> dict[str, str]:
         return quorum_setup.merged(self.quorum, self.two_node, self.wait_for_all)
@@ -94,9 +97,10 @@ def build_conf(
     if options.token is not None:
         totem.values["token"] = str(options.token)
     if options.qdevice and subnet is not None:
-        quorum.children.append(
-            qdevice_lab.device_section(subnet, options.qdevice_algorithm, options.qdevice_tls)
-        )
+        device = qdevice_lab.device_section(subnet, options.qdevice_algorithm, options.qdevice_tls)
+        if options.qdevice_votes is not None:
+            device.values["votes"] = str(options.qdevice_votes)
+        quorum.children.append(device)
     root.children.extend([logging, nodelist, quorum, totem])
     return corosync_conf.dump(root)
 
@@ -118,6 +122,9 @@ def check_options(options: UpOptions) -> None:
         if options.qdevice
         else None
     )
+    if device is not None and options.qdevice_votes is not None:
+        device.values["votes"] = str(options.qdevice_votes)
+    quorum_setup.check_start(options.start, tuple(range(1, options.nodes + 1)))
     quorum_setup.startup_check(list(enumerate(votes, start=1)), options.quorum_values(), device)
     if options.qdevice:
         qdevice_lab.check(options.nodes, options.votes, options.qdevice_algorithm, options.two_node)

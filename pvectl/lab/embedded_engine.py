@@ -77,6 +77,9 @@ class UpOptions:
     qnetd: str = "pvectl"  # pvectl (pvectl qdevice serve) | corosync (corosync-qnetd, root)
     qdevice_tls: bool = True
     quorum: tuple[tuple[str, str], ...] = ()  # corosync.conf quorum keys (--quorum K=V)
+    start: tuple[int, ...] = ()  # the nodes 'up' starts (empty: all)
+    qdevice_start: bool = True  # False: the qdevice clients wait for 'lab qdevice start'
+    qdevice_votes: int | None = None  # quorum.device.votes (None: as pvecm writes it)
 
     def quorum_values(self) -> dict[str, str]:
         return quorum_setup.merged(
@@ -136,7 +139,10 @@ def check_options(options: UpOptions) -> None:
         if options.qdevice
         else None
     )
+    if device is not None and options.qdevice_votes is not None:
+        device.values["votes"] = str(options.qdevice_votes)
     quorum_setup.startup_check(list(enumerate(votes, start=1)), options.quorum_values(), device)
+    quorum_setup.check_start(options.start, tuple(range(1, options.nodes + 1)))
     if options.qdevice:
         embedded_qnetd.check(
             options.nodes, options.votes, options.qdevice_algorithm, options.two_node, options.qnetd
@@ -395,18 +401,24 @@ def up(name: str, options: UpOptions, report: Report = _quiet) -> LabState:
                     options.qdevice_tls,
                 )
                 qnetd = lab_qnetd.start(qnetd)
+                if options.qdevice_votes is not None:
+                    device.values["votes"] = str(options.qdevice_votes)
                 state = replace(state, options={**state.options, "qdevice": qnetd})
                 lab_state.save(state)
                 report(f"lab {name!r}: {lab_qnetd.describe(qnetd)}")
             conf = build_conf(state, options, authkey, device)
             (directory / "corosync.conf").write_text(conf, encoding="utf-8")
+        want = options.start or tuple(n.node_id for n in nodes)
         for node in nodes:
-            state = _start_process(state, node.node_id)
-        for node in state.nodes:
+            if options.qdevice and not options.qdevice_start:
+                _set_qdevice_enabled(node, False)
+            if node.node_id in want:
+                state = _start_process(state, node.node_id)
+        started_nodes = [n for n in state.nodes if n.node_id in want]
+        for node in started_nodes:
             _wait_control(node, 20.0)
-        want = tuple(n.node_id for n in nodes)
         ok = wait_until(
-            lambda: all(membership(n) == want for n in state.nodes), options.wait_timeout
+            lambda: all(membership(n) == want for n in started_nodes), options.wait_timeout
         )
         if not ok:
             where = "on its hosts" if options.hosts else f"(logs: {directory}/node*/node.log)"
@@ -422,7 +434,7 @@ def up(name: str, options: UpOptions, report: Report = _quiet) -> LabState:
                 raise PvectlError(f"{exc}; and then: {cleanup}", ExitCode.UNAVAILABLE) from exc
         raise
     elapsed = time.monotonic() - started
-    _import_corosync_conf(state)
+    _import_corosync_conf(state, patient=not options.start)
     if options.hosts:
         places = ", ".join(f"{n.node_id}@{n.host} ({n.address}:{n.port})" for n in state.nodes)
         report(
@@ -437,21 +449,25 @@ def up(name: str, options: UpOptions, report: Report = _quiet) -> LabState:
     return state
 
 
-def _import_corosync_conf(state: LabState) -> None:
+def _import_corosync_conf(state: LabState, patient: bool = True) -> None:
     """pmxcfs imports corosync.conf into its database on first start; the lab does the
-    same through node 1, so every node's store holds it as ``/corosync.conf``."""
+    same through node 1, so every node's store holds it as ``/corosync.conf``. A lab
+    started on a subset (``--start``) may not be quorate yet: then the import is skipped
+    (not ``patient``) rather than failing ``lab up``."""
     conf = Path(state.state_dir) / "corosync.conf"
     if any(n.host for n in state.nodes) or not conf.is_file():
         return  # labs on hosts: their nodes hold the file, not this machine
     node = first_running(state)
     data = base64.b64encode(conf.read_bytes()).decode()
-    deadline = time.monotonic() + 10.0
+    deadline = time.monotonic() + (10.0 if patient else 2.0)
     while True:  # right after the ring formed, quorum may still be being computed
         try:
             _call(node, "write", timeout=10.0, path="corosync.conf", data=data, op="put")
             return
         except PvectlError:
             if time.monotonic() > deadline:
+                if not patient:
+                    return
                 raise
             time.sleep(0.1)
 
@@ -744,6 +760,38 @@ def exec_in_node(name: str, node_id: int, argv: Sequence[str]) -> int:
 def qnetd_action(name: str, action: str) -> str:
     """Stop or start the lab's qnetd (rehearse "qnetd down")."""
     return lab_qnetd.lab_action(load_running(name), action)
+
+
+def _set_qdevice_enabled(node: LabNode, enabled: bool) -> None:
+    """A node's qdevice client starts with the node unless its marker file says not."""
+    from pvectl.node.runtime import QDEVICE_DISABLED
+
+    marker = Path(node.dir) / QDEVICE_DISABLED
+    if enabled:
+        marker.unlink(missing_ok=True)
+    else:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+
+
+def qdevice_action(name: str, action: str, node_id: int | None = None) -> str:
+    """Start or stop the qdevice clients (all nodes, or one): as ``systemctl start|stop
+    corosync-qdevice``, it also decides whether a node started later runs one."""
+    if action not in ("start", "stop"):
+        raise UsageError(f"lab qdevice takes start or stop, not {action!r}")
+    state = load_running(name)
+    if not state.options.get("qdevice"):
+        raise CommandRefused(f"lab {name!r} has no QDevice (lab up N --qdevice)")
+    targets = [state.node(node_id)] if node_id is not None else list(state.nodes)
+    changed = []
+    for node in targets:
+        _set_qdevice_enabled(node, action == "start")
+        if node_pid(node) is not None:
+            _call(node, "qdevice_daemon", action=action)
+            changed.append(node.node_id)
+    done = "started" if action == "start" else "stopped"
+    where = ",".join(map(str, changed)) or "none running"
+    return f"qdevice client {done} on node(s) {where}"
 
 
 def view(name: str) -> LabView:

@@ -100,3 +100,24 @@ def startup_check(
 def flag(values: Mapping[str, str], key: str) -> bool:
     raw = values.get(key)
     return raw is not None and vq.quorum_value(key, raw) != 0
+
+
+def check_start(start: Sequence[int], node_ids: Sequence[int]) -> None:
+    """``--start IDS``: node ids of the lab, each once."""
+    for node_id in start:
+        if node_id not in node_ids:
+            raise UsageError(
+                f"--start: the lab has no node {node_id} (nodes: {', '.join(map(str, node_ids))})"
+            )
+    if len(set(start)) != len(start):
+        raise UsageError("--start lists a node twice")
+
+
+def parse_ids(text: str | None) -> tuple[int, ...]:
+    """``1,2`` (or ``1 2``) as node ids."""
+    if not text:
+        return ()
+    try:
+        return tuple(int(part) for part in text.replace(",", " ").split())
+    except ValueError as exc:
+        raise UsageError(f"{text!r}: give node ids separated by commas, e.g. 1,2") from exc
