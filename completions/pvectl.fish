@@ -147,6 +147,8 @@ complete -c pvectl -n '__pvectl_at \'lab up\'' -l two-node -d 'quorum two_node (
 complete -c pvectl -n '__pvectl_at \'lab up\'' -l wait-for-all -l no-wait-for-all -d 'quorum wait_for_all.'
 complete -c pvectl -n '__pvectl_at \'lab up\'' -l votes -x -d 'Votes per node, e.g. 1,1,2.'
 complete -c pvectl -n '__pvectl_at \'lab up\'' -l quorum -x -d 'A corosync.conf quorum key, repeatable: expected_votes, two_node, wait_for_all, last_man_standing, last_man_standing_window, auto_tie_breaker, auto_tie_breaker_node, allow_downscale, expected_votes_tracking (e.g. --quorum last_man_standing=1).'
+complete -c pvectl -n '__pvectl_at \'lab up\'' -l config -r -F -d 'Rehearse this corosync.conf: its nodelist (ids, names, votes), quorum (device included) and totem timing; the addresses are the lab\'s own.'
+complete -c pvectl -n '__pvectl_at \'lab up\'' -l from-host -x -d 'Like --config, with the corosync.conf of a cluster node read over SSH ([user@]host[:port]; /etc/pve/corosync.conf, else /etc/corosync/corosync.conf).'
 complete -c pvectl -n '__pvectl_at \'lab up\'' -l start -x -d 'Only these nodes start (e.g. 1,2); the others stay down until \'lab start\' (a cold start of a subset, what wait_for_all is about).'
 complete -c pvectl -n '__pvectl_at \'lab up\'' -l subnet -x -d 'The lab\'s /24 (default: a free one in 10.99.0.0/16).'
 complete -c pvectl -n '__pvectl_at \'lab up\'' -l durability -x -d 'Embedded config store: fsync or wal-normal.'

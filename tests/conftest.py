@@ -60,6 +60,7 @@ MODULE_TIERS: dict[str, str] = {
     "test_lab_embedded": "integration",
     "test_lab_hosts": "integration",
     "test_lab_hosts_pure": "unit",
+    "test_lab_from_host": "integration",
     "test_lab_pure": "unit",
     "test_lab_quorum_compare": "integration",
     "test_lab_quorum_reach": "unit",

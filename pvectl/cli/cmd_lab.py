@@ -83,7 +83,12 @@ def _ring_text(change: object) -> str:
 
 @lab_app.command()
 def up(
-    nodes: Annotated[int, typer.Argument(help="Number of nodes (1-16).", show_default=False)],
+    nodes: Annotated[
+        int | None,
+        typer.Argument(
+            help="Number of nodes (1-16); omitted with --config/--from-host.", show_default=False
+        ),
+    ] = None,
     engine: Annotated[
         EngineChoice | None,
         typer.Option(
@@ -116,6 +121,22 @@ def up(
             "wait_for_all, last_man_standing, last_man_standing_window, auto_tie_breaker, "
             "auto_tie_breaker_node, allow_downscale, expected_votes_tracking "
             "(e.g. --quorum last_man_standing=1).",
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="Rehearse this corosync.conf: its nodelist (ids, names, votes), quorum "
+            "(device included) and totem timing; the addresses are the lab's own.",
+        ),
+    ] = None,
+    from_host: Annotated[
+        str | None,
+        typer.Option(
+            "--from-host",
+            help="Like --config, with the corosync.conf of a cluster node read over SSH "
+            "([user@]host[:port]; /etc/pve/corosync.conf, else /etc/corosync/corosync.conf).",
         ),
     ] = None,
     start: Annotated[
@@ -243,17 +264,31 @@ def up(
         raise UsageError(f"--qdevice-start takes yes or no, not {qdevice_start!r}")
     if not qdevice and (qdevice_start != "yes" or qdevice_votes is not None):
         raise UsageError("--qdevice-start and --qdevice-votes go with --qdevice")
-    from pvectl.lab import quorum_setup
+    from pvectl.lab import conf_import, quorum_setup
 
+    if config is not None and from_host is not None:
+        raise UsageError("--config and --from-host both name a corosync.conf: give one")
+    imported = None
+    if config is not None:
+        imported = conf_import.read_file(config)
+    elif from_host is not None:
+        imported = conf_import.read_from_host(from_host, accept_new_host_key, connect_timeout)
+    cluster = conf_import.up_fields(
+        imported,
+        nodes,
+        quorum_setup.parse_assignments(quorum or ()),
+        _parse_votes(votes),
+        qdevice,
+        token,
+    )
+    if imported is not None:
+        _say(f"lab {name!r}: rehearsing {imported.source} ({imported.cluster_name})")
     options = module.UpOptions(
-        nodes=nodes,
-        quorum=quorum_setup.parse_assignments(quorum or ()),
+        **cluster,
         start=quorum_setup.parse_ids(start),
         transport=transport.value,
-        token=token,
         two_node=two_node,
         wait_for_all=wait_for_all,
-        votes=_parse_votes(votes),
         subnet=subnet,
         **(
             {"durability": durability, "coupling": coupling, "netmtu": netmtu}

@@ -33,6 +33,15 @@ class UpOptions:
     start: tuple[int, ...] = ()  # the nodes 'up' starts (empty: all)
     qdevice_start: bool = True  # False: corosync-qdevice waits for 'lab qdevice start'
     qdevice_votes: int | None = None  # quorum.device.votes (None: as pvecm writes it)
+    node_ids: tuple[int, ...] = ()  # as a corosync.conf writes them (default: 1..N)
+    names: tuple[str, ...] = ()  # node names (default: nodeID)
+    totem: tuple[tuple[str, str], ...] = ()  # totem timing keys taken from a corosync.conf
+
+    def ids(self) -> tuple[int, ...]:
+        return self.node_ids or tuple(range(1, self.nodes + 1))
+
+    def name_of(self, index: int) -> str:
+        return self.names[index] if self.names else f"node{self.ids()[index]}"
 
     def quorum_values(self) -> dict[str, str]:
         return quorum_setup.merged(self.quorum, self.two_node, self.wait_for_all)
@@ -94,6 +103,7 @@ def build_conf(
                 "crypto_hash": "none",
             }
         )
+    totem.values.update(dict(options.totem))
     if options.token is not None:
         totem.values["token"] = str(options.token)
     if options.qdevice and subnet is not None:
@@ -124,8 +134,12 @@ def check_options(options: UpOptions) -> None:
     )
     if device is not None and options.qdevice_votes is not None:
         device.values["votes"] = str(options.qdevice_votes)
-    quorum_setup.check_start(options.start, tuple(range(1, options.nodes + 1)))
-    quorum_setup.startup_check(list(enumerate(votes, start=1)), options.quorum_values(), device)
+    if options.node_ids and len(options.node_ids) != options.nodes:
+        raise UsageError(f"{len(options.node_ids)} node ids for {options.nodes} nodes")
+    quorum_setup.check_start(options.start, options.ids())
+    quorum_setup.startup_check(
+        list(zip(options.ids(), votes, strict=True)), options.quorum_values(), device
+    )
     if options.qdevice:
         qdevice_lab.check(options.nodes, options.votes, options.qdevice_algorithm, options.two_node)
         lab_qnetd.check_kind(options.qnetd)

@@ -228,14 +228,14 @@ def _up(name: str, options: UpOptions, report: Report) -> LabState:
     votes = options.votes or (1,) * options.nodes
     nodes = tuple(
         LabNode(
-            node_id=i,
-            name=f"node{i}",
-            namespace=netns.node_namespace(name, i),
-            address=str(hosts[i - 1]),
-            dir=str(directory / f"node{i}"),
-            votes=votes[i - 1],
+            node_id=node_id,
+            name=options.name_of(index),
+            namespace=netns.node_namespace(name, node_id),
+            address=str(hosts[index]),
+            dir=str(directory / f"node{node_id}"),
+            votes=votes[index],
         )
-        for i in range(1, options.nodes + 1)
+        for index, node_id in enumerate(options.ids())
     )
     state = LabState(
         name=name,

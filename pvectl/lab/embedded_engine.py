@@ -80,6 +80,15 @@ class UpOptions:
     start: tuple[int, ...] = ()  # the nodes 'up' starts (empty: all)
     qdevice_start: bool = True  # False: the qdevice clients wait for 'lab qdevice start'
     qdevice_votes: int | None = None  # quorum.device.votes (None: as pvecm writes it)
+    node_ids: tuple[int, ...] = ()  # as a corosync.conf writes them (default: 1..N)
+    names: tuple[str, ...] = ()  # node names (default: nodeID)
+    totem: tuple[tuple[str, str], ...] = ()  # totem timing keys taken from a corosync.conf
+
+    def ids(self) -> tuple[int, ...]:
+        return self.node_ids or tuple(range(1, self.nodes + 1))
+
+    def name_of(self, index: int) -> str:
+        return self.names[index] if self.names else f"node{self.ids()[index]}"
 
     def quorum_values(self) -> dict[str, str]:
         return quorum_setup.merged(
@@ -141,8 +150,14 @@ def check_options(options: UpOptions) -> None:
     )
     if device is not None and options.qdevice_votes is not None:
         device.values["votes"] = str(options.qdevice_votes)
-    quorum_setup.startup_check(list(enumerate(votes, start=1)), options.quorum_values(), device)
-    quorum_setup.check_start(options.start, tuple(range(1, options.nodes + 1)))
+    if options.node_ids and len(options.node_ids) != options.nodes:
+        raise UsageError(f"{len(options.node_ids)} node ids for {options.nodes} nodes")
+    if options.hosts and options.node_ids:
+        raise UsageError("node ids from a corosync.conf are for loopback labs (not --host)")
+    quorum_setup.startup_check(
+        list(zip(options.ids(), votes, strict=True)), options.quorum_values(), device
+    )
+    quorum_setup.check_start(options.start, options.ids())
     if options.qdevice:
         embedded_qnetd.check(
             options.nodes, options.votes, options.qdevice_algorithm, options.two_node, options.qnetd
@@ -198,6 +213,7 @@ def build_conf(
             "token_coefficient": "125",  # as Proxmox writes it, and as the corosync lab does
         },
     )
+    totem.values.update(dict(options.totem))
     if options.token is not None:
         totem.values["token"] = str(options.token)
     if options.netmtu is not None:
@@ -478,14 +494,14 @@ def _plan_on_loopback(directory: Path, options: UpOptions) -> tuple[LabNode, ...
     votes = options.votes or (1,) * options.nodes
     return tuple(
         LabNode(
-            node_id=i,
-            name=f"node{i}",
+            node_id=node_id,
+            name=options.name_of(index),
             namespace="",
-            address=str(hosts[i - 1]),
-            dir=str(directory / f"node{i}"),
-            votes=votes[i - 1],
+            address=str(hosts[index]),
+            dir=str(directory / f"node{node_id}"),
+            votes=votes[index],
         )
-        for i in range(1, options.nodes + 1)
+        for index, node_id in enumerate(options.ids())
     )
 
 

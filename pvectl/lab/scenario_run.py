@@ -268,7 +268,7 @@ def run(scenario: sc.Scenario, engine: str, lab: str, report: Report = _quiet) -
         )
         report(f"[{engine}] up: {scenario.up.nodes} nodes in {up_seconds:.2f} s")
         for index, step in enumerate(scenario.steps, start=1):
-            result = _step(module, lab, index, step)
+            result = _step(module, lab, index, step, late_votes=scenario.up.qdevice)
             result = dataclasses.replace(result, disagreements=sc.disagreements(result.nodes))
             results.append(result)
             report(
@@ -308,8 +308,13 @@ def _brief(result: sc.StepResult) -> str:
     return "; ".join(parts) or "done"
 
 
-def _step(module: ModuleType, lab: str, index: int, step: sc.Step) -> sc.StepResult:
+def _step(
+    module: ModuleType, lab: str, index: int, step: sc.Step, late_votes: bool = False
+) -> sc.StepResult:
+    """``late_votes``: a QDevice's vote follows a ring change only once qnetd answered,
+    so the views must hold for ``STABLE_WINDOW`` before the step counts as settled."""
     started = time.monotonic()
+    hold = STABLE_WINDOW if late_votes else 0.0
     action = step.action
     node = step.node or 0
 
@@ -317,7 +322,7 @@ def _step(module: ModuleType, lab: str, index: int, step: sc.Step) -> sc.StepRes
         extra: Callable[[list[sc.NodeState]], bool] = lambda _: True,
         dropped_after: float | None = None,
     ) -> sc.StepResult:
-        seconds, views = wait_settled(module, lab, started, extra)
+        seconds, views = wait_settled(module, lab, started, extra, window=hold)
         error = None if seconds is not None else f"views had not settled after {SETTLE_TIMEOUT:g} s"
         return sc.StepResult(
             index,

@@ -17,7 +17,6 @@ import logging
 import os
 import re
 import signal
-import sys
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -105,12 +104,12 @@ class NodeRuntime:
         self.memdb = mdb.MemDB()
         self.backing = BackingStore(self.state_dir / "config.db", self.config.durability)
         self.memdb.load(self.backing.load())
-        self.ev_tracking_file = self.state_dir / "ev_tracking"
-        self.ev_tracking_saved = self._load_ev_tracking()
+        # expected_votes_tracking's barrier is not carried over a restart: corosync 3.1
+        # closes its ev_tracking file after reading it at start, so every later update
+        # fails ("Unable to update ev_tracking_barrier on disk data") and a node always
+        # starts from the value first written, 0
         self.services = NodeServices(
-            self.node_id,
-            vq.initial_state(self.config.quorum, self.node_id, self.ev_tracking_saved),
-            self.memdb,
+            self.node_id, vq.initial_state(self.config.quorum, self.node_id), self.memdb
         )
         self.timers: dict[srp.TimerKind, asyncio.TimerHandle] = {}
         self.lms_timer: asyncio.TimerHandle | None = None
@@ -152,26 +151,6 @@ class NodeRuntime:
         except ValueError:
             self.log.warning("ignoring a corrupt ring id file %s", self.ring_file)
             return 0
-
-    def _load_ev_tracking(self) -> int:
-        """expected_votes_tracking's barrier survives restarts, as corosync's
-        ``state_dir/ev_tracking`` (a native uint32) does."""
-        if not self.config.quorum.expected_votes_tracking:
-            return 0
-        try:
-            raw = self.ev_tracking_file.read_bytes()
-        except FileNotFoundError:
-            return 0
-        return int.from_bytes(raw[:4], sys.byteorder) if len(raw) >= 4 else 0
-
-    def _persist_ev_tracking(self) -> None:
-        barrier = self.services.quorum.ev_tracking_barrier
-        if not self.config.quorum.expected_votes_tracking or barrier == self.ev_tracking_saved:
-            return
-        tmp = self.ev_tracking_file.with_suffix(".tmp")
-        tmp.write_bytes(barrier.to_bytes(4, sys.byteorder))
-        os.replace(tmp, self.ev_tracking_file)
-        self.ev_tracking_saved = barrier
 
     async def run(self) -> None:
         peers = {p.node_id: (p.address, p.port) for p in self.config.peers}
@@ -416,7 +395,6 @@ class NodeRuntime:
                 self._check_all_level_writes()
             elif isinstance(output, ServiceLog):
                 self.log.info("[PVECFS] %s", output.text)
-        self._persist_ev_tracking()
 
     def _log_quorum(self, change: QuorumChanged) -> None:
         if self.qdevice is not None:
