@@ -98,7 +98,12 @@ def test_two_node_on_three_nodes_is_accepted_as_corosync_does() -> None:
             "configuration error: auto_tie_breaker & last_man_standing not available in odd "
             "sized cluster",
         ),
-        ((("last_man_standing", "on"),), 3, 78, 'Value of key "last_man_standing" is expected'),
+        (
+            (("last_man_standing", "on"),),
+            3,
+            78,
+            'Value of key "quorum.last_man_standing" is expected',
+        ),
         ((("expected_votes", "-1"),), 3, 78, "integer in range (0..4294967295)"),
     ],
 )

@@ -164,7 +164,7 @@ def test_scenario_reach_keys() -> None:
         (
             "up:\n  nodes: 3\n  quorum:\n    two_node: 300\nsteps: [heal]\n",
             4,
-            'Value of key "two_node" is expected to be integer in range (0..255)',
+            'Value of key "quorum.two_node" is expected to be integer in range (0..255)',
         ),
         ("up: {nodes: 3, start: [4]}\nsteps: [heal]\n", 1, "start lists a node above 3"),
         ("up: {nodes: 3, qdevice: {algo: lms}}\nsteps: [heal]\n", 1, "unknown key 'algo'"),

@@ -318,7 +318,7 @@ def quorum_value(key: str, raw: str, path: str = "", line: int = 0) -> int | str
         value = -1
     if not 0 <= value <= high:
         raise QuorumConfigError(
-            f'Value of key "{key}" is expected to be integer in range (0..{high}), '
+            f'Value of key "quorum.{key}" is expected to be integer in range (0..{high}), '
             f'but "{raw}" was given',
             path,
             line,
