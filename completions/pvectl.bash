@@ -5,7 +5,7 @@ _pvectl_subcommands() {
     case "$1" in
         "") echo "status nodes expected sync-trace perf check watch exporter quorum lab qdevice" ;;
         "quorum") echo "what-if" ;;
-        "lab") echo "up down ls kill stop start pause partition heal loss slow-disk qnetd exec mount umount compare run fs" ;;
+        "lab") echo "up down ls kill stop start pause partition heal loss slow-disk qnetd qdevice exec mount umount compare run fs" ;;
         "lab fs") echo "ls cat put mkdir rm" ;;
         "qdevice") echo "serve clients setup remove status certs" ;;
         "qdevice certs") echo "init sign" ;;
@@ -26,7 +26,7 @@ _pvectl_options() {
         "quorum") echo "-h --help --debug" ;;
         "quorum what-if") echo "--nodes --votes --two-node --qdevice --last-man-standing --auto-tie-breaker --wait-for-all --no-wait-for-all --config --output-format -h --help --debug" ;;
         "lab") echo "-h --help --debug" ;;
-        "lab up") echo "--engine --name --transport --token --two-node --wait-for-all --no-wait-for-all --votes --subnet --durability --coupling --qdevice --qdevice-algorithm --netmtu --host --address --port --accept-new-host-key --connect-timeout --qnetd --qdevice-tls --no-qdevice-tls --output-format -h --help --debug" ;;
+        "lab up") echo "--engine --name --transport --token --two-node --wait-for-all --no-wait-for-all --votes --quorum --config --from-host --start --subnet --durability --coupling --qdevice --qdevice-algorithm --qdevice-votes --qdevice-start --netmtu --host --address --port --accept-new-host-key --connect-timeout --qnetd --qdevice-tls --no-qdevice-tls --output-format -h --help --debug" ;;
         "lab down") echo "--name -h --help --debug" ;;
         "lab ls") echo "--name --output-format -h --help --debug" ;;
         "lab kill") echo "--name --output-format -h --help --debug" ;;
@@ -38,6 +38,7 @@ _pvectl_options() {
         "lab loss") echo "--name -h --help --debug" ;;
         "lab slow-disk") echo "--name -h --help --debug" ;;
         "lab qnetd") echo "--name -h --help --debug" ;;
+        "lab qdevice") echo "--name -h --help --debug" ;;
         "lab exec") echo "--name -h --help --debug" ;;
         "lab mount") echo "--name --level --foreground --output-format -h --help --debug" ;;
         "lab umount") echo "-z --lazy -h --help --debug" ;;
@@ -140,10 +141,16 @@ _pvectl_values() {
         "lab up|--transport") echo "knet udpu" ;;
         "lab up|--token") echo "" ;;
         "lab up|--votes") echo "" ;;
+        "lab up|--quorum") echo "" ;;
+        "lab up|--config") echo "__file__" ;;
+        "lab up|--from-host") echo "" ;;
+        "lab up|--start") echo "" ;;
         "lab up|--subnet") echo "" ;;
         "lab up|--durability") echo "" ;;
         "lab up|--coupling") echo "" ;;
         "lab up|--qdevice-algorithm") echo "" ;;
+        "lab up|--qdevice-votes") echo "" ;;
+        "lab up|--qdevice-start") echo "" ;;
         "lab up|--netmtu") echo "" ;;
         "lab up|--host") echo "" ;;
         "lab up|--address") echo "" ;;
@@ -167,6 +174,7 @@ _pvectl_values() {
         "lab loss|--name") echo "" ;;
         "lab slow-disk|--name") echo "" ;;
         "lab qnetd|--name") echo "" ;;
+        "lab qdevice|--name") echo "" ;;
         "lab exec|--name") echo "" ;;
         "lab mount|--name") echo "" ;;
         "lab mount|--level") echo "local all" ;;

@@ -61,7 +61,11 @@ MODULE_TIERS: dict[str, str] = {
     "test_lab_embedded": "integration",
     "test_lab_hosts": "integration",
     "test_lab_hosts_pure": "unit",
+    "test_lab_from_host": "integration",
     "test_lab_pure": "unit",
+    "test_lab_quorum_compare": "integration",
+    "test_lab_quorum_embedded": "integration",
+    "test_lab_quorum_reach": "unit",
     "test_lab_qdevice": "integration",
     "test_lab_scenario": "integration",
     "test_lab_state_private": "integration",
@@ -105,7 +109,9 @@ TEST_TIERS: dict[str, str] = {
     "test_lab_hosts_pure::test_node_zip_runs_on_a_bare_python": "integration",
     "test_lab_hosts_pure::test_ctl_serve_answers_json_lines": "integration",
     "test_qdevice_status::test_no_daemon_is_a_one_line_error": "integration",
-    "test_monitor_units::test_exporter_text_passes_promtool_and_dead_node_is_up_zero": "integration",
+    "test_monitor_units::test_exporter_text_passes_promtool_and_dead_node_is_up_zero": (
+        "integration"
+    ),
     "test_monitor_units::test_example_alert_rules_pass_promtool": "integration",
     "test_whatif::test_cli_what_if_json": "integration",
     "test_whatif::test_cli_what_if_from_corosync_conf": "integration",

@@ -280,11 +280,15 @@ def test_cli_lab_run_on_a_directory_says_so(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("quorum", "line", "words"),
     [
-        ("  expected_votes: -5\n", 22, "quorum.expected_votes must be an integer from 0 to"),
-        ("  expected_votes: \u0665\n", 22, "quorum.expected_votes must be an integer"),
-        ("  expected_votes: 99999999999999999999\n", 22, "from 0 to 4294967295"),
-        ("  expected_votes: 0x10\n", 22, "got '0x10'"),  # corosync reads base 10 only
-        ("  two_node: 256\n", 22, "quorum.two_node must be an integer from 0 to 255"),
+        (
+            "  expected_votes: -5\n",
+            22,
+            '"quorum.expected_votes" is expected to be integer in range (0..4294967295), but "-5"',
+        ),
+        ("  expected_votes: \u0665\n", 22, '"quorum.expected_votes" is expected to be integer'),
+        ("  expected_votes: 99999999999999999999\n", 22, "in range (0..4294967295)"),
+        ("  expected_votes: 0x10\n", 22, 'but "0x10" was given'),  # corosync reads base 10 only
+        ("  two_node: 256\n", 22, '"quorum.two_node" is expected to be integer in range (0..255)'),
         ("  device {\n    model: net\n    votes: 99999999999\n  }\n", 24, "device.votes must be"),
     ],
 )

@@ -28,14 +28,16 @@ from typing import Any
 
 import yaml
 
-from pvectl.errors import ConfigError, ExitCode
+from pvectl.errors import ConfigError, ExitCode, UsageError
 from pvectl.input_files import KIB, read_text
+from pvectl.lab import quorum_setup
 
 MAX_NODES = 16
 MAX_FILE_BYTES = 64 * KIB  # the shipped ones are under 1 KiB; pure-Python YAML: ~0.5 s
 MAX_DEPTH = 16  # the deepest valid shape (a partition group) is 5 levels
 MAX_MESSAGE = 300  # characters of one error line
-UP_KEYS = ("nodes", "token", "two_node", "wait_for_all", "votes", "qdevice")
+UP_KEYS = ("nodes", "token", "two_node", "wait_for_all", "votes", "qdevice", "quorum", "start")
+QDEVICE_KEYS = ("algorithm", "votes", "start")
 EXPECT_KEYS = (
     "node",
     "quorate",
@@ -59,14 +61,19 @@ class UpSpec:
     wait_for_all: bool | None = None
     votes: tuple[int, ...] = ()
     qdevice: bool = False
+    quorum: tuple[tuple[str, str], ...] = ()  # corosync.conf quorum keys, as written
+    start: tuple[int, ...] | None = None  # the nodes ``up`` starts (None: all)
+    qdevice_algorithm: str = "ffsplit"
+    qdevice_votes: int | None = None
+    qdevice_start: bool = True
 
 
 @dataclass(frozen=True)
 class Step:
     """One scenario step. ``action`` is the YAML key; the other fields apply by action:
     kill/stop/start (node), pause (node, seconds), partition (groups), heal, expected
-    (node, votes), wait (seconds, or node + members/quorate + timeout), expect (node +
-    the assertion fields that are not None)."""
+    (node, votes), qdevice/qnetd (``word``: start or stop), wait (seconds, or node +
+    members/quorate + timeout), expect (node + the assertion fields that are not None)."""
 
     action: str
     line: int
@@ -81,8 +88,11 @@ class Step:
     quorum: int | None = None
     flags: tuple[str, ...] | None = None
     timeout: float | None = None
+    word: str = ""
 
     def describe(self) -> str:
+        if self.action in ("qdevice", "qnetd"):
+            return f"{self.action} {self.word}"
         if self.action in ("kill", "stop", "start"):
             return f"{self.action} {self.node}"
         if self.action == "pause":
@@ -338,6 +348,9 @@ def parse(text: str, path: str = "<scenario>", name: str = "scenario") -> Scenar
         _parse_step(src, node, value, up.nodes)
         for node, value in zip(steps_node.value, steps, strict=True)
     )
+    for step in parsed:
+        if step.action in ("qdevice", "qnetd") and not up.qdevice:
+            raise src.error(step.line, f"{step.action} steps need a QDevice in up (qdevice: ...)")
     return Scenario(name, path, description.strip(), up, parsed)
 
 
@@ -367,12 +380,67 @@ def _parse_up(src: _Source, node: yaml.Node, value: object) -> UpSpec:
         if value.get("wait_for_all") is not None
         else None,
         votes=() if votes is None else _votes(src, at("votes"), votes, nodes),
-        qdevice=_bool(src, at("qdevice"), value["qdevice"], "qdevice")
-        if "qdevice" in value
-        else False,
+        qdevice=value.get("qdevice") not in (None, False),
     )
-    if spec.two_node and nodes != 2:
-        raise src.error(_line(at("two_node")), "two_node needs exactly 2 nodes")
+    spec = _parse_up_reach(src, items, value, spec)
+    if spec.start is not None and any(n > nodes for n in spec.start):
+        raise src.error(_line(at("start")), f"start lists a node above {nodes}")
+    return spec
+
+
+def _parse_up_reach(
+    src: _Source,
+    items: Mapping[str, tuple[yaml.Node, yaml.Node]],
+    value: dict[str, Any],
+    spec: UpSpec,
+) -> UpSpec:
+    """``quorum`` (corosync.conf keys and values), ``start`` and a ``qdevice`` mapping."""
+    if "quorum" in items:
+        node = items["quorum"][1]
+        if not isinstance(node, yaml.MappingNode) or not isinstance(value["quorum"], dict):
+            raise src.error(_line(node), "quorum must be a mapping of corosync.conf quorum keys")
+        pairs: list[tuple[str, str]] = []
+        for key_node, value_node in node.value:
+            raw = value["quorum"][key_node.value]
+            if isinstance(raw, bool) or not isinstance(raw, int | str):
+                raise src.error(
+                    _line(value_node), f"quorum {key_node.value}: give it as corosync.conf does"
+                )
+            try:
+                pairs += quorum_setup.check_values({str(key_node.value): raw}, "quorum")
+            except (UsageError, ConfigError) as exc:
+                message = str(exc).removeprefix("quorum: ")
+                raise src.error(_line(key_node), message) from exc
+        spec = replace(spec, quorum=tuple(pairs))
+    if "start" in items:
+        node = items["start"][1]
+        raw = value["start"]
+        if not isinstance(raw, list) or not raw:
+            raise src.error(_line(node), "start must be a non-empty list of node ids, e.g. [1, 2]")
+        spec = replace(spec, start=_ids(src, node, raw, "start", MAX_NODES))
+    raw_device = value.get("qdevice")
+    if "qdevice" in items and isinstance(raw_device, dict):
+        node = items["qdevice"][1]
+        device = _mapping_items(node)
+        _check_keys(src, device, QDEVICE_KEYS, "qdevice")
+        if "algorithm" in device:
+            algorithm = raw_device["algorithm"]
+            if algorithm not in ("ffsplit", "lms"):
+                raise src.error(
+                    _line(device["algorithm"][1]), "qdevice algorithm must be ffsplit or lms"
+                )
+            spec = replace(spec, qdevice_algorithm=algorithm)
+        if "votes" in device:
+            votes = _int(src, device["votes"][1], raw_device["votes"], "qdevice votes", 1, 65535)
+            spec = replace(spec, qdevice_votes=votes)
+        if "start" in device:
+            start = _bool(src, device["start"][1], raw_device["start"], "qdevice start")
+            spec = replace(spec, qdevice_start=start)
+    elif "qdevice" in items and not isinstance(raw_device, bool):
+        raise src.error(
+            _line(items["qdevice"][1]),
+            "qdevice must be true/false or a mapping of algorithm, votes, start",
+        )
     return spec
 
 
@@ -383,7 +451,17 @@ def _votes(src: _Source, node: yaml.Node, value: object, nodes: int) -> tuple[in
 
 
 _SIMPLE_NODE_STEPS = ("kill", "stop", "start")
-STEP_NAMES = (*_SIMPLE_NODE_STEPS, "pause", "partition", "heal", "expected", "wait", "expect")
+_SWITCH_STEPS = ("qdevice", "qnetd")
+STEP_NAMES = (
+    *_SIMPLE_NODE_STEPS,
+    "pause",
+    "partition",
+    "heal",
+    "expected",
+    "wait",
+    "expect",
+    *_SWITCH_STEPS,
+)
 
 
 def _parse_step(src: _Source, node: yaml.Node, value: object, nodes: int) -> Step:
@@ -402,6 +480,10 @@ def _parse_step(src: _Source, node: yaml.Node, value: object, nodes: int) -> Ste
         )
     if action in _SIMPLE_NODE_STEPS:
         return Step(action, line, node=_int(src, arg_node, arg, f"{action} NODE", 1, nodes))
+    if action in _SWITCH_STEPS:
+        if arg not in ("start", "stop"):
+            raise src.error(line, f"{action} takes start or stop, got {_echo(arg)}")
+        return Step(action, line, word=str(arg))
     if action == "heal":
         if arg not in (None, {}, True):
             raise src.error(line, "heal takes no argument")
@@ -552,6 +634,7 @@ class StepResult:
     error: str | None = None
     dropped_after: float | None = None  # pause: when the others had removed the node
     refused: str | None = None  # expected: the cluster refused the change (a decision too)
+    disagreements: tuple[str, ...] = ()  # members of one ring that decided differently
 
     @property
     def passed(self) -> bool:
@@ -613,6 +696,13 @@ def check_expect(step: Step, states: Sequence[NodeState]) -> tuple[Check, ...]:
 def settled(states: Sequence[NodeState], running: Sequence[int]) -> bool:
     """Every running node answers, and the nodes of each view agree on that view and on
     its quorum: the ring has reformed and votequorum has run on it."""
+    return formed(states, running) and not disagreements(states)
+
+
+def formed(states: Sequence[NodeState], running: Sequence[int]) -> bool:
+    """Every running node answers and the membership has re-formed: each node is in its
+    own view, and every member of a view shows that same member list. Members may still
+    decide differently (corosync can stay so): see ``disagreements``."""
     by_id = {s.node_id: s for s in states}
     if set(by_id) != set(running):
         return False
@@ -621,13 +711,32 @@ def settled(states: Sequence[NodeState], running: Sequence[int]) -> bool:
             return False
         for other_id in state.members:
             other = by_id.get(other_id)
-            if other is None or _decision(other) != _decision(state):
+            if other is None or other.members != state.members:
                 return False
     return True
 
 
-def _decision(state: NodeState) -> tuple[object, ...]:
-    return tuple(getattr(state, key) for key in QUORUM_FIELDS)
+DECISION_FIELDS = ("quorate", "total_votes", "expected_votes", "quorum", "flags")
+
+
+def disagreements(states: Sequence[NodeState]) -> tuple[str, ...]:
+    """Where the members of one ring decided differently, one line per ring and field,
+    e.g. ``ring 1,2,3: expected_votes 5 on node 1, 3 on nodes 2,3``."""
+    found = []
+    rings = sorted({s.members for s in states})
+    for ring in rings:
+        members = [s for s in states if s.members == ring]
+        for key in DECISION_FIELDS:
+            values: dict[str, list[int]] = {}
+            for state in members:
+                values.setdefault(_show(getattr(state, key)), []).append(state.node_id)
+            if len(values) > 1:
+                parts = [
+                    f"{value} on node{'s' if len(ids) > 1 else ''} {','.join(map(str, ids))}"
+                    for value, ids in sorted(values.items(), key=lambda item: item[1])
+                ]
+                found.append(f"ring {','.join(map(str, ring))}: {key} " + ", ".join(parts))
+    return tuple(found)
 
 
 # ---- comparing two runs -----------------------------------------------------------------
