@@ -55,6 +55,7 @@ DOCUMENTS: dict[str, Document] = {
     "lab-scenario": Document(1),
     "lab-fs-ls": Document(1, "entries"),
     "sync-trace": Document(1),
+    "watch": Document(1),  # ClusterSnapshot carries its own schema_version
 }
 
 
