@@ -57,6 +57,7 @@ MODULE_TIERS: dict[str, str] = {
     "test_fuzz": "unit",
     "test_hosts_and_views": "unit",
     "test_input_hardening": "integration",
+    "test_json_schemas": "integration",
     "test_lab_compare_engines": "integration",
     "test_lab_embedded": "integration",
     "test_lab_hosts": "integration",
@@ -67,6 +68,7 @@ MODULE_TIERS: dict[str, str] = {
     "test_lab_quorum_embedded": "integration",
     "test_lab_quorum_reach": "unit",
     "test_lab_qdevice": "integration",
+    "test_lab_results": "integration",
     "test_lab_scenario": "integration",
     "test_lab_state_private": "integration",
     "test_monitor_corosync": "integration",
@@ -77,6 +79,7 @@ MODULE_TIERS: dict[str, str] = {
     "test_perf_cli": "integration",
     "test_perf_probe": "integration",
     "test_perf_report": "unit",
+    "test_progress": "integration",
     "test_qdevice_algorithms": "unit",
     "test_qdevice_client": "integration",
     "test_qdevice_embedded": "integration",
@@ -113,6 +116,9 @@ TEST_TIERS: dict[str, str] = {
         "integration"
     ),
     "test_monitor_units::test_example_alert_rules_pass_promtool": "integration",
+    "test_corosync_conf::test_comments_at_the_end_of_a_line_are_stripped_as_proxmox_does": (
+        "integration"
+    ),
     "test_whatif::test_cli_what_if_json": "integration",
     "test_whatif::test_cli_what_if_from_corosync_conf": "integration",
     "test_whatif::test_cli_what_if_bad_input": "integration",
