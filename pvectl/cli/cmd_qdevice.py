@@ -41,8 +41,9 @@ SocketOption = Annotated[
     Path | None,
     typer.Option(
         "--control-socket",
-        help="Unix control socket (default $XDG_RUNTIME_DIR/pvectl/qnetd-PORT.sock, "
-        "or /run/pvectl/... as root).",
+        help="Unix control socket (default $XDG_RUNTIME_DIR/pvectl/qnetd-PORT.sock, else "
+        "/run/pvectl/... as root, else /tmp/pvectl-UID/...). Its directory must be yours "
+        "and closed to others (mode 0700), or it is refused (exit 77).",
     ),
 ]
 

@@ -29,6 +29,7 @@ from typing import Any
 from pvectl.errors import ExitCode, PvectlError
 from pvectl.node.control import addressable
 from pvectl.node.qnetd_certs import CertDir, init_cert_dir, peer_names, server_ssl_context
+from pvectl.private_dir import check_private_dir, ensure_private_dir, runtime_dir
 from pvectl.quorum import qnetd_wire as wire
 from pvectl.quorum.qnetd_core import Action, Close, QnetdCore, QnetdStatus, Send, StartTls
 
@@ -37,8 +38,9 @@ TICK_S = 1.0  # qnetd's dead-peer-detection check interval
 
 
 def default_control_socket(port: int) -> Path:
-    base = os.environ.get("XDG_RUNTIME_DIR") or ("/run" if os.geteuid() == 0 else "/tmp")
-    return Path(base) / "pvectl" / f"qnetd-{port}.sock"
+    """This user's own socket path: a shared directory would let another local user
+    answer ``qdevice clients`` in our server's place, or squat the name ``serve`` needs."""
+    return runtime_dir() / f"qnetd-{port}.sock"
 
 
 def _log(text: str) -> None:
@@ -306,7 +308,7 @@ class QnetdServer:
                 self.control_socket.unlink(missing_ok=True)
 
     async def _start_control(self, path: Path) -> asyncio.AbstractServer:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        ensure_private_dir(path.parent)
         if path.exists():
             if await _control_alive(path):
                 raise PvectlError(
@@ -342,6 +344,8 @@ def serve(
     control_socket: Path | None = None,
 ) -> None:
     """Run until SIGINT/SIGTERM. ``tls``: on (offered), required, off."""
+    sock = control_socket or default_control_socket(port)
+    ensure_private_dir(sock.parent)  # before anything else: refuse a planted directory
     mode = {
         "on": wire.TlsSupported.SUPPORTED,
         "required": wire.TlsSupported.REQUIRED,
@@ -358,7 +362,6 @@ def serve(
         context = server_ssl_context(certs, require_client_cert)
     shown = ",".join(listen) if listen else "*"
     core = QnetdCore(mode, require_client_cert, listen_address=shown, port=port)
-    sock = control_socket or default_control_socket(port)
 
     async def main() -> None:
         server = QnetdServer(core, context, sock)
@@ -378,6 +381,7 @@ def serve(
 def query_status(port: int = DEFAULT_PORT, control_socket: Path | None = None) -> QnetdStatus:
     """Ask a running ``pvectl qdevice serve`` for its clusters and clients."""
     path = control_socket or default_control_socket(port)
+    check_private_dir(path.parent)  # a socket in a directory others control proves nothing
 
     async def ask() -> dict[str, Any]:
         try:
