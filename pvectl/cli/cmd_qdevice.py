@@ -63,9 +63,17 @@ def serve(
         ),
     ] = None,
     tls: Annotated[
-        TlsMode,
-        typer.Option("--tls", help="on: offered (qnetd default), required, or off."),
-    ] = TlsMode.on,
+        TlsMode | None,
+        typer.Option(
+            "--tls",
+            help="required (the default): every client must STARTTLS (and, with "
+            "--client-cert, present its cluster's certificate) before INIT, so no plaintext "
+            "client can take a node id; on: TLS offered but optional, corosync-qnetd's "
+            "default (a plaintext client may register as any node of any cluster); off: "
+            "no TLS.",
+            show_default=False,
+        ),
+    ] = None,
     client_cert: Annotated[
         bool,
         typer.Option(
@@ -74,6 +82,15 @@ def serve(
         ),
     ] = True,
     control_socket: SocketOption = None,
+    max_clients: Annotated[
+        int,
+        typer.Option(
+            "--max-clients",
+            min=1,
+            help="Connections held at once; more are closed at once and logged "
+            "(corosync-qnetd's -m).",
+        ),
+    ] = 1000,
 ) -> None:
     """Run a qnetd server that real corosync-qdevice daemons (and pvectl nodes) use.
 
@@ -86,9 +103,10 @@ def serve(
         port=port,
         listen=list(listen) if listen else None,
         cert_dir=str(cert_dir) if cert_dir else None,
-        tls=tls.value,
+        tls=tls.value if tls else None,
         require_client_cert=client_cert,
         control_socket=control_socket,
+        max_clients=max_clients,
     )
 
 

@@ -35,6 +35,10 @@ from pvectl.quorum.qnetd_core import Action, Close, QnetdCore, QnetdStatus, Send
 
 DEFAULT_PORT = 5403
 TICK_S = 1.0  # qnetd's dead-peer-detection check interval
+# Connections held at once (corosync-qnetd's -m, which is unlimited there): each costs a
+# descriptor and buffers, and one not yet through INIT may idle 30 s; beyond the cap a new
+# connection is closed at once. Below the usual 1024 descriptor limit.
+DEFAULT_MAX_CLIENTS = 1000
 
 
 def default_control_socket(port: int) -> Path:
@@ -60,6 +64,7 @@ class _Connection(asyncio.Protocol):
         self.handshaking = False
         self.closed = False
         self.addr = "?"
+        self.refused = False
 
     # --- asyncio callbacks ---
 
@@ -69,6 +74,10 @@ class _Connection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and len(peer) >= 2:
             self.addr = f"{peer[0]}:{peer[1]}"
+        if not self.server.admit(self):
+            self.refused = self.closed = True
+            transport.abort()
+            return
         self.server.core.connect(self.conn_id, self.addr, self.server.now())
         _log(f"new client connected from {self.addr}")
 
@@ -200,10 +209,14 @@ class QnetdServer:
         core: QnetdCore,
         ssl_context: ssl.SSLContext | None,
         control_socket: Path | None,
+        max_clients: int = DEFAULT_MAX_CLIENTS,
     ) -> None:
         self.core = core
         self.ssl_context = ssl_context
         self.control_socket = control_socket
+        self.max_clients = max_clients
+        self._refusals = 0  # refused since the last log line
+        self._refusal_logged = -1.0
         self._conns: dict[int, _Connection] = {}
         self._next_id = 1
         self._loop = asyncio.get_event_loop()
@@ -217,6 +230,24 @@ class QnetdServer:
         self._conns[self._next_id] = conn
         self._next_id += 1
         return conn
+
+    def admit(self, conn: _Connection) -> bool:
+        """Whether a new connection fits under ``max_clients``; a refusal is logged, at
+        most once a second (a flood must not flood the log too)."""
+        if len(self._conns) <= self.max_clients:  # this one is counted already
+            return True
+        self._refusals += 1
+        now = self.now()
+        if now - self._refusal_logged >= 1.0:
+            more = (
+                f" (and {self._refusals - 1} more in the last second)" if self._refusals > 1 else ""
+            )
+            _log(
+                f"refusing client {conn.addr}: {self.max_clients} clients connected, the "
+                f"limit (--max-clients){more}"
+            )
+            self._refusal_logged, self._refusals = now, 0
+        return False
 
     def apply(self, actions: list[Action]) -> None:
         for action in actions:
@@ -238,6 +269,8 @@ class QnetdServer:
             return
         self._gone.add(conn.conn_id)
         self._conns.pop(conn.conn_id, None)
+        if conn.refused:
+            return
         _log(f"client {conn.addr} disconnected")
         self.apply(self.core.disconnect(conn.conn_id, self.now()))
 
@@ -339,13 +372,17 @@ def serve(
     port: int = DEFAULT_PORT,
     listen: list[str] | None = None,
     cert_dir: str | None = None,
-    tls: str = "on",
+    tls: str | None = None,
     require_client_cert: bool = True,
     control_socket: Path | None = None,
+    max_clients: int = DEFAULT_MAX_CLIENTS,
 ) -> None:
-    """Run until SIGINT/SIGTERM. ``tls``: on (offered), required, off."""
+    """Run until SIGINT/SIGTERM. ``tls``: required (the default: a server with
+    certificates takes no plaintext client), on (offered but optional, corosync-qnetd's
+    default), off."""
     sock = control_socket or default_control_socket(port)
     ensure_private_dir(sock.parent)  # before anything else: refuse a planted directory
+    tls = tls or "required"
     mode = {
         "on": wire.TlsSupported.SUPPORTED,
         "required": wire.TlsSupported.REQUIRED,
@@ -364,13 +401,13 @@ def serve(
     core = QnetdCore(mode, require_client_cert, listen_address=shown, port=port)
 
     async def main() -> None:
-        server = QnetdServer(core, context, sock)
+        server = QnetdServer(core, context, sock, max_clients)
 
         def ready() -> None:
             _log(
                 f"listening on {shown}:{port}, TLS {tls}"
                 + (", client certificate required" if context and require_client_cert else "")
-                + f"; control socket {sock}"
+                + f", at most {max_clients} clients; control socket {sock}"
             )
 
         await server.run(listen or None, port, ready)
