@@ -240,7 +240,9 @@ class QnetdServer:
         now = self.now()
         if now - self._refusal_logged >= 1.0:
             more = (
-                f" (and {self._refusals - 1} more in the last second)" if self._refusals > 1 else ""
+                f" (and {self._refusals - 1} more since the last such line)"
+                if self._refusals > 1
+                else ""
             )
             _log(
                 f"refusing client {conn.addr}: {self.max_clients} clients connected, the "
