@@ -58,7 +58,7 @@ def test_lab_with_qdevice_survives_a_node_and_cleans_up() -> None:
     run = run_cli("lab", "up", "2", "--engine", "corosync", "--qdevice", "--name", name)
     try:
         assert run.code == 0, run.stderr
-        assert "qnetd (pvectl qdevice serve, ffsplit, TLS on)" in run.stderr + run.stdout
+        assert "qnetd (pvectl qdevice serve, ffsplit, TLS required)" in run.stderr + run.stdout
         both = _wait_status(name, lambda d: d["total_votes"] == 3)
         assert both["quorate"] and both["expected_votes"] == 3 and both["quorum"] == 2
         assert both["qdevice"] == {"votes": 1, "name": "Qdevice", "casting": True}

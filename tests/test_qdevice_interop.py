@@ -331,7 +331,7 @@ def test_qnetd_corosync_lab_shows_its_qnetd_and_cleans_up_after_pvectl_is_killed
             time.sleep(0.05)
         listing = run_cli("lab", "ls", "--name", name)
         assert listing.code == 0, listing.stderr
-        assert "qnetd (corosync-qnetd, ffsplit, TLS on) " in listing.stdout
+        assert "qnetd (corosync-qnetd, ffsplit, TLS required) " in listing.stdout
         assert ":5403 pid " in listing.stdout
     finally:
         proc.kill()
