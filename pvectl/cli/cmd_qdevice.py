@@ -198,7 +198,15 @@ def setup(
         SetupAlgorithm | None,
         typer.Option("--algorithm", help="Default: ffsplit for an even node count, lms for odd."),
     ] = None,
-    tls: Annotated[DeviceTls, typer.Option("--tls", help="quorum.device.net.tls.")] = DeviceTls.on,
+    tls: Annotated[
+        DeviceTls,
+        typer.Option(
+            "--tls",
+            help="quorum.device.net.tls: required (the nodes get certificates and never "
+            "talk to qnetd in plaintext), on (corosync's optional TLS: a node carries on in "
+            "plaintext if qnetd offers no TLS), or off.",
+        ),
+    ] = DeviceTls.required,
     qnetd_user: Annotated[
         str, typer.Option("--qnetd-user", help="SSH user on the qnetd host.")
     ] = "root",
