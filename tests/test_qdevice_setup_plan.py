@@ -122,7 +122,7 @@ def test_a_qnetd_taking_plaintext_clients_is_pointed_out() -> None:
     optional = render_qnetd_tool(QnetdCore(w.TlsSupported.SUPPORTED).status(), verbose=False)
     note = qnetd_tls_note(optional, "root@192.0.2.9")
     assert note is not None and "root@192.0.2.9 has TLS Supported" in note
-    assert "-s required" in note and "\n" not in note
+    assert '"-s req"' in note and "\n" not in note
     required = render_qnetd_tool(QnetdCore(w.TlsSupported.REQUIRED).status(), verbose=False)
     assert qnetd_tls_note(required, "q") is None
     off = render_qnetd_tool(QnetdCore(w.TlsSupported.UNSUPPORTED).status(), verbose=False)

@@ -197,7 +197,7 @@ def _argv(info: dict[str, Any]) -> list[str]:
             "-p",
             port,
             "-s",
-            tls_word(info["tls"]),
+            "req" if info["tls"] else "off",  # corosync-qnetd spells required "req"
             "-S",
             ",".join(settings),
         ]

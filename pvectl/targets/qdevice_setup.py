@@ -133,7 +133,7 @@ def qnetd_tls_note(tool_status: str, host: str, tls: str = "required") -> str | 
             return (
                 f"note: qnetd {host} has TLS {mode}: it takes plaintext clients, who "
                 "could take this cluster's node ids; once every cluster it serves has "
-                'certificates, set COROSYNC_QNETD_OPTIONS="-s required" in '
+                'certificates, set COROSYNC_QNETD_OPTIONS="-s req" in '
                 "/etc/default/corosync-qnetd there and restart corosync-qnetd"
             )
     return None
