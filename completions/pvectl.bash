@@ -48,7 +48,7 @@ _pvectl_options() {
         "lab fs mkdir") echo "--name --level -h --help --debug" ;;
         "lab fs rm") echo "--name --level -h --help --debug" ;;
         "qdevice") echo "-h --help --debug" ;;
-        "qdevice serve") echo "--port --listen --cert-dir --tls --client-cert --no-client-cert --control-socket -h --help --debug" ;;
+        "qdevice serve") echo "--port --listen --cert-dir --tls --client-cert --no-client-cert --control-socket --max-clients -h --help --debug" ;;
         "qdevice clients") echo "--port --control-socket -v --verbose --output-format -h --help --debug" ;;
         "qdevice setup") echo "--host --cluster --force --algorithm --tls --qnetd-user --qnetd-ssh --wait --dry-run --accept-new-host-key --connect-timeout --output-format -h --help --debug" ;;
         "qdevice remove") echo "--host --cluster --dry-run --accept-new-host-key --connect-timeout --output-format -h --help --debug" ;;
@@ -171,6 +171,7 @@ _pvectl_values() {
         "qdevice serve|--cert-dir") echo "__file__" ;;
         "qdevice serve|--tls") echo "on required off" ;;
         "qdevice serve|--control-socket") echo "__file__" ;;
+        "qdevice serve|--max-clients") echo "" ;;
         "qdevice clients|--port") echo "" ;;
         "qdevice clients|--control-socket") echo "__file__" ;;
         "qdevice clients|--output-format") echo "text json json-pretty yaml" ;;
