@@ -3,9 +3,9 @@
 
 _pvectl_subcommands() {
     case "$1" in
-        "") echo "status nodes expected sync-trace perf check quorum lab qdevice" ;;
+        "") echo "status nodes expected sync-trace perf check watch exporter quorum lab qdevice" ;;
         "quorum") echo "what-if" ;;
-        "lab") echo "up down ls kill stop start pause partition heal loss slow-disk qnetd exec mount umount compare run fs" ;;
+        "lab") echo "up down ls kill stop start pause partition heal loss slow-disk qnetd qdevice exec mount umount compare run fs" ;;
         "lab fs") echo "ls cat put mkdir rm" ;;
         "qdevice") echo "serve clients setup remove status certs" ;;
         "qdevice certs") echo "init sign" ;;
@@ -21,10 +21,12 @@ _pvectl_options() {
         "sync-trace") echo "--name --node --path --size --count --level --svg --settle --output-format -h --help --debug" ;;
         "perf") echo "--format --output-format --pveperf-compat --quick --runtime --block-size --file-size --pattern --direct --skip --sync --resolv-conf --dns-timeout --drop-caches --no-drop-caches --progress --no-progress --histogram --no-histogram --host --cluster --accept-new-host-key --connect-timeout -h --help --debug" ;;
         "check") echo "--output-format --host --cluster --accept-new-host-key --connect-timeout --fsync --no-fsync --fsync-dir --fsync-seconds -h --help --debug" ;;
+        "watch") echo "--target --name --host --cluster --interval --once --output-format --fsync-probe --fsync-interval --accept-new-host-key --connect-timeout -h --help --debug" ;;
+        "exporter") echo "--listen --target --name --host --cluster --interval --fsync-probe --fsync-interval --accept-new-host-key --connect-timeout -h --help --debug" ;;
         "quorum") echo "-h --help --debug" ;;
         "quorum what-if") echo "--nodes --votes --two-node --qdevice --last-man-standing --auto-tie-breaker --wait-for-all --no-wait-for-all --config --output-format -h --help --debug" ;;
         "lab") echo "-h --help --debug" ;;
-        "lab up") echo "--engine --name --transport --token --two-node --wait-for-all --no-wait-for-all --votes --subnet --durability --coupling --qdevice --qdevice-algorithm --netmtu --host --address --port --accept-new-host-key --connect-timeout --qnetd --qdevice-tls --no-qdevice-tls --output-format -h --help --debug" ;;
+        "lab up") echo "--engine --name --transport --token --two-node --wait-for-all --no-wait-for-all --votes --quorum --config --from-host --start --subnet --durability --coupling --qdevice --qdevice-algorithm --qdevice-votes --qdevice-start --netmtu --host --address --port --accept-new-host-key --connect-timeout --qnetd --qdevice-tls --no-qdevice-tls --output-format -h --help --debug" ;;
         "lab down") echo "--name -h --help --debug" ;;
         "lab ls") echo "--name --output-format -h --help --debug" ;;
         "lab kill") echo "--name --output-format -h --help --debug" ;;
@@ -36,6 +38,7 @@ _pvectl_options() {
         "lab loss") echo "--name -h --help --debug" ;;
         "lab slow-disk") echo "--name -h --help --debug" ;;
         "lab qnetd") echo "--name -h --help --debug" ;;
+        "lab qdevice") echo "--name -h --help --debug" ;;
         "lab exec") echo "--name -h --help --debug" ;;
         "lab mount") echo "--name --level --foreground --output-format -h --help --debug" ;;
         "lab umount") echo "-z --lazy -h --help --debug" ;;
@@ -110,6 +113,24 @@ _pvectl_values() {
         "check|--connect-timeout") echo "" ;;
         "check|--fsync-dir") echo "" ;;
         "check|--fsync-seconds") echo "" ;;
+        "watch|--target") echo "auto corosync lab" ;;
+        "watch|--name") echo "" ;;
+        "watch|--host") echo "" ;;
+        "watch|--cluster") echo "" ;;
+        "watch|--interval") echo "" ;;
+        "watch|--output-format") echo "text json json-pretty yaml" ;;
+        "watch|--fsync-probe") echo "" ;;
+        "watch|--fsync-interval") echo "" ;;
+        "watch|--connect-timeout") echo "" ;;
+        "exporter|--listen") echo "" ;;
+        "exporter|--target") echo "auto corosync lab" ;;
+        "exporter|--name") echo "" ;;
+        "exporter|--host") echo "" ;;
+        "exporter|--cluster") echo "" ;;
+        "exporter|--interval") echo "" ;;
+        "exporter|--fsync-probe") echo "" ;;
+        "exporter|--fsync-interval") echo "" ;;
+        "exporter|--connect-timeout") echo "" ;;
         "quorum what-if|--nodes") echo "" ;;
         "quorum what-if|--votes") echo "" ;;
         "quorum what-if|--qdevice") echo "ffsplit lms" ;;
@@ -120,10 +141,16 @@ _pvectl_values() {
         "lab up|--transport") echo "knet udpu" ;;
         "lab up|--token") echo "" ;;
         "lab up|--votes") echo "" ;;
+        "lab up|--quorum") echo "" ;;
+        "lab up|--config") echo "__file__" ;;
+        "lab up|--from-host") echo "" ;;
+        "lab up|--start") echo "" ;;
         "lab up|--subnet") echo "" ;;
         "lab up|--durability") echo "" ;;
         "lab up|--coupling") echo "" ;;
         "lab up|--qdevice-algorithm") echo "" ;;
+        "lab up|--qdevice-votes") echo "" ;;
+        "lab up|--qdevice-start") echo "" ;;
         "lab up|--netmtu") echo "" ;;
         "lab up|--host") echo "" ;;
         "lab up|--address") echo "" ;;
@@ -147,6 +174,7 @@ _pvectl_values() {
         "lab loss|--name") echo "" ;;
         "lab slow-disk|--name") echo "" ;;
         "lab qnetd|--name") echo "" ;;
+        "lab qdevice|--name") echo "" ;;
         "lab exec|--name") echo "" ;;
         "lab mount|--name") echo "" ;;
         "lab mount|--level") echo "local all" ;;

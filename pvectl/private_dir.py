@@ -1,10 +1,11 @@
-"""Per-user private directories for runtime state and local sockets.
+"""Private per-user directories that are checked before they are trusted.
 
-A directory in a shared place (``/tmp``) may have been created first by another local
-user, or be a symlink into somewhere else: trusting it lets that user plant files we read
-(a lab's state, a fake qnetd control socket) or squat the name we need. Every such
-directory is therefore created ``0700`` and then ``lstat``-checked: ours, a real
-directory, and closed to group and others, or refused with exit 77.
+State under a shared directory such as ``/tmp`` can be planted by another local user: a
+directory made first, a symlink into the victim's home, a ``lab.json`` naming hosts and
+paths to delete. Every per-user state directory therefore goes through
+``ensure_private_dir``: it is created ``0700`` and then ``lstat``-ed, and anything not
+owned by us, a symlink, or writable by group or others is refused, never repaired, since
+its contents cannot be trusted either.
 """
 
 from __future__ import annotations
@@ -16,80 +17,65 @@ from pathlib import Path
 
 from pvectl.errors import PermissionNeeded
 
-SHARED_TMP = Path("/tmp")
 
-
-def _owner(uid: int) -> str:
+def _owner_name(uid: int) -> str:
     try:
-        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+        return pwd.getpwuid(uid).pw_name
     except KeyError:
         return f"uid {uid}"
 
 
-def _refuse(path: Path, problem: str) -> PermissionNeeded:
-    return PermissionNeeded(
-        f"{path}: {problem}; refusing to use it; remove it or set XDG_RUNTIME_DIR"
-    )
-
-
-def check_private_dir(path: Path) -> Path:
-    """Refuse ``path`` unless it is a directory (not a symlink) owned by the effective
-    user with no group or other permission bits; a missing path is left to the caller."""
+def check_private_dir(path: Path) -> None:
+    """Refuse ``path`` unless it is a real directory of ours that no one else may write."""
     try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return path
+        info = os.lstat(path)
     except OSError as exc:
-        raise PermissionNeeded(f"{path}: {exc.strerror or exc}") from exc
-    owner = _owner(st.st_uid)
-    if stat.S_ISLNK(st.st_mode):
-        raise _refuse(path, f"is a symlink owned by {owner}")
-    if not stat.S_ISDIR(st.st_mode):
-        raise _refuse(path, f"is not a directory (owned by {owner})")
-    if st.st_uid != os.geteuid():
-        raise _refuse(path, f"owned by {owner}, not by {_owner(os.geteuid())}")
-    if st.st_mode & 0o077:
-        raise _refuse(
-            path,
-            f"owned by {owner} with mode {stat.S_IMODE(st.st_mode):04o}: "
-            "group or others have access",
+        raise PermissionNeeded(f"{path}: cannot check it: {exc.strerror}") from exc
+    fix = "remove it (as its owner or root), or set XDG_RUNTIME_DIR to a directory of yours"
+    if stat.S_ISLNK(info.st_mode):
+        raise PermissionNeeded(f"{path}: is a symlink, refusing to use it; {fix}")
+    if not stat.S_ISDIR(info.st_mode):
+        raise PermissionNeeded(f"{path}: is not a directory, refusing to use it; {fix}")
+    if info.st_uid != os.geteuid():
+        owner = _owner_name(info.st_uid)
+        raise PermissionNeeded(f"{path}: owned by {owner}, not by you; refusing to use it; {fix}")
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        mode = stat.S_IMODE(info.st_mode)
+        raise PermissionNeeded(
+            f"{path}: writable by other users (mode {mode:04o}); refusing to use it; "
+            f"run 'chmod 700 {path}' if it is yours"
         )
-    return path
 
 
 def ensure_private_dir(path: Path) -> Path:
-    """Create ``path`` (and missing parents) mode 0700 if needed, then check it as
-    :func:`check_private_dir` does. Returns ``path``."""
+    """Create ``path`` (mode 0700, parents as needed) unless it exists, then check it."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path.parent.mkdir(parents=True, exist_ok=True)
         os.mkdir(path, 0o700)
     except FileExistsError:
-        pass  # checked below, whoever made it
+        pass
     except OSError as exc:
-        raise PermissionNeeded(f"{path}: cannot create it: {exc.strerror or exc}") from exc
-    else:
-        os.chmod(path, 0o700)  # a umask may have taken bits we need away; never adds any
-    return check_private_dir(path)
+        raise PermissionNeeded(f"{path}: cannot create it: {exc.strerror}") from exc
+    check_private_dir(path)
+    return path
 
 
-def runtime_dir() -> Path:
-    """Where this user's runtime state and sockets live (not yet created or checked):
-    ``$XDG_RUNTIME_DIR/pvectl`` when that is set and valid, else ``/run/pvectl`` for
-    root, else ``/tmp/pvectl-$UID``."""
-    xdg = os.environ.get("XDG_RUNTIME_DIR", "")
-    if xdg and os.path.isabs(xdg):
+def user_runtime_dir() -> Path:
+    """Where this user's runtime state of pvectl lives, checked.
+
+    ``$XDG_RUNTIME_DIR/pvectl`` when that directory exists and is ours (``su`` without
+    ``-`` keeps another user's), ``/run/pvectl`` for root, else ``pvectl-$UID`` in
+    ``$TMPDIR`` (default ``/tmp``), which other users may have created first: hence the check.
+    """
+    runtime = os.environ.get("XDG_RUNTIME_DIR", "")
+    if runtime:
         try:
-            st = os.lstat(xdg)
+            info = os.stat(runtime)
         except OSError:
-            st = None
-        valid = (
-            st is not None
-            and stat.S_ISDIR(st.st_mode)
-            and st.st_uid == os.geteuid()
-            and not st.st_mode & 0o077
-        )
-        if valid:
-            return Path(xdg) / "pvectl"
+            info = None
+        if info is not None and stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid():
+            return ensure_private_dir(Path(runtime) / "pvectl")
     if os.geteuid() == 0:
-        return Path("/run/pvectl")
-    return SHARED_TMP / f"pvectl-{os.geteuid()}"
+        return ensure_private_dir(Path("/run/pvectl"))
+    shared = Path(os.environ.get("TMPDIR") or "/tmp")
+    return ensure_private_dir(shared / f"pvectl-{os.geteuid()}")

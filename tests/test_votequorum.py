@@ -273,7 +273,10 @@ def test_options_from_corosync_conf() -> None:
 
 def test_bad_number_in_config_is_a_config_error() -> None:
     conf = CONF.replace("last_man_standing: 1", "two_node: yes")
-    with pytest.raises(QuorumConfigError, match="two_node must be an integer"):
+    corosyncs = (
+        r'Value of key "quorum.two_node" is expected to be integer in range \(0..255\), but "yes"'
+    )
+    with pytest.raises(QuorumConfigError, match=corosyncs):
         QuorumOptions.from_config(parse(conf))
 
 

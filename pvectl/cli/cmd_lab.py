@@ -83,7 +83,12 @@ def _ring_text(change: object) -> str:
 
 @lab_app.command()
 def up(
-    nodes: Annotated[int, typer.Argument(help="Number of nodes (1-16).", show_default=False)],
+    nodes: Annotated[
+        int | None,
+        typer.Argument(
+            help="Number of nodes (1-16); omitted with --config/--from-host.", show_default=False
+        ),
+    ] = None,
     engine: Annotated[
         EngineChoice | None,
         typer.Option(
@@ -99,7 +104,7 @@ def up(
     ] = Transport.knet,
     token: Annotated[int | None, typer.Option("--token", help="totem token timeout in ms.")] = None,
     two_node: Annotated[
-        bool, typer.Option("--two-node", help="quorum two_node (2 nodes only).")
+        bool, typer.Option("--two-node", help="quorum two_node (same as --quorum two_node=1).")
     ] = False,
     wait_for_all: Annotated[
         bool | None,
@@ -107,6 +112,40 @@ def up(
     ] = None,
     votes: Annotated[
         str | None, typer.Option("--votes", help="Votes per node, e.g. 1,1,2.")
+    ] = None,
+    quorum: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--quorum",
+            help="A corosync.conf quorum key, repeatable: expected_votes, two_node, "
+            "wait_for_all, last_man_standing, last_man_standing_window, auto_tie_breaker, "
+            "auto_tie_breaker_node, allow_downscale, expected_votes_tracking "
+            "(e.g. --quorum last_man_standing=1).",
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="Rehearse this corosync.conf: its nodelist (ids, names, votes), quorum "
+            "(device included) and totem timing; the addresses are the lab's own.",
+        ),
+    ] = None,
+    from_host: Annotated[
+        str | None,
+        typer.Option(
+            "--from-host",
+            help="Like --config, with the corosync.conf of a cluster node read over SSH "
+            "([user@]host[:port]; /etc/pve/corosync.conf, else /etc/corosync/corosync.conf).",
+        ),
+    ] = None,
+    start: Annotated[
+        str | None,
+        typer.Option(
+            "--start",
+            help="Only these nodes start (e.g. 1,2); the others stay down until 'lab start' "
+            "(a cold start of a subset, what wait_for_all is about).",
+        ),
     ] = None,
     subnet: Annotated[
         str | None,
@@ -135,6 +174,18 @@ def up(
     qdevice_algorithm: Annotated[
         str, typer.Option("--qdevice-algorithm", help="ffsplit (default) or lms.")
     ] = "ffsplit",
+    qdevice_votes: Annotated[
+        int | None,
+        typer.Option("--qdevice-votes", help="quorum.device.votes (default: as pvecm writes it)."),
+    ] = None,
+    qdevice_start: Annotated[
+        str,
+        typer.Option(
+            "--qdevice-start",
+            help="yes (default) or no: configured, but the qdevice daemons wait for "
+            "'lab qdevice start'.",
+        ),
+    ] = "yes",
     netmtu: Annotated[
         int | None,
         typer.Option(
@@ -209,20 +260,51 @@ def up(
         }
     if not qdevice and (qnetd != "pvectl" or not qdevice_tls):
         raise UsageError("--qnetd and --no-qdevice-tls go with --qdevice")
+    if qdevice_start not in ("yes", "no"):
+        raise UsageError(f"--qdevice-start takes yes or no, not {qdevice_start!r}")
+    if not qdevice and (qdevice_start != "yes" or qdevice_votes is not None):
+        raise UsageError("--qdevice-start and --qdevice-votes go with --qdevice")
+    from pvectl.lab import conf_import, quorum_setup
+
+    if config is not None and from_host is not None:
+        raise UsageError("--config and --from-host both name a corosync.conf: give one")
+    imported = None
+    if config is not None:
+        imported = conf_import.read_file(config)
+    elif from_host is not None:
+        imported = conf_import.read_from_host(from_host, accept_new_host_key, connect_timeout)
+    cluster = conf_import.up_fields(
+        imported,
+        nodes,
+        quorum_setup.parse_assignments(quorum or ()),
+        _parse_votes(votes),
+        qdevice,
+        token,
+    )
+    if imported is not None:
+        _say(f"lab {name!r}: rehearsing {imported.source} ({imported.cluster_name})")
     options = module.UpOptions(
-        nodes=nodes,
+        **cluster,
+        start=quorum_setup.parse_ids(start),
         transport=transport.value,
-        token=token,
         two_node=two_node,
         wait_for_all=wait_for_all,
-        votes=_parse_votes(votes),
         subnet=subnet,
         **(
             {"durability": durability, "coupling": coupling, "netmtu": netmtu}
             if chosen == "embedded"
             else {}
         ),
-        **({"qdevice": True, "qdevice_algorithm": qdevice_algorithm} if qdevice else {}),
+        **(
+            {
+                "qdevice": True,
+                "qdevice_algorithm": qdevice_algorithm,
+                "qdevice_start": qdevice_start == "yes",
+                "qdevice_votes": qdevice_votes,
+            }
+            if qdevice
+            else {}
+        ),
         **({"qnetd": qnetd, "qdevice_tls": qdevice_tls} if qdevice else {}),
         **on_hosts,
     )
@@ -385,6 +467,20 @@ def qnetd_command(
     """Stop or start the lab's qnetd (lab up N --qdevice): rehearse "qnetd down"."""
     module = engines.for_lab(lab_state.check_lab_name(name))
     _say(f"lab {name!r}: " + module.qnetd_action(name, action))
+
+
+@lab_app.command("qdevice")
+def qdevice_command(
+    action: Annotated[str, typer.Argument(help="start or stop.", show_default=False)],
+    node: Annotated[
+        int | None, typer.Argument(help="Only this node (default: every node).")
+    ] = None,
+    name: NameOption = "default",
+) -> None:
+    """Start or stop the qdevice daemons of the nodes (lab up N --qdevice): rehearse a
+    QDevice added after the nodes, or one node's corosync-qdevice down."""
+    module = engines.for_lab(lab_state.check_lab_name(name))
+    _say(f"lab {name!r}: " + module.qdevice_action(name, action, node))
 
 
 @lab_app.command(
@@ -603,13 +699,9 @@ def fs_put(
     """Write a file (created if missing); exits 0 only once committed at --level."""
     import sys
 
-    from pvectl.errors import ExitCode, PvectlError
     from pvectl.lab import store_access
 
-    try:
-        data = file.read_bytes() if file is not None else sys.stdin.buffer.read()
-    except OSError as exc:
-        raise PvectlError(f"{file}: {exc.strerror}", ExitCode.NO_INPUT) from exc
+    data = store_access.read_input(path, file, sys.stdin.buffer)
     write_id = store_access.write(name, node, path, "put", data, level)
     _say(f"{path}: {len(data)} bytes committed ({level}), write {write_id}")
 

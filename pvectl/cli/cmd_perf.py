@@ -115,8 +115,9 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def _check_size(text: str, option: str) -> str:
+    parse = probe.parse_block_size if option == "--block-size" else probe.parse_size
     try:
-        probe.parse_size(text)
+        parse(text)
     except argparse.ArgumentTypeError as exc:
         raise UsageError(f"{option}: {exc}") from None
     return text

@@ -53,7 +53,11 @@ def what_if(
     ] = None,
     config: Annotated[
         Path | None,
-        typer.Option("--config", help="Read nodes and quorum options from this corosync.conf."),
+        typer.Option(
+            "--config",
+            help="Read nodes and quorum options from this corosync.conf.",
+            readable=False,  # our reader maps every failure to its exit code (77 here)
+        ),
     ] = None,
     output_format: OutputFormatOption = OutputFormat.text,
 ) -> None:

@@ -14,6 +14,8 @@ COMMAND_MODULES = (
     "pvectl.cli.cmd_perf",
     "pvectl.cli.cmd_check",
     "pvectl.cli.cmd_qdevice",
+    "pvectl.cli.cmd_watch",
+    "pvectl.cli.cmd_exporter",
 )
 
 

@@ -160,7 +160,8 @@ def _describe(command: click.Command, path: tuple[str, ...], ctx: click.Context)
                 takes_value=not is_flag,
                 choices=_choices(param),
                 is_path=_is_path(param),
-                metavar=(param.name or "value").upper().replace("_", "-"),
+                metavar=getattr(param, "metavar", None)
+                or (param.name or "value").upper().replace("_", "-"),
                 default="" if is_flag else _default_text(param),
             )
         )

@@ -59,7 +59,7 @@ ClusterNameOption = Annotated[
     str | None,
     typer.Option(
         "--cluster",
-        help="A cluster named in ~/.config/pvectl/config.yaml: run on all its hosts.",
+        help="A cluster named in config.yaml in ~/.config/pvectl: run on all its hosts.",
         show_default=False,
     ),
 ]

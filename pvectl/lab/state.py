@@ -16,7 +16,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from pvectl.errors import ConfigError, UsageError
+from pvectl.errors import ConfigError, PermissionNeeded, UsageError
+from pvectl.private_dir import check_private_dir, user_runtime_dir
 
 STATE_FILE = "lab.json"
 SCHEMA_VERSION = 1
@@ -34,14 +35,16 @@ def check_lab_name(name: str) -> str:
 
 
 def labs_root() -> Path:
-    """``$XDG_RUNTIME_DIR/pvectl/lab``, else ``/run/pvectl/lab`` for root, else
-    ``/tmp/pvectl-$UID/lab``: runtime state that a reboot should forget."""
-    runtime = os.environ.get("XDG_RUNTIME_DIR", "")
-    if runtime and Path(runtime).is_dir():
-        return Path(runtime) / "pvectl" / "lab"
-    if os.geteuid() == 0:
-        return Path("/run/pvectl/lab")
-    return Path(f"/tmp/pvectl-{os.getuid()}/lab")
+    """``lab/`` in this user's checked runtime directory (``$XDG_RUNTIME_DIR/pvectl``,
+    ``/run/pvectl`` for root, else ``/tmp/pvectl-$UID``): runtime state that a reboot
+    should forget, in a place no other user can have planted."""
+    root = user_runtime_dir() / "lab"
+    try:
+        root.mkdir(mode=0o700, exist_ok=True)
+    except OSError as exc:
+        raise PermissionNeeded(f"{root}: cannot create it: {exc.strerror}") from exc
+    check_private_dir(root)
+    return root
 
 
 def lab_dir(name: str) -> Path:

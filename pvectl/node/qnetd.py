@@ -29,7 +29,7 @@ from typing import Any
 from pvectl.errors import ExitCode, PvectlError
 from pvectl.node.control import addressable
 from pvectl.node.qnetd_certs import CertDir, init_cert_dir, peer_names, server_ssl_context
-from pvectl.private_dir import check_private_dir, ensure_private_dir, runtime_dir
+from pvectl.private_dir import check_private_dir, ensure_private_dir, user_runtime_dir
 from pvectl.quorum import qnetd_wire as wire
 from pvectl.quorum.qnetd_core import Action, Close, QnetdCore, QnetdStatus, Send, StartTls
 
@@ -44,7 +44,7 @@ DEFAULT_MAX_CLIENTS = 1000
 def default_control_socket(port: int) -> Path:
     """This user's own socket path: a shared directory would let another local user
     answer ``qdevice clients`` in our server's place, or squat the name ``serve`` needs."""
-    return runtime_dir() / f"qnetd-{port}.sock"
+    return user_runtime_dir() / f"qnetd-{port}.sock"
 
 
 def _log(text: str) -> None:
@@ -420,7 +420,8 @@ def serve(
 def query_status(port: int = DEFAULT_PORT, control_socket: Path | None = None) -> QnetdStatus:
     """Ask a running ``pvectl qdevice serve`` for its clusters and clients."""
     path = control_socket or default_control_socket(port)
-    check_private_dir(path.parent)  # a socket in a directory others control proves nothing
+    if os.path.lexists(path.parent):  # missing: nothing serves there ("cannot reach" below)
+        check_private_dir(path.parent)  # a socket in a directory others control proves nothing
 
     async def ask() -> dict[str, Any]:
         try:

@@ -1,7 +1,8 @@
-"""Per-user private directories: created 0700, and a directory planted by another user, a
-symlink or one open to others is refused with exit 77 naming the path and its owner.
-The qnetd control socket lives in one (``qdevice serve`` and ``qdevice clients``), checked
-end to end with real processes of two users."""
+"""The qnetd control socket lives in a per-user private directory (``qdevice serve`` and
+``qdevice clients``): a directory planted by another user is refused with exit 77 naming
+the path and its owner, and another user can no longer answer ``qdevice clients``.
+End to end with real processes of two users (``pvectl.private_dir`` itself is tested
+with the lab state, tests/test_lab_state_private.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import os
 import pwd
 import shutil
 import socket
-import stat
 import subprocess
 import sys
 import threading
@@ -20,8 +20,6 @@ from typing import ClassVar
 
 import pytest
 
-from pvectl.errors import PermissionNeeded
-from pvectl.private_dir import check_private_dir, ensure_private_dir, runtime_dir
 from tests.conftest import run_cli
 
 ROOT = os.geteuid() == 0
@@ -38,91 +36,6 @@ def _uid_exists(uid: int) -> bool:
 
 
 OTHER_UID = 1000 if _uid_exists(1000) else 65534  # the "other local user"
-
-
-def test_creates_missing_directory_and_parents_0700(tmp_path: Path) -> None:
-    target = tmp_path / "a" / "b" / "pvectl"
-    old = os.umask(0)
-    try:
-        assert ensure_private_dir(target) == target
-    finally:
-        os.umask(old)
-    st = os.lstat(target)
-    assert stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o700
-    assert st.st_uid == os.geteuid()
-    assert ensure_private_dir(target) == target  # an existing one of ours is fine
-
-
-def test_umask_cannot_leave_the_directory_unusable(tmp_path: Path) -> None:
-    old = os.umask(0o777)
-    try:
-        ensure_private_dir(tmp_path / "d")
-    finally:
-        os.umask(old)
-    assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o700
-
-
-@needs_root
-def test_directory_planted_by_another_user_is_refused(tmp_path: Path) -> None:
-    planted = tmp_path / "pvectl-1234"
-    planted.mkdir(mode=0o700)
-    os.chown(planted, OTHER_UID, OTHER_UID)
-    with pytest.raises(PermissionNeeded) as err:
-        ensure_private_dir(planted)
-    text = str(err.value)
-    assert int(err.value.exit_code) == 77
-    assert str(planted) in text and f"uid {OTHER_UID}" in text
-    assert _name(OTHER_UID) in text and "refusing" in text and "\n" not in text
-
-
-def test_symlink_is_refused_even_to_our_own_directory(tmp_path: Path) -> None:
-    ours = tmp_path / "mine"
-    ours.mkdir(mode=0o700)
-    link = tmp_path / "pvectl"
-    link.symlink_to(ours)
-    with pytest.raises(PermissionNeeded, match="is a symlink owned by"):
-        ensure_private_dir(link)
-    with pytest.raises(PermissionNeeded, match="is a symlink"):
-        check_private_dir(link)
-
-
-@pytest.mark.parametrize("mode", [0o777, 0o1777, 0o770, 0o755, 0o701])
-def test_group_or_other_access_is_refused(tmp_path: Path, mode: int) -> None:
-    target = tmp_path / "open"
-    target.mkdir()
-    os.chmod(target, mode)
-    with pytest.raises(PermissionNeeded, match=f"mode {stat.S_IMODE(mode):04o}"):
-        ensure_private_dir(target)
-
-
-def test_a_file_in_its_place_is_refused(tmp_path: Path) -> None:
-    (tmp_path / "f").write_text("x")
-    with pytest.raises(PermissionNeeded, match="not a directory"):
-        ensure_private_dir(tmp_path / "f")
-
-
-def test_check_leaves_a_missing_path_to_the_caller(tmp_path: Path) -> None:
-    assert check_private_dir(tmp_path / "none") == tmp_path / "none"
-    assert not (tmp_path / "none").exists()
-
-
-def test_runtime_dir_uses_only_a_valid_xdg_runtime_dir(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    good = tmp_path / "xdg"
-    good.mkdir(mode=0o700)
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(good))
-    assert runtime_dir() == good / "pvectl"
-    fallback = Path("/run/pvectl") if ROOT else Path(f"/tmp/pvectl-{os.geteuid()}")
-    for bad in ("relative/dir", str(tmp_path / "missing"), str(tmp_path / "file")):
-        (tmp_path / "file").write_text("")
-        monkeypatch.setenv("XDG_RUNTIME_DIR", bad)
-        assert runtime_dir() == fallback
-    os.chmod(good, 0o777)  # one any user may write in is no private runtime dir
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(good))
-    assert runtime_dir() == fallback
-    monkeypatch.delenv("XDG_RUNTIME_DIR")
-    assert runtime_dir() == fallback
 
 
 # --- the qnetd control socket, end to end ------------------------------------------------
@@ -213,7 +126,7 @@ def victim_uid() -> Iterator[int]:
 
 
 def _as_user(uid: int, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"}
+    env = {k: v for k, v in os.environ.items() if k not in ("XDG_RUNTIME_DIR", "TMPDIR")}
     env["HOME"] = "/nonexistent"
     return subprocess.run(
         [
@@ -255,6 +168,7 @@ def test_another_user_cannot_answer_qdevice_clients(tmp_path: Path, victim_uid: 
         assert run.returncode == 69, run.stderr  # nobody serves in the victim's own place
         # the attacker plants the victim's private directory and listens in it
         planted = Path(f"/tmp/pvectl-{victim_uid}")
+        shutil.rmtree(planted, ignore_errors=True)  # as before the victim's first run
         planted.mkdir(mode=0o755)
         spoof_new = _FakeQnetd(planted / f"qnetd-{port}.sock")
         os.chown(planted, OTHER_UID, OTHER_UID)
