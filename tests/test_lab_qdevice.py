@@ -34,8 +34,11 @@ def _wait_status(name: str, pred: object, timeout: float = 60) -> dict[str, obje
 
 
 def test_qdevice_options_are_checked_before_anything_runs() -> None:
+    # A combination corosync itself refuses at start: its reason, exit 78 (EX_CONFIG).
+    refused = run_cli("lab", "up", "2", "--engine", "corosync", "--qdevice", "--two-node")
+    assert refused.code == 78, refused.stderr
+    assert "two_node and quorum device cannot be configured" in refused.stderr
     bad = [
-        ("up", "2", "--engine", "corosync", "--qdevice", "--two-node", "--name", "qdbad"),
         ("up", "2", "--engine", "corosync", "--qdevice", "--qdevice-algorithm", "x"),
         ("up", "2", "--engine", "embedded", "--qdevice", "--qnetd", "x", "--name", "qdbad"),
         ("up", "2", "--engine", "corosync", "--qdevice", "--qnetd", "x", "--name", "qdbad"),
