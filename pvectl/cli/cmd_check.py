@@ -61,6 +61,7 @@ def check(
         str | None,
         typer.Option(
             "--fsync-dir",
+            metavar="DIR",
             help="Directory to measure fsync in (default: /var/lib/pve-cluster, else "
             "/var/lib/corosync, else /var/tmp).",
             show_default=False,
@@ -70,16 +71,18 @@ def check(
         float,
         typer.Option(
             "--fsync-seconds",
+            metavar="SECONDS",
             min=0.05,
             max=60,
             help="Seconds per durable-write loop (fsync, fdatasync, O_DSYNC: three loops).",
         ),
     ] = 1.0,
 ) -> None:
-    """Health report: quorum, node count, expected votes, token, links, latency, fsync.
+    """Health report: quorum, votes, token, links, latency and disk, with advice.
 
-    Each finding has a severity and one line of advice. Exit 0 all ok, 1 worst is a
-    warning, 2 something is critical (an unreachable node counts as critical).
+    Checks quorum, node count, expected votes, the token timeout, links, latency and
+    fsync. Each finding has a severity and one line of advice. Exit 0 all ok, 1 worst is
+    a warning, 2 something is critical (an unreachable node counts as critical).
     """
     hosts = remote_hosts(host, cluster)
 

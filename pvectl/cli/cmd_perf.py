@@ -124,7 +124,10 @@ def _check_size(text: str, option: str) -> str:
 
 def perf(
     target: Annotated[
-        str, typer.Argument(help="Directory to test (default /, as pveperf) or a block device.")
+        str,
+        typer.Argument(
+            metavar="PATH", help="Directory to test (default /, as pveperf) or a block device."
+        ),
     ] = "/",
     layout: Annotated[
         PerfLayout,
@@ -143,15 +146,25 @@ def perf(
     quick: Annotated[bool, typer.Option("--quick", help="Whole run under 5 s.")] = False,
     runtime: Annotated[
         float | None,
-        typer.Option("--runtime", help="Seconds of timed tests (default 16, --quick 3).", min=0.05),
+        typer.Option(
+            "--runtime",
+            metavar="SECONDS",
+            help="Seconds of timed tests (default 16, --quick 3).",
+            min=0.05,
+        ),
     ] = None,
     block_size: Annotated[
-        str, typer.Option("--block-size", help="Durable-write block size (4k, 8k, 1m...).")
+        str,
+        typer.Option(
+            "--block-size", metavar="SIZE", help="Durable-write block size (4k, 8k, 1m...)."
+        ),
     ] = "4k",
     file_size: Annotated[
         str | None,
         typer.Option(
-            "--file-size", help="Fallocated file for the durable writes (64m; --quick 16m)."
+            "--file-size",
+            metavar="SIZE",
+            help="Fallocated file for the durable writes (64m; --quick 16m).",
         ),
     ] = None,
     pattern: Annotated[
@@ -162,17 +175,22 @@ def perf(
         bool, typer.Option("--direct", help="Read tests with O_DIRECT (no page cache).")
     ] = False,
     skip: Annotated[
-        list[Test] | None, typer.Option("--skip", help="Leave a test out (repeatable).")
+        list[Test] | None,
+        typer.Option("--skip", metavar="TEST", help="Leave a test out (repeatable)."),
     ] = None,
     sync: Annotated[
         list[SyncKind] | None,
-        typer.Option("--sync", help="Durable-write kinds to run (repeatable; default all)."),
+        typer.Option(
+            "--sync", metavar="KIND", help="Durable-write kinds to run (repeatable; default all)."
+        ),
     ] = None,
     resolv_conf: Annotated[
-        str | None, typer.Option("--resolv-conf", help="Resolver config for the DNS tests.")
+        str | None,
+        typer.Option("--resolv-conf", metavar="PATH", help="Resolver config for the DNS tests."),
     ] = None,
     dns_timeout: Annotated[
-        float | None, typer.Option("--dns-timeout", help="Seconds per DNS query (default 2).")
+        float | None,
+        typer.Option("--dns-timeout", metavar="SECONDS", help="Seconds per DNS query (default 2)."),
     ] = None,
     dns_port: Annotated[int | None, typer.Option("--dns-port", hidden=True)] = None,
     drop_caches: Annotated[
@@ -195,7 +213,7 @@ def perf(
 ) -> None:
     """CPU, regex, disk, fsync and DNS figures as pveperf, plus fsync latency and a verdict.
 
-    Writes only in a temporary subdirectory of TARGET (removed afterwards, also on
+    Writes only in a temporary subdirectory of PATH (removed afterwards, also on
     Ctrl-C); a block device is only read, its mounted filesystem gets the fsync tests.
     """
     if layout is PerfLayout.pveperf and output_format is not OutputFormat.text:

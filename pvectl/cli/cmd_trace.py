@@ -11,7 +11,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from pvectl.cli.options import LabNameOption, LabNodeOption, OutputFormatOption
+from pvectl.cli.options import CommitLevel, LabNameOption, LabNodeOption, OutputFormatOption
 from pvectl.cli.output import OutputFormat, emit
 from pvectl.errors import ExitCode, PvectlError
 from pvectl.lab import sync_trace
@@ -261,26 +261,36 @@ def sync_trace_command(
     name: LabNameOption = "default",
     node: LabNodeOption = None,
     path: Annotated[
-        str, typer.Option("--path", help="Store path to write (created if missing).")
-    ] = "sync-trace.probe",
-    size: Annotated[int, typer.Option("--size", help="Bytes per write (max 1 MiB).")] = 4096,
-    count: Annotated[int, typer.Option("--count", help="Number of writes to trace.")] = 20,
-    level: Annotated[
         str,
+        typer.Option("--path", metavar="PATH", help="Store path to write (created if missing)."),
+    ] = "sync-trace.probe",
+    size: Annotated[
+        int, typer.Option("--size", metavar="BYTES", help="Bytes per write (max 1 MiB).")
+    ] = 4096,
+    count: Annotated[
+        int, typer.Option("--count", metavar="N", help="Number of writes to trace.")
+    ] = 20,
+    level: Annotated[
+        CommitLevel,
         typer.Option(
             "--level",
             help="Commit level: local (this node applied and fsync'd, like pmxcfs) or all "
             "(every member fsync'd).",
         ),
-    ] = "local",
+    ] = CommitLevel.local,
     svg: Annotated[
         Path | None,
-        typer.Option("--svg", help="Also save the text view (timeline bars included) as SVG."),
+        typer.Option(
+            "--svg",
+            metavar="FILE",
+            help="Also save the text view (timeline bars included) as SVG.",
+        ),
     ] = None,
     settle: Annotated[
         float | None,
         typer.Option(
             "--settle",
+            metavar="SECONDS",
             help="Seconds to wait after the last write for every node's fsync and one "
             "operational ring (default: 8.8 x token + 5).",
             min=0,
@@ -288,13 +298,14 @@ def sync_trace_command(
     ] = None,
     output_format: OutputFormatOption = OutputFormat.text,
 ) -> None:
-    """Follow config writes through the send queue, token, multicast, delivery, apply, fsync
-    and commit on every node, with the ring's membership changes on the same time axis.
+    """Follow config writes through the ring and the disks of every node.
 
+    Each write is timed through the send queue, token, multicast, delivery, apply, fsync
+    and commit on every node, with the ring's membership changes on the same time axis.
     Needs an embedded lab (`pvectl lab up 3`); `pvectl lab slow-disk N MS` shows where a slow
     disk puts the time, and with `lab up --coupling coupled` how it stalls the token.
     """
-    trace = sync_trace.run(name, node, path, size, count, level, settle)
+    trace = sync_trace.run(name, node, path, size, count, level.value, settle)
     emit(trace, output_format, lambda: _render(trace))
     if svg is not None:
         recorder = Console(record=True, width=140, file=io.StringIO())

@@ -23,6 +23,14 @@ import typer
 from typer import _click as click
 
 from pvectl import __version__
+from pvectl.cli.helpfmt import (
+    is_flag,
+    param_choices,
+    param_help,
+    plain_text,
+    summary,
+    value_name,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MAN_SEE_ALSO = ("pvecm(1)", "corosync-quorumtool(8)", "votequorum(5)", "corosync.conf(5)")
@@ -37,6 +45,8 @@ class OptionDoc:
     is_path: bool = False
     metavar: str = ""
     default: str = ""
+    negations: tuple[str, ...] = ()  # the --no-x forms, also in names
+    details: str = ""  # the help text as --help prints it
 
 
 @dataclass(frozen=True)
@@ -46,6 +56,7 @@ class ArgumentDoc:
     choices: tuple[str, ...] = ()
     is_path: bool = False
     help: str = ""
+    details: str = ""  # the help text as --help prints it
 
 
 @dataclass(frozen=True)
@@ -79,30 +90,15 @@ def build_command() -> click.Command:
     return typer.main.get_command(app)
 
 
-def _annotation(param: Any) -> Any:
-    descriptor = getattr(param, "type_descriptor", None)
-    if descriptor is not None:
-        return getattr(descriptor, "annotation", None)
-    return None
-
-
-def _choices(param: Any) -> tuple[str, ...]:
-    click_type = getattr(param, "type", None)
-    choices = getattr(click_type, "choices", None)
-    if choices:
-        return tuple(str(c) for c in choices)
-    annotation = _annotation(param)
-    if inspect.isclass(annotation) and issubclass(annotation, enum.Enum):
-        return tuple(str(member.value) for member in annotation)
-    return ()
-
-
 def _is_path(param: Any) -> bool:
     click_type = getattr(param, "type", None)
     if click_type is not None and type(click_type).__name__ in ("Path", "File"):
         return True
-    annotation = _annotation(param)
-    return inspect.isclass(annotation) and issubclass(annotation, Path)
+    descriptor = getattr(param, "type_descriptor", None)
+    annotation = getattr(descriptor, "annotation", None)
+    return bool(getattr(descriptor, "is_path", False)) or (
+        inspect.isclass(annotation) and issubclass(annotation, Path)
+    )
 
 
 def _default_text(param: Any) -> str:
@@ -112,11 +108,6 @@ def _default_text(param: Any) -> str:
     if isinstance(default, enum.Enum):
         return str(default.value)
     return str(default)
-
-
-def _clean(text: str | None) -> str:
-    """Docstring text without indentation or markdown backticks."""
-    return inspect.cleandoc(text or "").replace("`", "").strip()
 
 
 def _first_sentence(text: str) -> str:
@@ -143,32 +134,37 @@ def _describe(command: click.Command, path: tuple[str, ...], ctx: click.Context)
         if getattr(param, "param_type_name", "") == "argument":
             arguments.append(
                 ArgumentDoc(
-                    name=(param.name or "arg").upper(),
+                    name=value_name(param),
                     required=bool(param.required),
-                    choices=_choices(param),
+                    choices=param_choices(param),
                     is_path=_is_path(param),
-                    help=_clean(getattr(param, "help", "")),
+                    help=plain_text(getattr(param, "help", "")),
+                    details=param_help(param, ctx),
                 )
             )
             continue
-        is_flag = bool(getattr(param, "is_flag", False)) or bool(getattr(param, "count", False))
-        names = _sorted_names(param.opts) + _sorted_names(getattr(param, "secondary_opts", ()))
+        negations = _sorted_names(getattr(param, "secondary_opts", ()))
         options.append(
             OptionDoc(
-                names=names,
-                help=_clean(getattr(param, "help", "")),
-                takes_value=not is_flag,
-                choices=_choices(param),
+                names=_sorted_names(param.opts) + negations,
+                help=plain_text(getattr(param, "help", "")),
+                takes_value=not is_flag(param),
+                choices=param_choices(param),
                 is_path=_is_path(param),
-                metavar=(param.name or "value").upper().replace("_", "-"),
-                default="" if is_flag else _default_text(param),
+                metavar=value_name(param),
+                default="" if is_flag(param) else _default_text(param),
+                negations=negations,
+                details=param_help(param, ctx),
             )
         )
     help_option = command.get_help_option(ctx)
     if help_option is not None:
         options.append(
             OptionDoc(
-                names=_sorted_names(help_option.opts), help="Show help and exit.", takes_value=False
+                names=_sorted_names(help_option.opts),
+                help=plain_text(help_option.help),
+                takes_value=False,
+                details=param_help(help_option, ctx),
             )
         )
     subcommands: tuple[str, ...] = ()
@@ -179,8 +175,8 @@ def _describe(command: click.Command, path: tuple[str, ...], ctx: click.Context)
             for name in group.list_commands(ctx)
             if (sub := group.get_command(ctx, name)) is not None and not sub.hidden
         )
-    text = _clean(command.help)
-    short = _clean(command.short_help) or _first_sentence(text)
+    text = plain_text(command.help)
+    short = summary(command)
     return CommandDoc(path, text, short, tuple(options), tuple(arguments), subcommands)
 
 
@@ -512,18 +508,18 @@ def _synopsis(doc: CommandDoc) -> str:
 
 
 def _option_lines(options: tuple[OptionDoc, ...]) -> list[str]:
+    """Each option labelled as --help labels it: -s, --long VALUE / --no-long."""
     out: list[str] = []
     for option in options:
-        names = ", ".join(f"\\fB{_roff(name)}\\fR" for name in option.names)
+        primary = [name for name in option.names if name not in option.negations]
+        label = ", ".join(f"\\fB{_roff(name)}\\fR" for name in primary)
         if option.takes_value:
-            value = "|".join(option.choices) if option.choices else option.metavar
-            names += f" \\fI{_roff(value)}\\fR"
+            label += f" \\fI{_roff(option.metavar)}\\fR"
+        if option.negations:
+            label += " / " + ", ".join(f"\\fB{_roff(name)}\\fR" for name in option.negations)
         out.append(".TP")
-        out.append(names)
-        body = option.help or ""
-        if option.default:
-            body += f" (default: {option.default})"
-        out.append(_roff(body.replace("\n", " ")))
+        out.append(label)
+        out.append(_roff(" ".join(option.details.split())))
     return out
 
 
@@ -544,8 +540,7 @@ def man_page(doc: CommandDoc, docs: list[CommandDoc], exit_codes: list[tuple[str
         for argument in doc.arguments:
             out.append(".TP")
             out.append(f"\\fI{_roff(argument.name)}\\fR")
-            choices = f" One of: {', '.join(argument.choices)}." if argument.choices else ""
-            out.append(_roff((argument.help or "") + choices))
+            out.append(_roff(" ".join(argument.details.split())))
     if doc.subcommands:
         out.append(".SH COMMANDS")
         for name in doc.subcommands:

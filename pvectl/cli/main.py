@@ -14,17 +14,17 @@ import typer
 from typer import _click as click  # typer >= 0.29 vendors click
 
 from pvectl import __version__
+from pvectl.cli.helpfmt import PvectlTyper
 from pvectl.cli.output import stderr_console
 from pvectl.errors import ExitCode, PvectlError
 
-app = typer.Typer(
+app = PvectlTyper(
     name="pvectl",
     help="Proxmox VE / corosync cluster toolkit: pvecm and pveperf, measured honestly, "
     "plus an embedded cluster to rehearse failures.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 
@@ -49,7 +49,8 @@ def root(
 def _register_commands() -> None:
     from pvectl.cli import commands
 
-    commands.register(app)
+    if not app.registered_commands and not app.registered_groups:  # once per process
+        commands.register(app)
 
 
 def _error(message: str) -> None:
