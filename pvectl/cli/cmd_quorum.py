@@ -8,14 +8,10 @@ from typing import Annotated
 
 import typer
 
-from pvectl import corosync_conf
 from pvectl.cli.helpfmt import PvectlTyper
 from pvectl.cli.options import OutputFormatOption
 from pvectl.cli.output import OutputFormat, emit
-from pvectl.cli.whatif_text import render
 from pvectl.errors import UsageError
-from pvectl.quorum import whatif
-from pvectl.quorum.votequorum import QuorumOptions
 
 quorum_app = PvectlTyper(
     name="quorum",
@@ -70,6 +66,12 @@ def what_if(
     survived and what each network split does, with advice (odd/even node count,
     QDevice ffsplit/lms, two_node).
     """
+    # deferred for start-up time: only this command needs the quorum maths and rich
+    from pvectl import corosync_conf
+    from pvectl.cli.whatif_text import render
+    from pvectl.quorum import whatif
+    from pvectl.quorum.votequorum import QuorumOptions
+
     names: dict[int, str] | None = None
     if config is not None:
         if nodes is not None or votes is not None:

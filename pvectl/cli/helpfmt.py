@@ -17,7 +17,9 @@ from typing import Any
 
 import typer
 from typer import _click as click
-from typer.core import TyperCommand, TyperGroup
+from typer.core import TyperCommand, TyperGroup, TyperOption
+
+from pvectl.cli import coerce
 
 __all__ = [
     "PvectlTyper",
@@ -138,7 +140,17 @@ def summary(command: click.Command) -> str:
 
 
 class HelpCommand(TyperCommand):
-    """A leaf command with pvectl's help layout."""
+    """A leaf command with pvectl's help layout and pydantic-free value parsing."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            coerce.install(param)
+
+    def get_help_option(self, ctx: click.Context) -> TyperOption | None:
+        option = super().get_help_option(ctx)
+        coerce.install(option)
+        return option
 
     def collect_usage_pieces(self, ctx: click.Context) -> list[str]:
         pieces = [self.options_metavar] if self.options_metavar else []
@@ -156,6 +168,16 @@ class HelpCommand(TyperCommand):
 
 class HelpGroup(TyperGroup):
     """A command group with pvectl's help layout; subcommand summaries are never cut."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            coerce.install(param)
+
+    def get_help_option(self, ctx: click.Context) -> TyperOption | None:
+        option = super().get_help_option(ctx)
+        coerce.install(option)
+        return option
 
     def collect_usage_pieces(self, ctx: click.Context) -> list[str]:
         pieces = [self.options_metavar] if self.options_metavar else []

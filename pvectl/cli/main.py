@@ -15,7 +15,6 @@ from typer import _click as click  # typer >= 0.29 vendors click
 
 from pvectl import __version__
 from pvectl.cli.helpfmt import PvectlTyper
-from pvectl.cli.output import stderr_console
 from pvectl.errors import ExitCode, PvectlError
 
 app = PvectlTyper(
@@ -54,6 +53,8 @@ def _register_commands() -> None:
 
 
 def _error(message: str) -> None:
+    from pvectl.cli.output import stderr_console  # rich: loaded only to print
+
     stderr_console().print(f"pvectl: error: {message}", markup=False, highlight=False)
 
 
