@@ -140,3 +140,10 @@ def test_man_pages_label_options_as_help_does(
         out = _help(doc.path, capsys)
         for label in labels:
             assert re.search(rf"^  {re.escape(label)}( {{2,}}|$)", out, re.M), (doc.path, label)
+
+
+def test_a_group_without_its_command_prints_its_help(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 64
+    assert capsys.readouterr().out.startswith("Usage: pvectl [OPTIONS] COMMAND")
+    assert main(["lab"]) == 64
+    assert "Commands:" in capsys.readouterr().out

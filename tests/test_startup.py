@@ -35,3 +35,18 @@ def test_a_local_command_imports_no_ssh() -> None:
         "assert main(['quorum', 'what-if', '--nodes', '5', '--output-format', 'json']) == 0\n"
     )
     assert "paramiko" not in loaded and "asyncio" not in loaded, loaded
+
+
+def test_a_command_builds_only_its_module_and_the_map_is_complete() -> None:
+    import typer
+
+    from pvectl.cli import commands
+    from pvectl.cli.main import build_app
+
+    def top_level(only: str | None) -> set[str]:
+        return set(typer.main.get_command(build_app(only)).commands)  # type: ignore[attr-defined]
+
+    assert top_level(None) == set(commands.MODULE_OF)
+    for name, module in commands.MODULE_OF.items():
+        assert top_level(name) == {n for n, m in commands.MODULE_OF.items() if m == module}
+    assert top_level("no-such-command") == set(commands.MODULE_OF)  # for click's suggestion

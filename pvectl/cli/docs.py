@@ -82,12 +82,9 @@ class CommandDoc:
 
 def build_command() -> click.Command:
     """The command tree exactly as ``pvectl`` builds it."""
-    from pvectl.cli import commands
-    from pvectl.cli.main import app
+    from pvectl.cli.main import build_app
 
-    if not app.registered_commands and not app.registered_groups:
-        commands.register(app)
-    return typer.main.get_command(app)
+    return typer.main.get_command(build_app())
 
 
 def _is_path(param: Any) -> bool:
