@@ -3,7 +3,7 @@
 
 _pvectl_subcommands() {
     case "$1" in
-        "") echo "status nodes expected sync-trace perf check quorum lab qdevice" ;;
+        "") echo "status nodes expected sync-trace perf check completion quorum lab qdevice" ;;
         "quorum") echo "what-if" ;;
         "lab") echo "up down ls kill stop start pause partition heal loss slow-disk qnetd exec mount umount compare run fs" ;;
         "lab fs") echo "ls cat put mkdir rm" ;;
@@ -21,6 +21,7 @@ _pvectl_options() {
         "sync-trace") echo "--name --node --path --size --count --level --svg --settle --output-format -h --help --debug" ;;
         "perf") echo "--format --output-format --pveperf-compat --quick --runtime --block-size --file-size --pattern --direct --skip --sync --resolv-conf --dns-timeout --drop-caches --no-drop-caches --progress --no-progress --histogram --no-histogram --host --cluster --accept-new-host-key --connect-timeout -h --help --debug" ;;
         "check") echo "--output-format --host --cluster --accept-new-host-key --connect-timeout --fsync --no-fsync --fsync-dir --fsync-seconds -h --help --debug" ;;
+        "completion") echo "-h --help --debug" ;;
         "quorum") echo "-h --help --debug" ;;
         "quorum what-if") echo "--nodes --votes --two-node --qdevice --last-man-standing --auto-tie-breaker --wait-for-all --no-wait-for-all --config --output-format -h --help --debug" ;;
         "lab") echo "-h --help --debug" ;;

@@ -14,6 +14,7 @@ COMMAND_MODULES = (
     "pvectl.cli.cmd_perf",
     "pvectl.cli.cmd_check",
     "pvectl.cli.cmd_qdevice",
+    "pvectl.cli.cmd_completion",
 )
 
 # Which module adds each top-level command, so a run of one command imports and builds
@@ -28,6 +29,7 @@ MODULE_OF = {
     "perf": "pvectl.cli.cmd_perf",
     "check": "pvectl.cli.cmd_check",
     "qdevice": "pvectl.cli.cmd_qdevice",
+    "completion": "pvectl.cli.cmd_completion",
 }
 
 
