@@ -1,8 +1,10 @@
-"""Shell completions and man pages, generated from the CLI's own command tree.
+"""Shell completions, man pages and the command reference, generated from the CLI's own
+command tree.
 
 ``python -m pvectl.cli.docs --write`` (re)writes ``completions/pvectl.bash``,
-``completions/_pvectl`` (zsh), ``completions/pvectl.fish``, ``man/pvectl.1`` and one
-``man/pvectl-<command>[-<sub>].1`` per command or group; ``--check`` exits 1 when the
+``completions/_pvectl`` (zsh), ``completions/pvectl.fish``, ``man/pvectl.1``, one
+``man/pvectl-<command>[-<sub>].1`` per command or group and one
+``docs/commands/<group>.md`` per command group; ``--check`` exits 1 when the
 committed files differ from what the CLI would generate now. The scripts are static (no
 Python runs on <TAB>), so they stay fast and work where pvectl is not importable.
 """
@@ -474,17 +476,14 @@ def _roff_paragraphs(text: str) -> list[str]:
     return out
 
 
-def exit_code_rows(readme: Path) -> list[tuple[str, str]]:
-    """The README's exit-code table: the one place the codes are explained."""
+EXIT_CODES_PAGE = "docs/exit-codes.md"
+
+
+def exit_code_rows(page: Path) -> list[tuple[str, str]]:
+    """The exit-code table of docs/exit-codes.md: the one place the codes are explained."""
     rows: list[tuple[str, str]] = []
-    in_section = False
-    for line in readme.read_text(encoding="utf-8").splitlines():
-        if line.strip().lower().startswith("### exit codes"):
-            in_section = True
-            continue
-        if in_section and line.startswith("#"):
-            break
-        match = re.match(r"^\|\s*(\d+)\s*\|\s*(.+?)\s*\|\s*$", line) if in_section else None
+    for line in page.read_text(encoding="utf-8").splitlines():
+        match = re.match(r"^\|\s*(\d+)\s*\|\s*(.+?)\s*\|\s*$", line)
         if match:
             rows.append((match.group(1), match.group(2).replace("\\|", "|")))
     return rows
@@ -577,11 +576,85 @@ def man_page(doc: CommandDoc, docs: list[CommandDoc], exit_codes: list[tuple[str
 # --- writing and checking ----------------------------------------------------------------
 
 
+# --- command reference pages (docs/commands/) ----------------------------------------------
+
+# Where each top-level command is documented at length, beside its reference page.
+TOPICS = {
+    "cluster": ("[SSH and several hosts](../ssh.md)", "[the quorum model](../quorum.md)"),
+    "quorum": ("[the quorum model and what-if](../quorum.md)",),
+    "lab": ("[the embedded lab](../lab.md)", "[the config store](../config-store.md)"),
+    "sync-trace": ("[sync-trace explained](../sync-trace.md)",),
+    "perf": ("[what perf measures](../perf.md)", "[benchmarks](../benchmarks.md)"),
+    "check": ("[SSH and several hosts](../ssh.md)",),
+    "qdevice": ("[QDevice](../qdevice.md)",),
+    "completion": ("[installing](../install.md)",),
+}
+
+
+def _page_of(name: str) -> str:
+    """docs/commands/<page>.md for a top-level command: named after its module."""
+    from pvectl.cli.commands import MODULE_OF
+
+    module = MODULE_OF[name].rsplit(".", 1)[1]
+    return {"cmd_trace": "sync-trace"}.get(module, module.removeprefix("cmd_"))
+
+
+def _markdown_command(doc: CommandDoc) -> list[str]:
+    usage = " ".join(
+        [doc.full_name, "[OPTIONS]"]
+        + (["COMMAND [ARGS]..."] if doc.subcommands else [])
+        + [a.name if a.required else f"[{a.name}]" for a in doc.arguments]
+    )
+    out = [f"## {doc.full_name}", "", "```", usage, "```", ""]
+    for paragraph in (doc.help or doc.short_help).split("\n\n"):
+        out += [" ".join(paragraph.split()), ""]
+    if doc.subcommands:
+        out += ["Commands: " + ", ".join(f"`{name}`" for name in doc.subcommands) + ".", ""]
+    for argument in doc.arguments:
+        out.append(f"- `{argument.name}`: {' '.join(argument.details.split())}")
+    for option in doc.options:
+        primary = [name for name in option.names if name not in option.negations]
+        label = ", ".join(primary) + (f" {option.metavar}" if option.takes_value else "")
+        if option.negations:
+            label += " / " + ", ".join(option.negations)
+        out.append(f"- `{label}`: {' '.join(option.details.split())}")
+    return [*out, ""]
+
+
+def command_pages(docs: list[CommandDoc]) -> dict[str, str]:
+    """docs/commands/<page>.md: one reference page per command group, from the CLI."""
+    pages: dict[str, list[CommandDoc]] = {}
+    for doc in docs:
+        if doc.path:
+            pages.setdefault(_page_of(doc.path[0]), []).append(doc)
+    files = {}
+    for page, members in pages.items():
+        names = ", ".join(f"`{d.full_name}`" for d in members if len(d.path) == 1)
+        out = [
+            f"<!-- {GENERATED} -->",
+            f"# {names}",
+            "",
+            "The options and arguments as `--help` prints them; exit codes are in "
+            "[exit-codes.md](../exit-codes.md). More: " + ", ".join(TOPICS.get(page, ())) + ".",
+            "",
+        ]
+        for doc in members:
+            out += _markdown_command(doc)
+        files[f"docs/commands/{page}.md"] = "\n".join(out).rstrip() + "\n"
+    index = [f"<!-- {GENERATED} -->", "# Command reference", ""]
+    for page, members in pages.items():
+        tops = [d for d in members if len(d.path) == 1]
+        for top in tops:
+            index.append(f"- [{top.full_name}]({page}.md): {top.short_help}")
+    files["docs/commands/README.md"] = "\n".join(index) + "\n"
+    return files
+
+
 def generate(root: Path = REPO_ROOT) -> dict[str, str]:
     """Relative path -> content of every generated file."""
     docs = list(walk())
-    readme = root / "README.md"
-    exit_codes = exit_code_rows(readme) if readme.is_file() else []
+    page = root / EXIT_CODES_PAGE
+    exit_codes = exit_code_rows(page) if page.is_file() else []
     files = {
         "completions/pvectl.bash": bash_script(docs),
         "completions/_pvectl": zsh_script(docs),
@@ -589,6 +662,7 @@ def generate(root: Path = REPO_ROOT) -> dict[str, str]:
     }
     for doc in docs:
         files[f"man/{doc.page_name}.1"] = man_page(doc, docs, exit_codes)
+    files.update(command_pages(docs))
     return files
 
 
@@ -600,10 +674,9 @@ def stale_files(root: Path = REPO_ROOT) -> list[str]:
         for rel, content in wanted.items()
         if not (root / rel).is_file() or (root / rel).read_text(encoding="utf-8") != content
     ]
-    man_dir = root / "man"
-    if man_dir.is_dir():
-        for page in sorted(man_dir.glob("pvectl*.1")):
-            rel = f"man/{page.name}"
+    for folder, pattern in (("man", "pvectl*.1"), ("docs/commands", "*.md")):
+        for found in sorted((root / folder).glob(pattern)):
+            rel = f"{folder}/{found.name}"
             if rel not in wanted:
                 stale.append(rel)
     return stale
@@ -628,7 +701,9 @@ def main(argv: list[str] | None = None) -> int:
         description="Generate pvectl's shell completions and man pages from the CLI.",
     )
     mode = parser.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--write", action="store_true", help="write completions/ and man/")
+    mode.add_argument(
+        "--write", action="store_true", help="write completions/, man/ and docs/commands/"
+    )
     mode.add_argument("--check", action="store_true", help="exit 1 if they are stale")
     parser.add_argument("--root", type=Path, default=REPO_ROOT, help="repository root")
     args = parser.parse_args(argv)
