@@ -3,7 +3,7 @@ get their vote from ``pvectl qdevice serve`` (``--qnetd pvectl``); the same scen
 against the real corosync-qnetd (``--qnetd corosync``) give the same corosync-quorumtool
 figures and flags.
 
-Scenarios (shared/reference/corosync-lab scenario g): both nodes up; a 1:1 split where
+Scenarios (as a real 2-node corosync + qnetd lab behaves): both nodes up; a 1:1 split where
 both still reach qnetd (ffsplit gives the vote to the lowest node id only); node2
 crashed (node1 + qdevice stay quorate); qnetd down with both nodes up (quorate, the
 qdevice no longer votes). TLS on, each qnetd's own CA in the nodes' NSS databases.

@@ -1,6 +1,6 @@
 """``pvectl qdevice setup/remove/status`` on a real cluster, over SSH, as ``pvecm qdevice``.
 
-pvecm's sequence (proxmox-spec 2.5) with its gaps fixed: every guard runs before any
+pvecm's sequence (PVE::CLI::pvecm's qdevice setup) with its gaps fixed: every guard runs before any
 certificate work (a configured device, a used certificate store on *any* node, an odd node
 count, a cluster name that differs between the hosts), qnetd's TCP port is probed from
 every node first, and the plan is printed before it runs. The qnetd side is the real
