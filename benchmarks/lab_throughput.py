@@ -47,7 +47,7 @@ EMBEDDED = "tperf-bench"
 COROSYNC = "tperfc-bench"
 HERE = Path(__file__).resolve().parent
 DEFAULT_COUNTS = {64: 100_000, 1024: 50_000, 65536: 2_000}
-# corosync 3.1.7 on this kind of machine, 2 cores (reference/corosync-lab/README.md, section 7)
+# corosync 3.1.7 measured on this kind of machine, 2 cores (see docs/benchmarks.md)
 CLIENT_PREFIX: list[str] = []  # ["chrt", "-r", "1"] with --realtime: the CPG client too
 REFERENCE = {64: (47_976, 0.55), 1024: (34_613, 3.9), 65536: (738, 37.9)}
 

@@ -3,7 +3,7 @@
 
 _pvectl_subcommands() {
     case "$1" in
-        "") echo "status nodes expected sync-trace perf check watch exporter quorum lab qdevice" ;;
+        "") echo "status nodes expected sync-trace perf check watch exporter completion quorum lab qdevice" ;;
         "quorum") echo "what-if" ;;
         "lab") echo "up down ls kill stop start pause partition heal loss slow-disk qnetd qdevice exec mount umount compare run fs" ;;
         "lab fs") echo "ls cat put mkdir rm" ;;
@@ -23,6 +23,7 @@ _pvectl_options() {
         "check") echo "--output-format --target --name --host --cluster --accept-new-host-key --connect-timeout --fsync --no-fsync --fsync-dir --fsync-seconds -h --help --debug" ;;
         "watch") echo "--target --name --host --cluster --interval --once --output-format --fsync-probe --fsync-interval --accept-new-host-key --connect-timeout -h --help --debug" ;;
         "exporter") echo "--listen --target --name --host --cluster --interval --fsync-probe --fsync-interval --accept-new-host-key --connect-timeout -h --help --debug" ;;
+        "completion") echo "-h --help --debug" ;;
         "quorum") echo "-h --help --debug" ;;
         "quorum what-if") echo "--nodes --votes --two-node --qdevice --last-man-standing --auto-tie-breaker --wait-for-all --no-wait-for-all --config --output-format -h --help --debug" ;;
         "lab") echo "-h --help --debug" ;;
@@ -51,7 +52,7 @@ _pvectl_options() {
         "lab fs mkdir") echo "--name --level -h --help --debug" ;;
         "lab fs rm") echo "--name --level -h --help --debug" ;;
         "qdevice") echo "-h --help --debug" ;;
-        "qdevice serve") echo "--port --listen --cert-dir --tls --client-cert --no-client-cert --control-socket -h --help --debug" ;;
+        "qdevice serve") echo "--port --listen --cert-dir --tls --client-cert --no-client-cert --control-socket --max-clients -h --help --debug" ;;
         "qdevice clients") echo "--port --control-socket -v --verbose --output-format -h --help --debug" ;;
         "qdevice setup") echo "--host --cluster --force --algorithm --tls --qnetd-user --qnetd-ssh --wait --dry-run --accept-new-host-key --connect-timeout --output-format -h --help --debug" ;;
         "qdevice remove") echo "--host --cluster --dry-run --accept-new-host-key --connect-timeout --output-format -h --help --debug" ;;
@@ -90,7 +91,7 @@ _pvectl_values() {
         "sync-trace|--path") echo "" ;;
         "sync-trace|--size") echo "" ;;
         "sync-trace|--count") echo "" ;;
-        "sync-trace|--level") echo "" ;;
+        "sync-trace|--level") echo "local all" ;;
         "sync-trace|--svg") echo "__file__" ;;
         "sync-trace|--settle") echo "" ;;
         "sync-trace|--output-format") echo "text json json-pretty yaml" ;;
@@ -100,8 +101,8 @@ _pvectl_values() {
         "perf|--block-size") echo "" ;;
         "perf|--file-size") echo "" ;;
         "perf|--pattern") echo "seq same" ;;
-        "perf|--skip") echo "" ;;
-        "perf|--sync") echo "" ;;
+        "perf|--skip") echo "cpu regex hdsize reads seek fsync durable dns" ;;
+        "perf|--sync") echo "fsync fdatasync odsync" ;;
         "perf|--resolv-conf") echo "" ;;
         "perf|--dns-timeout") echo "" ;;
         "perf|--host") echo "" ;;
@@ -148,17 +149,17 @@ _pvectl_values() {
         "lab up|--from-host") echo "" ;;
         "lab up|--start") echo "" ;;
         "lab up|--subnet") echo "" ;;
-        "lab up|--durability") echo "" ;;
-        "lab up|--coupling") echo "" ;;
-        "lab up|--qdevice-algorithm") echo "" ;;
+        "lab up|--durability") echo "fsync wal-normal" ;;
+        "lab up|--coupling") echo "coupled decoupled" ;;
+        "lab up|--qdevice-algorithm") echo "ffsplit lms" ;;
         "lab up|--qdevice-votes") echo "" ;;
-        "lab up|--qdevice-start") echo "" ;;
+        "lab up|--qdevice-start") echo "yes no" ;;
         "lab up|--netmtu") echo "" ;;
         "lab up|--host") echo "" ;;
         "lab up|--address") echo "" ;;
         "lab up|--port") echo "" ;;
         "lab up|--connect-timeout") echo "" ;;
-        "lab up|--qnetd") echo "" ;;
+        "lab up|--qnetd") echo "pvectl corosync" ;;
         "lab up|--output-format") echo "text json json-pretty yaml" ;;
         "lab down|--name") echo "" ;;
         "lab ls|--name") echo "" ;;
@@ -192,16 +193,17 @@ _pvectl_values() {
         "lab fs ls|--output-format") echo "text json json-pretty yaml" ;;
         "lab fs cat|--name") echo "" ;;
         "lab fs put|--name") echo "" ;;
-        "lab fs put|--level") echo "" ;;
+        "lab fs put|--level") echo "local all" ;;
         "lab fs mkdir|--name") echo "" ;;
-        "lab fs mkdir|--level") echo "" ;;
+        "lab fs mkdir|--level") echo "local all" ;;
         "lab fs rm|--name") echo "" ;;
-        "lab fs rm|--level") echo "" ;;
+        "lab fs rm|--level") echo "local all" ;;
         "qdevice serve|--port") echo "" ;;
         "qdevice serve|--listen") echo "" ;;
         "qdevice serve|--cert-dir") echo "__file__" ;;
         "qdevice serve|--tls") echo "on required off" ;;
         "qdevice serve|--control-socket") echo "__file__" ;;
+        "qdevice serve|--max-clients") echo "" ;;
         "qdevice clients|--port") echo "" ;;
         "qdevice clients|--control-socket") echo "__file__" ;;
         "qdevice clients|--output-format") echo "text json json-pretty yaml" ;;

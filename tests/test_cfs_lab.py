@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from pvectl.cli import cmd_trace
+from pvectl.cli import sync_trace_text
 from pvectl.errors import PvectlError
 from pvectl.lab.sync_trace import SyncTrace
 from pvectl.node import control
@@ -288,7 +288,7 @@ def test_coupled_sync_trace_shows_the_token_held_and_node_3_leaving(
     assert "3 left" in trace["verdict"] and "coupled mode node 3's fsync" in trace["verdict"]
     # the picture: ring changes drawn on the same axis as the phases
     console = Console(record=True, width=140, file=io.StringIO())
-    console.print(cmd_trace._render(from_jsonable(SyncTrace, trace)))
+    console.print(sync_trace_text.render(from_jsonable(SyncTrace, trace)))
     text = console.export_text()
     assert "token lost" in text
     assert re.search(r"\[1 2\] -3", text), text  # a ring without node 3, on the chart

@@ -61,7 +61,7 @@ def exporter(
         typer.Option(
             "--listen",
             metavar="ADDR:PORT",
-            help="Where to serve /metrics (\\[v6]:PORT for IPv6; :PORT for every address).",
+            help="Where to serve /metrics ([V6]:PORT for IPv6; :PORT for every address).",
         ),
     ] = DEFAULT_LISTEN,
     target: TargetOption = TargetKind.auto,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -12,7 +12,9 @@ from pvectl.monitor.collect import Collector
 from pvectl.monitor.fsync_probe import FsyncProbe
 from pvectl.monitor.sources import Source, host_sources, lab_sources, local_source
 from pvectl.targets.resolve import NO_CLUSTER_HINT
-from pvectl.targets.ssh import SshSession
+
+if TYPE_CHECKING:
+    from pvectl.targets.ssh import SshSession  # annotations only: paramiko loads on use
 
 FsyncProbeOption = Annotated[
     str | None,

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import socket
 from dataclasses import replace
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pvectl.corosync_conf import Section
 from pvectl.errors import PvectlError
@@ -25,7 +25,9 @@ from pvectl.monitor.model import NodeReading
 from pvectl.targets.corosync import CorosyncTarget
 from pvectl.targets.hosts import HostSpec
 from pvectl.targets.runner import CommandRunner
-from pvectl.targets.ssh import SshSession
+
+if TYPE_CHECKING:
+    from pvectl.targets.ssh import SshSession  # annotations only: paramiko loads on use
 
 
 class Source(Protocol):

@@ -15,7 +15,7 @@ inputs: ``set_expected`` (the local ``expected N``: guard + apply; multicast the
 let the other nodes call ``expected_reconfigured``), ``set_qdevice`` (the local qdevice
 daemon's registration/poll; then re-send ``local_nodeinfo``), ``leaving`` (NODEINFO to
 send on clean shutdown with allow_downscale), ``cancel_wait_for_all``. The formulas follow
-totem-spec section 3 (``calculate_quorum``, ``are_we_quorate``, ``recalculate_quorum``);
+corosync's votequorum.c (``calculate_quorum``, ``are_we_quorate``, ``recalculate_quorum``);
 names mirror corosync's so the two can be read side by side.
 """
 
