@@ -214,12 +214,16 @@ def test_embedded_lab_qdevice_status_json_and_bad_options() -> None:
         assert "qnetd (pvectl qdevice serve, lms, TLS off) 127.77.234.100:" in listing
     finally:
         _pvectl("lab", "down", "--name", lab, check=False)
-    for extra, word in (("--two-node", "two-node"), ("--qnetd=nope", "--qnetd")):
+    # corosync's own refusal at start (exit 78, its reason), and a usage error (64)
+    for extra, code, word in (
+        ("--two-node", 78, "two_node and quorum device cannot be configured"),
+        ("--qnetd=nope", 64, "--qnetd"),
+    ):
         bad = _pvectl(
             "lab", "up", "2", "--qdevice", extra, "--name", lab, "--subnet", "127.77.234.0/24",
             check=False,
         )  # fmt: skip
-        assert bad.returncode == 64 and word in bad.stderr, bad.stderr
+        assert bad.returncode == code and word in bad.stderr, bad.stderr
 
 
 @pytest.mark.slow
