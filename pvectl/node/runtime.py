@@ -194,7 +194,7 @@ class NodeRuntime:
     def _on_datagram(self, _peer: int, data: bytes) -> None:
         self.receiving = True
         self.event_time = now = self.loop.time()
-        self._execute(self.srp.handle(srp.PacketReceived(data), now))
+        self._execute(self.srp.receive(data, now))
 
     def _on_batch_end(self) -> None:
         """The socket is drained: now deliver what the batch brought (tokens went on)."""

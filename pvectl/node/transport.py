@@ -61,6 +61,7 @@ class UdpTransport:
         self.sock = sock
         self.peers = peers
         self.by_address = {(_norm(host), port): node for node, (host, port) in peers.items()}
+        self._sources: dict[tuple[str | int, ...], int] = {}
         self.on_datagram = on_datagram
         self.on_batch_end = on_batch_end
         self.faults = faults or FaultFilter()
@@ -110,10 +111,13 @@ class UdpTransport:
                 self.on_batch_end()
 
     def _received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        peer = self.by_address.get((_norm(str(addr[0])), int(addr[1])))
+        peer = self._sources.get(addr)
         if peer is None:
-            self.unknown_sources += 1
-            return
+            peer = self.by_address.get((_norm(str(addr[0])), int(addr[1])))
+            if peer is None:
+                self.unknown_sources += 1
+                return
+            self._sources[addr] = peer  # as the socket reports it: no normalising next time
         faults = self.faults
         if not (faults.blocked or faults.loss_pct or faults.duplicate_pct or faults.delay_ms):
             self.on_datagram(peer, data)

@@ -116,6 +116,7 @@ from pvectl.totem.wire import (
     Token,
     TokenHoldCancel,
     WireError,
+    mcast_frame,
 )
 
 RTR_MAX: Final = 30  # RETRANSMIT_ENTRIES_MAX
@@ -485,15 +486,7 @@ class Srp:
         out: list[Command] = []
         self._out = out
         if type(event) is PacketReceived:
-            try:
-                sender, msg = self.codec.decode(event.data)
-            except WireError:
-                self.stats["bad_packets"] += 1
-                return out
-            if sender in self._peers:
-                self._dispatch(sender, msg, event.data, now)
-            elif sender != self.node_id:
-                self.stats["unknown_sender"] += 1  # signed, but not in our nodelist
+            self._packet(event.data, now)
         elif type(event) is AppSend:
             self._app_send(event.payload, event.tag, now)
         elif type(event) is TimerFired:
@@ -510,7 +503,34 @@ class Srp:
             self._dispatch(sender, msg, data, now)
         return out
 
+    def receive(self, data: bytes, now: float) -> list[Command]:
+        """``handle(PacketReceived(data), now)`` without the event object: the runtime's
+        per-datagram entry point."""
+        if self._stopped:
+            return []
+        out: list[Command] = []
+        self._out = out
+        self._packet(data, now)
+        while self._loop and not self._stopped:
+            sender, msg, looped = self._loop.popleft()
+            self._dispatch(sender, msg, looped, now)
+        return out
+
     # ---- plumbing ------------------------------------------------------------------------
+
+    def _packet(self, data: bytes, now: float) -> None:
+        try:
+            sender, msg = self.codec.decode(data)
+        except WireError:
+            self.stats["bad_packets"] += 1
+            return
+        if sender in self._peers:
+            if type(msg) is Mcast:  # the most frequent message first
+                self._on_mcast(sender, msg, data, now)
+            else:
+                self._dispatch(sender, msg, data, now)
+        elif sender != self.node_id:
+            self.stats["unknown_sender"] += 1  # signed, but not in our nodelist
 
     def _set_timer(self, kind: TimerKind, deadline: float) -> None:
         self._timers[kind] = deadline
@@ -769,7 +789,8 @@ class Srp:
         reg = self._reg
         entry = CommitEntry(self._old_ring_id, reg.aru, reg.high_delivered, reg.aru == reg.high_seq)
         entries = (*ct.entries, entry)
-        self.ring_id = ct.ring_id
+        # the codec's interned object: frames of this ring then decode to the same one
+        self.ring_id = self.codec.ring(ct.ring_id.rep_node_id, ct.ring_id.seq)
         if ct.ring_id.seq > self._token_ring_id_seq:
             self._token_ring_id_seq = ct.ring_id.seq
         self._out.append(PersistRingSeq(ct.ring_id.seq))
@@ -938,7 +959,7 @@ class Srp:
         ring = m.ring_id
         state = self.state
         if state is State.OPERATIONAL:
-            if ring == self.ring_id:
+            if ring is self.ring_id or ring == self.ring_id:
                 if self._reg.insert(m, data):
                     self._deliver_ready()
                 return
@@ -1079,7 +1100,7 @@ class Srp:
                 tags = sendq.tags
                 while new_sent < allowed and sendq:
                     seq += 1
-                    m = Mcast(ring, seq, me, sendq.next_frame())
+                    m = mcast_frame(ring, seq, me, sendq.next_frame())
                     data = encode(m)
                     q[seq] = (m, data)
                     if tags:

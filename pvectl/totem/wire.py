@@ -163,6 +163,35 @@ def _derive(key: bytes, label: bytes) -> bytes:
     return hmac.digest(key, b"pvectl-totem/" + label, "sha256")
 
 
+class _HmacSha256:
+    """HMAC-SHA256 (RFC 2104) with the key's inner and outer pad blocks hashed once.
+
+    ``hmac.digest`` hashes both 64-byte pad blocks again on every call; copying the two
+    pre-fed SHA-256 states instead costs about 0.7 us less per 1.4 KB datagram, and a
+    datagram is authenticated once when sent and once per receiver. Same output as
+    ``hmac.digest(key, msg, "sha256")`` (checked in the tests)."""
+
+    __slots__ = ("_inner", "_outer")
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) > 64:
+            key = hashlib.sha256(key).digest()
+        block = key.ljust(64, b"\x00")
+        self._inner = hashlib.sha256(block.translate(_IPAD))
+        self._outer = hashlib.sha256(block.translate(_OPAD))
+
+    def __call__(self, msg: bytes | memoryview) -> bytes:
+        inner = self._inner.copy()
+        inner.update(msg)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
+
+
+_IPAD = bytes(x ^ 0x36 for x in range(256))
+_OPAD = bytes(x ^ 0x5C for x in range(256))
+
+
 class Codec:
     """Encodes as ``node_id`` of ``cluster_name``; decodes anything, trusting nothing.
 
@@ -189,6 +218,8 @@ class Codec:
         self.node_id = node_id
         self.cluster = cluster_hash(cluster_name)
         self._mac_key = _derive(key, b"hmac")
+        self._mac = _HmacSha256(self._mac_key)
+        self._rings: dict[tuple[int, int], RingId] = {}
         self._encrypt = encrypt
         self._nonce = nonce_source
         self._aead = None
@@ -219,7 +250,7 @@ class Codec:
             nonce = self._nonce(NONCE_LEN)
             body = nonce + self._aead.encrypt(nonce, body, hdr)
         packet = hdr + body
-        return packet + hmac.digest(self._mac_key, packet, "sha256")
+        return packet + self._mac(packet)
 
     def encode(self, msg: Message) -> bytes:
         if isinstance(msg, Mcast):
@@ -266,6 +297,11 @@ class Codec:
 
     def encode_mcast(self, m: Mcast) -> bytes:
         r = m.ring_id
+        if m.inner_ring is None and self._aead is None:
+            # the hot path: one concatenation for the packet, one for the MAC
+            head = _MCAST.pack(r.rep_node_id, r.seq, m.seq, m.origin, 0)
+            packet = b"".join((self._hdr[T_MCAST], head, m.payload))
+            return packet + self._mac(packet)
         if m.inner_ring is None:
             body = _MCAST.pack(r.rep_node_id, r.seq, m.seq, m.origin, 0) + m.payload
         else:
@@ -283,19 +319,34 @@ class Codec:
         self.rejected[reason] += 1
         return WireError(reason, detail)
 
+    def ring(self, rep: int, seq: int) -> RingId:
+        """The codec's one ``RingId`` object for ``(rep, seq)``: every frame of a ring
+        decodes to the same object, so the machine's ``ring == self.ring_id`` checks
+        mostly end at the identity test. Bounded; a pure cache (same values either way)."""
+        rings = self._rings
+        found = rings.get((rep, seq))
+        if found is None:
+            if rep == 0:
+                raise ValueError("ring representative 0")
+            if len(rings) >= 64:
+                rings.clear()
+            found = rings[(rep, seq)] = RingId(rep, seq)
+        return found
+
     def decode(self, data: bytes) -> tuple[int, Message]:
         """Authenticate and parse one datagram: ``(sender node id, message)``."""
-        if len(data) < OVERHEAD:
-            raise self._reject("short", f"{len(data)} bytes")
-        magic, version, mtype, flags, chash, sender = HEADER.unpack_from(data)
+        size = len(data)
+        if size < OVERHEAD:
+            raise self._reject("short", f"{size} bytes")
+        magic, version, mtype, flags, chash, sender = _HEADER_UNPACK(data)
         if magic != MAGIC:
             raise self._reject("magic", f"{magic:#x}")
         if version != VERSION:
             raise self._reject("version", str(version))
         if chash != self.cluster:
             raise self._reject("cluster", f"{chash:#x}")
-        packet = data[:-MAC_LEN]
-        if not hmac.compare_digest(hmac.digest(self._mac_key, packet, "sha256"), data[-MAC_LEN:]):
+        view = memoryview(data)
+        if not hmac.compare_digest(self._mac(view[:-MAC_LEN]), view[-MAC_LEN:]):
             raise self._reject("auth")
         if flags & ~FLAG_ENCRYPTED:
             raise self._reject("malformed", "unknown flags")
@@ -303,12 +354,18 @@ class Codec:
             raise self._reject("decrypt", "encryption setting differs from ours")
         if sender == 0:
             raise self._reject("malformed", "sender 0")
-        body = packet[HEADER_LEN:]
+        if mtype == T_MCAST and self._aead is None and size >= _MCAST_MIN:
+            # the hot path: parse a plain frame in place, one copy (the payload)
+            rep, rseq, seq, origin, encap = _MCAST.unpack_from(data, HEADER_LEN)
+            if encap == 0 and origin and seq and rep:
+                ring = self._rings.get((rep, rseq)) or self.ring(rep, rseq)
+                return sender, mcast_frame(ring, seq, origin, data[_MCAST_MIN - MAC_LEN : -MAC_LEN])
+        body = data[HEADER_LEN:-MAC_LEN]
         if self._aead is not None:
             if len(body) < NONCE_LEN + GCM_TAG_LEN:
                 raise self._reject("decrypt", "short")
             try:
-                body = self._aead.decrypt(body[:NONCE_LEN], body[NONCE_LEN:], packet[:HEADER_LEN])
+                body = self._aead.decrypt(body[:NONCE_LEN], body[NONCE_LEN:], data[:HEADER_LEN])
             except Exception as exc:  # InvalidTag: authenticated, so a key/bug mismatch
                 raise self._reject("decrypt", type(exc).__name__) from None
         try:
@@ -318,6 +375,29 @@ class Codec:
         except (struct.error, ValueError) as exc:
             raise self._reject("malformed", str(exc)) from None
         return sender, msg
+
+
+_HEADER_UNPACK = HEADER.unpack_from
+_MCAST_MIN: Final = HEADER_LEN + _MCAST.size + MAC_LEN  # smallest plain frame datagram
+_set_mcast_fields = tuple(
+    Mcast.__dict__[name].__set__
+    for name in ("ring_id", "seq", "origin", "payload", "inner_ring", "inner_seq")
+)
+
+
+def mcast_frame(ring: RingId, seq: int, origin: int, payload: bytes) -> Mcast:
+    """``Mcast(ring, seq, origin, payload)`` without the frozen ``__init__``'s six
+    ``object.__setattr__`` calls (one frame per datagram sent or received); equal to
+    it and just as frozen afterwards."""
+    m: Mcast = object.__new__(Mcast)
+    set_ring, set_seq, set_origin, set_payload, set_inner, set_inner_seq = _set_mcast_fields
+    set_ring(m, ring)
+    set_seq(m, seq)
+    set_origin(m, origin)
+    set_payload(m, payload)
+    set_inner(m, None)
+    set_inner_seq(m, 0)
+    return m
 
 
 def _ids(ids: tuple[int, ...]) -> bytes:
