@@ -228,9 +228,7 @@ class NodeRuntime:
             if kind is srp.Deliver or kind is srp.ConfigChange:
                 self.pending.append(command)  # type: ignore[arg-type]
             elif kind is srp.SendAll:
-                data = command.data  # type: ignore[union-attr]
-                for node in self.other_nodes:
-                    transport.send(node, data)
+                transport.send_many(self.other_nodes, command.data)  # type: ignore[union-attr]
             elif kind is srp.SendTo:
                 transport.send(command.node, command.data)  # type: ignore[union-attr]
             elif kind is srp.SetTimer:

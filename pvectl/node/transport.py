@@ -96,6 +96,12 @@ class UdpTransport:
     def _read_ready(self) -> None:
         recvfrom = self.sock.recvfrom
         received = 0
+        faults = self.faults
+        # the fault filter only changes between wake-ups (lab commands): with none set, a
+        # datagram from a known source goes straight to the callback
+        plain = not (faults.blocked or faults.loss_pct or faults.duplicate_pct or faults.delay_ms)
+        sources = self._sources
+        on_datagram = self.on_datagram
         try:
             while received < self.MAX_BATCH:
                 try:
@@ -105,7 +111,11 @@ class UdpTransport:
                 except OSError:  # ICMP unreachable reported on the socket: the peer is down
                     continue
                 received += 1
-                self._received(data, addr)
+                peer = sources.get(addr)
+                if plain and peer is not None:
+                    on_datagram(peer, data)
+                else:
+                    self._received(data, addr)
         finally:
             if received and self.on_batch_end is not None and not self._closed:
                 self.on_batch_end()
@@ -134,6 +144,21 @@ class UdpTransport:
             self.on_datagram(peer, data)
             if self.on_batch_end is not None:
                 self.on_batch_end()
+
+    def send_many(self, nodes: tuple[int, ...], data: bytes) -> None:
+        """The same datagram to each of ``nodes`` (udpu multicast), in that order."""
+        if self._closed:
+            return
+        peers = self.peers
+        sendto = self._sendto
+        for node in nodes:
+            address = peers.get(node)
+            if address is None:
+                continue
+            try:
+                sendto(data, address)
+            except OSError:  # full buffer, or ECONNREFUSED from an earlier ICMP
+                self.send_errors += 1
 
     def send(self, node: int, data: bytes) -> None:
         address = self.peers.get(node)

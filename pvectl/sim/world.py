@@ -99,9 +99,17 @@ class Options:
     safety_s: float
     encrypt: bool = False
     netmtu: int = 1400
+    accelerated: bool = False  # the Accelerated Ring (its own CI seeds; not drawn)
 
     @classmethod
-    def draw(cls, seed: int, nodes: int | None = None, safety_s: float = 6.0) -> Options:
+    def draw(
+        cls,
+        seed: int,
+        nodes: int | None = None,
+        safety_s: float = 6.0,
+        *,
+        accelerated: bool = False,
+    ) -> Options:
         r = random.Random(f"options-{seed}")
         return cls(
             nodes=nodes if nodes is not None else r.randint(3, 7),
@@ -118,6 +126,7 @@ class Options:
             big_messages=r.random() < 0.3,
             safety_s=safety_s,
             encrypt=r.random() < 0.2,
+            accelerated=accelerated,
         )
 
 
@@ -151,7 +160,10 @@ class Simulator:
         self.work_rng = random.Random(f"work-{seed}")
         self.nonce_rng = random.Random(f"nonce-{seed}")
         self.config = TotemConfig(
-            token=self.opt.token_ms, token_coefficient=50, netmtu=self.opt.netmtu
+            token=self.opt.token_ms,
+            token_coefficient=50,
+            netmtu=self.opt.netmtu,
+            accelerated=self.opt.accelerated,
         )
         self.ids = list(range(1, self.opt.nodes + 1))
         self.timeouts = self.config.timeouts(len(self.ids))

@@ -92,6 +92,28 @@ Ours:
   whose fragments straddle a configuration change is restarted on the new ring;
 * the token's retransmit list carries sequence numbers of the current ring only;
 * no heartbeat, pause detection or ``send_join`` random delay (no randomness inside).
+
+Accelerated Ring (``TotemConfig.accelerated``, ``totem { accelerated: yes }``; Babay and
+Amir, "Fast Total Ordering for Modern Data Centers", ICDCS 2016; not in corosync):
+
+* in OPERATIONAL, a token visit emits its retransmissions, then the token, then the new
+  frames of the visit; the standard ring sends the token last. The next node starts its
+  own visit while this node is still at its ``sendto`` calls, so a rotation no longer
+  waits for every burst to leave.
+* Safety argument. Only the order of the commands of one visit changes: the frames get
+  the same sequence numbers, go into the retransmit buffer, and count in the token's
+  ``seq``, ``aru``, ``fcc`` and ``backlog`` exactly as on the standard ring, before the
+  token is encoded. An accelerated run is therefore a standard run on a network that
+  delivers those frames later than the token, and UDP already allows that (the token
+  is a unicast datagram, the frames other datagrams; nothing orders them). Total
+  order, agreed delivery and EVS hold on the standard ring for every such reordering
+  (the simulator reorders by jitter), so they hold here. Receivers that get the token
+  first see ``seq`` beyond their aru: they keep the token's aru down until the frames
+  arrive (buffers are released later, never earlier) and ask for retransmission only
+  after ``miss_count_const`` visits, which covers the paper's "request only what the
+  previous token announced" rule for frames that are merely in flight.
+* RECOVERY and the membership protocol are unchanged (old-ring messages still go
+  before the token), as is a visit with nothing new to send.
 """
 
 from __future__ import annotations
@@ -166,6 +188,7 @@ class TotemConfig:
     max_messages: int = 17
     cancel_token_hold_on_retransmit: bool = False
     netmtu: int = 1400
+    accelerated: bool = False  # Accelerated Ring (pvectl only; corosync has no such option)
 
     def timeouts(self, node_count: int) -> Timeouts:
         token = self.token
@@ -1089,15 +1112,19 @@ class Srp:
         # new messages (or old-ring messages, encapsulated, in RECOVERY)
         seq = tok.seq
         new_sent = 0
+        # Accelerated Ring: this visit's new frames leave after the token (see DEVIATIONS)
+        after: list[Command] = []
         if allowed > 0:
             ring = self.ring_id
             encode = self.codec.encode_mcast
             q = buf.queue
-            out = self._out
+            out = main_out = self._out
             many = len(self.nodes) > 1
             if operational:
                 sendq = self._sendq
                 tags = sendq.tags
+                if cfg.accelerated:
+                    out = self._out = after  # _report_tagged keeps its place by its frame
                 while new_sent < allowed and sendq:
                     seq += 1
                     m = mcast_frame(ring, seq, me, sendq.next_frame())
@@ -1108,6 +1135,7 @@ class Srp:
                     if many:
                         out.append(SendAll(data))
                     new_sent += 1
+                self._out = main_out
             else:
                 rq = self._retrans_queue
                 while new_sent < allowed and rq:
@@ -1143,6 +1171,7 @@ class Srp:
             self._log("error", "FAILED TO RECEIVE")
             self._failed_to_recv = True
             self._failed.add(me)
+            self._out.extend(after)
             self._gather_enter(now, "failed to receive")
             return
         self._my_token_seq = tok.token_seq
@@ -1190,6 +1219,8 @@ class Srp:
         self._holding = holding
         if not holding:
             self._send_to(nxt, new_tok, data)
+        if after:
+            self._out.extend(after)
         if operational:
             self._deliver_ready()
         self._set_timer(TimerKind.TOKEN_LOSS, now + self.timeouts.token)
