@@ -169,6 +169,102 @@ def send_us(datagram: bytes, n: int) -> float:
     return spent / (n // 256 * 256) * 1e6
 
 
+CONF = """totem {
+  cluster_name: bench
+  version: 2
+  netmtu: %d
+}
+nodelist {
+  node {
+    nodeid: 1
+    name: n1
+    ring0_addr: 127.0.0.1
+  }
+  node {
+    nodeid: 2
+    name: n2
+    ring0_addr: 127.0.0.1
+  }
+  node {
+    nodeid: 3
+    name: n3
+    ring0_addr: 127.0.0.1
+  }
+}
+quorum {
+  provider: corosync_votequorum
+}
+"""
+
+
+def runtime_receiver_us(
+    data: list[bytes], tokens: list[bytes], per_token: int, netmtu: int, receiver: Srp
+) -> float:
+    """A receiving node as the lab runs it: ``NodeRuntime`` (deliveries to the benchmark
+    service) fed by ``UdpTransport`` from a real loopback socket, frames and tokens in
+    ring order; CPU per datagram, token forwarding included."""
+    import logging
+    import tempfile
+
+    from pvectl.node import config as node_config
+    from pvectl.node.runtime import NodeRuntime
+
+    async def main(tmp: Path) -> float:
+        (tmp / "authkey").write_bytes(KEY)
+        (tmp / "corosync.conf").write_text(CONF % netmtu)
+        cfg = node_config.load(tmp / "corosync.conf", 2)
+        runtime = NodeRuntime(cfg, tmp, logging.getLogger("bench"))
+        runtime.srp = receiver
+        rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+        rx.bind(("127.0.0.1", 0))
+        rx.setblocking(False)
+        tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        tx.bind(("127.0.0.1", 0))
+        sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sink.bind(("127.0.0.1", 0))
+        sink.setblocking(False)
+        transport = UdpTransport(
+            rx,
+            {1: tx.getsockname(), 3: sink.getsockname()},
+            runtime._on_datagram,
+            on_batch_end=runtime._on_batch_end,
+        )
+        runtime.transport = transport
+        dest = rx.getsockname()
+        spent = 0.0
+        sent = 0
+        try:
+            for k, tok in enumerate(tokens):
+                for d in data[k * per_token : (k + 1) * per_token]:
+                    tx.sendto(d, dest)
+                tx.sendto(tok, dest)
+                sent += per_token + 1
+                if k % 4 == 3 or k == len(tokens) - 1:
+                    start = time.process_time()
+                    transport._read_ready()
+                    transport._read_ready()
+                    spent += time.process_time() - start
+                    try:
+                        while True:
+                            sink.recv(65536)
+                    except BlockingIOError:
+                        pass
+        finally:
+            for timer in runtime.timers.values():
+                timer.cancel()
+            transport.close()
+            tx.close()
+            sink.close()
+            runtime.backing.close()
+        if runtime.bench.count < len(tokens) * per_token:
+            raise RuntimeError(f"only {runtime.bench.count} deliveries: the harness is broken")
+        return spent / sent * 1e6
+
+    with tempfile.TemporaryDirectory(prefix="totem-cost-") as tmp:
+        return asyncio.run(main(Path(tmp)))
+
+
 def measure(size: int, netmtu: int, n: int) -> dict[str, float]:
     cfg = TotemConfig(netmtu=netmtu)
     ids = [1, 2, 3]
@@ -274,6 +370,20 @@ def measure(size: int, netmtu: int, n: int) -> dict[str, float]:
     encode_us = cpu_us(frame_encode, n)
     sendto_us = send_us(d0, n)
     recv_us = receive_us(d0, n)
+    # the whole receiving node: 16 frames, then the token that follows them
+    per_token = 16
+    whole = []
+    for _ in range(3):
+        fresh = operational(2, ids, cfg)[2]
+        seq_tokens = []
+        tseq = fresh._my_token_seq + 1
+        for k in range(0, len(data) - per_token + 1, per_token):
+            seq = k + per_token
+            seq_tokens.append(
+                tok_codec.encode(Token(ring, tseq, seq, seq, 0, per_token, 0, False, ()))
+            )
+            tseq += 3
+        whole.append(runtime_receiver_us(data, seq_tokens, per_token, netmtu, fresh))
     stages = {
         "receive": recv_us,
         "MAC check": mac_us,
@@ -284,7 +394,7 @@ def measure(size: int, netmtu: int, n: int) -> dict[str, float]:
         "send (frame + encode + MAC)": encode_us,
         f"send ({PEERS} x sendto)": PEERS * sendto_us,
     }
-    return {"messages_per_frame": per_frame, **stages}
+    return {"messages_per_frame": per_frame, "runtime_receiver_us": min(whole), **stages}
 
 
 def main() -> int:
@@ -296,6 +406,7 @@ def main() -> int:
     args = parser.parse_args()
     result = measure(args.size, args.netmtu, args.n)
     per_frame = result.pop("messages_per_frame")
+    whole = result.pop("runtime_receiver_us")
     print(
         f"per-datagram CPU, {args.size}-byte messages at netmtu {args.netmtu} "
         f"({per_frame:.2f} messages per frame), microseconds:"
@@ -308,6 +419,7 @@ def main() -> int:
     sender = sum(us for name, us in result.items() if name.startswith("send"))
     print(f"  {'receiver total (per datagram)':<36}{receiver:8.2f}")
     print(f"  {'sender total (per frame)':<36}{sender:8.2f}")
+    print(f"  {'receiving node, runtime + transport':<36}{whole:8.2f}  (one process, ring order)")
     if args.json:
         args.json.write_text(
             json.dumps(

@@ -122,7 +122,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum, StrEnum
-from typing import Final
+from typing import Final, NamedTuple
 
 from pvectl.results import RingId
 from pvectl.totem.packing import Reassembler, SendQueue
@@ -269,30 +269,30 @@ Event = Start | PacketReceived | MessageReceived | TimerFired | AppSend | Shutdo
 # ---- commands -----------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class SendTo:
+class SendTo(NamedTuple):
+    """(Commands made on every token visit or frame are named tuples: cheaper to build
+    than frozen dataclasses, and just as immutable.)"""
+
     node: int
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class SendAll:
+class SendAll(NamedTuple):
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class SetTimer:
+class SetTimer(NamedTuple):
     kind: TimerKind
     deadline: float
 
 
-@dataclass(frozen=True, slots=True)
-class CancelTimer:
+class CancelTimer(NamedTuple):
     kind: TimerKind
 
 
-@dataclass(frozen=True, slots=True)
-class Deliver:
+class Deliver(NamedTuple):
+    """One application message in agreed order (a named tuple: one per message)."""
+
     sender: int
     payload: bytes
     ring_id: RingId
@@ -352,22 +352,13 @@ Command = (
     | Log
 )
 
-_set_deliver_fields = tuple(
-    Deliver.__dict__[name].__set__ for name in ("sender", "payload", "ring_id", "seq")
-)
+_tuple_new = tuple.__new__
 
 
 def _new_deliver(sender: int, payload: bytes, ring_id: RingId, seq: int) -> Deliver:
-    """``Deliver(...)`` without the frozen ``__init__``'s per-field ``object.__setattr__``:
-    one is made per delivered message, and this halves its cost. Equal to ``Deliver(...)``
-    and just as frozen afterwards."""
-    deliver: Deliver = object.__new__(Deliver)
-    set_sender, set_payload, set_ring, set_seq = _set_deliver_fields
-    set_sender(deliver, sender)
-    set_payload(deliver, payload)
-    set_ring(deliver, ring_id)
-    set_seq(deliver, seq)
-    return deliver
+    """``Deliver(...)`` without the keyword-handling ``__new__``: one is made per
+    delivered message. Equal to ``Deliver(...)``."""
+    return _tuple_new(Deliver, (sender, payload, ring_id, seq))
 
 
 class _Buf:
@@ -1040,7 +1031,10 @@ class Srp:
         state = self.state
         if state is State.GATHER or state is State.COMMIT or self._token_discard:
             return
-        if tok.ring_id != self.ring_id or tok.token_seq <= self._my_token_seq:
+        ring_id = tok.ring_id
+        if (
+            ring_id is not self.ring_id and ring_id != self.ring_id
+        ) or tok.token_seq <= self._my_token_seq:
             return
         self.stats["tokens"] += 1
         operational = state is State.OPERATIONAL
