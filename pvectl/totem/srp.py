@@ -446,6 +446,7 @@ class Srp:
         self._retrans_queue: deque[Mcast] = deque()
         self._last_token: bytes | None = None
         self._token_target = node_id
+        self._next_cache: tuple[tuple[int, ...], int] = ((), node_id)  # members, successor
         self._commit_tseq = -1
         self._originated = False
         self._reset_ring_counters()
@@ -548,7 +549,7 @@ class Srp:
 
     def _set_timer(self, kind: TimerKind, deadline: float) -> None:
         self._timers[kind] = deadline
-        self._out.append(SetTimer(kind, deadline))
+        self._out.append(_tuple_new(SetTimer, (kind, deadline)))
 
     def _cancel_timer(self, kind: TimerKind) -> None:
         if self._timers.pop(kind, None) is not None:
@@ -558,7 +559,7 @@ class Srp:
         if node == self.node_id:
             self._loop.append((node, msg, data))
         else:
-            self._out.append(SendTo(node, data))
+            self._out.append(_tuple_new(SendTo, (node, data)))
 
     def _send_all(self, data: bytes) -> None:
         if len(self.nodes) > 1:
@@ -1042,16 +1043,19 @@ class Srp:
         assert buf is not None
         cfg = self.config
         me = self.node_id
+        tok_seq = tok.seq
+        timers = self._timers
         # idle-ring bookkeeping and the hold decision
-        if tok.seq == self._last_seq:
+        if tok_seq == self._last_seq:
             self._seq_unchanged += 1
-            if TimerKind.MERGE_DETECT not in self._timers:
+            if TimerKind.MERGE_DETECT not in timers:
                 self._set_timer(TimerKind.MERGE_DETECT, now + self.timeouts.merge)
         else:
             self._seq_unchanged = 0
-            self._cancel_timer(TimerKind.MERGE_DETECT)
-            self._cancel_timer(TimerKind.TOKEN_HOLD)
-        self._last_seq = tok.seq
+            if timers:
+                self._cancel_timer(TimerKind.MERGE_DETECT)
+                self._cancel_timer(TimerKind.TOKEN_HOLD)
+        self._last_seq = tok_seq
         holding = False
         if self.ring_id.rep_node_id == me:
             # a singleton ring has nobody to keep informed: hold at once when idle
@@ -1061,10 +1065,11 @@ class Srp:
             )
         else:
             self._held = self._seq_unchanged >= cfg.seqno_unchanged_const
-        if operational:
-            self._free(buf, tok.aru)
+        tok_aru = tok.aru
+        if operational and buf.last_released < tok_aru:
+            self._free(buf, tok_aru)
         last_aru = self._last_aru
-        self._last_aru = tok.aru
+        self._last_aru = tok_aru
         # flow control allowance
         cbl = self._sendq.frames_pending() if operational else len(self._retrans_queue)
         allowed = self._fcc_calculate(tok, cbl)
@@ -1083,11 +1088,11 @@ class Srp:
             self.stats["frames_retransmitted"] += sent
             allowed -= sent
         # add what I am missing, after miss_count_const visits
-        if buf.aru < tok.seq and len(rtr) < RTR_MAX:
+        if buf.aru < tok_seq and len(rtr) < RTR_MAX:
             q = buf.queue
             listed = set(rtr)
             miss = buf.miss
-            for s in range(buf.aru + 1, min(tok.seq, buf.aru + RTR_SCAN_MAX) + 1):
+            for s in range(buf.aru + 1, min(tok_seq, buf.aru + RTR_SCAN_MAX) + 1):
                 if s in q or s in listed:
                     continue
                 c = miss.get(s, 0) + 1
@@ -1100,15 +1105,15 @@ class Srp:
         if holding and rtr and cfg.cancel_token_hold_on_retransmit:
             holding = False
         # never run ahead of the oldest unreleased message by more than the queue size
-        limit = buf.last_released + QUEUE_RTR_ITEMS_SIZE_MAX - tok.seq
+        limit = buf.last_released + QUEUE_RTR_ITEMS_SIZE_MAX - tok_seq
         if allowed > limit:
             allowed = max(limit, 0)
         # new messages (or old-ring messages, encapsulated, in RECOVERY)
-        seq = tok.seq
+        seq = tok_seq
         new_sent = 0
         # Accelerated Ring: this visit's new frames leave after the token (see DEVIATIONS)
         after: list[Command] = []
-        if allowed > 0:
+        if allowed > 0 and (self._sendq if operational else self._retrans_queue):
             ring = self.ring_id
             encode = self.codec.encode_mcast
             q = buf.queue
@@ -1152,7 +1157,7 @@ class Srp:
         self._trc = total_sent
         self._pbl = cbl
         # aru
-        aru = tok.aru
+        aru = tok_aru
         aru_addr = tok.aru_addr
         if buf.aru < aru or aru_addr == me or aru_addr == 0:
             aru = buf.aru
@@ -1191,22 +1196,30 @@ class Srp:
             else:
                 self._rotation_counter = 0
             install = self._rotation_counter == 2
-        new_tok = Token(
-            self.ring_id,
-            tok.token_seq + 1,
-            seq,
-            aru,
-            aru_addr,
-            fcc,
-            backlog,
-            retrans_flg,
-            tuple(rtr),
+        new_tok: Token = _tuple_new(
+            Token,
+            (
+                self.ring_id,
+                tok.token_seq + 1,
+                seq,
+                aru,
+                aru_addr,
+                fcc,
+                backlog,
+                retrans_flg,
+                tuple(rtr),
+            ),
         )
         if install:
             self._operational_enter(seq, now)
             operational = True
         members = self.members if operational else self._new_memb
-        nxt = members[(members.index(me) + 1) % len(members)]
+        nxt_cache = self._next_cache
+        if nxt_cache[0] is members:
+            nxt = nxt_cache[1]
+        else:
+            nxt = members[(members.index(me) + 1) % len(members)]
+            self._next_cache = (members, nxt)
         data = self.codec.encode_token(new_tok)
         self._last_token = data
         self._token_target = nxt
@@ -1215,7 +1228,7 @@ class Srp:
             self._send_to(nxt, new_tok, data)
         if after:
             self._out.extend(after)
-        if operational:
+        if operational and buf.high_delivered + 1 in buf.queue:
             self._deliver_ready()
         self._set_timer(TimerKind.TOKEN_LOSS, now + self.timeouts.token)
         if holding:

@@ -77,9 +77,9 @@ class WireError(Exception):
         self.reason = reason
 
 
-@dataclass(frozen=True, slots=True)
-class Token:
-    """The ORF token (ordering, reliability, flow control)."""
+class Token(NamedTuple):
+    """The ORF token (ordering, reliability, flow control); a named tuple, as ``Mcast``:
+    one is parsed and one built on every token visit."""
 
     ring_id: RingId
     token_seq: int
@@ -255,6 +255,9 @@ class Codec:
         self._mcast_prefix = (
             b"-" if encrypt else HEADER.pack(MAGIC, VERSION, T_MCAST, 0, self.cluster, 1)[:9]
         )
+        self._token_prefix = (
+            b"-" if encrypt else HEADER.pack(MAGIC, VERSION, T_TOKEN, 0, self.cluster, 1)[:9]
+        )
         self._hdr: dict[int, bytes] = {
             t: HEADER.pack(
                 MAGIC, VERSION, t, FLAG_ENCRYPTED if encrypt else 0, self.cluster, node_id
@@ -320,6 +323,9 @@ class Codec:
         )
         if t.rtr:
             body += _ids(t.rtr)
+        elif self._aead is None:
+            packet = self._hdr[T_TOKEN] + body
+            return packet + self._mac(packet)
         return self._seal(T_TOKEN, body)
 
     def encode_mcast(self, m: Mcast) -> bytes:
@@ -363,6 +369,17 @@ class Codec:
                     return sender, mcast_frame(
                         ring, seq, origin, data[_MCAST_MIN - MAC_LEN : -MAC_LEN]
                     )
+        elif data.startswith(self._token_prefix) and len(data) == _TOKEN_PLAIN:
+            # a token without retransmission requests: the other datagram of every visit
+            view = memoryview(data)
+            if hmac.compare_digest(self._mac(view[:-MAC_LEN]), view[-MAC_LEN:]):
+                sender, rep, rseq, tseq, seq, aru, aru_addr, fcc, backlog, rflg, nrtr = (
+                    _TOKEN_TAIL.unpack_from(data, 9)
+                )
+                if sender and rep and nrtr == 0 and rflg <= 1:
+                    ring = _RINGS.get((rep, rseq)) or ring_id(rep, rseq)
+                    fields = (ring, tseq, seq, aru, aru_addr, fcc, backlog, rflg == 1, ())
+                    return sender, _tuple_new(Token, fields)
         size = len(data)
         if size < OVERHEAD:
             raise self._reject("short", f"{size} bytes")
@@ -401,6 +418,8 @@ class Codec:
 
 _HEADER_UNPACK = HEADER.unpack_from
 _MCAST_TAIL = struct.Struct("!I" + _MCAST.format[1:])  # sender, then the frame fields
+_TOKEN_TAIL = struct.Struct("!I" + _TOKEN.format[1:])  # sender, then the token fields
+_TOKEN_PLAIN: Final = HEADER_LEN + _TOKEN.size + MAC_LEN  # a token with no rtr list
 _MCAST_MIN: Final = HEADER_LEN + _MCAST.size + MAC_LEN  # smallest plain frame datagram
 _tuple_new = tuple.__new__
 
