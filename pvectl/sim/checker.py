@@ -73,6 +73,8 @@ class Checker:
         self.deliveries = 0
         self.config_changes = 0
         self._ids: dict[bytes, tuple[int, int, int]] = {}
+        self._last_ring: RingId | None = None
+        self._last_order: dict[tuple[int, int], tuple[int, int, int]] = {}
 
     def node_started(self, node: int, incarnation: int) -> None:
         self.views[node] = NodeView(node, incarnation)
@@ -102,9 +104,11 @@ class Checker:
         if pos <= v.last_pos:
             raise self._fail(v, f"delivery position {pos} not after {v.last_pos} in {d.ring_id}")
         v.last_pos = pos
-        ring_order = self.order.get(d.ring_id)
-        if ring_order is None:
-            ring_order = self.order[d.ring_id] = {}
+        if d.ring_id is self._last_ring:  # interned ring ids: skip hashing the key
+            ring_order = self._last_order
+        else:
+            ring_order = self.order.setdefault(d.ring_id, {})
+            self._last_ring, self._last_order = d.ring_id, ring_order
         prev = ring_order.setdefault(pos, mid)
         if prev != mid:
             raise self._fail(v, f"ring {d.ring_id} seq {d.seq}.{v.frame_idx}: {mid} != {prev}")

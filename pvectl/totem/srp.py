@@ -1207,7 +1207,7 @@ class Srp:
                 fcc,
                 backlog,
                 retrans_flg,
-                tuple(rtr),
+                tuple(rtr) if rtr else (),
             ),
         )
         if install:
