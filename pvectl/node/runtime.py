@@ -44,7 +44,7 @@ from pvectl.quorum import votequorum as vq
 from pvectl.quorum.view import quorum_status
 from pvectl.results import NodeList, QuorumStatus, to_jsonable
 from pvectl.totem import srp
-from pvectl.totem.wire import Codec
+from pvectl.totem.wire import Codec, is_token
 from pvectl.trace.spans import Phase, RingEvent, Span
 
 MAX_TRACED_WRITES = 2000
@@ -157,6 +157,8 @@ class NodeRuntime:
             self.faults,
             on_batch_end=self._on_batch_end,
         )
+        # the token before the frames that came in the same wake-up (see UdpTransport)
+        self.transport.urgent = is_token
         server = await control.serve(self.state_dir / "control.sock", self._on_request)
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(sig, self.stopping.set)

@@ -48,10 +48,10 @@ from pvectl.totem.srp import (
     TimerKind,
     TotemConfig,
 )
-from pvectl.totem.wire import T_TOKEN, Codec, Message
+from pvectl.totem.wire import Codec, Message, is_token
 
 KEY = b"pvectl-sim-cluster-key-0123456789"
-_TOKEN_TYPE = bytes([T_TOKEN])  # the type byte of a datagram's header
+
 DECODED_CACHE_SIZE = 4096
 
 
@@ -65,7 +65,7 @@ class SharedDecodeCodec(Codec):
         self._decoded = cache
 
     def decode(self, data: bytes) -> tuple[int, Message]:
-        if data[3:4] == _TOKEN_TYPE:
+        if is_token(data):
             return super().decode(data)  # a token has one receiver: nothing to share
         found = self._decoded.get(data)
         if found is None:

@@ -114,6 +114,10 @@ Amir, "Fast Total Ordering for Modern Data Centers", ICDCS 2016; not in corosync
   previous token announced" rule for frames that are merely in flight.
 * RECOVERY and the membership protocol are unchanged (old-ring messages still go
   before the token), as is a visit with nothing new to send.
+
+The same argument covers pvectl's runtime handing a token to ``handle`` before frames
+that reached the socket ahead of it in one wake-up (``UdpTransport.urgent``): that is a
+network that delivered the token first, on the standard ring as on the accelerated one.
 """
 
 from __future__ import annotations
@@ -540,8 +544,11 @@ class Srp:
             self.stats["bad_packets"] += 1
             return
         if sender in self._peers:
-            if type(msg) is Mcast:  # the most frequent message first
-                self._on_mcast(sender, msg, data, now)
+            kind = type(msg)
+            if kind is Mcast:  # the most frequent messages first
+                self._on_mcast(sender, msg, data, now)  # type: ignore[arg-type]
+            elif kind is Token:
+                self._on_token(msg, now)  # type: ignore[arg-type]
             else:
                 self._dispatch(sender, msg, data, now)
         elif sender != self.node_id:

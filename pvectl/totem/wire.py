@@ -175,6 +175,15 @@ def ring_id(rep: int, seq: int) -> RingId:
     return found
 
 
+_TOKEN_TYPE = bytes([T_TOKEN])
+
+
+def is_token(data: bytes) -> bool:
+    """Whether a datagram says it is a token (type byte only, nothing checked): lets a
+    runtime hand the token to the machine before frames that arrived with it."""
+    return data[3:4] == _TOKEN_TYPE
+
+
 def cluster_hash(cluster_name: str) -> int:
     return int.from_bytes(hashlib.sha256(cluster_name.encode()).digest()[:4], "big")
 
