@@ -198,7 +198,12 @@ quorum {
 
 
 def runtime_receiver_us(
-    data: list[bytes], tokens: list[bytes], per_token: int, netmtu: int, receiver: Srp
+    data: list[bytes],
+    tokens: list[bytes],
+    per_token: int,
+    netmtu: int,
+    receiver: Srp,
+    per_frame: float = 1.0,
 ) -> float:
     """A receiving node as the lab runs it: ``NodeRuntime`` (deliveries to the benchmark
     service) fed by ``UdpTransport`` from a real loopback socket, frames and tokens in
@@ -257,7 +262,7 @@ def runtime_receiver_us(
             tx.close()
             sink.close()
             runtime.backing.close()
-        if runtime.bench.count < len(tokens) * per_token:
+        if runtime.bench.count < len(tokens) * per_token * min(per_frame, 1.0) - 1:
             raise RuntimeError(f"only {runtime.bench.count} deliveries: the harness is broken")
         return spent / sent * 1e6
 
@@ -383,7 +388,7 @@ def measure(size: int, netmtu: int, n: int) -> dict[str, float]:
                 tok_codec.encode(Token(ring, tseq, seq, seq, 0, per_token, 0, False, ()))
             )
             tseq += 3
-        whole.append(runtime_receiver_us(data, seq_tokens, per_token, netmtu, fresh))
+        whole.append(runtime_receiver_us(data, seq_tokens, per_token, netmtu, fresh, per_frame))
     stages = {
         "receive": recv_us,
         "MAC check": mac_us,
