@@ -435,6 +435,7 @@ def main() -> int:
                     "stages_us": result,
                     "receiver_us": receiver,
                     "sender_us": sender,
+                    "receiving_node_us": whole,
                 },
                 indent=2,
             )
