@@ -12,9 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pvectl.errors import ConfigError
+from pvectl.input_files import MIB, read_text
 from pvectl.results import ClusterInfo
 
 CONFIG_PATHS = ("/etc/pve/corosync.conf", "/etc/corosync/corosync.conf")
+MAX_CONFIG_BYTES = MIB  # real files are a few KiB; this bounds a read of /dev/zero
+NODEID_MAX = 2**32 - 1  # corosync reads nodeid as a uint32; 0 means "not set"
+VOTES_MAX = 2**32 - 1  # quorum_votes is a uint32 too, and so is their sum
 
 _SECTION_OPEN = re.compile(r"^([A-Za-z0-9_.\-]+)\s*\{\s*$")
 _KEY_VALUE = re.compile(r"^([A-Za-z0-9_.\-]+)\s*:\s*(.*?)\s*$")
@@ -27,6 +31,7 @@ class Section:
     name: str
     values: dict[str, str] = field(default_factory=dict)
     children: list[Section] = field(default_factory=list)
+    line: int = 0  # where ``name {`` is, for errors about the block (0: not from a file)
 
     def get(self, key: str, default: str | None = None) -> str | None:
         return self.values.get(key, default)
@@ -61,7 +66,7 @@ def parse(text: str, path: str = "corosync.conf") -> Section:
             continue
         opened = _SECTION_OPEN.match(line)
         if opened:
-            child = Section(opened.group(1))
+            child = Section(opened.group(1), line=lineno)
             stack[-1].children.append(child)
             stack.append(child)
             continue
@@ -78,16 +83,9 @@ def parse(text: str, path: str = "corosync.conf") -> Section:
 
 
 def load(path: str | Path) -> Section:
-    file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError as exc:
-        raise ConfigError("no such file", str(file)) from exc
-    except PermissionError as exc:
-        raise ConfigError("permission denied", str(file)) from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError("not a text file", str(file)) from exc
-    return parse(text, str(file))
+    """Parse a corosync.conf named by the user: 66 missing or a directory, 77 not
+    readable, 74 I/O error, 65 not a corosync.conf (too large, not UTF-8, bad syntax)."""
+    return parse(read_text(path, "corosync.conf file", MAX_CONFIG_BYTES), str(path))
 
 
 def find_config(paths: tuple[str, ...] = CONFIG_PATHS) -> Path | None:
@@ -149,21 +147,57 @@ class NodeEntry:
 
 
 def nodelist(root: Section, path: str = "corosync.conf") -> tuple[NodeEntry, ...]:
+    """The ``nodelist { node { ... } }`` blocks, checked as corosync checks them: a
+    nodeid in 1..2^32-1 (decimal ASCII digits), used once; quorum_votes in 0..2^32-1
+    with a sum that fits in corosync's 32-bit vote count."""
     entries: list[NodeEntry] = []
     nodes = root.section("nodelist")
     if nodes is None:
         return ()
+    seen: dict[int, str] = {}
     for index, node in enumerate(nodes.sections("node"), start=1):
+        where = f"nodelist node #{index}"
         raw_id = node.get("nodeid")
         if raw_id is None:
-            raise ConfigError(f"nodelist node #{index} has no nodeid", path)
-        try:
-            node_id = int(raw_id)
-            votes = int(node.get("quorum_votes", "1") or "1")
-        except ValueError as exc:
-            raise ConfigError(f"nodelist node #{index}: {exc}", path) from exc
+            raise ConfigError(f"{where} has no nodeid", path, node.line)
+        node_id = _uint32(raw_id, f"{where}: nodeid", 1, NODEID_MAX, path, node.line)
+        votes = _uint32(
+            node.get("quorum_votes", "1") or "1",
+            f"{where}: quorum_votes",
+            0,
+            VOTES_MAX,
+            path,
+            node.line,
+        )
+        name = node.get("name", str(node_id)) or ""
+        if node_id in seen:
+            raise ConfigError(
+                f"{where}: nodeid {node_id} is used twice ({seen[node_id][:40]!r} and "
+                f"{name[:40]!r}): every node needs its own",
+                path,
+                node.line,
+            )
+        seen[node_id] = name
         addresses = tuple(
             node.values[key] for key in sorted(node.values) if re.fullmatch(r"ring\d+_addr", key)
         )
-        entries.append(NodeEntry(node_id, node.get("name", str(node_id)) or "", votes, addresses))
+        entries.append(NodeEntry(node_id, name, votes, addresses))
+    total = sum(entry.votes for entry in entries)
+    if total > VOTES_MAX:
+        raise ConfigError(
+            f"the nodes' quorum_votes add up to {total}, more than corosync counts ({VOTES_MAX})",
+            path,
+            nodes.line,
+        )
     return tuple(sorted(entries, key=lambda entry: entry.node_id))
+
+
+def _uint32(raw: str, what: str, low: int, high: int, path: str, line: int) -> int:
+    """A decimal number of ASCII digits in [low, high]: ``int()`` alone would also take
+    other scripts' digits (Arabic-Indic one is 1) and underscores, which corosync does not."""
+    if not re.fullmatch(r"[0-9]{1,20}", raw):
+        raise ConfigError(f"{what} must be a decimal number, got {raw[:40]!r}", path, line)
+    value = int(raw)
+    if not low <= value <= high:
+        raise ConfigError(f"{what} must be between {low} and {high}, got {value}", path, line)
+    return value

@@ -3,7 +3,7 @@
 # packages) and runs lint, types, the docs staleness check and the whole test suite.
 set -eu
 cd "$(dirname "$0")/.."
-DEB_PACKAGES="python3-venv corosync corosync-qnetd corosync-qdevice openssh-server openssh-client fuse3 libfuse3-3 fio ioping nftables iproute2 postgresql-15 sqlite3 procps psmisc zsh fish strace"
+DEB_PACKAGES="python3-venv corosync corosync-qnetd corosync-qdevice openssh-server openssh-client fuse3 libfuse3-3 fio ioping nftables iproute2 postgresql-15 sqlite3 procps psmisc zsh fish strace prometheus tmux"
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     missing=""
     for pkg in $DEB_PACKAGES; do
@@ -15,7 +15,7 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
     fi
     # The packages start daemons we do not want: tests start their own.
-    for svc in corosync corosync-qnetd corosync-qdevice pacemaker postgresql; do
+    for svc in corosync corosync-qnetd corosync-qdevice pacemaker postgresql prometheus; do
         systemctl stop "$svc" 2>/dev/null || true
     done
 fi

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import random
 
-from pvectl.cfs.dfsm import Applied, Dfsm, Failed, Mode, Send, SyncDone
+from pvectl.cfs import messages
+from pvectl.cfs.dfsm import Applied, Dfsm, Failed, Malformed, Mode, Send, SyncDone
 from pvectl.cfs.memdb import Create, MemDB, Mkdir, Operation, Write
+from pvectl.node.services import Multicast
+from pvectl.results import RingId
 
 
 class Bus:
@@ -150,3 +153,70 @@ def test_sync_done_reported_once_per_change() -> None:
     node = Dfsm(1, MemDB())
     out = node.membership_changed((1,), 5)
     assert [c for c in out if isinstance(c, SyncDone)] == [SyncDone(1, False)]
+
+
+def test_malformed_verify_is_dropped_and_counted_and_the_batch_goes_on() -> None:
+    """Finding 5: a VERIFY_REQUEST/VERIFY of the wrong size used to raise MessageError out of
+    ``deliver``; the writes delivered after it in the same batch were lost on every node."""
+    bus = Bus([1, 2, 3])
+    bus.change((1, 2, 3))
+    bus.settle()
+    epoch = bus.nodes[1].epoch
+    bad_request = messages.encode_state(messages.VERIFY_REQUEST, epoch, bus.now, b"\x01\x02\x03")
+    bad_verify = messages.encode_state(messages.VERIFY, epoch, bus.now, b"\x00" * 9)
+    bus.write(1, Create("before"))
+    bus.pending.append((2, bad_request))
+    bus.pending.append((3, bad_verify))
+    bus.write(2, Create("after"))
+    bus.settle()
+    # node 3 ignores its own VERIFY, as pmxcfs does, so it sees one malformed message
+    assert {i: node.malformed for i, node in bus.nodes.items()} == {1: 2, 2: 2, 3: 1}
+    for node in bus.nodes.values():
+        assert node.mode == Mode.SYNCED
+        assert node.memdb.lookup("before") is not None
+        assert node.memdb.lookup("after") is not None
+    assert len(bus.checksums((1, 2, 3))) == 1
+    assert not bus.failures
+    # an undecodable message is dropped the same way, and never raises
+    out = bus.nodes[1].deliver(2, b"\xff" * 7, bus.now)
+    assert out == [Malformed(2, "message shorter than its header", 3)]
+    assert bus.nodes[1].mode == Mode.SYNCED
+
+
+def test_services_log_a_malformed_store_message_once() -> None:
+    from pvectl.node.services import SERVICE_CFS, NodeServices, ServiceLog
+    from pvectl.quorum import votequorum as vq
+
+    services = NodeServices(1, vq.initial_state(vq.QuorumOptions.build([(1, 1)]), 1), MemDB())
+    services.regular_configuration((1,), RingId(1, 4), 0, 0)
+    bad = bytes([SERVICE_CFS]) + b"\0" * 8 + b"\xff\xff"
+    first = services.deliver(1, bad, 0, 0)
+    second = services.deliver(1, bad, 0, 0)
+    assert [type(o) for o in first] == [ServiceLog] and "malformed" in first[0].text  # type: ignore[union-attr]
+    assert second == []
+    assert services.store.malformed == 2
+
+
+def test_oversize_write_is_refused_before_it_is_multicast() -> None:
+    """Finding 6: an 8 MB write used to travel the whole ring before EFBIG at apply time."""
+    import errno
+
+    import pytest
+
+    from pvectl.cfs.memdb import MAX_FILE_SIZE
+    from pvectl.node.services import NodeServices, StoreError
+    from pvectl.quorum import votequorum as vq
+
+    services = NodeServices(1, vq.initial_state(vq.QuorumOptions.build([(1, 1)]), 1), MemDB())
+    out = services.regular_configuration((1,), RingId(1, 4), 0, 0)
+    nodeinfo = out[0]
+    assert isinstance(nodeinfo, Multicast)
+    services.deliver(1, nodeinfo.payload, 0, 0)
+    assert services.quorum.quorate and services.store.synced
+    with pytest.raises(StoreError) as refused:
+        services.write(Write("big", 0, b"x" * (MAX_FILE_SIZE + 1)), 0, 0)
+    assert refused.value.errno_code == errno.EFBIG and "EFBIG" in str(refused.value)
+    with pytest.raises(StoreError):
+        services.write(Write("big", MAX_FILE_SIZE, b"x"), 0, 0)
+    count, fits = services.write(Write("big", 0, b"x" * MAX_FILE_SIZE), 0, 0)
+    assert count == 1 and len(fits) == 1

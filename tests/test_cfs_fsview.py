@@ -1,4 +1,4 @@
-"""What the FUSE layer shows of the store, as pmxcfs shows it (proxmox-spec 3.6-3.10)."""
+"""What the FUSE layer shows of the store, as pmxcfs shows it (pve-cluster's cfs-plug*.c)."""
 
 from __future__ import annotations
 

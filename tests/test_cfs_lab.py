@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from pvectl.cli import cmd_trace
+from pvectl.cli import sync_trace_text
 from pvectl.errors import PvectlError
 from pvectl.lab.sync_trace import SyncTrace
 from pvectl.node import control
@@ -287,7 +287,7 @@ def test_coupled_sync_trace_shows_the_token_held_and_node_3_leaving(
     assert "3 left" in trace["verdict"] and "coupled mode node 3's fsync" in trace["verdict"]
     # the picture: ring changes drawn on the same axis as the phases
     console = Console(record=True, width=140, file=io.StringIO())
-    console.print(cmd_trace._render(from_jsonable(SyncTrace, trace)))
+    console.print(sync_trace_text.render(from_jsonable(SyncTrace, trace)))
     text = console.export_text()
     assert "token lost" in text
     assert re.search(r"\[1 2\] -3", text), text  # a ring without node 3, on the chart
@@ -399,3 +399,52 @@ def test_sync_trace_draws_bars_and_saves_svg(
         env=env,
     )
     assert bad.code == 73 and "Traceback" not in bad.stderr
+
+
+def test_oversize_input_is_refused_early_and_with_bounded_memory(
+    lab: tuple[dict[str, str], Path],
+) -> None:
+    """Finding 6: ``lab fs put`` read all of standard input before any check (300 MB used
+    352 MB of memory), and the node multicast an over-limit write round the whole ring
+    before it failed with EFBIG on apply."""
+    env, root = lab
+    up(env, "tcfs", 2)
+    feed_limit = 200 * 1024 * 1024
+    put = subprocess.Popen(
+        [sys.executable, "-m", "pvectl", "lab", "fs", "put", "1", "big", "--name", "tcfs"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    assert put.stdin is not None and put.stderr is not None
+    fed = 0
+    chunk = bytes(1024 * 1024)
+
+    def feed() -> None:  # /dev/zero, bounded: the old code read all of it, then refused
+        nonlocal fed
+        try:
+            while fed < feed_limit:
+                put.stdin.write(chunk)  # type: ignore[union-attr]
+                fed += len(chunk)
+            put.stdin.close()  # type: ignore[union-attr]
+        except (BrokenPipeError, ValueError):
+            pass
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    stderr = put.stderr.read().decode()
+    _, status, usage = os.wait4(put.pid, 0)
+    put.returncode = os.waitstatus_to_exitcode(status)
+    feeder.join(30)
+    max_rss_mib = usage.ru_maxrss / 1024
+    assert put.returncode == 1, stderr
+    assert "EFBIG" in stderr and "Traceback" not in stderr and len(stderr.splitlines()) == 1
+    assert fed <= 8 * 1024 * 1024, f"the client read {fed} bytes before refusing"
+    assert max_rss_mib < 150, f"max RSS {max_rss_mib:.0f} MiB"
+    # a direct write over the limit is refused at the submitting node, before the ring
+    before = control.call(sock(root, "tcfs", 1), "info")["stats"]["frames_sent"]
+    big = write(root, "tcfs", 1, "big.cfg", b"x" * (4 * 1024 * 1024))
+    after = control.call(sock(root, "tcfs", 1), "info")["stats"]["frames_sent"]
+    assert not big["ok"] and "EFBIG" in big["error"], big
+    assert after - before < 50, f"{after - before} frames multicast for a refused write"

@@ -1,6 +1,6 @@
 """The corosync output parsers and the pvecm layout, on texts in corosync 3.1's format.
 
-The qdevice samples follow the layouts recorded in shared/reference/corosync-lab (g1, g2);
+The qdevice samples follow the layouts of a real corosync-qdevice lab (2 nodes + qnetd);
 the namespace lab tests compare the same code with live corosync output.
 """
 

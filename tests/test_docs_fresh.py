@@ -22,26 +22,37 @@ def test_committed_completions_and_man_pages_are_fresh() -> None:
 
 
 def test_check_detects_an_edited_and_an_obsolete_file(tmp_path: Path) -> None:
-    shutil.copy(ROOT / "README.md", tmp_path / "README.md")
+    (tmp_path / "docs").mkdir()
+    shutil.copy(ROOT / docs.EXIT_CODES_PAGE, tmp_path / docs.EXIT_CODES_PAGE)
     assert docs.main(["--write", "--root", str(tmp_path)]) == 0
     assert docs.main(["--check", "--root", str(tmp_path)]) == 0
     page = tmp_path / "man" / "pvectl-status.1"
     page.write_text(page.read_text() + '.\\" edited by hand\n')
     (tmp_path / "man" / "pvectl-removed.1").write_text("old\n")
-    assert set(docs.stale_files(tmp_path)) == {"man/pvectl-status.1", "man/pvectl-removed.1"}
+    (tmp_path / "docs" / "commands" / "removed.md").write_text("old\n")
+    reference = tmp_path / "docs" / "commands" / "quorum.md"
+    reference.write_text(reference.read_text().replace("--nodes N", "--nodes NODES"))
+    assert set(docs.stale_files(tmp_path)) == {
+        "man/pvectl-status.1",
+        "man/pvectl-removed.1",
+        "docs/commands/removed.md",
+        "docs/commands/quorum.md",
+    }
     assert docs.main(["--check", "--root", str(tmp_path)]) == 1
     docs.write(tmp_path)
     assert not (tmp_path / "man" / "pvectl-removed.1").exists()
+    assert not (tmp_path / "docs" / "commands" / "removed.md").exists()
     assert docs.stale_files(tmp_path) == []
 
 
 def test_main_page_documents_every_exit_code() -> None:
+    """docs/exit-codes.md is the one table: every ExitCode, and the man page prints it."""
     page = (ROOT / "man" / "pvectl.1").read_text()
-    codes = {code for code, _ in docs.exit_code_rows(ROOT / "README.md")}
-    assert {str(int(code)) for code in ExitCode} <= codes
+    rows = docs.exit_code_rows(ROOT / docs.EXIT_CODES_PAGE)
+    assert [int(code) for code, _ in rows] == sorted(int(code) for code in ExitCode)
     assert ".SH EXIT STATUS" in page
     assert "\\fB64\\fR\nusage error (EX_USAGE)" in page
-    assert "\\fB2\\fR\nstatus only: not quorate" in page
+    assert "\\fB2\\fR\nnot quorate: status" in page
 
 
 def test_every_command_has_a_page_and_completion() -> None:

@@ -192,3 +192,55 @@ def test_node_process_reports_config_errors(tmp_path: Path) -> None:
     )
     assert proc.returncode == 65
     assert "corosync.conf:2" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_replayed_join_of_a_killed_node_is_dropped_by_real_nodes(
+    lab_env: dict[str, str],
+) -> None:
+    """Finding 2 end to end: a JOIN from node 3's address, signed with the cluster key and
+    carrying a ring seq node 3 had already passed (what a captured JOIN looks like),
+    arrives after node 3 was killed; the real nodes drop and count it instead of
+    re-forming their ring, and node 3 itself still gets back in after a restart."""
+    import socket
+
+    from pvectl.node import control
+    from pvectl.node.config import load
+    from pvectl.totem.wire import Codec, Join
+
+    assert cli(lab_env, "lab", "up", "3", "--name", "t3", "--token", str(TOKEN_MS)).code == 0
+    root = Path(lab_env["XDG_RUNTIME_DIR"]) / "pvectl" / "lab" / "t3"
+    config = load(root / "corosync.conf", 3)
+    seq_of_3 = int(
+        str(control.call(root / "node3" / "control.sock", "info")["ring_id"]).split(".")[-1], 16
+    )
+    assert cli(lab_env, "lab", "kill", "3", "--name", "t3").code == 0
+    wait_members(lab_env, "t3", 1, [1, 2])
+    time.sleep(1.0)
+
+    def stats(node: int) -> dict[str, int]:
+        reply = control.call(root / f"node{node}" / "control.sock", "info")
+        return dict(reply["stats"])
+
+    before = {n: stats(n) for n in (1, 2)}
+    codec = Codec(
+        3,
+        config.cluster.name,
+        config.authkey.read_bytes(),
+        encrypt=config.encrypt,
+        nonce_source=os.urandom,
+    )
+    captured = codec.encode(Join((1, 2, 3), (), max(seq_of_3 - 4, 0)))
+    me = config.me
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as spoof:
+        spoof.bind((me.address, me.port))  # node 3 is dead: its source address is free
+        for _ in range(3):
+            for peer in config.peers:
+                if peer.node_id != 3:
+                    spoof.sendto(captured, (peer.address, peer.port))
+            time.sleep(bound_s(3) / 2)
+    after = {n: stats(n) for n in (1, 2)}
+    for n in (1, 2):
+        assert after[n]["rings_formed"] == before[n]["rings_formed"], (before, after)
+        assert after[n]["stale_joins"] >= before[n]["stale_joins"] + 3, (before, after)
+    assert cli(lab_env, "lab", "start", "3", "--name", "t3").code == 0
+    wait_members(lab_env, "t3", 1, [1, 2, 3])

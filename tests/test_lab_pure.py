@@ -69,7 +69,6 @@ def test_conf_options() -> None:
         UpOptions(17),
         UpOptions(3, votes=(1, 1)),
         UpOptions(3, transport="udp"),
-        UpOptions(3, two_node=True),
         UpOptions(3, token=5),
         UpOptions(2, votes=(1, 300)),
     ],
@@ -77,6 +76,45 @@ def test_conf_options() -> None:
 def test_bad_up_options(options: UpOptions) -> None:
     with pytest.raises(UsageError):
         corosync_config.check_options(options)
+
+
+def test_two_node_on_three_nodes_is_accepted_as_corosync_does() -> None:
+    corosync_config.check_options(UpOptions(3, two_node=True))
+    conf = corosync_conf.parse(
+        corosync_config.build_conf(
+            "t", _nodes(3), UpOptions(3, quorum=(("two_node", "1"), ("expected_votes", "2")))
+        )
+    )
+    assert conf.lookup("quorum.two_node") == "1" and conf.lookup("quorum.expected_votes") == "2"
+
+
+@pytest.mark.parametrize(
+    ("quorum", "nodes", "exit_code", "reason"),
+    [
+        (
+            (("auto_tie_breaker", "1"), ("last_man_standing", "1")),
+            3,
+            78,
+            "configuration error: auto_tie_breaker & last_man_standing not available in odd "
+            "sized cluster",
+        ),
+        (
+            (("last_man_standing", "on"),),
+            3,
+            78,
+            'Value of key "quorum.last_man_standing" is expected',
+        ),
+        ((("expected_votes", "-1"),), 3, 78, "integer in range (0..4294967295)"),
+    ],
+)
+def test_quorum_refusals_are_corosyncs(
+    quorum: tuple[tuple[str, str], ...], nodes: int, exit_code: int, reason: str
+) -> None:
+    from pvectl.errors import PvectlError
+
+    with pytest.raises(PvectlError) as caught:
+        corosync_config.check_options(UpOptions(nodes, quorum=quorum))
+    assert caught.value.exit_code == exit_code and reason in str(caught.value)
 
 
 def test_partition_groups() -> None:

@@ -34,8 +34,11 @@ def _wait_status(name: str, pred: object, timeout: float = 60) -> dict[str, obje
 
 
 def test_qdevice_options_are_checked_before_anything_runs() -> None:
+    # A combination corosync itself refuses at start: its reason, exit 78 (EX_CONFIG).
+    refused = run_cli("lab", "up", "2", "--engine", "corosync", "--qdevice", "--two-node")
+    assert refused.code == 78, refused.stderr
+    assert "two_node and quorum device cannot be configured" in refused.stderr
     bad = [
-        ("up", "2", "--engine", "corosync", "--qdevice", "--two-node", "--name", "qdbad"),
         ("up", "2", "--engine", "corosync", "--qdevice", "--qdevice-algorithm", "x"),
         ("up", "2", "--engine", "embedded", "--qdevice", "--qnetd", "x", "--name", "qdbad"),
         ("up", "2", "--engine", "corosync", "--qdevice", "--qnetd", "x", "--name", "qdbad"),
@@ -58,7 +61,7 @@ def test_lab_with_qdevice_survives_a_node_and_cleans_up() -> None:
     run = run_cli("lab", "up", "2", "--engine", "corosync", "--qdevice", "--name", name)
     try:
         assert run.code == 0, run.stderr
-        assert "qnetd (pvectl qdevice serve, ffsplit, TLS on)" in run.stderr + run.stdout
+        assert "qnetd (pvectl qdevice serve, ffsplit, TLS required)" in run.stderr + run.stdout
         both = _wait_status(name, lambda d: d["total_votes"] == 3)
         assert both["quorate"] and both["expected_votes"] == 3 and both["quorum"] == 2
         assert both["qdevice"] == {"votes": 1, "name": "Qdevice", "casting": True}

@@ -1,5 +1,5 @@
-"""qnetd's decision algorithms and votequorum's qdevice votes, on the spec's scenarios
-(totem-spec 3.5 and 4.3)."""
+"""qnetd's decision algorithms and votequorum's qdevice votes, on the scenarios
+corosync-qnetd's ffsplit and lms documentation describes."""
 
 from __future__ import annotations
 

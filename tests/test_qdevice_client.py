@@ -4,6 +4,7 @@ qnetd core in memory, and over TCP against the real corosync-qnetd and against
 
 from __future__ import annotations
 
+import logging
 import os
 import selectors
 import shutil
@@ -15,6 +16,8 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 import pytest
 
@@ -246,3 +249,80 @@ def test_client_against_real_corosync_qnetd(real_qnetd: tuple[int, Path]) -> Non
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-60:])
         raise AssertionError(f"{exc}\n--- corosync-qnetd -d log (tail) ---\n{tail}") from None
     assert seen == [(True, True), (True, False)]
+
+
+# --- TLS: a node with certificates never talks plaintext (review finding 3) -------------
+
+
+def test_tls_on_with_certificates_refuses_a_plaintext_server() -> None:
+    core = QnetdCore(w.TlsSupported.UNSUPPORTED)
+    client = QdeviceNetClient("c1", 1, tls=w.TlsSupported.SUPPORTED, certificates=True)
+    link = MemoryLink(core, client, 1)
+    link.to_server(client.connect(0.0), {1: link})
+    assert client.state is ClientState.DISCONNECTED
+    assert client.disconnect_reason is not None and "plaintext" in client.disconnect_reason
+    assert core.status().connected_clusters == 0  # no INIT reached qnetd
+    # without certificates, tls on stays upstream's optional TLS
+    core2 = QnetdCore(w.TlsSupported.UNSUPPORTED)
+    plain = QdeviceNetClient("c1", 1, tls=w.TlsSupported.SUPPORTED)
+    link2 = MemoryLink(core2, plain, 1)
+    link2.to_server(plain.connect(0.0), {1: link2})
+    assert plain.state is ClientState.CONNECTED
+
+
+class _LogOnlyNode:
+    """The node runtime around the task: only its log and vote changes are reached."""
+
+    log = logging.getLogger("test-qdevice-task")
+
+    def __init__(self) -> None:
+        self.services = SimpleNamespace(set_qdevice=lambda **_: [])
+
+    def _services(self, outputs: list[object]) -> None:
+        pass
+
+
+def test_node_with_certificates_refuses_a_plaintext_qnetd(
+    pvectl_qnetd: int, tmp_path: Path
+) -> None:
+    """A node's qdevice task (corosync.conf tls: on, the qdevice cert dir holds the qnetd's
+    CA) against a real ``pvectl qdevice serve --tls off``: the session ends before INIT,
+    with the reason reported, and the server never lists the cluster. Before the fix the
+    node went on in plaintext."""
+    import asyncio
+
+    from pvectl.node.qdevice_task import Node, QdeviceTask
+    from tests.test_qdevice_embedded import _load
+
+    conf_dir = tmp_path / "conf"
+    conf_dir.mkdir()
+    config = _load(conf_dir, f"      host: 127.0.0.1\n      port: {pvectl_qnetd}\n      tls: on")
+    assert config.qdevice is not None
+    state = tmp_path / "state"
+    (state / "qdevice").mkdir(parents=True)
+    (state / "qdevice" / "qnetd-cacert.crt").write_text("a CA is configured\n")
+    task = QdeviceTask(cast(Node, _LogOnlyNode()), config, config.qdevice, state)
+    task.client.set_membership(w.WireRingId(1, 4), (1, 2))
+
+    async def session() -> str:
+        loop = asyncio.get_running_loop()
+        try:
+            await asyncio.wait_for(task._session(loop), 10)
+        except Exception as exc:  # the session's end, whatever its type
+            return f"{type(exc).__name__}: {exc}"
+        finally:
+            task._close()
+        return "session returned"
+
+    ended = asyncio.run(session())
+    assert "plaintext" in ended, ended
+    ctl = tmp_path / "ctl.sock"
+    listing = subprocess.run(
+        [sys.executable, "-m", "pvectl", "qdevice", "clients", "--control-socket", str(ctl)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    assert "Connected clusters:\t\t0" in listing, listing

@@ -2,8 +2,8 @@
 ``pvectl lab up 2 --qdevice`` with pvectl's qnetd and with the real corosync-qnetd (TLS
 on both, client certificates verified), real node processes on loopback.
 
-Scenarios as the reference lab's g1-g4 (real corosync + corosync-qdevice, figures in
-shared/reference/corosync-lab/README.md and tests/test_qdevice_interop.py): both up;
+Scenarios as a real corosync + corosync-qdevice lab runs them (figures in
+tests/test_qdevice_interop.py): both up;
 a 1:1 split where both still reach qnetd (ffsplit: the lowest node id only); node2
 crashed; qnetd down with both nodes up. The expected figures below are what
 corosync-quorumtool shows there; ``pvectl status`` must show the same, parsed the same way.

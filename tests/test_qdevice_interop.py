@@ -3,7 +3,7 @@ get their vote from ``pvectl qdevice serve`` (``--qnetd pvectl``); the same scen
 against the real corosync-qnetd (``--qnetd corosync``) give the same corosync-quorumtool
 figures and flags.
 
-Scenarios (shared/reference/corosync-lab scenario g): both nodes up; a 1:1 split where
+Scenarios (as a real 2-node corosync + qnetd lab behaves): both nodes up; a 1:1 split where
 both still reach qnetd (ffsplit gives the vote to the lowest node id only); node2
 crashed (node1 + qdevice stay quorate); qnetd down with both nodes up (quorate, the
 qdevice no longer votes). TLS on, each qnetd's own CA in the nodes' NSS databases.
@@ -331,7 +331,7 @@ def test_qnetd_corosync_lab_shows_its_qnetd_and_cleans_up_after_pvectl_is_killed
             time.sleep(0.05)
         listing = run_cli("lab", "ls", "--name", name)
         assert listing.code == 0, listing.stderr
-        assert "qnetd (corosync-qnetd, ffsplit, TLS on) " in listing.stdout
+        assert "qnetd (corosync-qnetd, ffsplit, TLS required) " in listing.stdout
         assert ":5403 pid " in listing.stdout
     finally:
         proc.kill()

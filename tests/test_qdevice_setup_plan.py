@@ -112,3 +112,22 @@ def test_pve_config_is_the_source_when_present() -> None:
     view = NodeView("a", 1, PVE_CONF, _conf(), (1, 2), True, False)
     found = check_cluster([view, _view("b", 2, _conf())])
     assert found.pve
+
+
+def test_a_qnetd_taking_plaintext_clients_is_pointed_out() -> None:
+    from pvectl.quorum import qnetd_wire as w
+    from pvectl.quorum.qnetd_core import QnetdCore, render_qnetd_tool
+    from pvectl.targets.qdevice_setup import qnetd_tls_note
+
+    optional = render_qnetd_tool(QnetdCore(w.TlsSupported.SUPPORTED).status(), verbose=False)
+    note = qnetd_tls_note(optional, "root@192.0.2.9")
+    assert note is not None and "root@192.0.2.9 has TLS Supported" in note
+    assert '"-s req"' in note and "\n" not in note
+    required = render_qnetd_tool(QnetdCore(w.TlsSupported.REQUIRED).status(), verbose=False)
+    assert qnetd_tls_note(required, "q") is None
+    off = render_qnetd_tool(QnetdCore(w.TlsSupported.UNSUPPORTED).status(), verbose=False)
+    with pytest.raises(QdeviceSetupError, match="runs without TLS") as refused:
+        qnetd_tls_note(off, "q", "required")  # the nodes would never connect
+    assert refused.value.exit_code == ExitCode.CONFIG
+    assert "has TLS Unsupported" in (qnetd_tls_note(off, "q", "on") or "")
+    assert qnetd_tls_note("", "q") is None  # no answer: nothing to say

@@ -338,7 +338,11 @@ def test_setup_two_nodes_then_refuse_second_then_remove(rig: Rig) -> None:
     assert conf1 == conf2
     assert _version(conf1) == _version(original) + 1
     assert "  device {\n    model: net\n    net {\n      algorithm: ffsplit\n" in conf1
-    assert f"      host: {rig.qnetd_address['a']}\n      tls: on\n    }}\n    votes: 1\n" in conf1
+    assert (
+        f"      host: {rig.qnetd_address['a']}\n      tls: required\n    }}\n    votes: 1\n"
+    ) in conf1
+    # the rig's corosync-qnetd runs with its default -s on: the user is told what that means
+    assert "has TLS Supported: it takes plaintext clients" in result.stdout
     # what real corosync says
     for node_id in (1, 2):
         text = rig.quorumtool("a", node_id)

@@ -293,3 +293,73 @@ def test_hostile_frames_never_crash_the_core(frames: list[bytes], seed: int) -> 
                 w.decode(action.data)  # whatever we send back is well formed
     core.tick(100.0)
     core.disconnect(2, 101.0)
+
+
+def _init_msg(seq: int, node: int = 1, heartbeat: int = 8000) -> bytes:
+    return w.encode(
+        w.Message(
+            w.MsgType.INIT,
+            seq_number=seq,
+            node_id=node,
+            decision_algorithm=w.Algorithm.FFSPLIT,
+            heartbeat_interval=heartbeat,
+            tie_breaker=w.TieBreaker(),
+            ring_id=RING,
+        )
+    )
+
+
+def _replies(actions: list[object]) -> list[w.Message]:
+    return FakeQdevice.decode_all(actions)
+
+
+def test_certificate_for_one_cluster_cannot_join_another() -> None:
+    """The review's sequence: PREINIT(other), STARTTLS, a rejected INIT (its certificate
+    for "other" is checked and accepted), PREINIT(prod), INIT. Before the fix the second
+    PREINIT moved the connection into "prod", still shown as certificate-verified."""
+    core = QnetdCore(w.TlsSupported.REQUIRED, client_cert_required=True)
+    core.connect(1, "10.0.0.66:4000", 0.0)
+    pre = w.encode(w.Message(w.MsgType.PREINIT, seq_number=1, cluster_name="other"))
+    assert _replies(core.receive(1, pre, 0.0))[0].type == w.MsgType.PREINIT_REPLY
+    starttls = w.encode(w.Message(w.MsgType.STARTTLS, seq_number=2))
+    assert core.receive(1, starttls, 0.0) == [StartTls(1)]
+    core.tls_established(1, ("other",))
+    (rejected,) = _replies(core.receive(1, _init_msg(3, heartbeat=10), 0.0))
+    assert rejected.reply_error_code == w.ErrorCode.INVALID_HEARTBEAT_INTERVAL
+    prod = w.encode(w.Message(w.MsgType.PREINIT, seq_number=4, cluster_name="prod"))
+    refused = core.receive(1, prod, 0.0)
+    if any(isinstance(a, Close) for a in refused):
+        core.disconnect(1, 0.0)  # what the server does with a Close
+    core.receive(1, _init_msg(5), 0.0)
+    joined = [
+        (cl.name, c.client_certificate_verified)
+        for cl in core.status().clusters
+        for c in cl.clients
+    ]
+    assert joined == [], f"a certificate for 'other' joined {joined}"
+    assert any(isinstance(a, Close) for a in refused)
+    assert _replies(refused)[0].reply_error_code == w.ErrorCode.UNEXPECTED_MESSAGE
+
+
+def test_second_preinit_is_refused_even_without_tls() -> None:
+    core = QnetdCore(w.TlsSupported.UNSUPPORTED)
+    q = FakeQdevice(core, 1, 1, cluster="a")
+    q.send(w.MsgType.PREINIT, cluster_name="a")
+    (err,) = q.send(w.MsgType.PREINIT, cluster_name="b")
+    assert err.reply_error_code == w.ErrorCode.UNEXPECTED_MESSAGE
+
+
+def test_verification_is_bound_to_the_cluster_it_was_made_for() -> None:
+    """Even if the cluster name changed some other way after the check, the certificate is
+    checked again (and refused) for the new name: no verified flag outlives its cluster."""
+    core = QnetdCore(w.TlsSupported.REQUIRED, client_cert_required=True)
+    q = FakeQdevice(core, 1, 1, cluster="other")
+    q.send(w.MsgType.PREINIT, cluster_name="other")
+    core.receive(1, w.encode(w.Message(w.MsgType.STARTTLS, seq_number=9)), 0.0)
+    core.tls_established(1, ("other",))
+    core.receive(1, _init_msg(10, heartbeat=10), 0.0)  # verified for "other", INIT refused
+    core._clients[1].cluster_name = "prod"  # what the old second PREINIT did
+    result = core.receive(1, _init_msg(11), 0.0)
+    assert len(result) == 1 and isinstance(result[0], Close)
+    assert "not cluster 'prod'" in result[0].reason
+    assert core.status().clusters == ()

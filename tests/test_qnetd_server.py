@@ -77,6 +77,12 @@ def talk(sock: socket.socket, msg: w.Message, reader: w.FrameReader) -> list[w.M
 
 def hello(sock: socket.socket, reader: w.FrameReader, cluster: str = "c1") -> w.Message:
     talk(sock, w.Message(w.MsgType.PREINIT, seq_number=1, cluster_name=cluster), reader)
+    return init(sock, reader)
+
+
+def init(sock: socket.socket, reader: w.FrameReader) -> w.Message:
+    """INIT as node 1 (after PREINIT, and after STARTTLS when TLS is on: corosync-qdevice
+    names the cluster once, in plaintext PREINIT)."""
     (reply,) = talk(
         sock,
         w.Message(
@@ -198,11 +204,11 @@ def _tls_session(port: int, certs: Path, crt: Path, key: Path, cluster: str) -> 
     raw = socket.create_connection(("127.0.0.1", port), timeout=5)
     reader = w.FrameReader()
     (pre,) = talk(raw, w.Message(w.MsgType.PREINIT, seq_number=1, cluster_name=cluster), reader)
-    assert pre.tls_supported is w.TlsSupported.SUPPORTED and pre.tls_client_cert_required
+    assert pre.tls_supported is w.TlsSupported.REQUIRED and pre.tls_client_cert_required
     raw.sendall(w.encode(w.Message(w.MsgType.STARTTLS, seq_number=2)))
     tls = ctx.wrap_socket(raw, server_hostname="Qnetd Server")  # the name qdevice checks
     try:
-        return hello(tls, w.FrameReader(), cluster)  # type: ignore[arg-type]
+        return init(tls, w.FrameReader())  # type: ignore[arg-type]
     except (ConnectionError, ssl.SSLError, TimeoutError, IndexError, ValueError) as exc:
         print(f"TLS session refused: {exc!r}")
         return None
@@ -223,7 +229,7 @@ def test_tls_with_client_certificates_from_our_ca(tmp_path: Path) -> None:
         reply = _tls_session(server.port, certs, crt, key, "prod")
         assert reply is not None and reply.reply_error_code == w.ErrorCode.NO_ERROR
         listing = run_cli("qdevice", "clients", "--control-socket", str(server.sock)).stdout
-        assert "TLS:\t\t\t\tSupported (client certificate required)" in listing
+        assert "TLS:\t\t\t\tRequired (client certificate required)" in listing
         # a certificate for another cluster is refused (qnetd checks the CN)
         crt2, key2 = _client_cert(tmp_path, certs, "other")
         assert _tls_session(server.port, certs, crt2, key2, "prod") is None
@@ -268,3 +274,86 @@ def test_sign_refuses_a_request_for_another_cluster(tmp_path: Path) -> None:
     garbage.write_bytes(b"not a request")
     run = run_cli("qdevice", "certs", "sign", str(garbage), "-n", "b", "--cert-dir", str(certs))
     assert run.code == 65 and len(run.stderr.strip().splitlines()) == 1
+
+
+def _status(sock: Path) -> str:
+    run = run_cli("qdevice", "clients", "--control-socket", str(sock))
+    assert run.code == 0, run.stderr
+    return run.stdout
+
+
+def test_server_with_certificates_refuses_plaintext_clients(tmp_path: Path) -> None:
+    """Finding 3: a plaintext client must not take node 1 of "prod" on a server that has
+    certificates (the real node, arriving later with its certificate, would be refused as
+    a duplicate node id). ``--tls on`` keeps corosync-qnetd's optional TLS on request."""
+    certs = tmp_path / "certs"
+    assert run_cli("qdevice", "certs", "init", str(certs)).code == 0
+    crt, key = _client_cert(tmp_path, certs, "prod")
+    server = Server(tmp_path, "--cert-dir", str(certs))
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
+            reader = w.FrameReader()
+            pre = w.Message(w.MsgType.PREINIT, seq_number=1, cluster_name="prod")
+            (reply,) = talk(s, pre, reader)
+            assert reply.tls_supported is w.TlsSupported.REQUIRED
+            init = w.Message(
+                w.MsgType.INIT,
+                seq_number=2,
+                node_id=1,
+                decision_algorithm=w.Algorithm.FFSPLIT,
+                heartbeat_interval=8000,
+                tie_breaker=w.TieBreaker(),
+                ring_id=w.WireRingId(1, 4),
+            )
+            (refused,) = talk(s, init, reader)
+            assert refused.reply_error_code == w.ErrorCode.TLS_REQUIRED
+            assert 'Cluster "prod"' not in _status(server.sock)
+            # the real node with its certificate gets node 1 while the squatter is connected
+            joined = _tls_session(server.port, certs, crt, key, "prod")
+            assert joined is not None and joined.reply_error_code == w.ErrorCode.NO_ERROR
+    finally:
+        server.stop()
+    optional = tmp_path / "optional"
+    optional.mkdir(mode=0o700)
+    server = Server(optional, "--cert-dir", str(certs), "--tls", "on")
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
+            assert hello(s, w.FrameReader(), "prod").reply_error_code == w.ErrorCode.NO_ERROR
+            listing = _status(server.sock)
+            assert "TLS:\t\t\t\tSupported (client certificate required)" in listing
+            assert 'Cluster "prod"' in listing and "TLS active:\t\tNo" in listing
+    finally:
+        server.stop()
+
+
+def test_connections_beyond_max_clients_are_closed_and_logged(tmp_path: Path) -> None:
+    server = Server(tmp_path, "--tls", "off", "--max-clients", "2")
+    held: list[socket.socket] = []
+    try:
+        for cluster in ("a", "b"):
+            s = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+            held.append(s)
+            assert hello(s, w.FrameReader(), cluster).reply_error_code == w.ErrorCode.NO_ERROR
+        for _ in range(5):  # refused at once, however many try
+            with socket.create_connection(("127.0.0.1", server.port), timeout=5) as extra:
+                extra.sendall(
+                    w.encode(w.Message(w.MsgType.PREINIT, seq_number=1, cluster_name="c"))
+                )
+                with contextlib.suppress(ConnectionResetError):
+                    assert extra.recv(4096) == b""
+        assert "Connected clients:\t\t2" in _status(server.sock)
+        held.pop().close()
+        deadline = time.monotonic() + 5
+        while "Connected clients:\t\t1" not in _status(server.sock):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as again:
+            assert hello(again, w.FrameReader(), "c").reply_error_code == w.ErrorCode.NO_ERROR
+        assert server.proc.poll() is None
+    finally:
+        for s in held:
+            s.close()
+        server.stop()
+    log = server.log.read_text()
+    assert "refusing client 127.0.0.1:" in log and "2 clients connected" in log
+    assert log.count("refusing client") < 5  # at most one line a second

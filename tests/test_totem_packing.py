@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import struct
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pvectl.totem.packing import MAX_MESSAGE, Reassembler, SendQueue
+from pvectl.totem.packing import FIRST, LAST, MAX_MESSAGE, MIDDLE, Reassembler, SendQueue
 
 sizes = st.one_of(st.integers(0, 80), st.integers(0, 5000), st.sampled_from([70_000, 300_000]))
 
@@ -62,3 +64,32 @@ def test_limits() -> None:
         SendQueue(10)
     with pytest.raises(ValueError):
         SendQueue(1000).push(b"z" * (MAX_MESSAGE + 1))
+
+
+def _record(kind: int, chunk: bytes) -> bytes:
+    return struct.pack("!BH", kind, len(chunk)) + chunk
+
+
+def test_reassembly_is_capped_at_the_send_limit() -> None:
+    """Finding 6: one never-finished message used to grow without bound (22.9 MiB seen);
+    now a message whose fragments pass 16 MiB is dropped, counted, and its remaining
+    fragments skipped, while other origins and the sender's next message are unaffected."""
+    r = Reassembler()
+    chunk = b"z" * 65_000
+    out = r.unpack(3, _record(FIRST, chunk))
+    held = len(chunk)
+    out += r.unpack(4, _record(FIRST, b"other origin "))  # interleaved, stays intact
+    while held <= MAX_MESSAGE + 2 * len(chunk):
+        out += r.unpack(3, _record(MIDDLE, chunk))
+        held += len(chunk)
+        assert sum(map(len, r._partial.get(3, []))) <= MAX_MESSAGE
+    out += r.unpack(3, _record(LAST, b"end"))
+    assert out == []
+    assert r.oversize == 1 and r.dropped == 0
+    assert r.unpack(4, _record(LAST, b"survives")) == [b"other origin survives"]
+    assert r.unpack(3, _record(FIRST, b"next ") + _record(LAST, b"one")) == [b"next one"]
+    # exactly the limit still passes
+    limit = Reassembler(limit=10)
+    assert limit.unpack(1, _record(FIRST, b"12345") + _record(LAST, b"67890")) == [b"1234567890"]
+    assert limit.unpack(1, _record(FIRST, b"12345") + _record(LAST, b"678901")) == []
+    assert limit.oversize == 1 and limit.buffered == 0

@@ -22,7 +22,7 @@ from pvectl.totem.srp import (
     TimerKind,
     TotemConfig,
 )
-from pvectl.totem.wire import Join, Mcast, Token
+from pvectl.totem.wire import Join, Leave, Mcast, Token
 from tests.totem_net import FAST, Net, codec
 
 
@@ -351,3 +351,75 @@ def test_packets_from_outside_the_nodelist_or_garbage_are_counted_not_processed(
     assert node.stats["unknown_sender"] == 1 and node.state is State.OPERATIONAL
     assert node.handle(PacketReceived(b"\x00" * 60), net.now) == []
     assert node.stats["bad_packets"] == 1 and node.codec.rejected["magic"] == 1
+
+
+def _last_sent(net: Net, src: int, kind: type) -> object:
+    found = [m for s, _, m in net.sent_messages if s == src and isinstance(m, kind)]
+    assert found, f"node {src} sent no {kind.__name__}"
+    return found[-1]
+
+
+def _replay_every(net: Net, data: bytes, targets: list[int], every: float, total: float) -> None:
+    """An attacker on the LAN re-sends a captured datagram (it still passes the MAC)."""
+    end = net.now + total
+    while net.now < end:
+        for node in targets:
+            net._push(net.now, node, ("pkt", data))
+        net.run(every)
+
+
+def test_replayed_join_of_a_crashed_node_does_not_reform_the_ring() -> None:
+    """Finding 2: a JOIN captured from node 3, replayed every 3 token timeouts after node 3
+    crashed, re-formed the ring on each replay; now it is dropped and counted."""
+    net = formed([1, 2, 3])
+    join = _last_sent(net, 3, Join)
+    assert isinstance(join, Join)
+    captured = codec(3).encode(join)  # the codec is deterministic: the same bytes as sent
+    net.crash(3)
+    net.run_until(lambda: net.one_ring([1, 2]), limit=10)
+    net.run(0.5)
+    rings = {i: net.srp[i].stats["rings_formed"] for i in (1, 2)}
+    changes = {i: len(net.changes[i]) for i in (1, 2)}
+    _replay_every(net, captured, [1, 2], every=0.6, total=6.0)
+    assert {i: net.srp[i].stats["rings_formed"] for i in (1, 2)} == rings
+    assert {i: len(net.changes[i]) for i in (1, 2)} == changes
+    assert net.one_ring([1, 2])
+    assert all(net.srp[i].stats["stale_joins"] >= 10 for i in (1, 2))
+    # the crashed node restarts from its ring-id file: its JOIN is newer, it gets back in
+    net.boot(3)
+    net.run_until(lambda: net.one_ring([1, 2, 3]), limit=10)
+
+
+def test_replayed_leave_does_not_reform_and_the_node_still_rejoins() -> None:
+    net = formed([1, 2, 3])
+    net.shutdown(3)
+    leave = _last_sent(net, 3, Leave)
+    assert isinstance(leave, Leave)
+    captured = codec(3).encode(leave)
+    net.run_until(lambda: net.one_ring([1, 2]), limit=10)
+    net.run(0.5)
+    rings = net.srp[1].stats["rings_formed"]
+    _replay_every(net, captured, [1, 2], every=0.6, total=3.0)
+    assert net.srp[1].stats["rings_formed"] == rings and net.one_ring([1, 2])
+    net.boot(3)
+    net.run_until(lambda: net.one_ring([1, 2, 3]), limit=10)
+
+
+def test_node_that_lost_its_ring_id_file_still_rejoins() -> None:
+    """Its first JOINs carry seq 1, below the floor the others keep for it; it learns the
+    ring's seq from what it hears (MERGE_DETECT, mcasts) and its next JOIN is accepted."""
+    net = formed([1, 2, 3])
+    net.crash(3)
+    net.run_until(lambda: net.one_ring([1, 2]), limit=10)
+    net.persisted[3] = 0
+    net.boot(3)
+    net.run_until(lambda: net.one_ring([1, 2, 3]), limit=15)
+
+
+def test_partitioned_node_rejoins_after_the_others_reformed_without_it() -> None:
+    net = formed([1, 2, 3])
+    net.blocked = {(a, b) for a in (1, 2) for b in (3,)} | {(3, a) for a in (1, 2)}
+    net.run_until(lambda: net.one_ring([1, 2]) and net.one_ring([3]), limit=10)
+    net.run(1.0)
+    net.blocked = set()
+    net.run_until(lambda: net.one_ring([1, 2, 3]), limit=10)

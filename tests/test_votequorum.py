@@ -1,4 +1,4 @@
-"""Each votequorum option's semantics, one behaviour per test (totem-spec section 3)."""
+"""Each votequorum option's semantics, one behaviour per test (as votequorum.c has them)."""
 
 from __future__ import annotations
 
@@ -273,7 +273,10 @@ def test_options_from_corosync_conf() -> None:
 
 def test_bad_number_in_config_is_a_config_error() -> None:
     conf = CONF.replace("last_man_standing: 1", "two_node: yes")
-    with pytest.raises(QuorumConfigError, match="two_node must be an integer"):
+    corosyncs = (
+        r'Value of key "quorum.two_node" is expected to be integer in range \(0..255\), but "yes"'
+    )
+    with pytest.raises(QuorumConfigError, match=corosyncs):
         QuorumOptions.from_config(parse(conf))
 
 
@@ -384,7 +387,7 @@ def test_expected_cannot_drop_below_configured_qdevice_votes_plus_members() -> N
     """recalculate_quorum raises expected to member votes + the device's configured votes
     (get_total_votes counts them even when not cast), so with qnetd unreachable a lone
     node of a 2-node + QDevice cluster is not rescued by 'expected 1'. This follows
-    votequorum.c; the spec's summary counts only cast votes (unverified on a live cluster)."""
+    votequorum.c; votequorum(5) suggests only cast votes count (unverified on a live cluster)."""
     options = uniform(2, qdevice_model="net", qdevice_votes=1)
     model = cluster.reform(cluster.start(options), [[1]], 1_000, qnetd_up=False)
     lone = model.state_of(1)

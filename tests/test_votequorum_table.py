@@ -1,6 +1,6 @@
-"""Table-driven check of the votequorum model against corosync's formula as the spec writes it.
+"""Table-driven check of the votequorum model against corosync's formula, written apart.
 
-The expected side is written here from totem-spec section 3 (calculate_quorum,
+The expected side is written here from votequorum.c's rules (calculate_quorum,
 are_we_quorate, the option rules), independently of pvectl.quorum: a scenario is a
 config plus a set of nodes that fail at once after the whole cluster was up.
 Scenarios are generated from a seed (printed; replay with PVECTL_SEED=<seed>).
@@ -54,7 +54,7 @@ class Expected:
 
 
 def spec_answer(s: Scenario) -> Expected:
-    """corosync 3.1's answer, straight from totem-spec section 3."""
+    """corosync 3.1's answer, straight from votequorum's formula."""
     n = len(s.votes)
     node_sum = sum(s.votes)
     # 3.3 / 3.5: startup errors

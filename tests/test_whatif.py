@@ -164,7 +164,7 @@ def test_cli_what_if_from_corosync_conf(tmp_path: object) -> None:
         (("--nodes", "3", "--votes", "1,a,1"), 64, "--votes must be integers"),
         (("--nodes", "3", "--qdevice", "bogus"), 64, "bogus"),
         (("--nodes", "2", "--two-node", "--qdevice", "ffsplit"), 78, "two_node and quorum device"),
-        (("--config", "/nonexistent/corosync.conf"), 65, "no such file"),
+        (("--config", "/nonexistent/corosync.conf"), 66, "no such file"),
         ((), 64, "give --nodes"),
     ],
 )

@@ -13,6 +13,12 @@ sees the same messages in the same order, every member takes the same decisions:
    index equals the leader's (byte for byte); a mismatch is an error, never silent.
 4. Writes (normal messages) delivered while not synced are queued and applied after sync,
    in delivery order, so the leader's snapshot plus the queue gives the same tree everywhere.
+
+A delivered message that cannot be decoded (a bad header, a VERIFY_REQUEST or VERIFY of the
+wrong size) is dropped and reported as ``Malformed``; ``deliver`` never raises. Decoding
+is deterministic, so every member drops the same message and the stores stay identical.
+A sync message whose *content* is bad (a STATE index, an UPDATE entry) still ends in
+``Failed``: the sync round cannot complete without it.
 """
 
 from __future__ import annotations
@@ -73,11 +79,23 @@ class Failed:
 
 
 @dataclass(frozen=True)
+class Malformed:
+    """A delivered message could not be decoded and was dropped (on every member alike).
+
+    ``count`` is this node's running total, so a runtime logs the first and counts the
+    rest instead of letting one noisy member flood the log."""
+
+    sender: int
+    reason: str
+    count: int
+
+
+@dataclass(frozen=True)
 class Log:
     message: str
 
 
-Command = Send | Applied | Installed | SyncDone | Failed | Log
+Command = Send | Applied | Installed | SyncDone | Failed | Malformed | Log
 
 
 def _decode_index(raw: bytes) -> MemdbIndex:
@@ -116,6 +134,7 @@ class Dfsm:
     updates: list[Entry] = field(default_factory=list)
     verify_checksums: dict[int, str] = field(default_factory=dict)
     verify_counter: int = 0
+    malformed: int = 0  # messages dropped because they could not be decoded
 
     @property
     def synced(self) -> bool:
@@ -155,15 +174,15 @@ class Dfsm:
             return []
         try:
             message = messages.decode(raw)
+            if isinstance(message, NormalMessage):
+                if self.mode != Mode.SYNCED:
+                    self.queue.append((sender, message))
+                    return []
+                return [self._apply(sender, message)]
+            return self._deliver_state(sender, message, now_s)
         except MessageError as exc:
-            self.mode = Mode.ERROR
-            return [Failed(f"undecodable message from node {sender}: {exc}")]
-        if isinstance(message, NormalMessage):
-            if self.mode != Mode.SYNCED:
-                self.queue.append((sender, message))
-                return []
-            return [self._apply(sender, message)]
-        return self._deliver_state(sender, message, now_s)
+            self.malformed += 1
+            return [Malformed(sender, str(exc), self.malformed)]
 
     def _apply(self, sender: int, message: NormalMessage) -> Applied:
         result = self.memdb.apply(message.op, sender, message.time)

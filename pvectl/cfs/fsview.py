@@ -1,4 +1,4 @@
-"""How pmxcfs's FUSE layer presents the memdb (proxmox-spec 3.6-3.10), without any I/O.
+"""How pmxcfs's FUSE layer presents the memdb (pve-cluster's cfs-plug*.c), without I/O.
 
 Modes (dirs 0755 and files 0640, ``priv`` trees 0700/0600, write bits dropped while not
 quorate), the link plugin's symlinks, the generated JSON files (``.members``, ``.version``,

@@ -1,7 +1,7 @@
 """The config store's memdb: pmxcfs's ``tree`` table, held in an in-memory SQLite database.
 
 Every node applies the same operations in the same (agreed) order, so every node's tree is
-identical, row for row. Semantics follow pmxcfs's memdb (proxmox-spec 3.2-3.3):
+identical, row for row. Semantics follow pmxcfs's memdb (pve-cluster's memdb.c):
 
 * inode 0 is the ``__version__`` row carrying the global version, writer and mtime;
 * every mutating operation bumps the global version and stamps the touched entry with it;

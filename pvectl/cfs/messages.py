@@ -1,4 +1,4 @@
-"""DFSM messages of the config store, in pmxcfs's layout (proxmox-spec 3.5).
+"""DFSM messages of the config store, in pmxcfs's layout (pve-cluster's dfsm.c).
 
 A base header ``type u16, subtype u16, protocol_version u32, time u32, reserved u32``;
 normal messages add a per-sender ``count u64``; state-class messages add the epoch

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Group, RenderableType
-from rich.table import Table
-from rich.text import Text
 
-from pvectl.check import CheckReport, NodeFacts, Severity, evaluate
 from pvectl.cli.options import (
     AcceptNewHostKeyOption,
     ClusterNameOption,
@@ -19,15 +15,24 @@ from pvectl.cli.options import (
 )
 from pvectl.cli.output import OutputFormat, emit
 from pvectl.cli.remote import DEFAULT_CONNECT_TIMEOUT, open_session, remote_hosts
-from pvectl.targets.checkfacts import gather
-from pvectl.targets.remote import across_hosts, corosync_target
-from pvectl.targets.runner import CommandRunner, LocalRunner
-from pvectl.targets.ssh import SshRunner
 
-_STYLE = {Severity.ok: "green", Severity.warning: "yellow", Severity.critical: "bold red"}
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+    from pvectl.check import CheckReport, NodeFacts
+    from pvectl.targets.runner import CommandRunner
+    from pvectl.targets.ssh import SshRunner
+
+# rich, the checks and the targets are imported inside the functions (deferred for
+# start-up time: building the command tree must not load them).
+_STYLE = {"ok": "green", "warning": "yellow", "critical": "bold red"}
 
 
 def report_text(report: CheckReport) -> RenderableType:
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
     table.add_column("severity")
     table.add_column("check")
@@ -35,7 +40,7 @@ def report_text(report: CheckReport) -> RenderableType:
     table.add_column("finding / advice", overflow="fold")
     for finding in report.findings:
         table.add_row(
-            Text(finding.severity.value.upper(), style=_STYLE[finding.severity]),
+            Text(finding.severity.value.upper(), style=_STYLE[finding.severity.value]),
             finding.check,
             finding.host,
             Text(finding.message) + Text("\n-> " + finding.advice, style="dim"),
@@ -43,7 +48,7 @@ def report_text(report: CheckReport) -> RenderableType:
     summary = Text(
         f"\nworst: {report.worst.value} (exit {report.exit_code}); "
         f"checked: {', '.join(report.hosts)}",
-        style=_STYLE[report.worst],
+        style=_STYLE[report.worst.value],
     )
     return Group(table, summary)
 
@@ -61,6 +66,7 @@ def check(
         str | None,
         typer.Option(
             "--fsync-dir",
+            metavar="DIR",
             help="Directory to measure fsync in (default: /var/lib/pve-cluster, else "
             "/var/lib/corosync, else /var/tmp).",
             show_default=False,
@@ -70,17 +76,24 @@ def check(
         float,
         typer.Option(
             "--fsync-seconds",
+            metavar="SECONDS",
             min=0.05,
             max=60,
             help="Seconds per durable-write loop (fsync, fdatasync, O_DSYNC: three loops).",
         ),
     ] = 1.0,
 ) -> None:
-    """Health report: quorum, node count, expected votes, token, links, latency, fsync.
+    """Health report: quorum, votes, token, links, latency and disk, with advice.
 
-    Each finding has a severity and one line of advice. Exit 0 all ok, 1 worst is a
-    warning, 2 something is critical (an unreachable node counts as critical).
+    Checks quorum, node count, expected votes, the token timeout, links, latency and
+    fsync. Each finding has a severity and one line of advice. Exit 0 all ok, 1 worst is
+    a warning, 2 something is critical (an unreachable node counts as critical).
     """
+    from pvectl.check import NodeFacts, evaluate
+    from pvectl.targets.checkfacts import gather
+    from pvectl.targets.remote import across_hosts, corosync_target
+    from pvectl.targets.runner import LocalRunner
+
     hosts = remote_hosts(host, cluster)
 
     def facts_of(runner: CommandRunner, label: str) -> NodeFacts:

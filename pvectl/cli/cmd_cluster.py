@@ -7,12 +7,10 @@ several hosts the answers come side by side and are compared.
 from __future__ import annotations
 
 import dataclasses
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from pvectl import corosync_conf
-from pvectl.cli import pvecm_text, views_text, whatif_text
 from pvectl.cli.options import (
     AcceptNewHostKeyOption,
     ClusterNameOption,
@@ -26,29 +24,35 @@ from pvectl.cli.options import (
 )
 from pvectl.cli.output import OutputFormat, emit, stdout_console, to_jsonable
 from pvectl.cli.remote import DEFAULT_CONNECT_TIMEOUT, only_result, open_session, remote_hosts
-from pvectl.cluster_views import HostView, compare_views
-from pvectl.corosync_conf import Section
 from pvectl.errors import ExitCode, UsageError
-from pvectl.quorum import whatif
-from pvectl.results import ExpectedResult, NodeList, QuorumStatus
-from pvectl.targets.corosync import CorosyncTarget
-from pvectl.targets.remote import across_hosts, corosync_target
-from pvectl.targets.resolve import resolve_target
-from pvectl.targets.ssh import SshRunner
+
+if TYPE_CHECKING:
+    from pvectl.corosync_conf import Section
+    from pvectl.results import ExpectedResult, NodeList, QuorumStatus
+    from pvectl.targets.ssh import SshRunner
+
+# The targets, the views and rich are imported inside the commands (deferred for start-up
+# time): building the command tree for --help must not load paramiko, asyncio or rich.
 
 
 def _remote_status(runner: SshRunner) -> QuorumStatus:
+    from pvectl.targets.remote import corosync_target
+
     result = corosync_target(runner).status()
     return dataclasses.replace(result, source=runner.describe)
 
 
 def _remote_status_and_config(runner: SshRunner) -> tuple[QuorumStatus, Section | None]:
     """For --what-if: the node's own corosync.conf describes its cluster, not ours."""
+    from pvectl.targets.corosync import CorosyncTarget
+
     target = CorosyncTarget(runner=runner)
     return dataclasses.replace(target.status(), source=runner.describe), target.config()
 
 
 def _remote_nodes(runner: SshRunner) -> NodeList:
+    from pvectl.targets.remote import corosync_target
+
     result = corosync_target(runner).nodes()
     return dataclasses.replace(result, source=runner.describe)
 
@@ -77,6 +81,11 @@ def status(
     With several hosts: 0 all quorate and in agreement, 2 some host not quorate or the
     views disagree (partitioned), 1 some host could not be asked.
     """
+    from pvectl.cli import views_text
+    from pvectl.cluster_views import HostView, compare_views
+    from pvectl.targets.remote import across_hosts
+    from pvectl.targets.resolve import resolve_target
+
     hosts = remote_hosts(host, cluster)
     if not hosts:
         result = resolve_target(target.value, name, node).status()
@@ -103,6 +112,8 @@ def status(
 
 
 def _emit_status(result: QuorumStatus, output_format: OutputFormat, what_if: bool) -> None:
+    from pvectl.cli import pvecm_text
+
     if what_if:
         _status_with_what_if(result, output_format)
     else:
@@ -112,6 +123,10 @@ def _emit_status(result: QuorumStatus, output_format: OutputFormat, what_if: boo
 def _status_with_what_if(
     result: QuorumStatus, output_format: OutputFormat, config: Section | None = None
 ) -> None:
+    from pvectl import corosync_conf
+    from pvectl.cli import pvecm_text, whatif_text
+    from pvectl.quorum import whatif
+
     if config is None and result.source == "corosync":  # the local file: local cluster only
         found = corosync_conf.find_config()
         config = corosync_conf.load(found) if found else None
@@ -135,6 +150,10 @@ def nodes(
     connect_timeout: ConnectTimeoutOption = DEFAULT_CONNECT_TIMEOUT,
 ) -> None:
     """The member list, as `pvecm nodes` (one block per host with several hosts)."""
+    from pvectl.cli import pvecm_text, views_text
+    from pvectl.targets.remote import across_hosts
+    from pvectl.targets.resolve import resolve_target
+
     hosts = remote_hosts(host, cluster)
     if not hosts:
         result = resolve_target(target.value, name, node).nodes()
@@ -167,6 +186,9 @@ def expected(
     again. Use it only when you know the missing nodes are really down. Takes at most one
     --host: lowering expected votes in two partitions at once would make both quorate.
     """
+    from pvectl.targets.remote import across_hosts, corosync_target
+    from pvectl.targets.resolve import resolve_target
+
     if votes < 1:
         raise UsageError(f"expected votes must be an integer >= 1, got {votes}")
     hosts = remote_hosts(host, None)

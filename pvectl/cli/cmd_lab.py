@@ -11,17 +11,17 @@ from typing import Annotated
 
 import typer
 
-from pvectl.cli.options import OutputFormatOption
+from pvectl.cli.helpfmt import PvectlTyper
+from pvectl.cli.options import CommitLevel, OutputFormatOption
 from pvectl.cli.output import OutputFormat, emit, stderr_console
 from pvectl.errors import TargetUnavailable, UsageError
 from pvectl.lab import engines
 from pvectl.lab import state as lab_state
 
-lab_app = typer.Typer(
+lab_app = PvectlTyper(
     name="lab",
     help="Run a rehearsal cluster on this machine and break it on purpose.",
     no_args_is_help=True,
-    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 
@@ -35,10 +35,43 @@ class Transport(StrEnum):
     udpu = "udpu"
 
 
+class Durability(StrEnum):
+    fsync = "fsync"
+    wal_normal = "wal-normal"
+
+
+class Coupling(StrEnum):
+    coupled = "coupled"
+    decoupled = "decoupled"
+
+
+class QdeviceAlgorithm(StrEnum):
+    ffsplit = "ffsplit"
+    lms = "lms"
+
+
+class Qnetd(StrEnum):
+    pvectl = "pvectl"
+    corosync = "corosync"
+
+
+class YesNo(StrEnum):
+    yes = "yes"
+    no = "no"
+
+
+class QnetdAction(StrEnum):
+    stop = "stop"
+    start = "start"
+
+
 NameOption = Annotated[
-    str, typer.Option("--name", help="Lab name: several labs can run side by side.")
+    str,
+    typer.Option("--name", metavar="NAME", help="Lab name: several labs can run side by side."),
 ]
-NodeArgument = Annotated[int, typer.Argument(help="Node id (1..N).", show_default=False)]
+NodeArgument = Annotated[
+    int, typer.Argument(metavar="NODE", help="Node id (1..N).", show_default=False)
+]
 
 
 def _say(message: str) -> None:
@@ -83,7 +116,14 @@ def _ring_text(change: object) -> str:
 
 @lab_app.command()
 def up(
-    nodes: Annotated[int, typer.Argument(help="Number of nodes (1-16).", show_default=False)],
+    nodes: Annotated[
+        int | None,
+        typer.Argument(
+            metavar="N",
+            help="Number of nodes (1-16); omitted with --config/--from-host.",
+            show_default=False,
+        ),
+    ] = None,
     engine: Annotated[
         EngineChoice | None,
         typer.Option(
@@ -97,33 +137,81 @@ def up(
     transport: Annotated[
         Transport, typer.Option("--transport", help="corosync transport.")
     ] = Transport.knet,
-    token: Annotated[int | None, typer.Option("--token", help="totem token timeout in ms.")] = None,
+    token: Annotated[
+        int | None, typer.Option("--token", metavar="MS", help="totem token timeout in ms.")
+    ] = None,
     two_node: Annotated[
-        bool, typer.Option("--two-node", help="quorum two_node (2 nodes only).")
+        bool, typer.Option("--two-node", help="quorum two_node (same as --quorum two_node=1).")
     ] = False,
     wait_for_all: Annotated[
         bool | None,
         typer.Option("--wait-for-all/--no-wait-for-all", help="quorum wait_for_all."),
     ] = None,
     votes: Annotated[
-        str | None, typer.Option("--votes", help="Votes per node, e.g. 1,1,2.")
+        str | None, typer.Option("--votes", metavar="VOTES", help="Votes per node, e.g. 1,1,2.")
+    ] = None,
+    quorum: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--quorum",
+            metavar="KEY=VALUE",
+            help="A corosync.conf quorum key, repeatable: expected_votes, two_node, "
+            "wait_for_all, last_man_standing, last_man_standing_window, auto_tie_breaker, "
+            "auto_tie_breaker_node, allow_downscale, expected_votes_tracking "
+            "(e.g. --quorum last_man_standing=1).",
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            metavar="PATH",
+            help="Rehearse this corosync.conf: its nodelist (ids, names, votes), quorum "
+            "(device included) and totem timing; the addresses are the lab's own.",
+        ),
+    ] = None,
+    from_host: Annotated[
+        str | None,
+        typer.Option(
+            "--from-host",
+            metavar="HOST",
+            help="Like --config, with the corosync.conf of a cluster node read over SSH "
+            "([user@]host[:port]; /etc/pve/corosync.conf, else /etc/corosync/corosync.conf).",
+        ),
+    ] = None,
+    start: Annotated[
+        str | None,
+        typer.Option(
+            "--start",
+            metavar="IDS",
+            help="Only these nodes start (e.g. 1,2); the others stay down until 'lab start' "
+            "(a cold start of a subset, what wait_for_all is about).",
+        ),
     ] = None,
     subnet: Annotated[
         str | None,
-        typer.Option("--subnet", help="The lab's /24 (default: a free one in 10.99.0.0/16)."),
+        typer.Option(
+            "--subnet",
+            metavar="CIDR",
+            help="The lab's /24 (default: a free one in 10.99.0.0/16).",
+        ),
     ] = None,
     durability: Annotated[
-        str,
-        typer.Option("--durability", help="Embedded config store: fsync or wal-normal."),
-    ] = "fsync",
+        Durability,
+        typer.Option(
+            "--durability",
+            help="Embedded config store: fsync every commit, or SQLite's WAL with "
+            "synchronous=NORMAL.",
+        ),
+    ] = Durability.fsync,
     coupling: Annotated[
-        str,
+        Coupling,
         typer.Option(
             "--coupling",
             help="Embedded config store: coupled (fsync in the protocol loop, a slow disk "
             "stalls the token) or decoupled (group commit off the token path).",
         ),
-    ] = "decoupled",
+    ] = Coupling.decoupled,
     qdevice: Annotated[
         bool,
         typer.Option(
@@ -133,12 +221,29 @@ def up(
         ),
     ] = False,
     qdevice_algorithm: Annotated[
-        str, typer.Option("--qdevice-algorithm", help="ffsplit (default) or lms.")
-    ] = "ffsplit",
+        QdeviceAlgorithm,
+        typer.Option("--qdevice-algorithm", help="The QDevice's algorithm (with --qdevice)."),
+    ] = QdeviceAlgorithm.ffsplit,
+    qdevice_votes: Annotated[
+        int | None,
+        typer.Option(
+            "--qdevice-votes",
+            metavar="N",
+            help="quorum.device.votes (default: as pvecm writes it).",
+        ),
+    ] = None,
+    qdevice_start: Annotated[
+        YesNo,
+        typer.Option(
+            "--qdevice-start",
+            help="no: configured, but the qdevice daemons wait for 'lab qdevice start'.",
+        ),
+    ] = YesNo.yes,
     netmtu: Annotated[
         int | None,
         typer.Option(
             "--netmtu",
+            metavar="BYTES",
             help="Embedded: totem netmtu in bytes (default 1400, as corosync); loopback "
             "carries up to 65507, which packs more messages per token visit.",
         ),
@@ -155,6 +260,7 @@ def up(
         list[str] | None,
         typer.Option(
             "--host",
+            metavar="HOST",
             help="Run the nodes on your own hosts over SSH ([user@]host[:port], repeat: one "
             "per node, or one host for all); they need python3 >= 3.11 only.",
         ),
@@ -163,32 +269,41 @@ def up(
         list[str] | None,
         typer.Option(
             "--address",
+            metavar="ADDRESS",
             help="Ring address of each --host, in the same order (e.g. its corosync network); "
             "default: the address pvectl reached it at.",
         ),
     ] = None,
     port: Annotated[
         int,
-        typer.Option("--port", help="UDP port of the nodes on a host (k nodes there: k ports)."),
+        typer.Option(
+            "--port",
+            metavar="PORT",
+            help="First UDP port of the nodes on a host (k nodes there: k ports).",
+        ),
     ] = 5405,
     accept_new_host_key: Annotated[
         bool,
         typer.Option(
             "--accept-new-host-key",
-            help="Record unknown SSH host keys (like StrictHostKeyChecking=accept-new).",
+            help="Record the host key of a host not yet in known_hosts (OpenSSH's "
+            "accept-new). A changed key is refused even so.",
         ),
     ] = False,
     connect_timeout: Annotated[
-        float, typer.Option("--connect-timeout", help="SSH connect timeout in seconds.")
+        float,
+        typer.Option(
+            "--connect-timeout", metavar="SECONDS", help="Seconds to wait for each SSH connection."
+        ),
     ] = 10.0,
     qnetd: Annotated[
-        str,
+        Qnetd,
         typer.Option(
             "--qnetd",
             help="With --qdevice, the qnetd: pvectl (pvectl qdevice serve) or corosync (the "
             "real corosync-qnetd from the Debian package corosync-qnetd, root).",
         ),
-    ] = "pvectl",
+    ] = Qnetd.pvectl,
     qdevice_tls: Annotated[
         bool,
         typer.Option(
@@ -217,28 +332,59 @@ def up(
             "accept_new_host_key": accept_new_host_key,
             "connect_timeout": connect_timeout,
         }
-    if not qdevice and (qnetd != "pvectl" or not qdevice_tls):
+    if not qdevice and (qnetd is not Qnetd.pvectl or not qdevice_tls):
         raise UsageError("--qnetd and --no-qdevice-tls go with --qdevice")
+    if qdevice_start not in ("yes", "no"):
+        raise UsageError(f"--qdevice-start takes yes or no, not {qdevice_start!r}")
+    if not qdevice and (qdevice_start != "yes" or qdevice_votes is not None):
+        raise UsageError("--qdevice-start and --qdevice-votes go with --qdevice")
+    from pvectl.lab import conf_import, quorum_setup
+
+    if config is not None and from_host is not None:
+        raise UsageError("--config and --from-host both name a corosync.conf: give one")
+    imported = None
+    if config is not None:
+        imported = conf_import.read_file(config)
+    elif from_host is not None:
+        imported = conf_import.read_from_host(from_host, accept_new_host_key, connect_timeout)
+    cluster = conf_import.up_fields(
+        imported,
+        nodes,
+        quorum_setup.parse_assignments(quorum or ()),
+        _parse_votes(votes),
+        qdevice,
+        token,
+    )
+    if imported is not None:
+        _say(f"lab {name!r}: rehearsing {imported.source} ({imported.cluster_name})")
     options = module.UpOptions(
-        nodes=nodes,
+        **cluster,
+        start=quorum_setup.parse_ids(start),
         transport=transport.value,
-        token=token,
         two_node=two_node,
         wait_for_all=wait_for_all,
-        votes=_parse_votes(votes),
         subnet=subnet,
         **(
             {
-                "durability": durability,
-                "coupling": coupling,
+                "durability": durability.value,
+                "coupling": coupling.value,
                 "netmtu": netmtu,
                 "accelerated": accelerated,
             }
             if chosen == "embedded"
             else {}
         ),
-        **({"qdevice": True, "qdevice_algorithm": qdevice_algorithm} if qdevice else {}),
-        **({"qnetd": qnetd, "qdevice_tls": qdevice_tls} if qdevice else {}),
+        **(
+            {
+                "qdevice": True,
+                "qdevice_algorithm": qdevice_algorithm.value,
+                "qdevice_start": qdevice_start is YesNo.yes,
+                "qdevice_votes": qdevice_votes,
+            }
+            if qdevice
+            else {}
+        ),
+        **({"qnetd": qnetd.value, "qdevice_tls": qdevice_tls} if qdevice else {}),
         **on_hosts,
     )
     state = module.up(name, options, report=_say)
@@ -258,7 +404,9 @@ def down(name: NameOption = "default") -> None:
 
 @lab_app.command("ls")
 def list_labs(
-    name: Annotated[str | None, typer.Option("--name", help="Only this lab.")] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", metavar="NAME", help="Only this lab.")
+    ] = None,
     output_format: OutputFormatOption = OutputFormat.text,
 ) -> None:
     """Labs with their nodes: pid, ring id, quorate, state dir."""
@@ -340,7 +488,7 @@ def start_node(
 @lab_app.command()
 def pause(
     node: NodeArgument,
-    seconds: Annotated[float, typer.Argument(help="How long to freeze it.")],
+    seconds: Annotated[float, typer.Argument(metavar="SECONDS", help="How long to freeze it.")],
     name: NameOption = "default",
     output_format: OutputFormatOption = OutputFormat.text,
 ) -> None:
@@ -352,7 +500,9 @@ def pause(
 
 @lab_app.command()
 def partition(
-    groups: Annotated[list[str], typer.Argument(help="Groups of node ids, e.g. 1,2 3,4.")],
+    groups: Annotated[
+        list[str], typer.Argument(metavar="GROUP", help="Groups of node ids, e.g. 1,2 3,4.")
+    ],
     name: NameOption = "default",
 ) -> None:
     """Split the nodes into groups that cannot reach each other (nftables drops)."""
@@ -370,7 +520,9 @@ def heal(name: NameOption = "default") -> None:
 
 @lab_app.command()
 def loss(
-    percent: Annotated[int, typer.Argument(help="Percent of packets each node drops (0-100).")],
+    percent: Annotated[
+        int, typer.Argument(metavar="PERCENT", help="Percent of packets each node drops (0-100).")
+    ],
     name: NameOption = "default",
 ) -> None:
     """Drop PERCENT % of the packets every node receives (0 removes the rule)."""
@@ -381,7 +533,9 @@ def loss(
 @lab_app.command("slow-disk")
 def slow_disk(
     node: NodeArgument,
-    ms: Annotated[float, typer.Argument(help="Extra milliseconds for every commit (0: off).")],
+    ms: Annotated[
+        float, typer.Argument(metavar="MS", help="Extra milliseconds for every commit (0: off).")
+    ],
     name: NameOption = "default",
 ) -> None:
     """Make a node's config-store disk slow (embedded engine): every commit takes MS more."""
@@ -394,12 +548,28 @@ def slow_disk(
 
 @lab_app.command("qnetd")
 def qnetd_command(
-    action: Annotated[str, typer.Argument(help="stop or start.", show_default=False)],
+    action: Annotated[
+        QnetdAction, typer.Argument(metavar="ACTION", help="What to do.", show_default=False)
+    ],
     name: NameOption = "default",
 ) -> None:
     """Stop or start the lab's qnetd (lab up N --qdevice): rehearse "qnetd down"."""
     module = engines.for_lab(lab_state.check_lab_name(name))
-    _say(f"lab {name!r}: " + module.qnetd_action(name, action))
+    _say(f"lab {name!r}: " + module.qnetd_action(name, action.value))
+
+
+@lab_app.command("qdevice")
+def qdevice_command(
+    action: Annotated[str, typer.Argument(help="start or stop.", show_default=False)],
+    node: Annotated[
+        int | None, typer.Argument(help="Only this node (default: every node).")
+    ] = None,
+    name: NameOption = "default",
+) -> None:
+    """Start or stop the qdevice daemons of the nodes (lab up N --qdevice): rehearse a
+    QDevice added after the nodes, or one node's corosync-qdevice down."""
+    module = engines.for_lab(lab_state.check_lab_name(name))
+    _say(f"lab {name!r}: " + module.qdevice_action(name, action, node))
 
 
 @lab_app.command(
@@ -407,7 +577,9 @@ def qnetd_command(
 )
 def exec_command(
     node: NodeArgument,
-    command: Annotated[list[str], typer.Argument(help="The command, after '--'.")],
+    command: Annotated[
+        list[str], typer.Argument(metavar="COMMAND", help="The command and its arguments.")
+    ],
     name: NameOption = "default",
 ) -> None:
     """Run any command on a node (its network, its /etc/corosync, /run, hostname)."""
@@ -415,16 +587,12 @@ def exec_command(
     raise typer.Exit(module.exec_in_node(name, node, command))
 
 
-class CommitLevel(StrEnum):
-    local = "local"
-    all = "all"
-
-
 @lab_app.command("mount")
 def mount(
     node: NodeArgument,
     mountpoint: Annotated[
-        Path, typer.Argument(help="An empty directory to mount on.", show_default=False)
+        Path,
+        typer.Argument(metavar="DIR", help="An empty directory to mount on.", show_default=False),
     ],
     name: NameOption = "default",
     level: Annotated[
@@ -464,7 +632,9 @@ def mount(
 
 @lab_app.command("umount")
 def umount(
-    mountpoint: Annotated[Path, typer.Argument(help="Where it is mounted.", show_default=False)],
+    mountpoint: Annotated[
+        Path, typer.Argument(metavar="DIR", help="Where it is mounted.", show_default=False)
+    ],
     lazy: Annotated[
         bool, typer.Option("--lazy", "-z", help="Detach now even if busy (fusermount3 -z).")
     ] = False,
@@ -480,6 +650,7 @@ def umount(
 ScenarioArgument = Annotated[
     str,
     typer.Argument(
+        metavar="SCENARIO",
         help="A scenario file, or the name of a shipped one (e.g. three-lose-one).",
         show_default=False,
     ),
@@ -512,11 +683,15 @@ def compare(
         str | None,
         typer.Option(
             "--engines",
+            metavar="ENGINES",
             help="Comma-separated engines (default: embedded,corosync; corosync needs root).",
         ),
     ] = None,
     name: Annotated[
-        str, typer.Option("--name", help="Lab name prefix: labs PREFIX-e and PREFIX-c.")
+        str,
+        typer.Option(
+            "--name", metavar="PREFIX", help="Lab name prefix: labs PREFIX-e and PREFIX-c."
+        ),
     ] = "cmp",
     sequential: Annotated[
         bool,
@@ -547,7 +722,9 @@ def run_scenario(
     engine: Annotated[
         EngineChoice, typer.Option("--engine", help="The engine to run it on.")
     ] = EngineChoice.embedded,
-    name: Annotated[str, typer.Option("--name", help="Lab name prefix: lab PREFIX-e/-c.")] = "run",
+    name: Annotated[
+        str, typer.Option("--name", metavar="PREFIX", help="Lab name prefix: lab PREFIX-e/-c.")
+    ] = "run",
     output_format: OutputFormatOption = OutputFormat.text,
 ) -> None:
     """Run a failure scenario on one engine and check its expectations (exit 0: all met)."""
@@ -560,15 +737,16 @@ def run_scenario(
     _emit_comparison(result, output_format)
 
 
-fs_app = typer.Typer(
+fs_app = PvectlTyper(
     name="fs",
     help="Read and write an embedded node's config store (like /etc/pve) without FUSE.",
     no_args_is_help=True,
-    context_settings={"help_option_names": ["-h", "--help"]},
 )
-StorePath = Annotated[str, typer.Argument(help="Path in the store, e.g. nodes/node1/x.conf.")]
+StorePath = Annotated[
+    str, typer.Argument(metavar="PATH", help="Path in the store, e.g. nodes/node1/x.conf.")
+]
 LevelOption = Annotated[
-    str,
+    CommitLevel,
     typer.Option("--level", help="Return once committed here (local) or on every member (all)."),
 ]
 
@@ -576,7 +754,9 @@ LevelOption = Annotated[
 @fs_app.command("ls")
 def fs_ls(
     node: NodeArgument,
-    path: Annotated[str, typer.Argument(help="Directory or file in the store.")] = "/",
+    path: Annotated[
+        str, typer.Argument(metavar="PATH", help="Directory or file in the store.")
+    ] = "/",
     name: NameOption = "default",
     output_format: OutputFormatOption = OutputFormat.text,
 ) -> None:
@@ -610,43 +790,46 @@ def fs_put(
     node: NodeArgument,
     path: StorePath,
     file: Annotated[
-        Path | None, typer.Argument(help="File to store (default: standard input).")
+        Path | None,
+        typer.Argument(metavar="FILE", help="File to store (default: standard input)."),
     ] = None,
     name: NameOption = "default",
-    level: LevelOption = "local",
+    level: LevelOption = CommitLevel.local,
 ) -> None:
     """Write a file (created if missing); exits 0 only once committed at --level."""
     import sys
 
-    from pvectl.errors import ExitCode, PvectlError
     from pvectl.lab import store_access
 
-    try:
-        data = file.read_bytes() if file is not None else sys.stdin.buffer.read()
-    except OSError as exc:
-        raise PvectlError(f"{file}: {exc.strerror}", ExitCode.NO_INPUT) from exc
-    write_id = store_access.write(name, node, path, "put", data, level)
-    _say(f"{path}: {len(data)} bytes committed ({level}), write {write_id}")
+    data = store_access.read_input(path, file, sys.stdin.buffer)
+    write_id = store_access.write(name, node, path, "put", data, level.value)
+    _say(f"{path}: {len(data)} bytes committed ({level.value}), write {write_id}")
 
 
 @fs_app.command("mkdir")
 def fs_mkdir(
-    node: NodeArgument, path: StorePath, name: NameOption = "default", level: LevelOption = "local"
+    node: NodeArgument,
+    path: StorePath,
+    name: NameOption = "default",
+    level: LevelOption = CommitLevel.local,
 ) -> None:
     """Create a directory in the store."""
     from pvectl.lab import store_access
 
-    store_access.write(name, node, path, "mkdir", level=level)
+    store_access.write(name, node, path, "mkdir", level=level.value)
 
 
 @fs_app.command("rm")
 def fs_rm(
-    node: NodeArgument, path: StorePath, name: NameOption = "default", level: LevelOption = "local"
+    node: NodeArgument,
+    path: StorePath,
+    name: NameOption = "default",
+    level: LevelOption = CommitLevel.local,
 ) -> None:
     """Remove a file or an empty directory from the store."""
     from pvectl.lab import store_access
 
-    store_access.write(name, node, path, "delete", level=level)
+    store_access.write(name, node, path, "delete", level=level.value)
 
 
 lab_app.add_typer(fs_app, name="fs")

@@ -12,19 +12,10 @@ import signal
 import sys
 from enum import StrEnum
 from types import FrameType
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.progress import (
-    BarColumn,
-    Progress,
-    SpinnerColumn,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
 
-from pvectl.cli import perf_text, views_text
 from pvectl.cli.options import (
     AcceptNewHostKeyOption,
     ClusterNameOption,
@@ -35,14 +26,17 @@ from pvectl.cli.options import (
 from pvectl.cli.output import OutputFormat, emit, stderr_console
 from pvectl.cli.remote import DEFAULT_CONNECT_TIMEOUT, only_result, open_session, remote_hosts
 from pvectl.errors import ExitCode, PvectlError, UsageError
-from pvectl.perf import probe
-from pvectl.perf.pveperf_format import format_pveperf, mode_note
-from pvectl.perf.report import PerfReport, parse_probe_output
-from pvectl.perf.run import PerfOptions, local_probe_args, probe_args, run_probe_locally
-from pvectl.targets.hosts import HostSpec
-from pvectl.targets.probes import probe_timeout, run_perf_probe
-from pvectl.targets.remote import across_hosts
-from pvectl.targets.ssh import SshRunner
+
+if TYPE_CHECKING:
+    from rich.progress import TaskID
+
+    from pvectl.perf.report import PerfReport
+    from pvectl.perf.run import PerfOptions
+    from pvectl.targets.hosts import HostSpec
+    from pvectl.targets.ssh import SshRunner
+
+# The probe, the report, rich and the SSH targets are imported inside the functions
+# (deferred for start-up time: building the command tree must not load them).
 
 
 class PerfLayout(StrEnum):
@@ -76,6 +70,14 @@ class _ProgressDisplay:
     """One line per test on stderr, advanced by the probe's begin/done events."""
 
     def __init__(self, enabled: bool) -> None:
+        from rich.progress import (
+            BarColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
         console = stderr_console()
         self._progress = Progress(
             SpinnerColumn(),
@@ -115,8 +117,11 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 
 def _check_size(text: str, option: str) -> str:
+    from pvectl.perf import probe
+
+    parse = probe.parse_block_size if option == "--block-size" else probe.parse_size
     try:
-        probe.parse_size(text)
+        parse(text)
     except argparse.ArgumentTypeError as exc:
         raise UsageError(f"{option}: {exc}") from None
     return text
@@ -124,7 +129,10 @@ def _check_size(text: str, option: str) -> str:
 
 def perf(
     target: Annotated[
-        str, typer.Argument(help="Directory to test (default /, as pveperf) or a block device.")
+        str,
+        typer.Argument(
+            metavar="PATH", help="Directory to test (default /, as pveperf) or a block device."
+        ),
     ] = "/",
     layout: Annotated[
         PerfLayout,
@@ -143,15 +151,25 @@ def perf(
     quick: Annotated[bool, typer.Option("--quick", help="Whole run under 5 s.")] = False,
     runtime: Annotated[
         float | None,
-        typer.Option("--runtime", help="Seconds of timed tests (default 16, --quick 3).", min=0.05),
+        typer.Option(
+            "--runtime",
+            metavar="SECONDS",
+            help="Seconds of timed tests (default 16, --quick 3).",
+            min=0.05,
+        ),
     ] = None,
     block_size: Annotated[
-        str, typer.Option("--block-size", help="Durable-write block size (4k, 8k, 1m...).")
+        str,
+        typer.Option(
+            "--block-size", metavar="SIZE", help="Durable-write block size (4k, 8k, 1m...)."
+        ),
     ] = "4k",
     file_size: Annotated[
         str | None,
         typer.Option(
-            "--file-size", help="Fallocated file for the durable writes (64m; --quick 16m)."
+            "--file-size",
+            metavar="SIZE",
+            help="Fallocated file for the durable writes (64m; --quick 16m).",
         ),
     ] = None,
     pattern: Annotated[
@@ -162,17 +180,22 @@ def perf(
         bool, typer.Option("--direct", help="Read tests with O_DIRECT (no page cache).")
     ] = False,
     skip: Annotated[
-        list[Test] | None, typer.Option("--skip", help="Leave a test out (repeatable).")
+        list[Test] | None,
+        typer.Option("--skip", metavar="TEST", help="Leave a test out (repeatable)."),
     ] = None,
     sync: Annotated[
         list[SyncKind] | None,
-        typer.Option("--sync", help="Durable-write kinds to run (repeatable; default all)."),
+        typer.Option(
+            "--sync", metavar="KIND", help="Durable-write kinds to run (repeatable; default all)."
+        ),
     ] = None,
     resolv_conf: Annotated[
-        str | None, typer.Option("--resolv-conf", help="Resolver config for the DNS tests.")
+        str | None,
+        typer.Option("--resolv-conf", metavar="PATH", help="Resolver config for the DNS tests."),
     ] = None,
     dns_timeout: Annotated[
-        float | None, typer.Option("--dns-timeout", help="Seconds per DNS query (default 2).")
+        float | None,
+        typer.Option("--dns-timeout", metavar="SECONDS", help="Seconds per DNS query (default 2)."),
     ] = None,
     dns_port: Annotated[int | None, typer.Option("--dns-port", hidden=True)] = None,
     drop_caches: Annotated[
@@ -195,9 +218,12 @@ def perf(
 ) -> None:
     """CPU, regex, disk, fsync and DNS figures as pveperf, plus fsync latency and a verdict.
 
-    Writes only in a temporary subdirectory of TARGET (removed afterwards, also on
+    Writes only in a temporary subdirectory of PATH (removed afterwards, also on
     Ctrl-C); a block device is only read, its mounted filesystem gets the fsync tests.
     """
+    from pvectl.perf.report import parse_probe_output
+    from pvectl.perf.run import PerfOptions, local_probe_args, run_probe_locally
+
     if layout is PerfLayout.pveperf and output_format is not OutputFormat.text:
         raise UsageError("--format pveperf is a text layout; drop --output-format")
     _check_size(block_size, "--block-size")
@@ -247,6 +273,9 @@ def perf(
 def _emit(
     report: PerfReport, layout: PerfLayout, output_format: OutputFormat, show_histogram: bool
 ) -> None:
+    from pvectl.cli import perf_text
+    from pvectl.perf.pveperf_format import format_pveperf, mode_note
+
     if layout is PerfLayout.pveperf:
         stderr_console().print(f"pvectl: {mode_note(report)}", markup=False)
         for warning in report.warnings:
@@ -266,6 +295,12 @@ def _perf_remote(
     show_histogram: bool,
 ) -> None:
     """The probe on each host (in parallel: separate machines, separate disks)."""
+    from pvectl.cli import views_text
+    from pvectl.perf.pveperf_format import format_pveperf
+    from pvectl.perf.run import probe_args
+    from pvectl.targets.probes import probe_timeout, run_perf_probe
+    from pvectl.targets.remote import across_hosts
+
     args = probe_args(opts)  # a device's mountpoint is the probe's business there
     runtime = opts.runtime if opts.runtime is not None else (3.5 if opts.quick else None)
     timeout = probe_timeout(runtime)

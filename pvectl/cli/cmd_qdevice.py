@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from pvectl.cli.helpfmt import PvectlTyper
 from pvectl.cli.options import (
     AcceptNewHostKeyOption,
     ClusterNameOption,
@@ -20,11 +21,11 @@ from pvectl.cli.output import OutputFormat, emit
 from pvectl.cli.remote import DEFAULT_CONNECT_TIMEOUT, open_session, remote_hosts
 from pvectl.errors import ExitCode, UsageError
 
-qdevice_app = typer.Typer(
+qdevice_app = PvectlTyper(
     help="QDevice: serve a qnetd (the tie-breaker vote), its certificates, local status.",
     no_args_is_help=True,
 )
-certs_app = typer.Typer(help="Certificates for 'pvectl qdevice serve'.", no_args_is_help=True)
+certs_app = PvectlTyper(help="Certificates for 'pvectl qdevice serve'.", no_args_is_help=True)
 qdevice_app.add_typer(certs_app, name="certs")
 
 
@@ -35,14 +36,19 @@ class TlsMode(StrEnum):
 
 
 PortOption = Annotated[
-    int, typer.Option("--port", min=1, max=65535, help="TCP port (qnetd's default 5403).")
+    int,
+    typer.Option(
+        "--port", metavar="PORT", min=1, max=65535, help="TCP port (qnetd's default 5403)."
+    ),
 ]
 SocketOption = Annotated[
     Path | None,
     typer.Option(
         "--control-socket",
-        help="Unix control socket (default $XDG_RUNTIME_DIR/pvectl/qnetd-PORT.sock, "
-        "or /run/pvectl/... as root).",
+        metavar="PATH",
+        help="Unix control socket (default $XDG_RUNTIME_DIR/pvectl/qnetd-PORT.sock, else "
+        "/run/pvectl/... as root, else /tmp/pvectl-UID/...). Its directory must be yours "
+        "and closed to others (mode 0700), or it is refused (exit 77).",
     ),
 ]
 
@@ -52,19 +58,30 @@ def serve(
     port: PortOption = 5403,
     listen: Annotated[
         list[str] | None,
-        typer.Option("--listen", help="Address to listen on (repeatable; default: all)."),
+        typer.Option(
+            "--listen", metavar="ADDRESS", help="Address to listen on (repeatable; default: all)."
+        ),
     ] = None,
     cert_dir: Annotated[
         Path | None,
         typer.Option(
             "--cert-dir",
+            metavar="DIR",
             help="Certificate directory; created with a new CA on first serve if empty.",
         ),
     ] = None,
     tls: Annotated[
-        TlsMode,
-        typer.Option("--tls", help="on: offered (qnetd default), required, or off."),
-    ] = TlsMode.on,
+        TlsMode | None,
+        typer.Option(
+            "--tls",
+            help="required (the default): every client must STARTTLS (and, with "
+            "--client-cert, present its cluster's certificate) before INIT, so no plaintext "
+            "client can take a node id; on: TLS offered but optional, corosync-qnetd's "
+            "default (a plaintext client may register as any node of any cluster); off: "
+            "no TLS.",
+            show_default=False,
+        ),
+    ] = None,
     client_cert: Annotated[
         bool,
         typer.Option(
@@ -73,6 +90,16 @@ def serve(
         ),
     ] = True,
     control_socket: SocketOption = None,
+    max_clients: Annotated[
+        int,
+        typer.Option(
+            "--max-clients",
+            metavar="N",
+            min=1,
+            help="Connections held at once; more are closed at once and logged "
+            "(corosync-qnetd's -m).",
+        ),
+    ] = 1000,
 ) -> None:
     """Run a qnetd server that real corosync-qdevice daemons (and pvectl nodes) use.
 
@@ -85,9 +112,10 @@ def serve(
         port=port,
         listen=list(listen) if listen else None,
         cert_dir=str(cert_dir) if cert_dir else None,
-        tls=tls.value,
+        tls=tls.value if tls else None,
         require_client_cert=client_cert,
         control_socket=control_socket,
+        max_clients=max_clients,
     )
 
 
@@ -108,12 +136,14 @@ def clients(
 
 @certs_app.command("init")
 def certs_init(
-    directory: Annotated[Path, typer.Argument(help="Directory to create the CA in.")],
+    directory: Annotated[
+        Path, typer.Argument(metavar="DIR", help="Directory to create the CA in.")
+    ],
     force: Annotated[bool, typer.Option("--force", help="Replace existing certificates.")] = False,
 ) -> None:
-    """Create a CA and the server certificate (CN "Qnetd Server") in DIRECTORY.
+    """Create a CA and the server certificate (CN "Qnetd Server") in DIR.
 
-    Then on each node: corosync-qdevice-net-certutil -i -c DIRECTORY/qnetd-cacert.crt
+    Then on each node: corosync-qdevice-net-certutil -i -c DIR/qnetd-cacert.crt
     """
     from pvectl.node.qnetd_certs import init_cert_dir
 
@@ -127,12 +157,20 @@ def certs_init(
 def certs_sign(
     request: Annotated[
         Path,
-        typer.Argument(help="A node's qdevice-net-node.crq (corosync-qdevice-net-certutil -r)."),
+        typer.Argument(
+            metavar="REQUEST",
+            help="A node's qdevice-net-node.crq (corosync-qdevice-net-certutil -r).",
+        ),
     ],
-    cluster: Annotated[str, typer.Option("--cluster", "-n", help="totem.cluster_name.")],
-    cert_dir: Annotated[Path, typer.Option("--cert-dir", help="The server's directory.")],
+    cluster: Annotated[
+        str, typer.Option("--cluster", "-n", metavar="NAME", help="totem.cluster_name.")
+    ],
+    cert_dir: Annotated[
+        Path, typer.Option("--cert-dir", metavar="DIR", help="The server's directory.")
+    ],
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Default DIR/cluster-NAME.crt.")
+        Path | None,
+        typer.Option("--output", "-o", metavar="FILE", help="Default DIR/cluster-NAME.crt."),
     ] = None,
 ) -> None:
     """Sign a cluster certificate request, as corosync-qnetd-certutil -s does.
@@ -164,7 +202,9 @@ DryRunOption = Annotated[
 
 @qdevice_app.command()
 def setup(
-    address: Annotated[str, typer.Argument(help="The qnetd host's IP address (net.host).")],
+    address: Annotated[
+        str, typer.Argument(metavar="ADDRESS", help="The qnetd host's IP address (net.host).")
+    ],
     host: HostsOption = None,
     cluster: ClusterNameOption = None,
     force: Annotated[
@@ -179,21 +219,33 @@ def setup(
         SetupAlgorithm | None,
         typer.Option("--algorithm", help="Default: ffsplit for an even node count, lms for odd."),
     ] = None,
-    tls: Annotated[DeviceTls, typer.Option("--tls", help="quorum.device.net.tls.")] = DeviceTls.on,
+    tls: Annotated[
+        DeviceTls,
+        typer.Option(
+            "--tls",
+            help="quorum.device.net.tls: required (the nodes get certificates and never "
+            "talk to qnetd in plaintext), on (corosync's optional TLS: a node carries on in "
+            "plaintext if qnetd offers no TLS), or off.",
+        ),
+    ] = DeviceTls.required,
     qnetd_user: Annotated[
-        str, typer.Option("--qnetd-user", help="SSH user on the qnetd host.")
+        str, typer.Option("--qnetd-user", metavar="USER", help="SSH user on the qnetd host.")
     ] = "root",
     qnetd_ssh: Annotated[
         str | None,
         typer.Option(
             "--qnetd-ssh",
+            metavar="HOST",
             help="Reach the qnetd host over SSH as this [user@]host[:port] or ~/.ssh/config "
             "alias (default: USER@ADDRESS).",
             show_default=False,
         ),
     ] = None,
     wait: Annotated[
-        float, typer.Option("--wait", min=1, help="Seconds to wait for the vote to count.")
+        float,
+        typer.Option(
+            "--wait", metavar="SECONDS", min=1, help="Seconds to wait for the vote to count."
+        ),
     ] = 60.0,
     dry_run: DryRunOption = False,
     accept_new_host_key: AcceptNewHostKeyOption = False,
@@ -252,8 +304,11 @@ def remove(
     connect_timeout: ConnectTimeoutOption = DEFAULT_CONNECT_TIMEOUT,
     output_format: OutputFormatOption = OutputFormat.text,
 ) -> None:
-    """Remove the QDevice, as 'pvecm qdevice remove': stop corosync-qdevice, drop
-    quorum.device (config_version + 1), reload, delete the nodes' certificate stores."""
+    """Remove the QDevice from a real cluster over SSH, as 'pvecm qdevice remove' does.
+
+    Stops corosync-qdevice, drops quorum.device (config_version + 1), reloads corosync
+    and deletes the nodes' certificate stores.
+    """
     from pvectl.targets.qdevice_setup import remove as run_remove
     from pvectl.targets.qdevice_setup import render_change
 
@@ -276,8 +331,10 @@ def status(
     connect_timeout: ConnectTimeoutOption = DEFAULT_CONNECT_TIMEOUT,
     output_format: OutputFormatOption = OutputFormat.text,
 ) -> None:
-    """The qdevice daemon's view from corosync-qdevice-tool -sv, here or on each --host
-    (exit 0 connected and casting a vote everywhere, 2 otherwise, 1 when no daemon runs)."""
+    """The qdevice daemon's view (corosync-qdevice-tool -sv), here or on each --host.
+
+    Exit 0 connected and casting a vote everywhere, 2 otherwise, 1 when no daemon runs.
+    """
     from pvectl.targets.qdevice_status import local_qdevice_status, render_qdevice_status
     from pvectl.targets.runner import LocalRunner
 

@@ -8,15 +8,12 @@ from typing import Annotated
 
 import typer
 
-from pvectl import corosync_conf
+from pvectl.cli.helpfmt import PvectlTyper
 from pvectl.cli.options import OutputFormatOption
 from pvectl.cli.output import OutputFormat, emit
-from pvectl.cli.whatif_text import render
 from pvectl.errors import UsageError
-from pvectl.quorum import whatif
-from pvectl.quorum.votequorum import QuorumOptions
 
-quorum_app = typer.Typer(
+quorum_app = PvectlTyper(
     name="quorum",
     help="Quorum maths offline: what survives which failures, and what to change.",
     no_args_is_help=True,
@@ -31,10 +28,12 @@ class QdeviceAlgorithm(StrEnum):
 @quorum_app.command("what-if")
 def what_if(
     nodes: Annotated[
-        int | None, typer.Option("--nodes", help="Number of nodes (ids 1..N), 1 to 32.")
+        int | None,
+        typer.Option("--nodes", metavar="N", help="Number of nodes (ids 1..N), 1 to 32."),
     ] = None,
     votes: Annotated[
-        str | None, typer.Option("--votes", help="Votes per node, comma-separated: 1,1,1,2.")
+        str | None,
+        typer.Option("--votes", metavar="VOTES", help="Votes per node, comma-separated: 1,1,1,2."),
     ] = None,
     two_node: Annotated[bool, typer.Option("--two-node", help="Set quorum.two_node.")] = False,
     qdevice: Annotated[
@@ -53,12 +52,27 @@ def what_if(
     ] = None,
     config: Annotated[
         Path | None,
-        typer.Option("--config", help="Read nodes and quorum options from this corosync.conf."),
+        typer.Option(
+            "--config",
+            metavar="PATH",
+            help="Read nodes and quorum options from this corosync.conf.",
+            readable=False,  # our reader maps every failure to its exit code (77 here)
+        ),
     ] = None,
     output_format: OutputFormatOption = OutputFormat.text,
 ) -> None:
-    """Which sets of failed nodes keep quorum, how many failures are always survived,
-    what network splits do, and advice (odd/even, QDevice ffsplit/lms, two_node)."""
+    """Which node failures and network splits a cluster survives, and what to change.
+
+    Lists the sets of failed nodes that keep quorum, how many failures are always
+    survived and what each network split does, with advice (odd/even node count,
+    QDevice ffsplit/lms, two_node).
+    """
+    # deferred for start-up time: only this command needs the quorum maths and rich
+    from pvectl import corosync_conf
+    from pvectl.cli.whatif_text import render
+    from pvectl.quorum import whatif
+    from pvectl.quorum.votequorum import QuorumOptions
+
     names: dict[int, str] | None = None
     if config is not None:
         if nodes is not None or votes is not None:

@@ -1,8 +1,10 @@
-"""Shell completions and man pages, generated from the CLI's own command tree.
+"""Shell completions, man pages and the command reference, generated from the CLI's own
+command tree.
 
 ``python -m pvectl.cli.docs --write`` (re)writes ``completions/pvectl.bash``,
-``completions/_pvectl`` (zsh), ``completions/pvectl.fish``, ``man/pvectl.1`` and one
-``man/pvectl-<command>[-<sub>].1`` per command or group; ``--check`` exits 1 when the
+``completions/_pvectl`` (zsh), ``completions/pvectl.fish``, ``man/pvectl.1``, one
+``man/pvectl-<command>[-<sub>].1`` per command or group and one
+``docs/commands/<group>.md`` per command group; ``--check`` exits 1 when the
 committed files differ from what the CLI would generate now. The scripts are static (no
 Python runs on <TAB>), so they stay fast and work where pvectl is not importable.
 """
@@ -23,6 +25,14 @@ import typer
 from typer import _click as click
 
 from pvectl import __version__
+from pvectl.cli.helpfmt import (
+    is_flag,
+    param_choices,
+    param_help,
+    plain_text,
+    summary,
+    value_name,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MAN_SEE_ALSO = ("pvecm(1)", "corosync-quorumtool(8)", "votequorum(5)", "corosync.conf(5)")
@@ -37,6 +47,8 @@ class OptionDoc:
     is_path: bool = False
     metavar: str = ""
     default: str = ""
+    negations: tuple[str, ...] = ()  # the --no-x forms, also in names
+    details: str = ""  # the help text as --help prints it
 
 
 @dataclass(frozen=True)
@@ -46,6 +58,7 @@ class ArgumentDoc:
     choices: tuple[str, ...] = ()
     is_path: bool = False
     help: str = ""
+    details: str = ""  # the help text as --help prints it
 
 
 @dataclass(frozen=True)
@@ -71,38 +84,20 @@ class CommandDoc:
 
 def build_command() -> click.Command:
     """The command tree exactly as ``pvectl`` builds it."""
-    from pvectl.cli import commands
-    from pvectl.cli.main import app
+    from pvectl.cli.main import build_app
 
-    if not app.registered_commands and not app.registered_groups:
-        commands.register(app)
-    return typer.main.get_command(app)
-
-
-def _annotation(param: Any) -> Any:
-    descriptor = getattr(param, "type_descriptor", None)
-    if descriptor is not None:
-        return getattr(descriptor, "annotation", None)
-    return None
-
-
-def _choices(param: Any) -> tuple[str, ...]:
-    click_type = getattr(param, "type", None)
-    choices = getattr(click_type, "choices", None)
-    if choices:
-        return tuple(str(c) for c in choices)
-    annotation = _annotation(param)
-    if inspect.isclass(annotation) and issubclass(annotation, enum.Enum):
-        return tuple(str(member.value) for member in annotation)
-    return ()
+    return typer.main.get_command(build_app())
 
 
 def _is_path(param: Any) -> bool:
     click_type = getattr(param, "type", None)
     if click_type is not None and type(click_type).__name__ in ("Path", "File"):
         return True
-    annotation = _annotation(param)
-    return inspect.isclass(annotation) and issubclass(annotation, Path)
+    descriptor = getattr(param, "type_descriptor", None)
+    annotation = getattr(descriptor, "annotation", None)
+    return bool(getattr(descriptor, "is_path", False)) or (
+        inspect.isclass(annotation) and issubclass(annotation, Path)
+    )
 
 
 def _default_text(param: Any) -> str:
@@ -112,11 +107,6 @@ def _default_text(param: Any) -> str:
     if isinstance(default, enum.Enum):
         return str(default.value)
     return str(default)
-
-
-def _clean(text: str | None) -> str:
-    """Docstring text without indentation or markdown backticks."""
-    return inspect.cleandoc(text or "").replace("`", "").strip()
 
 
 def _first_sentence(text: str) -> str:
@@ -143,32 +133,37 @@ def _describe(command: click.Command, path: tuple[str, ...], ctx: click.Context)
         if getattr(param, "param_type_name", "") == "argument":
             arguments.append(
                 ArgumentDoc(
-                    name=(param.name or "arg").upper(),
+                    name=value_name(param),
                     required=bool(param.required),
-                    choices=_choices(param),
+                    choices=param_choices(param),
                     is_path=_is_path(param),
-                    help=_clean(getattr(param, "help", "")),
+                    help=plain_text(getattr(param, "help", "")),
+                    details=param_help(param, ctx),
                 )
             )
             continue
-        is_flag = bool(getattr(param, "is_flag", False)) or bool(getattr(param, "count", False))
-        names = _sorted_names(param.opts) + _sorted_names(getattr(param, "secondary_opts", ()))
+        negations = _sorted_names(getattr(param, "secondary_opts", ()))
         options.append(
             OptionDoc(
-                names=names,
-                help=_clean(getattr(param, "help", "")),
-                takes_value=not is_flag,
-                choices=_choices(param),
+                names=_sorted_names(param.opts) + negations,
+                help=plain_text(getattr(param, "help", "")),
+                takes_value=not is_flag(param),
+                choices=param_choices(param),
                 is_path=_is_path(param),
-                metavar=(param.name or "value").upper().replace("_", "-"),
-                default="" if is_flag else _default_text(param),
+                metavar=value_name(param),
+                default="" if is_flag(param) else _default_text(param),
+                negations=negations,
+                details=param_help(param, ctx),
             )
         )
     help_option = command.get_help_option(ctx)
     if help_option is not None:
         options.append(
             OptionDoc(
-                names=_sorted_names(help_option.opts), help="Show help and exit.", takes_value=False
+                names=_sorted_names(help_option.opts),
+                help=plain_text(help_option.help),
+                takes_value=False,
+                details=param_help(help_option, ctx),
             )
         )
     subcommands: tuple[str, ...] = ()
@@ -179,8 +174,8 @@ def _describe(command: click.Command, path: tuple[str, ...], ctx: click.Context)
             for name in group.list_commands(ctx)
             if (sub := group.get_command(ctx, name)) is not None and not sub.hidden
         )
-    text = _clean(command.help)
-    short = _clean(command.short_help) or _first_sentence(text)
+    text = plain_text(command.help)
+    short = summary(command)
     return CommandDoc(path, text, short, tuple(options), tuple(arguments), subcommands)
 
 
@@ -481,17 +476,14 @@ def _roff_paragraphs(text: str) -> list[str]:
     return out
 
 
-def exit_code_rows(readme: Path) -> list[tuple[str, str]]:
-    """The README's exit-code table: the one place the codes are explained."""
+EXIT_CODES_PAGE = "docs/exit-codes.md"
+
+
+def exit_code_rows(page: Path) -> list[tuple[str, str]]:
+    """The exit-code table of docs/exit-codes.md: the one place the codes are explained."""
     rows: list[tuple[str, str]] = []
-    in_section = False
-    for line in readme.read_text(encoding="utf-8").splitlines():
-        if line.strip().lower().startswith("### exit codes"):
-            in_section = True
-            continue
-        if in_section and line.startswith("#"):
-            break
-        match = re.match(r"^\|\s*(\d+)\s*\|\s*(.+?)\s*\|\s*$", line) if in_section else None
+    for line in page.read_text(encoding="utf-8").splitlines():
+        match = re.match(r"^\|\s*(\d+)\s*\|\s*(.+?)\s*\|\s*$", line)
         if match:
             rows.append((match.group(1), match.group(2).replace("\\|", "|")))
     return rows
@@ -512,18 +504,18 @@ def _synopsis(doc: CommandDoc) -> str:
 
 
 def _option_lines(options: tuple[OptionDoc, ...]) -> list[str]:
+    """Each option labelled as --help labels it: -s, --long VALUE / --no-long."""
     out: list[str] = []
     for option in options:
-        names = ", ".join(f"\\fB{_roff(name)}\\fR" for name in option.names)
+        primary = [name for name in option.names if name not in option.negations]
+        label = ", ".join(f"\\fB{_roff(name)}\\fR" for name in primary)
         if option.takes_value:
-            value = "|".join(option.choices) if option.choices else option.metavar
-            names += f" \\fI{_roff(value)}\\fR"
+            label += f" \\fI{_roff(option.metavar)}\\fR"
+        if option.negations:
+            label += " / " + ", ".join(f"\\fB{_roff(name)}\\fR" for name in option.negations)
         out.append(".TP")
-        out.append(names)
-        body = option.help or ""
-        if option.default:
-            body += f" (default: {option.default})"
-        out.append(_roff(body.replace("\n", " ")))
+        out.append(label)
+        out.append(_roff(" ".join(option.details.split())))
     return out
 
 
@@ -544,8 +536,7 @@ def man_page(doc: CommandDoc, docs: list[CommandDoc], exit_codes: list[tuple[str
         for argument in doc.arguments:
             out.append(".TP")
             out.append(f"\\fI{_roff(argument.name)}\\fR")
-            choices = f" One of: {', '.join(argument.choices)}." if argument.choices else ""
-            out.append(_roff((argument.help or "") + choices))
+            out.append(_roff(" ".join(argument.details.split())))
     if doc.subcommands:
         out.append(".SH COMMANDS")
         for name in doc.subcommands:
@@ -585,11 +576,85 @@ def man_page(doc: CommandDoc, docs: list[CommandDoc], exit_codes: list[tuple[str
 # --- writing and checking ----------------------------------------------------------------
 
 
+# --- command reference pages (docs/commands/) ----------------------------------------------
+
+# Where each top-level command is documented at length, beside its reference page.
+TOPICS = {
+    "cluster": ("[SSH and several hosts](../ssh.md)", "[the quorum model](../quorum.md)"),
+    "quorum": ("[the quorum model and what-if](../quorum.md)",),
+    "lab": ("[the embedded lab](../lab.md)", "[the config store](../config-store.md)"),
+    "sync-trace": ("[sync-trace explained](../sync-trace.md)",),
+    "perf": ("[what perf measures](../perf.md)", "[benchmarks](../benchmarks.md)"),
+    "check": ("[SSH and several hosts](../ssh.md)",),
+    "qdevice": ("[QDevice](../qdevice.md)",),
+    "completion": ("[installing](../install.md)",),
+}
+
+
+def _page_of(name: str) -> str:
+    """docs/commands/<page>.md for a top-level command: named after its module."""
+    from pvectl.cli.commands import MODULE_OF
+
+    module = MODULE_OF[name].rsplit(".", 1)[1]
+    return {"cmd_trace": "sync-trace"}.get(module, module.removeprefix("cmd_"))
+
+
+def _markdown_command(doc: CommandDoc) -> list[str]:
+    usage = " ".join(
+        [doc.full_name, "[OPTIONS]"]
+        + (["COMMAND [ARGS]..."] if doc.subcommands else [])
+        + [a.name if a.required else f"[{a.name}]" for a in doc.arguments]
+    )
+    out = [f"## {doc.full_name}", "", "```", usage, "```", ""]
+    for paragraph in (doc.help or doc.short_help).split("\n\n"):
+        out += [" ".join(paragraph.split()), ""]
+    if doc.subcommands:
+        out += ["Commands: " + ", ".join(f"`{name}`" for name in doc.subcommands) + ".", ""]
+    for argument in doc.arguments:
+        out.append(f"- `{argument.name}`: {' '.join(argument.details.split())}")
+    for option in doc.options:
+        primary = [name for name in option.names if name not in option.negations]
+        label = ", ".join(primary) + (f" {option.metavar}" if option.takes_value else "")
+        if option.negations:
+            label += " / " + ", ".join(option.negations)
+        out.append(f"- `{label}`: {' '.join(option.details.split())}")
+    return [*out, ""]
+
+
+def command_pages(docs: list[CommandDoc]) -> dict[str, str]:
+    """docs/commands/<page>.md: one reference page per command group, from the CLI."""
+    pages: dict[str, list[CommandDoc]] = {}
+    for doc in docs:
+        if doc.path:
+            pages.setdefault(_page_of(doc.path[0]), []).append(doc)
+    files = {}
+    for page, members in pages.items():
+        names = ", ".join(f"`{d.full_name}`" for d in members if len(d.path) == 1)
+        out = [
+            f"<!-- {GENERATED} -->",
+            f"# {names}",
+            "",
+            "The options and arguments as `--help` prints them; exit codes are in "
+            "[exit-codes.md](../exit-codes.md). More: " + ", ".join(TOPICS.get(page, ())) + ".",
+            "",
+        ]
+        for doc in members:
+            out += _markdown_command(doc)
+        files[f"docs/commands/{page}.md"] = "\n".join(out).rstrip() + "\n"
+    index = [f"<!-- {GENERATED} -->", "# Command reference", ""]
+    for page, members in pages.items():
+        tops = [d for d in members if len(d.path) == 1]
+        for top in tops:
+            index.append(f"- [{top.full_name}]({page}.md): {top.short_help}")
+    files["docs/commands/README.md"] = "\n".join(index) + "\n"
+    return files
+
+
 def generate(root: Path = REPO_ROOT) -> dict[str, str]:
     """Relative path -> content of every generated file."""
     docs = list(walk())
-    readme = root / "README.md"
-    exit_codes = exit_code_rows(readme) if readme.is_file() else []
+    page = root / EXIT_CODES_PAGE
+    exit_codes = exit_code_rows(page) if page.is_file() else []
     files = {
         "completions/pvectl.bash": bash_script(docs),
         "completions/_pvectl": zsh_script(docs),
@@ -597,6 +662,7 @@ def generate(root: Path = REPO_ROOT) -> dict[str, str]:
     }
     for doc in docs:
         files[f"man/{doc.page_name}.1"] = man_page(doc, docs, exit_codes)
+    files.update(command_pages(docs))
     return files
 
 
@@ -608,10 +674,9 @@ def stale_files(root: Path = REPO_ROOT) -> list[str]:
         for rel, content in wanted.items()
         if not (root / rel).is_file() or (root / rel).read_text(encoding="utf-8") != content
     ]
-    man_dir = root / "man"
-    if man_dir.is_dir():
-        for page in sorted(man_dir.glob("pvectl*.1")):
-            rel = f"man/{page.name}"
+    for folder, pattern in (("man", "pvectl*.1"), ("docs/commands", "*.md")):
+        for found in sorted((root / folder).glob(pattern)):
+            rel = f"{folder}/{found.name}"
             if rel not in wanted:
                 stale.append(rel)
     return stale
@@ -636,7 +701,9 @@ def main(argv: list[str] | None = None) -> int:
         description="Generate pvectl's shell completions and man pages from the CLI.",
     )
     mode = parser.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--write", action="store_true", help="write completions/ and man/")
+    mode.add_argument(
+        "--write", action="store_true", help="write completions/, man/ and docs/commands/"
+    )
     mode.add_argument("--check", action="store_true", help="exit 1 if they are stale")
     parser.add_argument("--root", type=Path, default=REPO_ROOT, help="repository root")
     args = parser.parse_args(argv)

@@ -14,18 +14,8 @@ import typer
 from typer import _click as click  # typer >= 0.29 vendors click
 
 from pvectl import __version__
-from pvectl.cli.output import stderr_console
+from pvectl.cli.helpfmt import PvectlTyper
 from pvectl.errors import ExitCode, PvectlError
-
-app = typer.Typer(
-    name="pvectl",
-    help="Proxmox VE / corosync cluster toolkit: pvecm and pveperf, measured honestly, "
-    "plus an embedded cluster to rehearse failures.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
 
 
 def _version_callback(value: bool) -> None:
@@ -34,7 +24,6 @@ def _version_callback(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
 def root(
     version: bool = typer.Option(
         False, "--version", callback=_version_callback, is_eager=True, help="Print the version."
@@ -46,13 +35,32 @@ def root(
     """pvectl: status, nodes, expected, qdevice, perf, sync-trace and lab."""
 
 
-def _register_commands() -> None:
+def build_app(only: str | None = None) -> typer.Typer:
+    """The command tree; with ``only`` (a top-level command name) just that command's
+    part of it, which is all a run of that command needs (for start-up time)."""
     from pvectl.cli import commands
 
-    commands.register(app)
+    app = PvectlTyper(
+        name="pvectl",
+        help="Proxmox VE / corosync cluster toolkit: pvecm and pveperf, measured honestly, "
+        "plus an embedded cluster to rehearse failures.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+    )
+    app.callback()(root)
+    commands.register(app, only)
+    return app
+
+
+def _command_name(args: list[str]) -> str | None:
+    """The top-level command on the line (the root's own options are all flags)."""
+    return next((arg for arg in args if not arg.startswith("-")), None)
 
 
 def _error(message: str) -> None:
+    from pvectl.cli.output import stderr_console  # rich: loaded only to print
+
     stderr_console().print(f"pvectl: error: {message}", markup=False, highlight=False)
 
 
@@ -73,12 +81,12 @@ def _split_debug(argv: list[str]) -> tuple[list[str], bool]:
 
 def main(argv: list[str] | None = None) -> int:
     args, debug = _split_debug(list(sys.argv[1:] if argv is None else argv))
-    _register_commands()
-    command = typer.main.get_command(app)
+    command = typer.main.get_command(build_app(_command_name(args)))
     try:
         result = command.main(args=args, prog_name="pvectl", standalone_mode=False)
-    except click.exceptions.NoArgsIsHelpError:
-        return int(ExitCode.USAGE)  # the help text has been printed already
+    except click.exceptions.NoArgsIsHelpError as exc:
+        typer.echo(exc.format_message())  # a group without its command: its help
+        return int(ExitCode.USAGE)
     except click.exceptions.UsageError as exc:
         if debug:
             raise

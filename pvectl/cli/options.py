@@ -16,11 +16,18 @@ class TargetKind(StrEnum):
     lab = "lab"
 
 
+class CommitLevel(StrEnum):
+    """When a config-store write counts as done: on this node, or on every member."""
+
+    local = "local"
+    all = "all"
+
+
 OutputFormatOption = Annotated[
     OutputFormat,
     typer.Option(
         "--output-format",
-        help="text (default, human), json, json-pretty or yaml (Proxmox's option name).",
+        help="text for people; json, json-pretty or yaml for scripts (Proxmox's name).",
         case_sensitive=False,
     ),
 ]
@@ -37,19 +44,22 @@ TargetOption = Annotated[
 
 LabNameOption = Annotated[
     str,
-    typer.Option("--name", help="Lab name (several labs can run side by side)."),
+    typer.Option("--name", metavar="NAME", help="Lab name (several labs can run side by side)."),
 ]
 
 LabNodeOption = Annotated[
     int | None,
-    typer.Option("--node", help="Lab node whose view to show (default: first running node)."),
+    typer.Option(
+        "--node", metavar="NODE", help="Lab node whose view to show (default: first running node)."
+    ),
 ]
 
 HostsOption = Annotated[
     list[str] | None,
     typer.Option(
         "--host",
-        help="Run on this node over SSH: \\[user@]host\\[:port] or a ~/.ssh/config alias. "
+        metavar="HOST",
+        help="Run on this node over SSH: [user@]host[:port] or a ~/.ssh/config alias. "
         "Repeat for several nodes (they run in parallel).",
         show_default=False,
     ),
@@ -59,7 +69,8 @@ ClusterNameOption = Annotated[
     str | None,
     typer.Option(
         "--cluster",
-        help="A cluster named in ~/.config/pvectl/config.yaml: run on all its hosts.",
+        metavar="NAME",
+        help="Run on all hosts of this cluster (named in ~/.config/pvectl/config.yaml).",
         show_default=False,
     ),
 ]
@@ -75,5 +86,10 @@ AcceptNewHostKeyOption = Annotated[
 
 ConnectTimeoutOption = Annotated[
     float,
-    typer.Option("--connect-timeout", min=0.1, help="Seconds to wait for each SSH connection."),
+    typer.Option(
+        "--connect-timeout",
+        metavar="SECONDS",
+        min=0.1,
+        help="Seconds to wait for each SSH connection.",
+    ),
 ]

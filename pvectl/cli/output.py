@@ -1,7 +1,8 @@
 """How results reach the user: text through rich, or json/json-pretty/yaml for scripts.
 
 Text honours NO_COLOR and plain (non-TTY) output; machine formats are produced from the
-same frozen dataclasses, so every target speaks one schema.
+same frozen dataclasses, so every target speaks one schema. rich and yaml are imported
+when something is printed, not when the CLI starts (deferred for start-up time).
 """
 
 from __future__ import annotations
@@ -11,12 +12,10 @@ import os
 import sys
 from collections.abc import Callable
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
-from rich.console import Console, RenderableType
-
-from pvectl.results import to_jsonable
+if TYPE_CHECKING:
+    from rich.console import Console, RenderableType
 
 __all__ = ["OutputFormat", "emit", "serialize", "to_jsonable"]
 
@@ -28,7 +27,15 @@ class OutputFormat(StrEnum):
     yaml = "yaml"
 
 
+def to_jsonable(value: Any) -> Any:
+    from pvectl.results import to_jsonable as convert
+
+    return convert(value)
+
+
 def stdout_console() -> Console:
+    from rich.console import Console
+
     return Console(
         no_color="NO_COLOR" in os.environ,
         highlight=False,
@@ -38,6 +45,8 @@ def stdout_console() -> Console:
 
 
 def stderr_console() -> Console:
+    from rich.console import Console
+
     return Console(
         stderr=True,
         no_color="NO_COLOR" in os.environ,
@@ -54,6 +63,8 @@ def serialize(value: Any, fmt: OutputFormat) -> str:
     if fmt is OutputFormat.json_pretty:
         return json.dumps(data, indent=2, sort_keys=False) + "\n"
     if fmt is OutputFormat.yaml:
+        import yaml
+
         return str(yaml.safe_dump(data, sort_keys=False, default_flow_style=False))
     raise ValueError(f"not a machine format: {fmt}")
 

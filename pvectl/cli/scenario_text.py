@@ -85,6 +85,8 @@ def render(comparison: sc.Comparison) -> str:
                     )
             if result.error:
                 out.append(f"  x {engine_run.engine}: {result.error}\n")
+            for line in result.disagreements:
+                out.append(f"  ~ {engine_run.engine}: members disagree: {line}\n")
     out.append("\n")
     for engine_run in active:
         if engine_run.error:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pvectl import corosync_conf
 from pvectl.corosync_conf import Section
 from pvectl.errors import UsageError
-from pvectl.lab import lab_qnetd, qdevice_lab
+from pvectl.lab import lab_qnetd, qdevice_lab, quorum_setup
 from pvectl.lab.state import LabNode
 
 MAX_NODES = 16
@@ -29,6 +29,22 @@ class UpOptions:
     qdevice_algorithm: str = "ffsplit"
     qnetd: str = "pvectl"  # pvectl (pvectl qdevice serve) | corosync (corosync-qnetd)
     qdevice_tls: bool = True
+    quorum: tuple[tuple[str, str], ...] = ()  # corosync.conf quorum keys (--quorum K=V)
+    start: tuple[int, ...] = ()  # the nodes 'up' starts (empty: all)
+    qdevice_start: bool = True  # False: corosync-qdevice waits for 'lab qdevice start'
+    qdevice_votes: int | None = None  # quorum.device.votes (None: as pvecm writes it)
+    node_ids: tuple[int, ...] = ()  # as a corosync.conf writes them (default: 1..N)
+    names: tuple[str, ...] = ()  # node names (default: nodeID)
+    totem: tuple[tuple[str, str], ...] = ()  # totem timing keys taken from a corosync.conf
+
+    def ids(self) -> tuple[int, ...]:
+        return self.node_ids or tuple(range(1, self.nodes + 1))
+
+    def name_of(self, index: int) -> str:
+        return self.names[index] if self.names else f"node{self.ids()[index]}"
+
+    def quorum_values(self) -> dict[str, str]:
+        return quorum_setup.merged(self.quorum, self.two_node, self.wait_for_all)
 
 
 def build_conf(
@@ -65,11 +81,7 @@ def build_conf(
                 },
             )
         )
-    quorum = Section("quorum", {"provider": "corosync_votequorum"})
-    if options.two_node:
-        quorum.values["two_node"] = "1"
-    if options.wait_for_all is not None:
-        quorum.values["wait_for_all"] = "1" if options.wait_for_all else "0"
+    quorum = quorum_setup.quorum_section(options.quorum_values())
     totem = Section(
         "totem",
         {
@@ -91,12 +103,14 @@ def build_conf(
                 "crypto_hash": "none",
             }
         )
+    totem.values.update(dict(options.totem))
     if options.token is not None:
         totem.values["token"] = str(options.token)
     if options.qdevice and subnet is not None:
-        quorum.children.append(
-            qdevice_lab.device_section(subnet, options.qdevice_algorithm, options.qdevice_tls)
-        )
+        device = qdevice_lab.device_section(subnet, options.qdevice_algorithm, options.qdevice_tls)
+        if options.qdevice_votes is not None:
+            device.values["votes"] = str(options.qdevice_votes)
+        quorum.children.append(device)
     root.children.extend([logging, nodelist, quorum, totem])
     return corosync_conf.dump(root)
 
@@ -112,8 +126,20 @@ def check_options(options: UpOptions) -> None:
         raise UsageError("--votes: each value must be between 0 and 255")
     if options.token is not None and not 100 <= options.token <= 600_000:
         raise UsageError(f"--token must be 100..600000 ms, got {options.token}")
-    if options.two_node and options.nodes != 2:
-        raise UsageError("--two-node needs exactly 2 nodes")
+    votes = options.votes or (1,) * options.nodes
+    device = (
+        lab_qnetd.device_section("127.0.0.1", options.qdevice_algorithm, options.qdevice_tls)
+        if options.qdevice
+        else None
+    )
+    if device is not None and options.qdevice_votes is not None:
+        device.values["votes"] = str(options.qdevice_votes)
+    if options.node_ids and len(options.node_ids) != options.nodes:
+        raise UsageError(f"{len(options.node_ids)} node ids for {options.nodes} nodes")
+    quorum_setup.check_start(options.start, options.ids())
+    quorum_setup.startup_check(
+        list(zip(options.ids(), votes, strict=True)), options.quorum_values(), device
+    )
     if options.qdevice:
         qdevice_lab.check(options.nodes, options.votes, options.qdevice_algorithm, options.two_node)
         lab_qnetd.check_kind(options.qnetd)

@@ -228,14 +228,14 @@ def _up(name: str, options: UpOptions, report: Report) -> LabState:
     votes = options.votes or (1,) * options.nodes
     nodes = tuple(
         LabNode(
-            node_id=i,
-            name=f"node{i}",
-            namespace=netns.node_namespace(name, i),
-            address=str(hosts[i - 1]),
-            dir=str(directory / f"node{i}"),
-            votes=votes[i - 1],
+            node_id=node_id,
+            name=options.name_of(index),
+            namespace=netns.node_namespace(name, node_id),
+            address=str(hosts[index]),
+            dir=str(directory / f"node{node_id}"),
+            votes=votes[index],
         )
-        for i in range(1, options.nodes + 1)
+        for index, node_id in enumerate(options.ids())
     )
     state = LabState(
         name=name,
@@ -251,6 +251,7 @@ def _up(name: str, options: UpOptions, report: Report) -> LabState:
             "token": options.token,
             "two_node": options.two_node,
             "wait_for_all": options.wait_for_all,
+            "quorum": options.quorum_values(),
             "votes": list(votes),
         },
         created=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -293,12 +294,14 @@ def _build_and_start(state: LabState, options: UpOptions, report: Report) -> Lab
             + (detail[-1] if detail else f"exit {check.returncode}")
         )
     started = time.monotonic()
+    want = options.start or tuple(n.node_id for n in nodes)
     for node in nodes:
-        state = _start_process(state, node.node_id)
-    for node in state.nodes:
+        if node.node_id in want:
+            state = _start_process(state, node.node_id)
+    started_nodes = [n for n in state.nodes if n.node_id in want]
+    for node in started_nodes:
         _wait_ipc(node, 20.0)
-    want = tuple(n.node_id for n in nodes)
-    ok = wait_until(lambda: all(membership(n) == want for n in state.nodes), options.wait_timeout)
+    ok = wait_until(lambda: all(membership(n) == want for n in started_nodes), options.wait_timeout)
     elapsed = time.monotonic() - started
     if not ok:
         raise PvectlError(
@@ -312,8 +315,16 @@ def _build_and_start(state: LabState, options: UpOptions, report: Report) -> Lab
     )
     if options.qdevice:
         state = qdevice_lab.attach(
-            state, options.qdevice_algorithm, options.qnetd, options.qdevice_tls, report
+            state,
+            options.qdevice_algorithm,
+            options.qnetd,
+            options.qdevice_tls,
+            report,
+            start_on=want if options.qdevice_start else (),
         )
+        enabled = [n.node_id for n in nodes] if options.qdevice_start else []
+        state = replace(state, options={**state.options, "qdevice_enabled": enabled})
+        lab_state.save(state)
     return state
 
 
@@ -438,7 +449,11 @@ def _start_node(name: str, node_id: int) -> RingChange:
         raise CommandRefused(f"lab {name!r} has no namespace for node {node_id}: lab down/up")
     state = _start_process(state, node_id)
     _wait_ipc(state.node(node_id), 20.0)
-    if state.options.get("qdevice") and not qdevice_lab.qdevice_running(state.node(node_id)):
+    if (
+        state.options.get("qdevice")
+        and node_id in state.options.get("qdevice_enabled", [n.node_id for n in state.nodes])
+        and not qdevice_lab.qdevice_running(state.node(node_id))
+    ):
         qdevice_lab.start_qdevice(state.node(node_id))
     return _settle(state, node_id, "start", lambda v: node_id in v, _ring_timeout(state), False)
 
@@ -580,6 +595,37 @@ def qnetd_action(name: str, action: str) -> str:
     require_root("pvectl lab qnetd")
     with lab_state.locked(name):
         return lab_qnetd.lab_action(load_running(name), action)
+
+
+def qdevice_action(name: str, action: str, node_id: int | None = None) -> str:
+    """Start or stop corosync-qdevice (all running nodes, or one): as ``systemctl
+    start|stop corosync-qdevice``, it also decides whether a node started later runs it."""
+    require_root("pvectl lab qdevice")
+    if action not in ("start", "stop"):
+        raise UsageError(f"lab qdevice takes start or stop, not {action!r}")
+    with lab_state.locked(name):
+        state = load_running(name)
+        if not state.options.get("qdevice"):
+            raise CommandRefused(f"lab {name!r} has no QDevice (lab up N --qdevice)")
+        targets = [state.node(node_id)] if node_id is not None else list(state.nodes)
+        changed = []
+        for node in targets:
+            if node_pid(node) is None:
+                continue
+            running = qdevice_lab.qdevice_running(node)
+            if action == "start" and not running:
+                qdevice_lab.start_qdevice(node)
+            elif action == "stop" and running:
+                qdevice_lab.stop_qdevice(node, signal.SIGTERM)
+            changed.append(node.node_id)
+        enabled = set(state.options.get("qdevice_enabled", [n.node_id for n in state.nodes]))
+        ids = {n.node_id for n in targets}
+        enabled = enabled | ids if action == "start" else enabled - ids
+        options = {**state.options, "qdevice_enabled": sorted(enabled)}
+        lab_state.save(replace(state, options=options))
+    done = "started" if action == "start" else "stopped"
+    where = ",".join(map(str, changed)) or "none running"
+    return f"corosync-qdevice {done} on node(s) {where}"
 
 
 def first_running(state: LabState) -> LabNode:

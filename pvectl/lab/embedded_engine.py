@@ -30,7 +30,7 @@ import pvectl.lab.lab_qnetd as lab_qnetd
 from pvectl import corosync_conf
 from pvectl.corosync_conf import Section
 from pvectl.errors import CommandRefused, ExitCode, PvectlError, TargetUnavailable, UsageError
-from pvectl.lab import fuse_mounts, views
+from pvectl.lab import fuse_mounts, quorum_setup, views
 from pvectl.lab import state as lab_state
 from pvectl.lab.node_access import access
 from pvectl.lab.state import LabNode, LabState
@@ -77,6 +77,28 @@ class UpOptions:
     qdevice_algorithm: str = "ffsplit"
     qnetd: str = "pvectl"  # pvectl (pvectl qdevice serve) | corosync (corosync-qnetd, root)
     qdevice_tls: bool = True
+    quorum: tuple[tuple[str, str], ...] = ()  # corosync.conf quorum keys (--quorum K=V)
+    start: tuple[int, ...] = ()  # the nodes 'up' starts (empty: all)
+    qdevice_start: bool = True  # False: the qdevice clients wait for 'lab qdevice start'
+    qdevice_votes: int | None = None  # quorum.device.votes (None: as pvecm writes it)
+    node_ids: tuple[int, ...] = ()  # as a corosync.conf writes them (default: 1..N)
+    names: tuple[str, ...] = ()  # node names (default: nodeID)
+    totem: tuple[tuple[str, str], ...] = ()  # totem timing keys taken from a corosync.conf
+
+    def ids(self) -> tuple[int, ...]:
+        return self.node_ids or tuple(range(1, self.nodes + 1))
+
+    def name_of(self, index: int) -> str:
+        return self.names[index] if self.names else f"node{self.ids()[index]}"
+
+    def quorum_values(self) -> dict[str, str]:
+        return quorum_setup.merged(
+            self.quorum,
+            self.two_node,
+            self.wait_for_all,
+            self.last_man_standing,
+            self.auto_tie_breaker,
+        )
 
 
 def available() -> bool:
@@ -90,8 +112,6 @@ def check_options(options: UpOptions) -> None:
         raise UsageError(f"--votes lists {len(options.votes)} values for {options.nodes} nodes")
     if any(v < 0 for v in options.votes):
         raise UsageError("votes cannot be negative")
-    if options.two_node and options.nodes != 2:
-        raise UsageError("--two-node needs exactly 2 nodes")
     if options.token is not None and options.token < 50:
         raise UsageError("--token is in milliseconds and must be at least 50")
     if options.netmtu is not None and not MIN_NETMTU <= options.netmtu <= MAX_NETMTU:
@@ -123,6 +143,22 @@ def check_options(options: UpOptions) -> None:
         raise UsageError(f"--port must be in 1..{65535 - MAX_NODES}")
     if options.qdevice and options.hosts:
         raise UsageError("--qdevice runs a local qnetd: it is not available with --host yet")
+    votes = options.votes or (1,) * options.nodes
+    device = (
+        lab_qnetd.device_section("127.0.0.1", options.qdevice_algorithm, options.qdevice_tls)
+        if options.qdevice
+        else None
+    )
+    if device is not None and options.qdevice_votes is not None:
+        device.values["votes"] = str(options.qdevice_votes)
+    if options.node_ids and len(options.node_ids) != options.nodes:
+        raise UsageError(f"{len(options.node_ids)} node ids for {options.nodes} nodes")
+    if options.hosts and options.node_ids:
+        raise UsageError("node ids from a corosync.conf are for loopback labs (not --host)")
+    quorum_setup.startup_check(
+        list(zip(options.ids(), votes, strict=True)), options.quorum_values(), device
+    )
+    quorum_setup.check_start(options.start, options.ids())
     if options.qdevice:
         embedded_qnetd.check(
             options.nodes, options.votes, options.qdevice_algorithm, options.two_node, options.qnetd
@@ -178,6 +214,7 @@ def build_conf(
             "token_coefficient": "125",  # as Proxmox writes it, and as the corosync lab does
         },
     )
+    totem.values.update(dict(options.totem))
     if options.token is not None:
         totem.values["token"] = str(options.token)
     if options.netmtu is not None:
@@ -195,17 +232,7 @@ def build_conf(
         if node.port != PORT:
             values["pvectl_port"] = str(node.port)
         nodelist.children.append(Section("node", values))
-    quorum = Section("quorum", {"provider": "corosync_votequorum"})
-    if options.two_node:
-        quorum.values["two_node"] = "1"
-    if options.wait_for_all is not None:
-        quorum.values["wait_for_all"] = "1" if options.wait_for_all else "0"
-    if options.last_man_standing:
-        quorum.values["last_man_standing"] = "1"
-    if options.auto_tie_breaker:
-        quorum.values["auto_tie_breaker"] = "1"
-    if device is not None:
-        quorum.children.append(device)
+    quorum = quorum_setup.quorum_section(options.quorum_values(), device)
     extra = Section("pvectl", {"coupling": options.coupling, "durability": options.durability})
     if authkey is not None:
         extra.values["authkey"] = str(authkey)
@@ -365,6 +392,7 @@ def up(name: str, options: UpOptions, report: Report = _quiet) -> LabState:
             "token": options.token,
             "two_node": options.two_node,
             "wait_for_all": options.wait_for_all,
+            "quorum": options.quorum_values(),
             "votes": [n.votes for n in nodes],
             "durability": options.durability,
             "coupling": options.coupling,
@@ -392,18 +420,24 @@ def up(name: str, options: UpOptions, report: Report = _quiet) -> LabState:
                     options.qdevice_tls,
                 )
                 qnetd = lab_qnetd.start(qnetd)
+                if options.qdevice_votes is not None:
+                    device.values["votes"] = str(options.qdevice_votes)
                 state = replace(state, options={**state.options, "qdevice": qnetd})
                 lab_state.save(state)
                 report(f"lab {name!r}: {lab_qnetd.describe(qnetd)}")
             conf = build_conf(state, options, authkey, device)
             (directory / "corosync.conf").write_text(conf, encoding="utf-8")
+        want = options.start or tuple(n.node_id for n in nodes)
         for node in nodes:
-            state = _start_process(state, node.node_id)
-        for node in state.nodes:
+            if options.qdevice and not options.qdevice_start:
+                _set_qdevice_enabled(node, False)
+            if node.node_id in want:
+                state = _start_process(state, node.node_id)
+        started_nodes = [n for n in state.nodes if n.node_id in want]
+        for node in started_nodes:
             _wait_control(node, 20.0)
-        want = tuple(n.node_id for n in nodes)
         ok = wait_until(
-            lambda: all(membership(n) == want for n in state.nodes), options.wait_timeout
+            lambda: all(membership(n) == want for n in started_nodes), options.wait_timeout
         )
         if not ok:
             where = "on its hosts" if options.hosts else f"(logs: {directory}/node*/node.log)"
@@ -419,7 +453,7 @@ def up(name: str, options: UpOptions, report: Report = _quiet) -> LabState:
                 raise PvectlError(f"{exc}; and then: {cleanup}", ExitCode.UNAVAILABLE) from exc
         raise
     elapsed = time.monotonic() - started
-    _import_corosync_conf(state)
+    _import_corosync_conf(state, patient=not options.start)
     if options.hosts:
         places = ", ".join(f"{n.node_id}@{n.host} ({n.address}:{n.port})" for n in state.nodes)
         report(
@@ -434,21 +468,25 @@ def up(name: str, options: UpOptions, report: Report = _quiet) -> LabState:
     return state
 
 
-def _import_corosync_conf(state: LabState) -> None:
+def _import_corosync_conf(state: LabState, patient: bool = True) -> None:
     """pmxcfs imports corosync.conf into its database on first start; the lab does the
-    same through node 1, so every node's store holds it as ``/corosync.conf``."""
+    same through node 1, so every node's store holds it as ``/corosync.conf``. A lab
+    started on a subset (``--start``) may not be quorate yet: then the import is skipped
+    (not ``patient``) rather than failing ``lab up``."""
     conf = Path(state.state_dir) / "corosync.conf"
     if any(n.host for n in state.nodes) or not conf.is_file():
         return  # labs on hosts: their nodes hold the file, not this machine
     node = first_running(state)
     data = base64.b64encode(conf.read_bytes()).decode()
-    deadline = time.monotonic() + 10.0
+    deadline = time.monotonic() + (10.0 if patient else 2.0)
     while True:  # right after the ring formed, quorum may still be being computed
         try:
             _call(node, "write", timeout=10.0, path="corosync.conf", data=data, op="put")
             return
         except PvectlError:
             if time.monotonic() > deadline:
+                if not patient:
+                    return
                 raise
             time.sleep(0.1)
 
@@ -459,14 +497,14 @@ def _plan_on_loopback(directory: Path, options: UpOptions) -> tuple[LabNode, ...
     votes = options.votes or (1,) * options.nodes
     return tuple(
         LabNode(
-            node_id=i,
-            name=f"node{i}",
+            node_id=node_id,
+            name=options.name_of(index),
             namespace="",
-            address=str(hosts[i - 1]),
-            dir=str(directory / f"node{i}"),
-            votes=votes[i - 1],
+            address=str(hosts[index]),
+            dir=str(directory / f"node{node_id}"),
+            votes=votes[index],
         )
-        for i in range(1, options.nodes + 1)
+        for index, node_id in enumerate(options.ids())
     )
 
 
@@ -741,6 +779,38 @@ def exec_in_node(name: str, node_id: int, argv: Sequence[str]) -> int:
 def qnetd_action(name: str, action: str) -> str:
     """Stop or start the lab's qnetd (rehearse "qnetd down")."""
     return lab_qnetd.lab_action(load_running(name), action)
+
+
+def _set_qdevice_enabled(node: LabNode, enabled: bool) -> None:
+    """A node's qdevice client starts with the node unless its marker file says not."""
+    from pvectl.node.runtime import QDEVICE_DISABLED
+
+    marker = Path(node.dir) / QDEVICE_DISABLED
+    if enabled:
+        marker.unlink(missing_ok=True)
+    else:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+
+
+def qdevice_action(name: str, action: str, node_id: int | None = None) -> str:
+    """Start or stop the qdevice clients (all nodes, or one): as ``systemctl start|stop
+    corosync-qdevice``, it also decides whether a node started later runs one."""
+    if action not in ("start", "stop"):
+        raise UsageError(f"lab qdevice takes start or stop, not {action!r}")
+    state = load_running(name)
+    if not state.options.get("qdevice"):
+        raise CommandRefused(f"lab {name!r} has no QDevice (lab up N --qdevice)")
+    targets = [state.node(node_id)] if node_id is not None else list(state.nodes)
+    changed = []
+    for node in targets:
+        _set_qdevice_enabled(node, action == "start")
+        if node_pid(node) is not None:
+            _call(node, "qdevice_daemon", action=action)
+            changed.append(node.node_id)
+    done = "started" if action == "start" else "stopped"
+    where = ",".join(map(str, changed)) or "none running"
+    return f"qdevice client {done} on node(s) {where}"
 
 
 def view(name: str) -> LabView:

@@ -51,13 +51,20 @@ def address(subnet: str) -> str:
     return str(list(ipaddress.IPv4Network(subnet).hosts())[QNETD_HOST_INDEX])
 
 
+def tls_word(tls: bool) -> str:
+    """A lab with certificates requires TLS on both sides: its qnetd takes no plaintext
+    client, and its nodes refuse a qnetd that offers no TLS (``on`` would let either
+    carry on in plaintext)."""
+    return "required" if tls else "off"
+
+
 def device_section(host: str, algorithm: str, tls: bool, port: int | None = None) -> Section:
     """quorum.device as pvecm qdevice setup writes it (votes only for ffsplit; the port
-    only when it is not qnetd's default)."""
+    only when it is not qnetd's default), with tls required when the lab has certificates."""
     values = {"model": "net"}
     if algorithm == "ffsplit":
         values["votes"] = "1"
-    net = {"algorithm": algorithm, "host": host, "tls": "on" if tls else "off"}
+    net = {"algorithm": algorithm, "host": host, "tls": tls_word(tls)}
     if port is not None and port != DEFAULT_PORT:
         net["port"] = str(port)
     return Section("device", values, [Section("net", net)])
@@ -190,13 +197,14 @@ def _argv(info: dict[str, Any]) -> list[str]:
             "-p",
             port,
             "-s",
-            "on" if info["tls"] else "off",
+            "req" if info["tls"] else "off",  # corosync-qnetd spells required "req"
             "-S",
             ",".join(settings),
         ]
     argv = [sys.executable, "-m", "pvectl", "qdevice", "serve", "--listen", host, "--port", port]
     argv += ["--control-socket", str(control_socket(info))]
-    argv += ["--cert-dir", str(info["certs"])] if info["tls"] else ["--tls", "off"]
+    argv += ["--tls", tls_word(info["tls"])]
+    argv += ["--cert-dir", str(info["certs"])] if info["tls"] else []
     return prefix + argv
 
 
@@ -294,7 +302,7 @@ def describe(info: dict[str, Any]) -> str:
     pid = pid_of(info)
     what = "pvectl qdevice serve" if info["kind"] == "pvectl" else "corosync-qnetd"
     return (
-        f"qnetd ({what}, {info['algorithm']}, TLS {'on' if info['tls'] else 'off'}) "
+        f"qnetd ({what}, {info['algorithm']}, TLS {tls_word(info['tls'])}) "
         f"{info['address']}:{info['port']} " + (f"pid {pid}" if pid else "stopped")
     )
 

@@ -138,7 +138,8 @@ _sessions: list[SshSession] = []
 def session(accept_new_host_key: bool = False, connect_timeout: float = 0.0) -> SshSession:
     """The one SSH session of this pvectl run (one connection per host, reused by every
     node request); the first caller's settings hold (``lab up`` passes its options)."""
-    from pvectl.targets.ssh import DEFAULT_CONNECT_TIMEOUT, SshSession, SshSettings
+    from pvectl.targets.hosts import DEFAULT_CONNECT_TIMEOUT
+    from pvectl.targets.ssh import SshSession, SshSettings
 
     if not _sessions:
         atexit.register(close_sessions)

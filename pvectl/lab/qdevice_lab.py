@@ -125,9 +125,17 @@ def qnetd_namespace(state: LabState) -> str:
     return f"{netns.lab_prefix(state.name)}qnetd"
 
 
-def attach(state: LabState, algorithm: str, kind: str, tls: bool, report: Report) -> LabState:
-    """Start the qnetd and every node's qdevice; the nodes' corosync.conf already has the
-    device section. Returns the state with the qnetd's facts recorded."""
+def attach(
+    state: LabState,
+    algorithm: str,
+    kind: str,
+    tls: bool,
+    report: Report,
+    start_on: tuple[int, ...] | None = None,
+) -> LabState:
+    """Start the qnetd and the qdevice of every node (or of the nodes ``start_on``); the
+    nodes' corosync.conf already has the device section. Returns the state with the
+    qnetd's facts recorded."""
     require_tools(kind)
     host = lab_qnetd.address(state.subnet)
     namespace = qnetd_namespace(state)
@@ -152,11 +160,12 @@ def attach(state: LabState, algorithm: str, kind: str, tls: bool, report: Report
     info = lab_qnetd.start(info)
     state = replace(state, options={**state.options, "qdevice": info})
     lab_state.save(state)
-    for node in state.nodes:
+    clients = [n for n in state.nodes if start_on is None or n.node_id in start_on]
+    for node in clients:
         start_qdevice(node)
     report(
         f"lab {state.name!r}: {lab_qnetd.describe(info)}; "
-        f"corosync-qdevice on {len(state.nodes)} node(s); "
+        f"corosync-qdevice on {len(clients)} node(s); "
         f"'{lab_qnetd.listing_hint(info)}' lists them"
     )
     return state

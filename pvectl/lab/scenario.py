@@ -20,16 +20,24 @@ Every step's line is kept, so an unknown step or key is a one-line error naming 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import reprlib
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import yaml
 
-from pvectl.errors import ConfigError, ExitCode, PvectlError
+from pvectl.errors import ConfigError, ExitCode, UsageError
+from pvectl.input_files import KIB, read_text
+from pvectl.lab import quorum_setup
 
 MAX_NODES = 16
-UP_KEYS = ("nodes", "token", "two_node", "wait_for_all", "votes", "qdevice")
+MAX_FILE_BYTES = 64 * KIB  # the shipped ones are under 1 KiB; pure-Python YAML: ~0.5 s
+MAX_DEPTH = 16  # the deepest valid shape (a partition group) is 5 levels
+MAX_MESSAGE = 300  # characters of one error line
+UP_KEYS = ("nodes", "token", "two_node", "wait_for_all", "votes", "qdevice", "quorum", "start")
+QDEVICE_KEYS = ("algorithm", "votes", "start")
 EXPECT_KEYS = (
     "node",
     "quorate",
@@ -53,14 +61,19 @@ class UpSpec:
     wait_for_all: bool | None = None
     votes: tuple[int, ...] = ()
     qdevice: bool = False
+    quorum: tuple[tuple[str, str], ...] = ()  # corosync.conf quorum keys, as written
+    start: tuple[int, ...] | None = None  # the nodes ``up`` starts (None: all)
+    qdevice_algorithm: str = "ffsplit"
+    qdevice_votes: int | None = None
+    qdevice_start: bool = True
 
 
 @dataclass(frozen=True)
 class Step:
     """One scenario step. ``action`` is the YAML key; the other fields apply by action:
     kill/stop/start (node), pause (node, seconds), partition (groups), heal, expected
-    (node, votes), wait (seconds, or node + members/quorate + timeout), expect (node +
-    the assertion fields that are not None)."""
+    (node, votes), qdevice/qnetd (``word``: start or stop), wait (seconds, or node +
+    members/quorate + timeout), expect (node + the assertion fields that are not None)."""
 
     action: str
     line: int
@@ -75,8 +88,11 @@ class Step:
     quorum: int | None = None
     flags: tuple[str, ...] | None = None
     timeout: float | None = None
+    word: str = ""
 
     def describe(self) -> str:
+        if self.action in ("qdevice", "qnetd"):
+            return f"{self.action} {self.word}"
         if self.action in ("kill", "stop", "start"):
             return f"{self.action} {self.node}"
         if self.action == "pause":
@@ -131,7 +147,28 @@ class _Source:
         self.path = path
 
     def error(self, line: int, message: str) -> ConfigError:
-        return ConfigError(message, self.path, line)
+        one_line = " ".join(message.split())
+        if len(one_line) > MAX_MESSAGE:
+            one_line = one_line[: MAX_MESSAGE - 3] + "..."
+        return ConfigError(one_line, self.path, line)
+
+
+_ECHO = reprlib.Repr()
+_ECHO.maxstring = _ECHO.maxother = 40
+_ECHO.maxlist = _ECHO.maxtuple = _ECHO.maxdict = _ECHO.maxset = 6
+_ECHO.maxlevel = 3
+
+
+def _echo(value: object) -> str:
+    """A value from the file, shown in an error: bounded, whatever its size (a plain
+    ``repr`` of an expanded alias bomb was half a gigabyte; ``str`` of a 5000-digit int
+    raises)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"a {value.bit_length()}-bit number"
+    try:
+        return _ECHO.repr(value)
+    except ValueError:  # a huge int inside a list
+        return f"a {type(value).__name__}"
 
 
 def _line(node: yaml.Node) -> int:
@@ -145,9 +182,9 @@ def _mapping_items(node: yaml.Node) -> dict[str, tuple[yaml.Node, yaml.Node]]:
 
 def _int(src: _Source, node: yaml.Node, value: object, what: str, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise src.error(_line(node), f"{what} must be an integer, got {value!r}")
+        raise src.error(_line(node), f"{what} must be an integer, got {_echo(value)}")
     if not low <= value <= high:
-        raise src.error(_line(node), f"{what} must be between {low} and {high}, got {value}")
+        raise src.error(_line(node), f"{what} must be between {low} and {high}, got {_echo(value)}")
     return value
 
 
@@ -159,7 +196,7 @@ def _seconds(src: _Source, node: yaml.Node, value: object, what: str, high: floa
 
 def _bool(src: _Source, node: yaml.Node, value: object, what: str) -> bool:
     if not isinstance(value, bool):
-        raise src.error(_line(node), f"{what} must be true or false, got {value!r}")
+        raise src.error(_line(node), f"{what} must be true or false, got {_echo(value)}")
     return value
 
 
@@ -181,32 +218,117 @@ def _check_keys(
     for key, (key_node, _) in items.items():
         if key not in allowed:
             raise src.error(
-                _line(key_node), f"unknown key {key!r} in {what} (known: {', '.join(allowed)})"
+                _line(key_node), f"unknown key {_echo(key)} in {what} (known: {', '.join(allowed)})"
             )
 
 
 def load(path: str | Path) -> Scenario:
-    """Read and validate a scenario file; a missing file exits 66, a bad one 65."""
+    """Read and validate a scenario file: 66 missing or a directory, 77 not readable,
+    74 I/O error, 65 not a valid scenario (too large, not UTF-8, bad YAML or content)."""
     file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError as exc:
-        raise PvectlError(f"{file}: no such scenario file", ExitCode.NO_INPUT) from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PvectlError(f"{file}: cannot read: {exc}", ExitCode.NO_INPUT) from exc
+    text = read_text(file, "scenario file", MAX_FILE_BYTES)
     return parse(text, str(file), name=file.stem)
 
 
-def parse(text: str, path: str = "<scenario>", name: str = "scenario") -> Scenario:
-    src = _Source(path)
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader without what a scenario never needs and a hostile file uses:
+    aliases (a 415-byte "billion laughs" file expands to hundreds of megabytes), explicit
+    tags and merge keys (some constructors fail with plain Python errors), duplicate keys
+    (the last one would silently win), and nesting deeper than ``MAX_DEPTH`` (recursion).
+    Every refusal is a ``yaml.MarkedYAMLError`` with the line."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self._depth = 0
+
+    def fetch_flow_collection_start(self, token_class: type) -> None:
+        # Refused in the scanner already: its simple-key lookahead over thousands of
+        # open brackets is quadratic (0.3 s for 3000 '[') before the composer sees one.
+        if self.flow_level >= MAX_DEPTH:
+            raise _refused(f"nested deeper than {MAX_DEPTH} levels", self.get_mark())
+        super().fetch_flow_collection_start(token_class)
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        event: yaml.Event = self.peek_event()  # type: ignore[no-untyped-call]
+        if isinstance(event, yaml.AliasEvent):
+            raise _refused("aliases (*name) are not allowed in a scenario", event.start_mark)
+        tag = getattr(event, "tag", None)
+        if tag not in (None, "!"):
+            shown = _echo(str(tag).replace("tag:yaml.org,2002:", "!!"))
+            raise _refused(f"tags ({shown}) are not allowed in a scenario", event.start_mark)
+        if self._depth >= MAX_DEPTH:
+            raise _refused(f"nested deeper than {MAX_DEPTH} levels", event.start_mark)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> object:
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
+            # e.g. an implicit timestamp 2024-13-45, an integer of 5000 digits
+            shown = _echo(node.value) if isinstance(node, yaml.ScalarNode) else "here"
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read the value {shown}", node.start_mark
+            ) from exc
+
+    def construct_mapping(
+        self, node: yaml.MappingNode, deep: bool = False
+    ) -> dict[Hashable, object]:
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                raise _refused("merge keys (<<) are not allowed in a scenario", key_node.start_mark)
+        mapping: dict[Hashable, object] = super().construct_mapping(node, deep)
+        if len(mapping) != len(node.value):
+            seen: set[object] = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node)
+                if key in seen:
+                    raise _refused(f"duplicate key {_echo(key)}", key_node.start_mark)
+                seen.add(key)
+        return mapping
+
+
+class _Refused(yaml.MarkedYAMLError):
+    """Valid YAML (mostly) that a scenario does not accept."""
+
+
+def _refused(problem: str, mark: Any) -> _Refused:  # PyYAML has two Mark classes
+    return _Refused(None, None, problem, mark)
+
+
+def _load_yaml(src: _Source, text: str) -> tuple[yaml.Node | None, object]:
+    """The node tree (for lines) and the data built from that same tree."""
+    loader: _StrictLoader | None = None
     try:
-        data = yaml.safe_load(text)
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
+        loader = _StrictLoader(text)  # checks the characters already
+        root = loader.get_single_node()
+        return root, (loader.construct_document(root) if root is not None else None)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
         line = int(mark.line) + 1 if mark is not None else 0
-        problem = getattr(exc, "problem", None) or "not valid YAML"
-        raise src.error(line, f"not valid YAML: {problem}") from exc
+        if isinstance(exc, _Refused):
+            raise src.error(line, str(exc.problem)) from exc
+        said = ", ".join(str(part) for part in (exc.context, exc.problem) if part)
+        raise src.error(line, f"not valid YAML: {said or 'cannot parse'}") from exc
+    except yaml.reader.ReaderError as exc:  # a control character, a lone surrogate
+        line = text.count("\n", 0, exc.position) + 1
+        code = exc.character if isinstance(exc.character, int) else 0
+        raise src.error(line, f"not valid YAML: character U+{code:04X} is not allowed") from exc
+    except yaml.YAMLError as exc:
+        raise src.error(0, f"not valid YAML: {_echo(str(exc))}") from exc
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
+def parse(text: str, path: str = "<scenario>", name: str = "scenario") -> Scenario:
+    """Validate a scenario's text; every refusal is one ``ConfigError`` line (exit 65)
+    naming the line where there is one."""
+    src = _Source(path)
+    root, data = _load_yaml(src, text)
     if not isinstance(data, dict) or root is None:
         raise src.error(1, "a scenario is a mapping with 'up' and 'steps'")
     items = _mapping_items(root)
@@ -226,6 +348,9 @@ def parse(text: str, path: str = "<scenario>", name: str = "scenario") -> Scenar
         _parse_step(src, node, value, up.nodes)
         for node, value in zip(steps_node.value, steps, strict=True)
     )
+    for step in parsed:
+        if step.action in ("qdevice", "qnetd") and not up.qdevice:
+            raise src.error(step.line, f"{step.action} steps need a QDevice in up (qdevice: ...)")
     return Scenario(name, path, description.strip(), up, parsed)
 
 
@@ -255,12 +380,67 @@ def _parse_up(src: _Source, node: yaml.Node, value: object) -> UpSpec:
         if value.get("wait_for_all") is not None
         else None,
         votes=() if votes is None else _votes(src, at("votes"), votes, nodes),
-        qdevice=_bool(src, at("qdevice"), value["qdevice"], "qdevice")
-        if "qdevice" in value
-        else False,
+        qdevice=value.get("qdevice") not in (None, False),
     )
-    if spec.two_node and nodes != 2:
-        raise src.error(_line(at("two_node")), "two_node needs exactly 2 nodes")
+    spec = _parse_up_reach(src, items, value, spec)
+    if spec.start is not None and any(n > nodes for n in spec.start):
+        raise src.error(_line(at("start")), f"start lists a node above {nodes}")
+    return spec
+
+
+def _parse_up_reach(
+    src: _Source,
+    items: Mapping[str, tuple[yaml.Node, yaml.Node]],
+    value: dict[str, Any],
+    spec: UpSpec,
+) -> UpSpec:
+    """``quorum`` (corosync.conf keys and values), ``start`` and a ``qdevice`` mapping."""
+    if "quorum" in items:
+        node = items["quorum"][1]
+        if not isinstance(node, yaml.MappingNode) or not isinstance(value["quorum"], dict):
+            raise src.error(_line(node), "quorum must be a mapping of corosync.conf quorum keys")
+        pairs: list[tuple[str, str]] = []
+        for key_node, value_node in node.value:
+            raw = value["quorum"][key_node.value]
+            if isinstance(raw, bool) or not isinstance(raw, int | str):
+                raise src.error(
+                    _line(value_node), f"quorum {key_node.value}: give it as corosync.conf does"
+                )
+            try:
+                pairs += quorum_setup.check_values({str(key_node.value): raw}, "quorum")
+            except (UsageError, ConfigError) as exc:
+                message = str(exc).removeprefix("quorum: ")
+                raise src.error(_line(key_node), message) from exc
+        spec = replace(spec, quorum=tuple(pairs))
+    if "start" in items:
+        node = items["start"][1]
+        raw = value["start"]
+        if not isinstance(raw, list) or not raw:
+            raise src.error(_line(node), "start must be a non-empty list of node ids, e.g. [1, 2]")
+        spec = replace(spec, start=_ids(src, node, raw, "start", MAX_NODES))
+    raw_device = value.get("qdevice")
+    if "qdevice" in items and isinstance(raw_device, dict):
+        node = items["qdevice"][1]
+        device = _mapping_items(node)
+        _check_keys(src, device, QDEVICE_KEYS, "qdevice")
+        if "algorithm" in device:
+            algorithm = raw_device["algorithm"]
+            if algorithm not in ("ffsplit", "lms"):
+                raise src.error(
+                    _line(device["algorithm"][1]), "qdevice algorithm must be ffsplit or lms"
+                )
+            spec = replace(spec, qdevice_algorithm=algorithm)
+        if "votes" in device:
+            votes = _int(src, device["votes"][1], raw_device["votes"], "qdevice votes", 1, 65535)
+            spec = replace(spec, qdevice_votes=votes)
+        if "start" in device:
+            start = _bool(src, device["start"][1], raw_device["start"], "qdevice start")
+            spec = replace(spec, qdevice_start=start)
+    elif "qdevice" in items and not isinstance(raw_device, bool):
+        raise src.error(
+            _line(items["qdevice"][1]),
+            "qdevice must be true/false or a mapping of algorithm, votes, start",
+        )
     return spec
 
 
@@ -271,7 +451,17 @@ def _votes(src: _Source, node: yaml.Node, value: object, nodes: int) -> tuple[in
 
 
 _SIMPLE_NODE_STEPS = ("kill", "stop", "start")
-STEP_NAMES = (*_SIMPLE_NODE_STEPS, "pause", "partition", "heal", "expected", "wait", "expect")
+_SWITCH_STEPS = ("qdevice", "qnetd")
+STEP_NAMES = (
+    *_SIMPLE_NODE_STEPS,
+    "pause",
+    "partition",
+    "heal",
+    "expected",
+    "wait",
+    "expect",
+    *_SWITCH_STEPS,
+)
 
 
 def _parse_step(src: _Source, node: yaml.Node, value: object, nodes: int) -> Step:
@@ -279,17 +469,21 @@ def _parse_step(src: _Source, node: yaml.Node, value: object, nodes: int) -> Ste
     if isinstance(value, str):
         if value == "heal":
             return Step("heal", line)
-        raise src.error(line, f"unknown step {value!r} (known: {', '.join(STEP_NAMES)})")
+        raise src.error(line, f"unknown step {_echo(value)} (known: {', '.join(STEP_NAMES)})")
     if not isinstance(value, dict) or len(value) != 1:
         raise src.error(line, "a step is one 'action: argument' pair, e.g. '- kill: 3'")
     ((action, arg),) = value.items()
     ((key_node, arg_node),) = node.value
     if action not in STEP_NAMES:
         raise src.error(
-            _line(key_node), f"unknown step {action!r} (known: {', '.join(STEP_NAMES)})"
+            _line(key_node), f"unknown step {_echo(action)} (known: {', '.join(STEP_NAMES)})"
         )
     if action in _SIMPLE_NODE_STEPS:
         return Step(action, line, node=_int(src, arg_node, arg, f"{action} NODE", 1, nodes))
+    if action in _SWITCH_STEPS:
+        if arg not in ("start", "stop"):
+            raise src.error(line, f"{action} takes start or stop, got {_echo(arg)}")
+        return Step(action, line, word=str(arg))
     if action == "heal":
         if arg not in (None, {}, True):
             raise src.error(line, "heal takes no argument")
@@ -301,13 +495,15 @@ def _parse_step(src: _Source, node: yaml.Node, value: object, nodes: int) -> Ste
             votes = _int(src, arg_node, arg, "expected VOTES", 1, 65535)
             return Step("expected", line, node=1, votes=votes)
         items = _step_mapping(src, arg_node, arg, ("node", "votes"), "expected")
+        if "votes" not in items:
+            raise src.error(line, "expected needs 'votes'")
         return Step(
             "expected",
             line,
             node=_int(src, items["node"], arg["node"], "expected node", 1, nodes)
             if "node" in arg
             else 1,
-            votes=_int(src, items["votes"], arg.get("votes"), "expected votes", 1, 65535),
+            votes=_int(src, items["votes"], arg["votes"], "expected votes", 1, 65535),
         )
     if action == "pause":
         items = _step_mapping(src, arg_node, arg, ("node", "seconds"), "pause")
@@ -438,6 +634,7 @@ class StepResult:
     error: str | None = None
     dropped_after: float | None = None  # pause: when the others had removed the node
     refused: str | None = None  # expected: the cluster refused the change (a decision too)
+    disagreements: tuple[str, ...] = ()  # members of one ring that decided differently
 
     @property
     def passed(self) -> bool:
@@ -499,6 +696,13 @@ def check_expect(step: Step, states: Sequence[NodeState]) -> tuple[Check, ...]:
 def settled(states: Sequence[NodeState], running: Sequence[int]) -> bool:
     """Every running node answers, and the nodes of each view agree on that view and on
     its quorum: the ring has reformed and votequorum has run on it."""
+    return formed(states, running) and not disagreements(states)
+
+
+def formed(states: Sequence[NodeState], running: Sequence[int]) -> bool:
+    """Every running node answers and the membership has re-formed: each node is in its
+    own view, and every member of a view shows that same member list. Members may still
+    decide differently (corosync can stay so): see ``disagreements``."""
     by_id = {s.node_id: s for s in states}
     if set(by_id) != set(running):
         return False
@@ -507,13 +711,32 @@ def settled(states: Sequence[NodeState], running: Sequence[int]) -> bool:
             return False
         for other_id in state.members:
             other = by_id.get(other_id)
-            if other is None or _decision(other) != _decision(state):
+            if other is None or other.members != state.members:
                 return False
     return True
 
 
-def _decision(state: NodeState) -> tuple[object, ...]:
-    return tuple(getattr(state, key) for key in QUORUM_FIELDS)
+DECISION_FIELDS = ("quorate", "total_votes", "expected_votes", "quorum", "flags")
+
+
+def disagreements(states: Sequence[NodeState]) -> tuple[str, ...]:
+    """Where the members of one ring decided differently, one line per ring and field,
+    e.g. ``ring 1,2,3: expected_votes 5 on node 1, 3 on nodes 2,3``."""
+    found = []
+    rings = sorted({s.members for s in states})
+    for ring in rings:
+        members = [s for s in states if s.members == ring]
+        for key in DECISION_FIELDS:
+            values: dict[str, list[int]] = {}
+            for state in members:
+                values.setdefault(_show(getattr(state, key)), []).append(state.node_id)
+            if len(values) > 1:
+                parts = [
+                    f"{value} on node{'s' if len(ids) > 1 else ''} {','.join(map(str, ids))}"
+                    for value, ids in sorted(values.items(), key=lambda item: item[1])
+                ]
+                found.append(f"ring {','.join(map(str, ring))}: {key} " + ", ".join(parts))
+    return tuple(found)
 
 
 # ---- comparing two runs -----------------------------------------------------------------

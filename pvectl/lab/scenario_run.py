@@ -26,6 +26,7 @@ Report = Callable[[str], None]
 SETTLE_TIMEOUT = 30.0
 POLL = 0.1
 CLEAN_START = 1.0  # the lab 'up' already waited for the ring; views settle right after
+STABLE_WINDOW = 1.5  # members that disagree must keep their views this long to count
 
 
 def _quiet(_: str) -> None:
@@ -57,6 +58,8 @@ def resolve(name_or_path: str) -> Path:
     known = shipped()
     if name_or_path in known:
         return known[name_or_path]
+    if path.exists():
+        return path  # a directory, a device...: load() says what it is, with its exit code
     if path.suffix or os.sep in name_or_path:
         raise PvectlError(f"{name_or_path}: no such scenario file", ExitCode.NO_INPUT)
     raise PvectlError(
@@ -112,7 +115,18 @@ def _free_loopback_subnet(nodes: int) -> str | None:
 
 
 def up_options(module: ModuleType, spec: sc.UpSpec) -> object:
-    extra: dict[str, object] = {"qdevice": True} if spec.qdevice else {}
+    extra: dict[str, object] = {}
+    if spec.qdevice:
+        extra.update(
+            qdevice=True,
+            qdevice_algorithm=spec.qdevice_algorithm,
+            qdevice_votes=spec.qdevice_votes,
+            qdevice_start=spec.qdevice_start,
+        )
+    if spec.quorum:
+        extra["quorum"] = spec.quorum
+    if spec.start is not None:
+        extra["start"] = spec.start
     if module.ENGINE == "embedded":
         extra["subnet"] = _free_loopback_subnet(spec.nodes)
     return module.UpOptions(
@@ -202,9 +216,15 @@ def wait_settled(
     started: float,
     extra: Callable[[list[sc.NodeState]], bool] = lambda _: True,
     timeout: float = SETTLE_TIMEOUT,
+    window: float = 0.0,
 ) -> tuple[float | None, tuple[sc.NodeState, ...]]:
-    """Seconds from ``started`` until two polls in a row show the same settled views
-    (and ``extra`` holds), with those views; None and the last views after ``timeout``."""
+    """Seconds from ``started`` until the views have settled (and ``extra`` holds), with
+    those views; None and the last views after ``timeout``.
+
+    Settled: every running node answers, the membership has re-formed, and the views no
+    longer change: two polls in a row when the members of each ring decide alike, else
+    (corosync can stay so: a legitimate outcome) the same views for ``STABLE_WINDOW``.
+    ``window``: a step whose effect comes late asks the views to hold this long anyway."""
     deadline = time.monotonic() + timeout
     previous: list[sc.NodeState] | None = None
     first_seen = 0.0
@@ -212,10 +232,13 @@ def wait_settled(
     while True:
         ids, states = snapshot(module, name)
         now = time.monotonic()
-        if sc.settled(states, ids) and extra(states):
+        if sc.formed(states, ids) and extra(states):
             if states == previous:
-                return first_seen - started, tuple(states)
-            previous, first_seen = states, now
+                hold = max(window, STABLE_WINDOW if sc.disagreements(states) else 0.0)
+                if now - first_seen >= hold:
+                    return first_seen - started, tuple(states)
+            else:
+                previous, first_seen = states, now
         else:
             previous = None
         if now >= deadline:
@@ -242,10 +265,13 @@ def run(scenario: sc.Scenario, engine: str, lab: str, report: Report = _quiet) -
         module.up(lab, up_options(module, scenario.up))
         up_seconds = time.monotonic() - started
         _, views = wait_settled(module, lab, time.monotonic())
-        results.append(sc.StepResult(0, 0, "up", up_seconds, views))
+        results.append(
+            sc.StepResult(0, 0, "up", up_seconds, views, disagreements=sc.disagreements(views))
+        )
         report(f"[{engine}] up: {scenario.up.nodes} nodes in {up_seconds:.2f} s")
         for index, step in enumerate(scenario.steps, start=1):
-            result = _step(module, lab, index, step)
+            result = _step(module, lab, index, step, late_votes=scenario.up.qdevice)
+            result = dataclasses.replace(result, disagreements=sc.disagreements(result.nodes))
             results.append(result)
             report(
                 f"[{engine}] step {index} (line {step.line}) {step.describe()}: " + _brief(result)
@@ -279,11 +305,18 @@ def _brief(result: sc.StepResult) -> str:
         )
     if result.refused:
         parts.append(f"refused: {result.refused}")
+    if result.disagreements:
+        parts.append("members disagree: " + "; ".join(result.disagreements))
     return "; ".join(parts) or "done"
 
 
-def _step(module: ModuleType, lab: str, index: int, step: sc.Step) -> sc.StepResult:
+def _step(
+    module: ModuleType, lab: str, index: int, step: sc.Step, late_votes: bool = False
+) -> sc.StepResult:
+    """``late_votes``: a QDevice's vote follows a ring change only once qnetd answered,
+    so the views must hold for ``STABLE_WINDOW`` before the step counts as settled."""
     started = time.monotonic()
+    hold = STABLE_WINDOW if late_votes else 0.0
     action = step.action
     node = step.node or 0
 
@@ -291,7 +324,7 @@ def _step(module: ModuleType, lab: str, index: int, step: sc.Step) -> sc.StepRes
         extra: Callable[[list[sc.NodeState]], bool] = lambda _: True,
         dropped_after: float | None = None,
     ) -> sc.StepResult:
-        seconds, views = wait_settled(module, lab, started, extra)
+        seconds, views = wait_settled(module, lab, started, extra, window=hold)
         error = None if seconds is not None else f"views had not settled after {SETTLE_TIMEOUT:g} s"
         return sc.StepResult(
             index,
@@ -326,6 +359,25 @@ def _step(module: ModuleType, lab: str, index: int, step: sc.Step) -> sc.StepRes
             )
         if action == "expected":
             return _expected(module, lab, index, step, started)
+        if action == "qdevice":
+            module.qdevice_action(lab, step.word)
+            want = step.word == "start"
+
+            def registered(views: list[sc.NodeState]) -> bool:
+                return all(("Qdevice" in v.flags) == want for v in views)
+
+            seconds, views = wait_settled(module, lab, started, registered, window=STABLE_WINDOW)
+            return sc.StepResult(
+                index,
+                step.line,
+                step.describe(),
+                seconds,
+                views,
+                error=None if seconds is not None else "views had not settled",
+            )
+        if action == "qnetd":
+            module.qnetd_action(lab, step.word)
+            return settle()
         if action == "wait" and step.timeout is None:
             assert step.seconds is not None
             time.sleep(step.seconds)

@@ -9,7 +9,10 @@ from __future__ import annotations
 import base64
 import errno
 from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
 
+from pvectl.cfs.memdb import MAX_FILE_SIZE
 from pvectl.errors import CommandRefused, ExitCode, PvectlError, UsageError
 from pvectl.lab import embedded_engine
 from pvectl.lab import state as lab_state
@@ -88,6 +91,37 @@ def cat(name: str, node: int, path: str) -> bytes:
     return base64.b64decode(str(reply["data"]))
 
 
+def _too_big(path: str, size: str) -> CommandRefused:
+    return CommandRefused(
+        f"{path}: {size} bytes: EFBIG, the store's files are limited to 1 MiB (pmxcfs's limit)"
+    )
+
+
+def read_input(path: str, file: Path | None, stdin: BinaryIO) -> bytes:
+    """The content for ``lab fs put``: ``file``, or ``stdin`` without one. Reads at most
+    the limit plus one byte, so an endless or huge input is refused at once instead of
+    being held in memory."""
+    try:
+        if file is None:
+            return _bounded(path, stdin)
+        with open(file, "rb") as handle:
+            return _bounded(path, handle)
+    except OSError as exc:
+        raise PvectlError(f"{file or 'standard input'}: {exc.strerror}", ExitCode.NO_INPUT) from exc
+
+
+def _bounded(path: str, stream: BinaryIO) -> bytes:
+    parts: list[bytes] = []
+    have = 0
+    while have <= MAX_FILE_SIZE:
+        chunk = stream.read(MAX_FILE_SIZE + 1 - have)
+        if not chunk:
+            return b"".join(parts)
+        parts.append(chunk)
+        have += len(chunk)
+    raise _too_big(path, f"more than {MAX_FILE_SIZE}")
+
+
 def write(name: str, node: int, path: str, op: str, data: bytes = b"", level: str = "local") -> str:
     """put/mkdir/rm through the cluster; returns the write id once committed at ``level``."""
     _engine_check(name)
@@ -96,11 +130,8 @@ def write(name: str, node: int, path: str, op: str, data: bytes = b"", level: st
     clean = _path(path)
     if not clean:
         raise UsageError("the store's root cannot be written")
-    if op == "put" and len(data) > 1024 * 1024:
-        raise CommandRefused(
-            f"{path}: {len(data)} bytes: EFBIG, the store's files are limited "
-            "to 1 MiB (pmxcfs's limit)"
-        )
+    if op == "put" and len(data) > MAX_FILE_SIZE:
+        raise _too_big(path, str(len(data)))
     encoded = base64.b64encode(data).decode()
     try:
         reply = embedded_engine.control_call(

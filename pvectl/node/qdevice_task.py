@@ -98,6 +98,7 @@ class QdeviceTask:
         self.device = device
         self.cluster = config.cluster.name
         self.cert_dir = device.cert_dir or state_dir / "qdevice"
+        ca, _, _ = client_files(self.cert_dir, self.cluster)
         self.client = QdeviceNetClient(
             self.cluster,
             config.node_id,
@@ -105,6 +106,7 @@ class QdeviceTask:
             tie_breaker(device.tie_breaker),
             device.heartbeat_interval_ms,
             TLS_MODES[device.tls],
+            certificates=ca.exists(),  # tls on with certificates: never plaintext
         )
         self.client.set_config(tuple(p.node_id for p in config.peers), 1)
         # a lab on loopback: connect from the node's own 127.x address, so qnetd's client
@@ -132,6 +134,11 @@ class QdeviceTask:
         self._log(
             f"qdevice model net: qnetd {self.device.host}:{self.device.port}, "
             f"algorithm {self.device.algorithm}, tls {self.device.tls}"
+            + (
+                " (required: this node has qdevice certificates)"
+                if self.device.tls == "on" and self.client.tls is TlsSupported.REQUIRED
+                else ""
+            )
         )
 
     async def stop(self) -> None:

@@ -29,16 +29,22 @@ from typing import Any
 from pvectl.errors import ExitCode, PvectlError
 from pvectl.node.control import addressable
 from pvectl.node.qnetd_certs import CertDir, init_cert_dir, peer_names, server_ssl_context
+from pvectl.private_dir import check_private_dir, ensure_private_dir, user_runtime_dir
 from pvectl.quorum import qnetd_wire as wire
 from pvectl.quorum.qnetd_core import Action, Close, QnetdCore, QnetdStatus, Send, StartTls
 
 DEFAULT_PORT = 5403
 TICK_S = 1.0  # qnetd's dead-peer-detection check interval
+# Connections held at once (corosync-qnetd's -m, which is unlimited there): each costs a
+# descriptor and buffers, and one not yet through INIT may idle 30 s; beyond the cap a new
+# connection is closed at once. Below the usual 1024 descriptor limit.
+DEFAULT_MAX_CLIENTS = 1000
 
 
 def default_control_socket(port: int) -> Path:
-    base = os.environ.get("XDG_RUNTIME_DIR") or ("/run" if os.geteuid() == 0 else "/tmp")
-    return Path(base) / "pvectl" / f"qnetd-{port}.sock"
+    """This user's own socket path: a shared directory would let another local user
+    answer ``qdevice clients`` in our server's place, or squat the name ``serve`` needs."""
+    return user_runtime_dir() / f"qnetd-{port}.sock"
 
 
 def _log(text: str) -> None:
@@ -58,6 +64,7 @@ class _Connection(asyncio.Protocol):
         self.handshaking = False
         self.closed = False
         self.addr = "?"
+        self.refused = False
 
     # --- asyncio callbacks ---
 
@@ -67,6 +74,10 @@ class _Connection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and len(peer) >= 2:
             self.addr = f"{peer[0]}:{peer[1]}"
+        if not self.server.admit(self):
+            self.refused = self.closed = True
+            transport.abort()
+            return
         self.server.core.connect(self.conn_id, self.addr, self.server.now())
         _log(f"new client connected from {self.addr}")
 
@@ -198,10 +209,14 @@ class QnetdServer:
         core: QnetdCore,
         ssl_context: ssl.SSLContext | None,
         control_socket: Path | None,
+        max_clients: int = DEFAULT_MAX_CLIENTS,
     ) -> None:
         self.core = core
         self.ssl_context = ssl_context
         self.control_socket = control_socket
+        self.max_clients = max_clients
+        self._refusals = 0  # refused since the last log line
+        self._refusal_logged = -1.0
         self._conns: dict[int, _Connection] = {}
         self._next_id = 1
         self._loop = asyncio.get_event_loop()
@@ -215,6 +230,26 @@ class QnetdServer:
         self._conns[self._next_id] = conn
         self._next_id += 1
         return conn
+
+    def admit(self, conn: _Connection) -> bool:
+        """Whether a new connection fits under ``max_clients``; a refusal is logged, at
+        most once a second (a flood must not flood the log too)."""
+        if len(self._conns) <= self.max_clients:  # this one is counted already
+            return True
+        self._refusals += 1
+        now = self.now()
+        if now - self._refusal_logged >= 1.0:
+            more = (
+                f" (and {self._refusals - 1} more since the last such line)"
+                if self._refusals > 1
+                else ""
+            )
+            _log(
+                f"refusing client {conn.addr}: {self.max_clients} clients connected, the "
+                f"limit (--max-clients){more}"
+            )
+            self._refusal_logged, self._refusals = now, 0
+        return False
 
     def apply(self, actions: list[Action]) -> None:
         for action in actions:
@@ -236,6 +271,8 @@ class QnetdServer:
             return
         self._gone.add(conn.conn_id)
         self._conns.pop(conn.conn_id, None)
+        if conn.refused:
+            return
         _log(f"client {conn.addr} disconnected")
         self.apply(self.core.disconnect(conn.conn_id, self.now()))
 
@@ -306,7 +343,7 @@ class QnetdServer:
                 self.control_socket.unlink(missing_ok=True)
 
     async def _start_control(self, path: Path) -> asyncio.AbstractServer:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        ensure_private_dir(path.parent)
         if path.exists():
             if await _control_alive(path):
                 raise PvectlError(
@@ -337,11 +374,17 @@ def serve(
     port: int = DEFAULT_PORT,
     listen: list[str] | None = None,
     cert_dir: str | None = None,
-    tls: str = "on",
+    tls: str | None = None,
     require_client_cert: bool = True,
     control_socket: Path | None = None,
+    max_clients: int = DEFAULT_MAX_CLIENTS,
 ) -> None:
-    """Run until SIGINT/SIGTERM. ``tls``: on (offered), required, off."""
+    """Run until SIGINT/SIGTERM. ``tls``: required (the default: a server with
+    certificates takes no plaintext client), on (offered but optional, corosync-qnetd's
+    default), off."""
+    sock = control_socket or default_control_socket(port)
+    ensure_private_dir(sock.parent)  # before anything else: refuse a planted directory
+    tls = tls or "required"
     mode = {
         "on": wire.TlsSupported.SUPPORTED,
         "required": wire.TlsSupported.REQUIRED,
@@ -358,16 +401,15 @@ def serve(
         context = server_ssl_context(certs, require_client_cert)
     shown = ",".join(listen) if listen else "*"
     core = QnetdCore(mode, require_client_cert, listen_address=shown, port=port)
-    sock = control_socket or default_control_socket(port)
 
     async def main() -> None:
-        server = QnetdServer(core, context, sock)
+        server = QnetdServer(core, context, sock, max_clients)
 
         def ready() -> None:
             _log(
                 f"listening on {shown}:{port}, TLS {tls}"
                 + (", client certificate required" if context and require_client_cert else "")
-                + f"; control socket {sock}"
+                + f", at most {max_clients} clients; control socket {sock}"
             )
 
         await server.run(listen or None, port, ready)
@@ -378,6 +420,8 @@ def serve(
 def query_status(port: int = DEFAULT_PORT, control_socket: Path | None = None) -> QnetdStatus:
     """Ask a running ``pvectl qdevice serve`` for its clusters and clients."""
     path = control_socket or default_control_socket(port)
+    if os.path.lexists(path.parent):  # missing: nothing serves there ("cannot reach" below)
+        check_private_dir(path.parent)  # a socket in a directory others control proves nothing
 
     async def ask() -> dict[str, Any]:
         try:

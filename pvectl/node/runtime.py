@@ -104,6 +104,10 @@ class NodeRuntime:
         self.memdb = mdb.MemDB()
         self.backing = BackingStore(self.state_dir / "config.db", self.config.durability)
         self.memdb.load(self.backing.load())
+        # expected_votes_tracking's barrier is not carried over a restart: corosync 3.1
+        # closes its ev_tracking file after reading it at start, so every later update
+        # fails ("Unable to update ev_tracking_barrier on disk data") and a node always
+        # starts from the value first written, 0
         self.services = NodeServices(
             self.node_id, vq.initial_state(self.config.quorum, self.node_id), self.memdb
         )
@@ -118,6 +122,7 @@ class NodeRuntime:
         self.stopping = asyncio.Event()
         self.ring_formed = asyncio.Event()
         self.qdevice: qdevice_task.QdeviceTask | None = None
+        self.last_regular: tuple[tuple[int, ...], Any] | None = None
         self.started_ns = time.monotonic_ns()
         self.corosync_conf_seen = -1
         self.bench = bench.Recorder()
@@ -135,6 +140,7 @@ class NodeRuntime:
         self.queued_ns: dict[int, int] = {}
         self.token_ns: dict[int, int] = {}
         self.left_last: tuple[int, ...] = ()
+        self.delivery_errors = 0  # deliveries whose handling raised (a bug; logged once)
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -177,11 +183,13 @@ class NodeRuntime:
             timeouts.consensus * 1000,
             timeouts.join * 1000,
         )
-        self.qdevice = qdevice_task.start(self, self.config, self.state_dir)
+        if not (self.state_dir / QDEVICE_DISABLED).exists():
+            self.qdevice = qdevice_task.start(self, self.config, self.state_dir)
         self._execute(self.srp.handle(srp.Start(), self.loop.time()))
         await self.stopping.wait()
         if self.qdevice is not None:
             await self.qdevice.stop()
+        await self._announce_leaving()
         self.log.info("[MAIN  ] leaving the ring (clean shutdown)")
         self._execute(self.srp.handle(srp.Shutdown(), self.loop.time()))
         await asyncio.sleep(0.01)
@@ -214,6 +222,20 @@ class NodeRuntime:
         self._execute(self.srp.handle(srp.TimerFired(kind), now))
         if self.burst is not None:
             self._refill()
+
+    async def _announce_leaving(self) -> None:
+        """With allow_downscale, corosync's votequorum tells the others on a clean exit that
+        this node leaves (NODEINFO with LEAVING), so they lower expected votes: wait for
+        that message to come back in agreed order (bounded by the token timeout)."""
+        if not self.config.quorum.allow_downscale or len(self.srp.members) < 2:
+            return
+        self._multicast(self.services.leaving_nodeinfo())
+        deadline = self.loop.time() + self.srp.timeouts.token * 2
+        while self.loop.time() < deadline:
+            if self.services.quorum.us.state is vq.NodeState.LEAVING:
+                return
+            await asyncio.sleep(0.01)
+        self.log.warning("[VOTEQ ] the leaving NODEINFO was not delivered before the exit")
 
     def _multicast(self, payload: bytes, tag: int | None = None) -> None:
         self.event_time = now = self.loop.time()
@@ -273,22 +295,30 @@ class NodeRuntime:
             while pending:
                 batch, self.pending = pending, []
                 for command in batch:
-                    if type(command) is srp.Deliver:
-                        payload = command.payload
-                        if payload and payload[0] == bench.SERVICE_BENCH:
-                            self._bench_delivered(command.sender, payload)
-                        else:
-                            self._services(
-                                self.services.deliver(
-                                    command.sender, payload, int(time.time()), time.monotonic_ns()
-                                )
-                            )
-                    else:
-                        assert isinstance(command, srp.ConfigChange)
-                        self._config_change(command)
+                    try:
+                        self._handle_delivered(command)
+                    except Exception:  # one bad delivery must not lose the rest of the batch
+                        self.delivery_errors += 1
+                        if self.delivery_errors == 1:
+                            self.log.exception("[MAIN  ] handling a delivery failed")
                 pending = self.pending
         finally:
             self.flushing = False
+
+    def _handle_delivered(self, command: srp.Deliver | srp.ConfigChange) -> None:
+        if type(command) is srp.Deliver:
+            payload = command.payload
+            if payload and payload[0] == bench.SERVICE_BENCH:
+                self._bench_delivered(command.sender, payload)
+            else:
+                self._services(
+                    self.services.deliver(
+                        command.sender, payload, int(time.time()), time.monotonic_ns()
+                    )
+                )
+        else:
+            assert isinstance(command, srp.ConfigChange)
+            self._config_change(command)
 
     def _persist_ring_seq(self, seq: int) -> None:
         tmp = self.ring_file.with_suffix(".tmp")
@@ -328,6 +358,7 @@ class NodeRuntime:
             self._services(self.services.transitional_configuration(change.members))
             return
         self.ring_formed.set()
+        self.last_regular = (change.members, change.ring_id)
         if self.qdevice is not None:
             self.qdevice.regular_configuration(change.members, change.ring_id)
         now_ms = int(self.loop.time() * 1000)
@@ -711,8 +742,16 @@ class NodeRuntime:
             "store_hash": tree_hash(self.memdb),
             "coupling": self.config.coupling,
             "durability": self.config.durability.value,
-            "stats": dict(self.srp.stats),
+            "stats": {
+                **self.srp.stats,
+                "store_malformed": self.services.store.malformed,
+                "delivery_errors": self.delivery_errors,
+            },
             "dropped": self.faults.dropped,
+            # for pvectl watch/exporter: token rotation before a second sample, and the
+            # recent config.db group commits (fsync) each write waited for, in ms
+            "uptime_s": (time.monotonic_ns() - self.started_ns) / 1e9,
+            "fsync_ms": [s.duration_ms for s in self.spans if s.phase is Phase.fsync][-256:],
         }
 
     def _status(self) -> QuorumStatus:
@@ -880,9 +919,39 @@ class NodeRuntime:
             return {"ok": True, "configured": False}
         return {"ok": True, "configured": True, **self.qdevice.describe()}
 
+    async def _cmd_qdevice_daemon(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Start or stop this node's qdevice client, as corosync-qdevice.service would: a
+        stop unregisters the device from votequorum (flags cleared, NODEINFO re-sent)."""
+        action = request.get("action")
+        if self.config.qdevice is None:
+            return {"ok": False, "error": "corosync.conf has no quorum.device"}
+        if action == "stop":
+            task, self.qdevice = self.qdevice, None
+            if task is not None:
+                if task.holding is not None:
+                    task.holding.cancel()
+                    task.holding = None
+                await task.stop()
+                self._services(
+                    self.services.set_qdevice(registered=False, alive=False, cast_vote=False)
+                )
+            return {"ok": True, "running": False}
+        if action == "start":
+            if self.qdevice is None:
+                self.qdevice = qdevice_task.start(self, self.config, self.state_dir)
+                assert self.qdevice is not None
+                self._services([self.services.local_nodeinfo()])
+                if self.last_regular is not None:
+                    self.qdevice.regular_configuration(*self.last_regular)
+            return {"ok": True, "running": True}
+        return {"ok": False, "error": f"qdevice_daemon: action start or stop, not {action!r}"}
+
     async def _cmd_leave(self, _: dict[str, Any]) -> dict[str, Any]:
         self.loop.call_soon(self.stopping.set)
         return {"ok": True}
+
+
+QDEVICE_DISABLED = "qdevice.disabled"  # in a node's state dir: its qdevice does not start
 
 
 def configure_logging(state_dir: Path, node_id: int) -> logging.Logger:

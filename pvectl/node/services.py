@@ -21,7 +21,7 @@ import struct
 from dataclasses import dataclass, field
 
 from pvectl.cfs import dfsm, messages
-from pvectl.cfs.memdb import ApplyResult, MemDB, Operation
+from pvectl.cfs.memdb import MAX_FILE_SIZE, ApplyResult, MemDB, Operation, Write
 from pvectl.errors import CommandRefused
 from pvectl.quorum import votequorum as vq
 from pvectl.results import RingId
@@ -209,7 +209,17 @@ class NodeServices:
         return [Multicast(payload), *self._quorum_outputs(before, force=True)]
 
     def write(self, op: Operation, wall_s: int, send_ns: int) -> tuple[int, list[Output]]:
-        """Encode a store write; refused with EACCES while this partition is not quorate."""
+        """Encode a store write; refused with EACCES while this partition is not quorate.
+
+        A write that would take a file past the store's 1 MiB is refused here, with the
+        EFBIG the store would give, before it is multicast: it would only travel the
+        whole ring to be refused on every member."""
+        if isinstance(op, Write) and op.offset + len(op.data) > MAX_FILE_SIZE:
+            raise StoreError(
+                errno.EFBIG,
+                f"EFBIG: {op.offset + len(op.data)} bytes, the store's files are limited "
+                f"to {MAX_FILE_SIZE} bytes (1 MiB)",
+            )
         if self.pending_nodeinfo:
             # votequorum has not finished its sync for this ring: the quorate flag is the
             # previous ring's, and a node that just lost its peers must not write on it
@@ -304,6 +314,14 @@ class NodeServices:
                 out.append(StoreInstalled(command))
             elif isinstance(command, dfsm.Failed):
                 out.append(ServiceLog(f"config store: {command.reason}"))
+            elif isinstance(command, dfsm.Malformed):
+                if command.count == 1:  # logged once; the rest only count (runtime stats)
+                    out.append(
+                        ServiceLog(
+                            f"config store: dropped a malformed message from node "
+                            f"{command.sender}: {command.reason} (further ones are only counted)"
+                        )
+                    )
             elif isinstance(command, dfsm.Log):
                 out.append(ServiceLog(f"config store: {command.message}"))
             elif isinstance(command, dfsm.SyncDone):

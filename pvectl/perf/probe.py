@@ -55,6 +55,8 @@ EXIT_INTERRUPTED = 130
 
 MIB = 1024 * 1024
 GIB = 1024 * MIB
+MAX_BLOCK_SIZE = 64 * MIB  # --block-size is one buffer held in memory
+MAX_FILE_SIZE = 1024 * GIB  # --file-size is fallocated (and must fit an off_t)
 TESTS = ("cpu", "regex", "hdsize", "reads", "seek", "fsync", "durable", "dns")
 DURABLE_KINDS = ("fsync", "fdatasync", "odsync")
 FSTYPES_WITHOUT_DURABILITY = frozenset({"tmpfs", "ramfs", "devtmpfs", "hugetlbfs"})
@@ -809,6 +811,13 @@ def run(opts: ProbeOptions, progress: Progress | None = None) -> dict[str, Any]:
             warnings.append(f"read tests skipped: {exc}")
             target.read_device = None
     writes_wanted = bool({"fsync", "durable"} - opts.skip) and target.directory is not None
+    if writes_wanted and target.total_bytes == 0:  # proc, sysfs...: no storage behind it
+        raise ProbeError(
+            f"{target.directory}: not a writable filesystem ({target.fs_type or 'virtual'}, "
+            "no storage behind it); give a directory on a disk, or pass --skip fsync "
+            "--skip durable",
+            EXIT_CANT_CREATE,
+        )
     if writes_wanted and target.avail_bytes == 0:
         raise ProbeError(f"{target.directory}: no space left on device", EXIT_IO)
 
@@ -887,15 +896,26 @@ def run(opts: ProbeOptions, progress: Progress | None = None) -> dict[str, Any]:
 # ---------------------------------------------------------------- command line
 
 
-def parse_size(text: str) -> int:
-    match = re.fullmatch(r"\s*(\d+)\s*([kmg]?)(i?b?)\s*", text.lower())
+def parse_size(text: str, maximum: int = MAX_FILE_SIZE) -> int:
+    """``4096``, ``4k``, ``64m``, ``1g`` (KiB units) in [512, maximum] bytes."""
+    match = re.fullmatch(r"\s*([0-9]+)\s*([kmg]?)(i?b?)\s*", text.lower())
     if not match:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 4096, 4k, 64m)")
+        raise argparse.ArgumentTypeError(f"not a size: {text[:40]!r} (e.g. 4096, 4k, 64m)")
     scale = {"": 1, "k": 1024, "m": MIB, "g": GIB}[match.group(2)]
-    value = int(match.group(1)) * scale
+    digits = match.group(1).lstrip("0") or "0"
+    value = int(digits) * scale if len(digits) <= 20 else maximum + 1
     if value < 512:
-        raise argparse.ArgumentTypeError(f"size too small: {text!r} (at least 512)")
+        raise argparse.ArgumentTypeError(f"size too small: {text[:40]!r} (at least 512)")
+    if value > maximum:
+        raise argparse.ArgumentTypeError(
+            f"size too large: {text[:40]!r} (at most {maximum // MIB}m)"
+        )
     return value
+
+
+def parse_block_size(text: str) -> int:
+    """A durable-write block: it becomes one buffer in memory, so at most 64 MiB."""
+    return parse_size(text, MAX_BLOCK_SIZE)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -908,7 +928,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pveperf-compat", action="store_true")
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_RUNTIME:g} s of tests")
     parser.add_argument("--runtime", type=float, help="seconds of timed tests (default 16)")
-    parser.add_argument("--block-size", type=parse_size, default=4096)
+    parser.add_argument("--block-size", type=parse_block_size, default=4096)
     parser.add_argument("--file-size", type=parse_size, default=None)
     parser.add_argument("--pattern", choices=("seq", "same"), default="seq")
     parser.add_argument("--direct", action="store_true", help="O_DIRECT reads")

@@ -68,13 +68,19 @@ class QdeviceNetClient:
         tie_breaker: TieBreaker | None = None,
         heartbeat_interval_ms: int = 8000,
         tls: TlsSupported = TlsSupported.UNSUPPORTED,
+        certificates: bool = False,
     ) -> None:
+        """``certificates``: this node has qdevice certificates. Then ``tls`` on means
+        required: a qnetd answering "TLS unsupported" is refused, never talked to in
+        plaintext (corosync-qdevice would carry on without TLS)."""
         self.cluster_name = cluster_name
         self.node_id = node_id
         self.algorithm = algorithm
         self.tie_breaker = tie_breaker or TieBreaker()
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self.tls = tls
+        if certificates and tls is TlsSupported.SUPPORTED:
+            self.tls = TlsSupported.REQUIRED
         self.state = ClientState.DISCONNECTED
         self.vote = Vote.NACK
         self.disconnect_reason: str | None = None
@@ -202,10 +208,13 @@ class QdeviceNetClient:
         use_tls = server is not TlsSupported.UNSUPPORTED and self.tls is not (
             TlsSupported.UNSUPPORTED
         )
-        if (server is TlsSupported.REQUIRED and self.tls is TlsSupported.UNSUPPORTED) or (
-            self.tls is TlsSupported.REQUIRED and server is TlsSupported.UNSUPPORTED
-        ):
-            return self._drop(f"incompatible TLS (server {server.name}, client {self.tls.name})")
+        if self.tls is TlsSupported.REQUIRED and server is TlsSupported.UNSUPPORTED:
+            return self._drop(
+                "qnetd does not offer TLS but this node requires it (it has qdevice "
+                "certificates, or tls: required): refusing to go on in plaintext"
+            )
+        if server is TlsSupported.REQUIRED and self.tls is TlsSupported.UNSUPPORTED:
+            return self._drop("qnetd requires TLS but this node has tls: off")
         if use_tls:
             self.state = ClientState.WAITING_STARTTLS
             return [

@@ -85,7 +85,9 @@ class _Client:
     preinit: bool = False
     tls_started: bool = False
     tls_peer_names: tuple[str, ...] | None = None  # subject CN + SANs once TLS is up
-    cert_verified: bool = False
+    # the cluster the certificate was checked against: verification holds for that one
+    # cluster only (a cluster certificate names the cluster, not a node: corosync's CN)
+    cert_verified_for: str | None = None
     init: bool = False
     node_id: int = 0
     algorithm: int = Algorithm.FFSPLIT
@@ -201,6 +203,11 @@ TLS_NAMES = {
 }
 
 
+def _verified(client: _Client) -> bool:
+    """The client's certificate was checked for the cluster it is in now."""
+    return client.cert_verified_for is not None and client.cert_verified_for == client.cluster_name
+
+
 def _tie_breaker_text(tb: TieBreaker) -> str:
     if tb.mode is wire.TieBreakerMode.HIGHEST:
         return "Node with highest node ID"
@@ -240,7 +247,7 @@ class QnetdCore:
         if client is not None:
             client.tls_started = True
             client.tls_peer_names = peer_names
-            client.cert_verified = False
+            client.cert_verified_for = None
 
     def disconnect(self, conn_id: int, now: float, server_going_down: bool = False) -> list[Action]:
         client = self._clients.pop(conn_id, None)
@@ -362,7 +369,7 @@ class QnetdCore:
             membership_heuristics=HEURISTICS_NAMES[c.membership_heuristics],
             regular_heuristics=HEURISTICS_NAMES[c.regular_heuristics],
             tls_active=c.tls_started,
-            client_certificate_verified=c.tls_started and c.cert_verified,
+            client_certificate_verified=c.tls_started and _verified(c),
             vote=VOTE_NAMES.get(c.last_sent_vote),
             last_ack_nack=VOTE_NAMES.get(c.last_ack_nack),
         )
@@ -384,7 +391,7 @@ class QnetdCore:
             self.tls is not TlsSupported.UNSUPPORTED
             and client.tls_started
             and self.client_cert_required
-            and not client.cert_verified
+            and not _verified(client)
         )
         if must_check:
             if not client.tls_peer_names:
@@ -398,7 +405,7 @@ class QnetdCore:
                         f"{client.cluster_name!r}",
                     )
                 ]
-            client.cert_verified = True
+            client.cert_verified_for = client.cluster_name
         return None
 
     def _cluster_of(self, client: _Client) -> _Cluster:
@@ -410,8 +417,13 @@ class QnetdCore:
     def _on_preinit(self, client: _Client, msg: Message, now: float) -> list[Action]:
         if msg.cluster_name is None:
             return [self._error(client, msg.seq_number, ErrorCode.DOESNT_CONTAIN_REQUIRED_OPTION)]
-        if client.init:
-            return [self._error(client, msg.seq_number, ErrorCode.UNEXPECTED_MESSAGE)]
+        if client.preinit or client.tls_started or client.init:
+            # the cluster is fixed once named: a second PREINIT could otherwise move a
+            # connection whose certificate was checked for one cluster into another
+            return [
+                self._error(client, msg.seq_number, ErrorCode.UNEXPECTED_MESSAGE),
+                Close(client.conn_id, f"client {client.addr}: PREINIT repeated"),
+            ]
         client.cluster_name = msg.cluster_name
         client.preinit = True
         return [

@@ -15,7 +15,7 @@ inputs: ``set_expected`` (the local ``expected N``: guard + apply; multicast the
 let the other nodes call ``expected_reconfigured``), ``set_qdevice`` (the local qdevice
 daemon's registration/poll; then re-send ``local_nodeinfo``), ``leaving`` (NODEINFO to
 send on clean shutdown with allow_downscale), ``cancel_wait_for_all``. The formulas follow
-totem-spec section 3 (``calculate_quorum``, ``are_we_quorate``, ``recalculate_quorum``);
+corosync's votequorum.c (``calculate_quorum``, ``are_we_quorate``, ``recalculate_quorum``);
 names mirror corosync's so the two can be read side by side.
 """
 
@@ -29,7 +29,30 @@ from pvectl.corosync_conf import Section, nodelist
 from pvectl.errors import CommandRefused, ConfigError, ExitCode
 
 DEFAULT_LMS_WINDOW_MS = 10_000
+UINT32 = 2**32 - 1  # corosync reads quorum.expected_votes, votes, device.votes as uint32
 QDEVICE_NODE_ID = 0  # votequorum's pseudo node id for the quorum device
+
+# The votequorum keys of corosync 3.1's ``quorum { }`` section, by the type corosync's
+# parser gives them (coroparse): flags are uint8 (any value but 0 turns them on), the
+# others uint32, and ``auto_tie_breaker_node`` is text ("lowest", "highest" or node ids).
+QUORUM_FLAG_KEYS = (
+    "two_node",
+    "wait_for_all",
+    "last_man_standing",
+    "auto_tie_breaker",
+    "allow_downscale",
+    "expected_votes_tracking",
+)
+QUORUM_NUMBER_KEYS = ("expected_votes", "last_man_standing_window")
+QUORUM_TEXT_KEYS = ("auto_tie_breaker_node",)
+QUORUM_KEYS = (
+    "expected_votes",
+    *QUORUM_FLAG_KEYS[:3],
+    "last_man_standing_window",
+    *QUORUM_FLAG_KEYS[3:],
+    "auto_tie_breaker_node",
+)
+_UINT_RANGE = {8: 255, 32: 4_294_967_295}
 
 
 class QuorumConfigError(ConfigError):
@@ -235,32 +258,38 @@ class QuorumOptions:
         net = device.section("net") if device else None
         entries = nodelist(root, path)
 
-        def number(section: Section | None, key: str, default: int) -> int:
+        def number(section: Section | None, key: str, default: int, high: int = UINT32) -> int:
+            """As corosync reads them: decimal ASCII digits, uint32 (flags uint8)."""
             raw = section.get(key) if section else None
-            if raw is None or raw == "":
+            if section is None or raw is None or raw == "":
                 return default
-            try:
-                return int(raw, 0)
-            except ValueError:
-                raise QuorumConfigError(
-                    f"{section.name if section else ''}.{key} must be an integer, got {raw!r}",
-                    path,
-                ) from None
+            if re.fullmatch(r"[0-9]{1,20}", raw) and int(raw) <= high:
+                return int(raw)
+            raise QuorumConfigError(
+                f"{section.name}.{key} must be an integer from 0 to {high}, got {raw[:40]!r}",
+                path,
+                section.line,
+            )
 
         def flag(key: str) -> bool:
-            return number(quorum, key, 0) != 0
+            raw = quorum.get(key)
+            return raw is not None and quorum_value(key, raw, path, quorum.line) != 0
+
+        def quorum_number(key: str, default: int) -> int:
+            raw = quorum.get(key)
+            return default if raw is None else int(quorum_value(key, raw, path, quorum.line))
 
         wfa_raw = quorum.get("wait_for_all")
         model = (device.get("model", "") or "") if device else ""
         qdevice_votes = number(device, "votes", -1) if device else -1
         return cls.build(
             [(entry.node_id, entry.votes) for entry in entries],
-            expected_votes=number(quorum, "expected_votes", 0),
+            expected_votes=quorum_number("expected_votes", 0),
             two_node=flag("two_node"),
             wait_for_all=None if wfa_raw is None else flag("wait_for_all"),
             last_man_standing=flag("last_man_standing"),
-            last_man_standing_window_ms=number(
-                quorum, "last_man_standing_window", DEFAULT_LMS_WINDOW_MS
+            last_man_standing_window_ms=quorum_number(
+                "last_man_standing_window", DEFAULT_LMS_WINDOW_MS
             ),
             auto_tie_breaker=flag("auto_tie_breaker"),
             auto_tie_breaker_node=quorum.get("auto_tie_breaker_node", "lowest") or "lowest",
@@ -273,6 +302,29 @@ class QuorumOptions:
             no_nodelist_votes=number(quorum, "votes", 1),
             path=path,
         )
+
+
+def quorum_value(key: str, raw: str, path: str = "", line: int = 0) -> int | str:
+    """One ``quorum.KEY`` value as corosync's parser reads it, or corosync's own refusal.
+
+    corosync reads them as base-10 integers (``strtoll``: leading blanks and a sign
+    allowed, ASCII digits only) within the key's type range; anything else stops it at
+    start with "Value of key ... is expected to be integer".
+    """
+    if key in QUORUM_TEXT_KEYS or key not in (*QUORUM_FLAG_KEYS, *QUORUM_NUMBER_KEYS):
+        return raw
+    high = _UINT_RANGE[8 if key in QUORUM_FLAG_KEYS else 32]
+    text = raw.strip()
+    digits = re.fullmatch(r"[+-]?[0-9]{1,20}", text)
+    value = int(text) if digits else -1
+    if not 0 <= value <= high:
+        raise QuorumConfigError(
+            f'Value of key "quorum.{key}" is expected to be integer in range (0..{high}), '
+            f'but "{raw if len(raw) <= 40 else raw[:37] + "..."}" was given',
+            path,
+            line,
+        )
+    return value
 
 
 def _parse_atb(text: str) -> tuple[TieBreaker, tuple[int, ...]]:
@@ -393,8 +445,10 @@ def initial_state(
 ) -> VotequorumState:
     """A node that has just started: alone, FIRST flag set, WFA armed (exec_init)."""
     expected = options.configured_expected_votes
-    if options.expected_votes_tracking and ev_tracking_barrier:
-        expected = ev_tracking_barrier
+    if options.expected_votes_tracking:
+        # corosync replaces quorum.expected_votes by the persisted barrier, even when that
+        # is still 0 (first start): then the nodelist total counts, not expected_votes
+        expected = ev_tracking_barrier or options.nodelist_votes + options.qdevice_votes
     us = NodeRecord(
         node_id=local_node_id,
         state=NodeState.MEMBER,

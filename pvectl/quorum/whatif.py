@@ -15,7 +15,7 @@ from itertools import combinations
 
 from pvectl.corosync_conf import Section
 from pvectl.corosync_conf import nodelist as read_nodelist
-from pvectl.errors import PvectlError
+from pvectl.errors import ExitCode, PvectlError
 from pvectl.quorum import cluster
 from pvectl.quorum.votequorum import QuorumOptions, TieBreaker
 from pvectl.results import QuorumStatus
@@ -26,7 +26,10 @@ EXHAUSTIVE_MAX = 10  # every failure set up to here; above, one set per count (n
 
 
 class WhatIfUnsupported(PvectlError):
-    """A configuration the what-if cannot enumerate in reasonable time."""
+    """A configuration the what-if cannot enumerate in reasonable time: a limit of the
+    tool, not a fault of the configuration, so exit 64 (as ``--nodes`` beyond the limit)."""
+
+    exit_code = ExitCode.USAGE
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from pvectl.errors import ConfigError, UsageError
+
+# Seconds to wait for an SSH connection: here, not in ssh.py, so the CLI can show the default
+# without importing paramiko.
+DEFAULT_CONNECT_TIMEOUT = 10.0
 
 _USER = r"[A-Za-z0-9_.][A-Za-z0-9_.-]*"
 _NAME = r"[A-Za-z0-9_.][A-Za-z0-9_.%-]*"
@@ -73,6 +75,8 @@ def load_config(path: Path | None = None) -> dict[str, Any]:
         return {}
     except OSError as exc:
         raise ConfigError(f"cannot read: {exc.strerror}", str(where)) from exc
+    import yaml  # deferred for start-up time: only a command with --cluster reads the file
+
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -40,6 +40,16 @@ def running_labs() -> list[str]:
     return [lab.name for lab in lab_state.all_labs() if is_running(lab.name)]
 
 
+def lab_nodes(name: str) -> list[tuple[int, str]]:
+    """The (node id, name) of every node of lab ``name``, running or not."""
+    state = lab_state.load(lab_state.check_lab_name(name))
+    if state is None:
+        raise TargetUnavailable(
+            f"no lab named {name!r} is up: start one with 'pvectl lab up 3 --name {name}'"
+        )
+    return [(node.node_id, node.name) for node in state.nodes]
+
+
 class LabTarget:
     """``ClusterTarget`` for node ``node`` (default: the first running one) of lab ``name``."""
 
@@ -81,6 +91,11 @@ class LabTarget:
                 f"lab {name!r} runs engine {state.engine!r}, which this pvectl cannot drive"
             )
 
+    @property
+    def inner(self) -> ClusterTarget:
+        """The engine's own target: a ``CorosyncTarget`` or an ``EmbeddedNodeTarget``."""
+        return self._inner
+
     def status(self) -> QuorumStatus:
         return self._inner.status()
 
@@ -113,6 +128,10 @@ class EmbeddedNodeTarget:
         from pvectl.lab import embedded_engine
 
         return embedded_engine.control_call(self.lab.name, self.node_id, cmd, **args)
+
+    def info(self) -> dict[str, Any]:
+        """The node's counters and state (its control socket's ``info`` reply)."""
+        return self._call("info")
 
     def status(self) -> QuorumStatus:
         status = from_jsonable(QuorumStatus, self._call("status")["status"])

@@ -1,6 +1,6 @@
 """``pvectl qdevice setup/remove/status`` on a real cluster, over SSH, as ``pvecm qdevice``.
 
-pvecm's sequence (proxmox-spec 2.5) with its gaps fixed: every guard runs before any
+pvecm's sequence (PVE::CLI::pvecm's qdevice setup) with its gaps fixed: every guard runs before any
 certificate work (a configured device, a used certificate store on *any* node, an odd node
 count, a cluster name that differs between the hosts), qnetd's TCP port is probed from
 every node first, and the plan is printed before it runs. The qnetd side is the real
@@ -111,6 +111,32 @@ def device_section(address: str, algorithm: str, tls: str) -> Section:
         values["votes"] = "1"
     net = Section("net", {"algorithm": algorithm, "host": address, "tls": tls})
     return Section("device", values, [net])
+
+
+def qnetd_tls_note(tool_status: str, host: str, tls: str = "required") -> str | None:
+    """What to tell the user when ``corosync-qnetd-tool -s`` shows a qnetd that takes
+    plaintext clients (``-s on``, corosync-qnetd's default): anyone who reaches TCP 5403
+    could register as a node of this cluster before the real one (which is then refused
+    as a duplicate node id). pvectl does not change the qnetd host's daemon: it may serve
+    other clusters that have no certificates yet."""
+    for line in tool_status.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "TLS":
+            mode = value.strip().split(" ", 1)[0]
+            if mode == "Required":
+                return None
+            if mode == "Unsupported" and tls == "required":
+                raise QdeviceSetupError(
+                    f"qnetd {host} runs without TLS (corosync-qnetd -s off), and the nodes "
+                    "would require it: enable TLS there, or rerun with --tls off"
+                )
+            return (
+                f"note: qnetd {host} has TLS {mode}: it takes plaintext clients, who "
+                "could take this cluster's node ids; once every cluster it serves has "
+                'certificates, set COROSYNC_QNETD_OPTIONS="-s req" in '
+                "/etc/default/corosync-qnetd there and restart corosync-qnetd"
+            )
+    return None
 
 
 def bumped(config: Section, change: Callable[[Section], None]) -> Section:
@@ -446,7 +472,7 @@ def setup(
     *,
     force: bool = False,
     algorithm: str | None = None,
-    tls: str = "on",
+    tls: str = "required",
     dry_run: bool = False,
     wait: float = 60.0,
     report: Report = lambda _: None,
@@ -490,6 +516,11 @@ def setup(
             "firewall allow TCP 5403?",
             ExitCode.UNAVAILABLE,
         )
+    if tls != "off":
+        tool = qrunner.run(["corosync-qnetd-tool", "-s"], timeout=15)
+        note = qnetd_tls_note(tool.stdout, qnetd.text, tls) if tool.returncode == 0 else None
+        if note:
+            report(note)
     managers = {n.host: ServiceManager(n.systemd) for n in found.nodes}
     cluster = found.cluster_name
     new_config = with_device(found.config, device_section(address, chosen, tls))

@@ -33,14 +33,13 @@ from types import TracebackType
 import paramiko
 
 from pvectl.errors import ExitCode, PvectlError
-from pvectl.targets.hosts import HostSpec, parse_host
+from pvectl.targets.hosts import DEFAULT_CONNECT_TIMEOUT, HostSpec, parse_host
 from pvectl.targets.runner import CommandResult
 
 # paramiko logs transport errors at ERROR level; with no handler Python would print them
 # on stderr next to our own one-line message.
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
-DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_KEY_NAMES = ("id_ed25519", "id_ecdsa", "id_rsa")
 # OpenSSH's GlobalKnownHostsFile default; on Proxmox VE it links to the cluster-wide
 # /etc/pve/priv/known_hosts, so every node's key is known there already.

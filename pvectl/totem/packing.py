@@ -133,30 +133,64 @@ class SendQueue:
 
 
 class Reassembler:
-    """Splits delivered frames back into application messages, per origin."""
+    """Splits delivered frames back into application messages, per origin.
 
-    __slots__ = ("_partial", "dropped")
+    A message being reassembled is capped at ``MAX_MESSAGE`` (the send limit): a sender
+    whose fragments pass it (only a buggy or hostile key holder can) has that message
+    dropped, its remaining fragments skipped up to its LAST, and ``reassembly_oversize``
+    counted, instead of this node buffering without bound. Every member sees the same
+    frames, so every member drops the same message.
 
-    def __init__(self) -> None:
+    Counters live in ``stats`` (the engine passes its own statistics dict):
+    ``reassembly_dropped`` (records that could not be used: continuations without a start,
+    truncated records) and ``reassembly_oversize``.
+    """
+
+    __slots__ = ("_discard", "_partial", "_size", "limit", "stats")
+
+    def __init__(self, stats: dict[str, int] | None = None, limit: int = MAX_MESSAGE) -> None:
         self._partial: dict[int, list[bytes]] = {}
-        self.dropped = 0  # records that could not be used (continuations without a start)
+        self._size: dict[int, int] = {}
+        self._discard: set[int] = set()  # origins whose current message went over the limit
+        self.limit = limit
+        self.stats = stats if stats is not None else {}
+        self.stats.setdefault("reassembly_dropped", 0)
+        self.stats.setdefault("reassembly_oversize", 0)
+
+    @property
+    def dropped(self) -> int:
+        return self.stats["reassembly_dropped"]
+
+    @property
+    def oversize(self) -> int:
+        return self.stats["reassembly_oversize"]
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held in unfinished messages (all origins)."""
+        return sum(self._size.values())
 
     def unpack(self, origin: int, frame: bytes) -> list[bytes]:
-        if frame[:1] == _WHOLE_KIND and len(frame) == REC_LEN + _REC.unpack_from(frame)[1]:
+        if (
+            frame[:1] == _WHOLE_KIND
+            and len(frame) >= REC_LEN
+            and len(frame) == REC_LEN + _REC.unpack_from(frame)[1]
+        ):
             return [frame[REC_LEN:]]  # one whole message: the common frame of big sends
         out: list[bytes] = []
         off = 0
         end = len(frame)
         unpack = _REC.unpack_from
         partial = self._partial
+        stats = self.stats
         while off < end:
             if end - off < REC_LEN:
-                self.dropped += 1
+                stats["reassembly_dropped"] += 1
                 break
             kind, length = unpack(frame, off)
             off += REC_LEN
             if off + length > end:
-                self.dropped += 1
+                stats["reassembly_dropped"] += 1
                 break
             chunk = frame[off : off + length]
             off += length
@@ -164,21 +198,37 @@ class Reassembler:
                 out.append(chunk)
             elif kind == FIRST:
                 if origin in partial:
-                    self.dropped += 1
+                    stats["reassembly_dropped"] += 1
+                self._discard.discard(origin)
                 partial[origin] = [chunk]
+                self._size[origin] = length
             elif kind in (MIDDLE, LAST):
                 parts = partial.get(origin)
                 if parts is None:
-                    self.dropped += 1
+                    if origin in self._discard:
+                        if kind == LAST:
+                            self._discard.discard(origin)
+                    else:
+                        stats["reassembly_dropped"] += 1
+                    continue
+                size = self._size[origin] + length
+                if size > self.limit:
+                    del partial[origin], self._size[origin]
+                    stats["reassembly_oversize"] += 1
+                    if kind == MIDDLE:
+                        self._discard.add(origin)
                     continue
                 parts.append(chunk)
+                self._size[origin] = size
                 if kind == LAST:
-                    del partial[origin]
+                    del partial[origin], self._size[origin]
                     out.append(b"".join(parts))
             else:
-                self.dropped += 1
+                stats["reassembly_dropped"] += 1
                 break
         return out
 
     def drop_partials(self) -> None:
         self._partial.clear()
+        self._size.clear()
+        self._discard.clear()

@@ -91,7 +91,21 @@ Ours:
 * packing and fragmentation live in this module (corosync: totempg), and a message
   whose fragments straddle a configuration change is restarted on the new ring;
 * the token's retransmit list carries sequence numbers of the current ring only;
-* no heartbeat, pause detection or ``send_join`` random delay (no randomness inside).
+* no heartbeat, pause detection or ``send_join`` random delay (no randomness inside);
+* replayed JOIN/LEAVE messages are dropped (packets carry no freshness of their own, so a
+  captured JOIN of a node that has since crashed would otherwise re-form the ring each
+  time it is replayed). Each node keeps, per sender, the highest ring sequence of a
+  JOIN/LEAVE it accepted, and a floor: on installing a ring the floor of every member
+  becomes the new ring's seq, and the floor of every node left out becomes one above the
+  highest JOIN/LEAVE seen from it. A JOIN/LEAVE below its sender's floor is dropped and
+  counted (``stats["stale_joins"]``). A node that comes back still gets in, because the
+  sequences it sends next are higher: a restarted node starts from its persisted ring
+  seq + 1 (persisted on entering COMMIT, so at least the floor its old ring gave it), and
+  a node that was cut off forms a ring of its own (+4) or learns the seq of the ring it
+  hears (a foreign message or MERGE_DETECT raises the highest seq it knows, corosync
+  does not). So a replay re-forms the ring at most once per captured message and node
+  start, instead of every time. Not a defence against a key holder, who can sign
+  anything.
 
 Accelerated Ring (``TotemConfig.accelerated``, ``totem { accelerated: yes }``; Babay and
 Amir, "Fast Total Ordering for Modern Data Centers", ICDCS 2016; not in corosync):
@@ -427,7 +441,6 @@ class Srp:
         self.timeouts = self.config.timeouts(len(self.nodes))
         capacity = self.config.netmtu - codec.overhead - _MCAST_HEADROOM
         self._sendq = SendQueue(capacity)
-        self._reasm = Reassembler()
         self.state = State.OPERATIONAL
         self._started = False
         self._stopped = False
@@ -441,6 +454,10 @@ class Srp:
         self._new_memb: tuple[int, ...] = ()
         self._trans_memb: tuple[int, ...] = ()
         self._leave_seen: set[int] = set()
+        # replay protection for JOIN/LEAVE (see DEVIATIONS): per sender, the highest ring
+        # seq accepted and the lowest one still acceptable
+        self._join_high: dict[int, int] = {}
+        self._join_floor: dict[int, int] = {}
         self._failed_to_recv = False
         self._token_discard = False
         self._old_saved = False
@@ -466,7 +483,9 @@ class Srp:
             "rings_formed": 0,
             "bad_packets": 0,
             "unknown_sender": 0,
+            "stale_joins": 0,
         }
+        self._reasm = Reassembler(self.stats)
 
     def _reset_ring_counters(self) -> None:
         self._my_token_seq = -1
@@ -745,6 +764,11 @@ class Srp:
             self._create_commit_token(now)
 
     def _on_join(self, sender: int, msg: Join | Leave, now: float, *, leave: bool) -> None:
+        if msg.ring_seq < self._join_floor.get(sender, 0):
+            self.stats["stale_joins"] += 1  # a replay, or a late duplicate: older than a ring
+            return
+        if msg.ring_seq > self._join_high.get(sender, -1):
+            self._join_high[sender] = msg.ring_seq
         if msg.ring_seq > self._token_ring_id_seq:
             self._token_ring_id_seq = msg.ring_seq
         if leave:
@@ -943,6 +967,7 @@ class Srp:
             self._log(
                 "notice", f"Failed to receive the leave message. failed: {_fmt(failed_silent)}"
             )
+        self._raise_join_floors(new)
         rec.high_delivered = install_seq
         self._reg = rec
         self._rec = None
@@ -956,6 +981,22 @@ class Srp:
         self._retrans_queue.clear()
         self.state = State.OPERATIONAL
         self.stats["rings_formed"] += 1
+
+    def _raise_join_floors(self, members: tuple[int, ...]) -> None:
+        """A ring is installed: from now on a member's JOIN/LEAVE carries at least this
+        ring's seq, and one from a node left out must be newer than all it sent before."""
+        seq = self.ring_id.seq
+        floor = self._join_floor
+        inside = set(members)
+        for node in sorted(self._peers):
+            if node in inside:
+                low = seq
+            elif node in self._join_high:
+                low = self._join_high[node] + 1
+            else:
+                continue
+            if low > floor.get(node, 0):
+                floor[node] = low
 
     # ---- messages --------------------------------------------------------------------------------
 
@@ -1004,6 +1045,9 @@ class Srp:
     def _foreign(self, sender: int, ring: RingId, now: float) -> None:
         if ring.seq < self.ring_id.seq or ring == self.ring_id:
             return  # late packet of a ring we already left (deviation, see docstring)
+        if ring.seq > self._token_ring_id_seq:
+            # our next JOIN carries it: above the floor the others keep for us (deviation)
+            self._token_ring_id_seq = ring.seq
         if self.state is State.OPERATIONAL:
             self._proc.add(sender)
             self._gather_enter(now, "foreign message in OPERATIONAL")

@@ -1,0 +1,260 @@
+"""``pvectl exporter`` and ``pvectl watch`` against real corosync: a 3-node corosync lab
+(``lab up --engine corosync``), scraped by a real Prometheus (knet links going down under
+``lab partition``), and the dashboard over SSH (one real sshd inside each node) in tmux,
+marking a node stale when its sshd goes away.
+
+Names: labs ``tmcs*``, our own namespaces ``pvt-mon*`` only.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.prometheus_harness import (
+    Prometheus,
+    TmuxPane,
+    exporter_command,
+    get,
+    prometheus_skip_reason,
+    wait_for,
+)
+from tests.sshd_harness import SshClientHome, Sshd, free_port, sshd_skip_reason
+
+
+def _skip_reason() -> str | None:
+    reason = sshd_skip_reason() or prometheus_skip_reason()
+    if reason:
+        return reason
+    if shutil.which("corosync") is None:
+        return "needs the Debian package corosync"
+    if shutil.which("tmux") is None:
+        return "needs tmux"
+    return None
+
+
+pytestmark = [
+    pytest.mark.skipif(_skip_reason() is not None, reason=str(_skip_reason())),
+    pytest.mark.root,
+    pytest.mark.corosync,
+    pytest.mark.slow,
+]
+
+LAB = f"tmcs{os.getpid() % 100000}"
+CLIENT_NS = f"pvt-mon-c{os.getpid() % 100000}"
+
+
+@dataclass
+class Lab:
+    name: str
+    state: Any
+    home: SshClientHome
+    sshds: dict[int, Sshd]
+    root: Path
+
+    def lab(self, *args: str) -> None:
+        run = subprocess.run(
+            [sys.executable, "-m", "pvectl", "lab", *args, "--name", self.name],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert run.returncode == 0, run.stderr
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    from pvectl.lab import corosync_engine
+    from pvectl.lab import state as lab_state
+
+    root = tmp_path_factory.mktemp("monlab")
+    home = SshClientHome(root / "home")
+    up = subprocess.run(
+        [sys.executable, "-m", "pvectl", "lab", "up", "3", "--engine", "corosync", "--name", LAB],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert up.returncode == 0, up.stderr
+    sshds: dict[int, Sshd] = {}
+    try:
+        state = lab_state.load(LAB)
+        assert state is not None
+        prefix_net = state.subnet.split("/")[0].rsplit(".", 1)[0] + "."
+        _ip("netns", "add", CLIENT_NS)  # the laptop, on the lab's bridge
+        _ip("-n", CLIENT_NS, "link", "set", "lo", "up")
+        _ip("-n", CLIENT_NS, "link", "add", "eth0", "type", "veth", "peer", "name", "pvtmon")
+        _ip("-n", CLIENT_NS, "link", "set", "pvtmon", "netns", state.hub_namespace)
+        _ip("-n", state.hub_namespace, "link", "set", "pvtmon", "master", "br0", "up")
+        _ip("-n", CLIENT_NS, "addr", "add", prefix_net + "201/24", "dev", "eth0")
+        _ip("-n", CLIENT_NS, "link", "set", "eth0", "up")
+        for node in state.nodes:
+            server = Sshd(
+                root / f"sshd{node.node_id}",
+                address=node.address,
+                port=22,
+                netns=node.namespace,
+                prefix=corosync_engine.node_prefix(node),
+                privsep_dir=Path(node.dir) / "run" / "sshd",
+            )
+            server.authorize(home.pubkey)
+            server.start()
+            sshds[node.node_id] = server
+            home.add_alias(f"node{node.node_id}", server)
+            home.trust(server)
+        yield Lab(LAB, state, home, sshds, root)
+    finally:
+        for server in sshds.values():
+            server.stop()
+        subprocess.run(
+            [sys.executable, "-m", "pvectl", "lab", "down", "--name", LAB],
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )
+        subprocess.run(["ip", "netns", "del", CLIENT_NS], capture_output=True, check=False)
+
+
+def test_exporter_on_corosync_sees_knet_links_go_down_under_partition(lab: Lab) -> None:
+    port = free_port()
+    exporter = subprocess.Popen(
+        exporter_command(
+            sys.executable, "--target", "lab", "--name", lab.name,
+            "--listen", f"127.0.0.1:{port}", "--interval", "1",
+        ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    prometheus = Prometheus(lab.root / "prometheus", f"127.0.0.1:{port}")
+    try:
+        scrape = wait_for(lambda: _try_get(f"http://127.0.0.1:{port}/metrics"), 60, "a scrape")
+        check = subprocess.run(
+            ["promtool", "check", "metrics"], input=scrape, capture_output=True, text=True
+        )
+        assert check.returncode == 0, check.stdout + check.stderr
+        assert "pvectl_token_rotation_seconds" in scrape
+        prometheus.start()
+        wait_for(
+            lambda: prometheus.query("pvectl_quorate") == {f"node{n}": 1.0 for n in (1, 2, 3)},
+            60,
+            "pvectl_quorate 1 on every node",
+        )
+        links = prometheus.query("pvectl_link_up")
+        assert links == {f"node{a}->{b}": 1.0 for a in (1, 2, 3) for b in (1, 2, 3) if a != b}
+        assert prometheus.query("pvectl_link_latency_seconds")  # knet measured something
+        before = prometheus.query("pvectl_membership_changes_total")["node1"]
+        lab.lab("partition", "1,2", "3")
+        try:
+            wait_for(
+                lambda: prometheus.query("pvectl_link_up").get("node1->3") == 0.0,
+                60,
+                "knet link from node1 to node3 down",
+            )
+            wait_for(
+                lambda: (
+                    prometheus.query("pvectl_membership_changes_total").get("node1", 0) > before
+                ),
+                60,
+                "the partition as a membership change",
+            )
+            wait_for(lambda: prometheus.query("pvectl_quorate").get("node3") == 0.0, 30, "3 alone")
+            assert prometheus.query("pvectl_link_errors")["node1"] == 1.0
+        finally:
+            lab.lab("heal")
+        wait_for(lambda: prometheus.query("pvectl_members").get("node3") == 3.0, 60, "healed")
+        assert exporter.poll() is None
+    finally:
+        prometheus.stop()
+        exporter.terminate()
+        exporter.wait(10)
+    assert exporter.returncode == 0, exporter.stderr.read() if exporter.stderr else ""
+
+
+def _sshd_sessions(namespace: str) -> list[int]:
+    """sshd processes left in a node's namespace once its listener is stopped: the
+    per-connection ones our sshd forked (a dead host takes them down too)."""
+    out = subprocess.run(["ip", "netns", "pids", namespace], capture_output=True, text=True)
+    pids = []
+    for text in out.stdout.split():
+        try:
+            comm = Path(f"/proc/{text}/comm").read_text().strip()
+        except OSError:
+            continue
+        if comm.startswith("sshd"):
+            pids.append(int(text))
+    return pids
+
+
+def test_watch_over_ssh_in_tmux_shows_kill_then_stale(lab: Lab) -> None:
+    env = " ".join(
+        f"{k}={shlex.quote(v)}"
+        for k, v in lab.home.env().items()
+        if k in ("HOME", "XDG_CONFIG_HOME", "NO_COLOR", "PATH")
+    )
+    hosts = " ".join(f"--host node{n}" for n in (1, 2, 3))
+    command = (
+        f"ip netns exec {CLIENT_NS} env {env} TERM=xterm {shlex.quote(sys.executable)} "
+        f"-m pvectl watch {hosts} --interval 1 --connect-timeout 3"
+    )
+    pane = TmuxPane("watch", command, lab.root / "tmux.sock")
+    pane.start()
+    try:
+        screen = wait_for(lambda: _screen(pane, lambda s: s.count(" ok") >= 3), 60, "rows")
+        assert "failures survivable: 1" in screen, screen
+        lab.lab("kill", "3")
+        wait_for(
+            lambda: _screen(pane, lambda s: "left 3" in s and "node3 not answering" in s),
+            60,
+            "the kill in the event log",
+        )
+        sshd = lab.sshds[2]
+        sshd.stop()
+        for pid in _sshd_sessions(lab.state.node(2).namespace):
+            os.kill(pid, signal.SIGTERM)
+        screen = wait_for(
+            lambda: _screen(
+                pane,
+                lambda s: any(
+                    line.startswith("node2") and "STALE" in line for line in s.splitlines()
+                ),
+            ),
+            60,
+            "node2 marked stale",
+        )
+        assert "node2 not answering" in screen
+        row = next(line for line in screen.splitlines() if line.startswith("node2"))
+        assert "1,2" in row  # the last known members are kept
+        assert pane.alive()
+        pane.keys("q")
+        wait_for(lambda: not pane.alive(), 15, "q to quit")
+    finally:
+        pane.stop()
+
+
+def _screen(pane: TmuxPane, wanted: Callable[[str], bool]) -> str:
+    text = pane.capture()
+    return text if wanted(text) else ""
+
+
+def _try_get(url: str) -> str:
+    try:
+        return get(url)
+    except OSError:
+        return ""
