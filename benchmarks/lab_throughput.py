@@ -2,16 +2,23 @@
 
     python benchmarks/lab_throughput.py                 # both engines (corosync part: root)
     python benchmarks/lab_throughput.py --no-corosync   # embedded only, no root needed
+    python benchmarks/lab_throughput.py --json out.json # the figures per size, as JSON
 
-Embedded: lab ``tperf-bench`` (``--netmtu``, default 65000: loopback carries big datagrams);
-node 1 multicasts a burst through the benchmark service (``bench_send``: as fast as Totem's
-flow control and a bounded send queue allow), every node records its deliveries and the
-one-way latency from the sender's CLOCK_MONOTONIC stamp (one kernel, one clock).
-corosync: lab ``tperfc-bench`` (3 corosync nodes in network namespaces, knet); a small CPG
-client (benchmarks/cpgbench.c, built here with gcc against libcpg) sends the same burst
-from node 1 while nodes 2 and 3 receive. Both report rates between each node's first and
-last delivery, an idle round trip (send one, wait for its own delivery), and the
-failure-detection time of a kill -9 beside token + consensus.
+The headline is the lab at its defaults (netmtu 1400, as corosync), Totem's standard
+ring; an Accelerated Ring lab (``totem { accelerated: yes }``) runs beside it, and
+``--netmtu N`` adds one more embedded lab at that netmtu as an extra row (loopback carries
+big datagrams; corosync's knet does not use them, so it is never the headline).
+
+Embedded: node 1 multicasts a burst through the benchmark service (``bench_send``: as fast
+as Totem's flow control and a bounded send queue allow), every node records its
+deliveries and the one-way latency from the sender's CLOCK_MONOTONIC stamp (one kernel,
+one clock). corosync: lab ``tperfc-bench`` (3 corosync nodes in network namespaces, knet);
+a small CPG client (benchmarks/cpgbench.c, built here with gcc against libcpg) sends the
+same burst from node 1 while nodes 2 and 3 receive. Both report rates between each node's
+first and last delivery, the CPU the three node processes used per message, an idle
+round trip (send one, wait for its own delivery), the embedded engines' latency when paced
+at corosync's rate, and the failure-detection time of a kill -9 beside token + consensus.
+Bursts alternate between the labs, so a busy moment on a shared machine hits all of them.
 """
 
 from __future__ import annotations
@@ -44,12 +51,12 @@ from pvectl.targets import corosync_parse
 from pvectl.totem.srp import TotemConfig
 
 EMBEDDED = "tperf-bench"
+ACCELERATED = "tperfa-bench"
+EXTRA_MTU = "tperfm-bench"
 COROSYNC = "tperfc-bench"
 HERE = Path(__file__).resolve().parent
 DEFAULT_COUNTS = {64: 100_000, 1024: 50_000, 65536: 2_000}
-# corosync 3.1.7 measured on this kind of machine, 2 cores (see docs/benchmarks.md)
 CLIENT_PREFIX: list[str] = []  # ["chrt", "-r", "1"] with --realtime: the CPG client too
-REFERENCE = {64: (47_976, 0.55), 1024: (34_613, 3.9), 65536: (738, 37.9)}
 
 
 @dataclass
@@ -150,7 +157,7 @@ def realtime(pids: list[int]) -> None:
 def embedded_failover(name: str) -> tuple[float | None, float, float]:
     change = embedded_engine.stop_node(name, 3, signal.SIGKILL)
     embedded_engine.start_node(name, 3)
-    timeouts = TotemConfig(token_coefficient=650).timeouts(3)
+    timeouts = TotemConfig(token_coefficient=125).timeouts(3)  # as the lab writes it
     return change.seconds, timeouts.token, timeouts.consensus
 
 
@@ -193,7 +200,19 @@ def last_json(text: str) -> dict[str, Any]:
     return result
 
 
+def corosync_cpu(state: lab_state.LabState) -> float:
+    """CPU seconds used so far by the lab's corosync processes."""
+    total = 0.0
+    for node in state.nodes:
+        pid = corosync_engine.node_pid(node)
+        if pid is not None:
+            with contextlib.suppress(psutil.Error):
+                total += sum(psutil.Process(pid).cpu_times()[:2])
+    return total
+
+
 def corosync_burst(state: lab_state.LabState, binary: Path, size: int, count: int) -> Run:
+    cpu_before = corosync_cpu(state)
     receivers = {
         n: subprocess.Popen(
             in_node(state, n, [*CLIENT_PREFIX, str(binary), "recv", str(count), "3"]),
@@ -218,7 +237,9 @@ def corosync_burst(state: lab_state.LabState, binary: Path, size: int, count: in
             raise PvectlError(f"cpgbench recv on node {n} failed: {err.strip()}")
     if not results[1]:
         raise PvectlError(f"cpgbench send failed: {sender.stderr.strip()}")
-    return Run(size, results, f"TRY_AGAIN {results[1]['try_again']}")
+    cpu_s = corosync_cpu(state) - cpu_before
+    note = f"TRY_AGAIN {results[1]['try_again']}, node CPU {cpu_s / count * 1e6:.1f} us/msg"
+    return Run(size, results, note, cpu_s)
 
 
 def corosync_echo(
@@ -263,21 +284,61 @@ class Engine:
     echo: dict[int, dict[str, float]]
     failover: tuple[float | None, float, float] | None
     paced: dict[int, Run] = dataclasses.field(default_factory=dict)  # at corosync's rate
+    key: str = ""  # its name in the JSON output
+
+
+@dataclass
+class Variant:
+    """One embedded lab of the run."""
+
+    engine: Engine
+    lab: str
+    options: embedded_engine.UpOptions
+    state: lab_state.LabState | None = None
+
+
+def variants(args: argparse.Namespace) -> list[Variant]:
+    rt = ", RR" if args.realtime else ""
+    out = [
+        Variant(
+            Engine(f"pvectl (defaults{rt})", {}, {}, None, key="pvectl"),
+            EMBEDDED,
+            embedded_engine.UpOptions(nodes=3),
+        )
+    ]
+    if args.accelerated:
+        out.append(
+            Variant(
+                Engine(f"pvectl accelerated ring{rt}", {}, {}, None, key="accelerated"),
+                ACCELERATED,
+                embedded_engine.UpOptions(nodes=3, accelerated=True),
+            )
+        )
+    if args.netmtu:
+        out.append(
+            Variant(
+                Engine(
+                    f"pvectl netmtu {args.netmtu}{rt}", {}, {}, None, key=f"netmtu_{args.netmtu}"
+                ),
+                EXTRA_MTU,
+                embedded_engine.UpOptions(nodes=3, netmtu=args.netmtu),
+            )
+        )
+    return out
 
 
 def run(args: argparse.Namespace, sizes: list[int], with_corosync: bool) -> list[Engine]:
-    """Both labs up side by side; bursts alternate between them, so a busy moment on this
-    shared machine hits both engines rather than one."""
-    embedded_engine.down(EMBEDDED)
-    options = embedded_engine.UpOptions(nodes=3, netmtu=args.netmtu)
-    rt = ", RR" if args.realtime else ""
-    ours = Engine(f"pvectl (netmtu {args.netmtu or 1400}{rt})", {}, {}, None)
-    theirs = Engine("corosync CPG (knet, RR)", {}, {}, None)
+    """All labs up side by side; bursts alternate between them, so a busy moment on this
+    shared machine hits every engine rather than one."""
+    ours = variants(args)
+    theirs = Engine("corosync CPG (knet, RR)", {}, {}, None, key="corosync")
     with contextlib.ExitStack() as stack:
-        stack.callback(embedded_engine.down, EMBEDDED)
-        state = embedded_engine.up(EMBEDDED, options, report=print)
-        if args.realtime:
-            realtime([n.pid for n in state.nodes if n.pid is not None])
+        for v in ours:
+            embedded_engine.down(v.lab)
+            stack.callback(embedded_engine.down, v.lab)
+            v.state = embedded_engine.up(v.lab, v.options, report=print)
+            if args.realtime:
+                realtime([n.pid for n in v.state.nodes if n.pid is not None])
         binary = cstate = None
         if with_corosync:
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tperf-cpg-")))
@@ -288,31 +349,103 @@ def run(args: argparse.Namespace, sizes: list[int], with_corosync: bool) -> list
             cstate = corosync_engine.load_running(COROSYNC)
         for size in sizes:
             count = args.counts[size]
-            ours_runs, theirs_runs = [], []
+            runs: dict[str, list[Run]] = {v.lab: [] for v in ours}
+            theirs_runs = []
             for _ in range(args.repeats):
-                ours_runs.append(embedded_burst(state, size, count, args.queue_bytes))
+                for v in ours:
+                    assert v.state is not None
+                    runs[v.lab].append(embedded_burst(v.state, size, count, args.queue_bytes))
                 if binary is not None and cstate is not None:
                     theirs_runs.append(corosync_burst(cstate, binary, size, count))
-            ours.bursts[size] = median_run(ours_runs)
-            ours.echo[size] = embedded_echo(state, size, args.echo)
+            for v in ours:
+                assert v.state is not None
+                v.engine.bursts[size] = median_run(runs[v.lab])
+                v.engine.echo[size] = embedded_echo(v.state, size, args.echo)
             if binary is not None and cstate is not None:
                 theirs.bursts[size] = median_run(theirs_runs)
                 theirs.echo[size] = corosync_echo(cstate, binary, size, args.echo)
                 # latency at the same offered load: corosync's rate is set by its client
                 rate = theirs.bursts[size].receivers_rate()
                 paced = max(200, min(count, int(rate * 3)))
-                ours.paced[size] = embedded_burst(state, size, paced, args.queue_bytes, rate)
+                for v in ours:
+                    assert v.state is not None
+                    v.engine.paced[size] = embedded_burst(
+                        v.state, size, paced, args.queue_bytes, rate
+                    )
         if not args.no_failover:
-            ours.failover = embedded_failover(EMBEDDED)
+            ours[0].engine.failover = embedded_failover(EMBEDDED)
             if cstate is not None:
                 theirs.failover = corosync_failover(COROSYNC, cstate)
-    return [ours, theirs] if with_corosync else [ours]
+    engines = [v.engine for v in ours]
+    return [*engines, theirs] if with_corosync else engines
+
+
+def cpu_us(run: Run, count: int) -> float:
+    return run.cpu_s / count * 1e6 if count else 0.0
+
+
+def report_json(
+    engines: list[Engine], sizes: list[int], args: argparse.Namespace, loads: list[float]
+) -> dict[str, Any]:
+    """Per size: the headline pair and ratio, latency at corosync's rate, CPU per message,
+    and the same for each other embedded variant."""
+    corosync = next((e for e in engines if e.key == "corosync"), None)
+    ours = [e for e in engines if e.key != "corosync"]
+    out: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "load_1m_start": loads[0], "load_1m_end": loads[1]},
+        "settings": {
+            "nodes": 3,
+            "netmtu": 1400,
+            "realtime": args.realtime,
+            "repeats": args.repeats,
+            "counts": {str(k): v for k, v in args.counts.items()},
+        },
+        "sizes": {},
+    }
+    for size in sizes:
+        count = args.counts[size]
+        row: dict[str, Any] = {}
+        theirs = corosync.bursts[size] if corosync is not None else None
+        for engine in ours:
+            run = engine.bursts[size]
+            rate = run.receivers_rate()
+            paced = engine.paced.get(size)
+            fields: dict[str, Any] = {
+                "msgs_per_s": round(rate),
+                "p50_ms": run.p("p50"),
+                "p99_ms": run.p("p99"),
+                "node_cpu_us_per_msg": round(cpu_us(run, count), 2),
+                "node_cpu_us_per_msg_per_node": round(cpu_us(run, count) / 3, 2),
+                "ratio": round(rate / theirs.receivers_rate(), 3) if theirs else None,
+                "p99_ms_at_corosync_rate": paced.p("p99") if paced else None,
+                "msgs_per_s_at_corosync_rate": round(paced.receivers_rate()) if paced else None,
+                "idle_round_trip_ms": engine.echo[size],
+            }
+            if engine.key == "pvectl":
+                row.update({f"pvectl_{k}": v for k, v in fields.items() if k != "ratio"})
+                row["ratio"] = fields["ratio"]
+            else:
+                row[engine.key] = fields
+        if theirs is not None and corosync is not None:
+            rate = theirs.receivers_rate()
+            row.update(
+                {
+                    "corosync_msgs_per_s": round(rate),
+                    "corosync_p50_ms": theirs.p("p50"),
+                    "corosync_p99_ms": theirs.p("p99"),
+                    "corosync_node_cpu_us_per_msg": round(cpu_us(theirs, count), 2),
+                    "corosync_idle_round_trip_ms": corosync.echo[size],
+                }
+            )
+        out["sizes"][str(size)] = row
+    return out
 
 
 def print_report(engines: list[Engine], sizes: list[int]) -> None:
     print(f"\nmachine: {os.cpu_count()} cpu(s), load {os.getloadavg()[0]:.1f}; 3 nodes, sender n1")
     head = f"{'size':>7}  {'engine':<28}{'msgs/s':>9}{'MB/s':>8}{'p50 ms':>8}{'p99 ms':>8}"
     print(head + "  per node p50/p99 ms, notes")
+    corosync = next((e for e in engines if e.key == "corosync"), None)
     for size in sizes:
         for engine in engines:
             run = engine.bursts[size]
@@ -321,41 +454,33 @@ def print_report(engines: list[Engine], sizes: list[int]) -> None:
                 f"{size:>7}  {engine.label:<28}{rate:>9.0f}{rate * size / 1e6:>8.2f}"
                 f"{run.p('p50'):>8.2f}{run.p('p99'):>8.1f}  {run.per_node_latency()}; {run.note}"
             )
-        if len(engines) == 2:
-            ours, theirs = (e.bursts[size] for e in engines)
+        if corosync is None:
+            continue
+        theirs = corosync.bursts[size]
+        for engine in engines:
+            if engine is corosync:
+                continue
+            ours = engine.bursts[size]
             print(
-                f"{'':>7}  {'ratio pvectl/corosync':<28}"
+                f"{'':>7}  {'ratio ' + engine.key + '/corosync':<28}"
                 f"{ours.receivers_rate() / theirs.receivers_rate():>8.2f}x"
                 f"{'':>8}{ours.p('p50') / theirs.p('p50'):>7.2f}x"
                 f"{ours.p('p99') / theirs.p('p99'):>7.2f}x"
             )
-            paced = engines[0].paced.get(size)
+            paced = engine.paced.get(size)
             if paced is not None:
                 rate = paced.receivers_rate()
                 print(
-                    f"{'':>7}  {'pvectl at corosync rate':<28}{rate:>9.0f}{rate * size / 1e6:>8.2f}"
-                    f"{paced.p('p50'):>8.2f}{paced.p('p99'):>8.1f}  "
+                    f"{'':>7}  {engine.key + ' at corosync rate':<28}{rate:>9.0f}"
+                    f"{rate * size / 1e6:>8.2f}{paced.p('p50'):>8.2f}{paced.p('p99'):>8.1f}  "
                     f"{paced.per_node_latency()}; p50 ratio "
                     f"{paced.p('p50') / theirs.p('p50'):.2f}x, p99 ratio "
                     f"{paced.p('p99') / theirs.p('p99'):.2f}x"
                 )
-        ref_rate, ref_p50 = REFERENCE.get(size, (0, 0.0))
-        if ref_rate:
-            print(
-                f"{'':>7}  {'(reference corosync)':<28}{ref_rate:>9}"
-                f"{ref_rate * size / 1e6:>8.2f}{ref_p50:>8.2f}"
-            )
     print("\nidle round trip (send one, wait for own agreed delivery), ms p50 / p99")
     for size in sizes:
-        cells = [
-            f"{e.label}: {e.echo[size]['p50']:.3f} / {e.echo[size]['p99']:.3f}" for e in engines
-        ]
-        ratio = ""
-        if len(engines) == 2:
-            ratio = (
-                f"   ratio p50 {engines[0].echo[size]['p50'] / engines[1].echo[size]['p50']:.2f}x"
-            )
-        print(f"{size:>7}  " + "   ".join(cells) + ratio)
+        cells = [f"{e.key}: {e.echo[size]['p50']:.3f} / {e.echo[size]['p99']:.3f}" for e in engines]
+        print(f"{size:>7}  " + "   ".join(cells))
     if any(e.failover for e in engines):
         print("\nfailure detection: kill -9 of node 3 until the survivors' new ring")
         for engine in engines:
@@ -375,7 +500,20 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="64,1024,65536")
     parser.add_argument("--count", action="append", default=[], help="SIZE=N, e.g. 64=200000")
-    parser.add_argument("--netmtu", type=int, default=65000, help="embedded lab's totem netmtu")
+    parser.add_argument(
+        "--netmtu",
+        type=int,
+        default=0,
+        help="also run an embedded lab at this totem netmtu (an extra row; the headline "
+        "stays at the lab's default, 1400)",
+    )
+    parser.add_argument(
+        "--accelerated",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also run an Accelerated Ring lab (default: yes)",
+    )
+    parser.add_argument("--json", type=Path, help="write the figures per size to this file")
     parser.add_argument("--queue-bytes", type=int, default=0, help="embedded send queue bound")
     parser.add_argument("--repeats", type=int, default=3, help="bursts per size (median)")
     parser.add_argument("--echo", type=int, default=500, help="round trips per size")
@@ -399,8 +537,13 @@ def main() -> int:
         with_corosync = False
     if args.realtime:
         CLIENT_PREFIX[:] = ["chrt", "-r", "1"]
+    load_start = os.getloadavg()[0]
     engines = run(args, sizes, with_corosync)
     print_report(engines, sizes)
+    if args.json:
+        figures = report_json(engines, sizes, args, [load_start, os.getloadavg()[0]])
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+        print(f"\nfigures written to {args.json}")
     return 0
 
 

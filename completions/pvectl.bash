@@ -27,7 +27,7 @@ _pvectl_options() {
         "quorum") echo "-h --help --debug" ;;
         "quorum what-if") echo "--nodes --votes --two-node --qdevice --last-man-standing --auto-tie-breaker --wait-for-all --no-wait-for-all --config --output-format -h --help --debug" ;;
         "lab") echo "-h --help --debug" ;;
-        "lab up") echo "--engine --name --transport --token --two-node --wait-for-all --no-wait-for-all --votes --quorum --config --from-host --start --subnet --durability --coupling --qdevice --qdevice-algorithm --qdevice-votes --qdevice-start --netmtu --host --address --port --accept-new-host-key --connect-timeout --qnetd --qdevice-tls --no-qdevice-tls --output-format -h --help --debug" ;;
+        "lab up") echo "--engine --name --transport --token --two-node --wait-for-all --no-wait-for-all --votes --quorum --config --from-host --start --subnet --durability --coupling --qdevice --qdevice-algorithm --qdevice-votes --qdevice-start --netmtu --accelerated --host --address --port --accept-new-host-key --connect-timeout --qnetd --qdevice-tls --no-qdevice-tls --output-format -h --help --debug" ;;
         "lab down") echo "--name -h --help --debug" ;;
         "lab ls") echo "--name --output-format -h --help --debug" ;;
         "lab kill") echo "--name --output-format -h --help --debug" ;;

@@ -190,6 +190,7 @@ complete -c pvectl -n '__pvectl_at \'lab up\'' -l qdevice-algorithm -x -a 'ffspl
 complete -c pvectl -n '__pvectl_at \'lab up\'' -l qdevice-votes -x -d 'quorum.device.votes (default: as pvecm writes it).'
 complete -c pvectl -n '__pvectl_at \'lab up\'' -l qdevice-start -x -a 'yes no' -d 'no: configured, but the qdevice daemons wait for \'lab qdevice start\'.'
 complete -c pvectl -n '__pvectl_at \'lab up\'' -l netmtu -x -d 'Embedded: totem netmtu in bytes (default 1400, as corosync); loopback carries up to 65507, which packs more messages per token visit.'
+complete -c pvectl -n '__pvectl_at \'lab up\'' -l accelerated -d 'Embedded: the Accelerated Ring (totem accelerated: yes): a node passes the token before it multicasts its burst; corosync has no such option.'
 complete -c pvectl -n '__pvectl_at \'lab up\'' -l host -x -d 'Run the nodes on your own hosts over SSH ([user@]host[:port], repeat: one per node, or one host for all); they need python3 >= 3.11 only.'
 complete -c pvectl -n '__pvectl_at \'lab up\'' -l address -x -d 'Ring address of each --host, in the same order (e.g. its corosync network); default: the address pvectl reached it at.'
 complete -c pvectl -n '__pvectl_at \'lab up\'' -l port -x -d 'First UDP port of the nodes on a host (k nodes there: k ports).'

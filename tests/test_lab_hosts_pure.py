@@ -60,6 +60,20 @@ def test_conf_for_hosts_names_ports_and_leaves_the_key_beside_it(tmp_path: Path)
     assert corosync_conf.parse(text).section("pvectl") is not None
 
 
+def test_accelerated_option_reaches_the_node_config(tmp_path: Path) -> None:
+    nodes = (LabNode(1, "node1", "", "10.1.1.5", "/d/node1", host="h"),)
+    conf = tmp_path / "corosync.conf"
+    for accelerated in (False, True):
+        options = embedded_engine.UpOptions(nodes=1, accelerated=accelerated)
+        text = embedded_engine.build_conf(_state(nodes), options, None)
+        assert ("accelerated: yes" in text) is accelerated
+        conf.write_text(text)
+        assert node_config.load(conf, 1).totem.accelerated is accelerated
+    conf.write_text(text.replace("accelerated: yes", "accelerated: sometimes"))
+    with pytest.raises(node_config.ConfigError, match=r"totem\.accelerated must be yes or no"):
+        node_config.load(conf, 1)
+
+
 def test_node_zip_runs_on_a_bare_python(tmp_path: Path) -> None:
     """No site-packages (-S), no user site, no PYTHONPATH (-I): what a fresh Debian has."""
     archive = tmp_path / "pvectl.zip"

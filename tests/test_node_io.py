@@ -77,6 +77,45 @@ def test_udp_between_peers_and_partition_filter(host: str) -> None:
         pytest.skip(f"cannot bind {host}: {exc}")
 
 
+def test_token_is_handed_over_before_frames_of_the_same_wake_up() -> None:
+    """With ``urgent`` (the runtime sets ``wire.is_token``), a wake-up's token goes to the
+    machine before the frames queued ahead of it; without, arrival order is kept."""
+    from pvectl.results import RingId
+    from pvectl.totem.wire import Codec, Mcast, Token, is_token
+
+    codec = Codec(1, "t", b"k" * 32)
+    ring = RingId(1, 8)
+    frames = [codec.encode(Mcast(ring, s, 1, b"x")) for s in (1, 2)]
+    token = codec.encode(Token(ring, 3, 2, 2, 0, 2, 0, False, ()))
+    assert is_token(token) and not any(is_token(f) for f in frames)
+
+    def order(urgent: bool) -> list[bytes]:
+        ports = _free_udp_ports(2)
+        peers = {1: ("127.0.0.1", ports[0]), 2: ("127.0.0.1", ports[1])}
+        got: list[bytes] = []
+        batches: list[int] = []
+
+        async def scenario() -> None:
+            a = await UdpTransport.bind(peers[1], peers, lambda p, d: None)
+            b = await UdpTransport.bind(
+                peers[2], peers, lambda p, d: got.append(d), None, lambda: batches.append(len(got))
+            )
+            if urgent:
+                b.urgent = is_token
+            for data in (*frames, token):  # queued before the loop can read any of them
+                a.send(2, data)
+            await asyncio.sleep(0.05)
+            a.close()
+            b.close()
+
+        asyncio.run(scenario())
+        assert batches == [3]  # one wake-up
+        return got
+
+    assert order(urgent=False) == [*frames, token]
+    assert order(urgent=True) == [token, *frames]
+
+
 def test_loss_filter_is_seeded() -> None:
     seed = random.randrange(2**32)
     print(f"seed={seed}")

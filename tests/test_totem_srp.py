@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from pvectl.results import RingId
 from pvectl.totem.srp import (
     AppSend,
@@ -98,6 +100,65 @@ def test_token_processing_order_retransmit_then_new_then_forward_then_deliver() 
     assert cmds[delivered[0]].payload == b"mine"  # type: ignore[union-attr]
     timers = {c.kind for c in cmds if isinstance(c, SetTimer)}
     assert {TimerKind.TOKEN_LOSS, TimerKind.TOKEN_RETRANSMIT} <= timers
+
+
+def _visit_with_backlog(config: TotemConfig) -> tuple[list[object], int]:
+    """Node 2 of a formed ring holds three queued messages and gets a token asking for a
+    retransmission: the commands of that one visit, and the ring's seq before it."""
+    from pvectl.totem.packing import MIN_FRAGMENT
+
+    net = Net([1, 2, 3], dataclasses.replace(config, netmtu=200))
+    net.run_until(lambda: net.one_ring([1, 2, 3]), limit=5)
+    net.run(0.2)
+    node = net.srp[2]
+    ring = node.ring_id
+    high = node._reg.high_seq
+    node.handle(MessageReceived(1, Mcast(ring, high + 1, 1, b"\x00\x00\x05from1")), net.now)
+    for i in range(3):  # one frame each at netmtu 200
+        node.handle(AppSend(bytes([i]) * (MIN_FRAGMENT + 40)), net.now)
+    token = Token(ring, node._my_token_seq + 10, high + 1, high, 3, 0, 0, False, (high + 1,))
+    return list(node.handle(MessageReceived(1, token), net.now)), high
+
+
+def test_accelerated_ring_passes_the_token_before_its_new_frames() -> None:
+    """Accelerated Ring: retransmission, token, then the visit's new frames; the token
+    already counts them (seq, fcc), exactly as the standard ring's token does."""
+    standard, high = _visit_with_backlog(FAST)
+    accelerated, high_a = _visit_with_backlog(dataclasses.replace(FAST, accelerated=True))
+    assert high == high_a
+
+    def shape(cmds: list[object]) -> list[str]:
+        out = []
+        for c in cmds:
+            if isinstance(c, SendAll):
+                m = codec(3).decode(c.data)[1]
+                assert isinstance(m, Mcast)
+                out.append(f"frame {m.seq - high}")
+            elif isinstance(c, SendTo):
+                t = codec(3).decode(c.data)[1]
+                assert isinstance(t, Token)
+                out.append(f"token seq {t.seq - high} fcc {t.fcc}")
+        return out
+
+    assert shape(standard) == ["frame 1", "frame 2", "frame 3", "frame 4", "token seq 4 fcc 4"]
+    assert shape(accelerated) == ["frame 1", "token seq 4 fcc 4", "frame 2", "frame 3", "frame 4"]
+    # same frames, byte for byte: only their order around the token differs
+    frames = sorted(c.data for c in standard if isinstance(c, SendAll))
+    assert frames == sorted(c.data for c in accelerated if isinstance(c, SendAll))
+
+
+def test_accelerated_ring_three_senders_deliver_everything_in_one_order() -> None:
+    ids = [1, 2, 3]
+    net = Net(ids, dataclasses.replace(FAST, accelerated=True))
+    net.run_until(lambda: net.one_ring(ids), limit=5)
+    for k in range(60):
+        for i in ids:
+            net.send(i, f"{i}:{k}".encode())
+        net.run(0.002)
+    net.run(1.0)
+    orders = {i: [d.payload for d in net.delivered[i]] for i in ids}
+    assert len(orders[1]) == 180
+    assert orders[1] == orders[2] == orders[3]
 
 
 def test_aru_raised_when_lowered_by_me_or_nobody() -> None:

@@ -51,7 +51,10 @@ messages: st.SearchStrategy[Message] = st.one_of(
         st.booleans(),
         st.lists(st.integers(1, 40), max_size=5).map(tuple),
     ),
-    st.builds(Mcast, rings, st.integers(1, 40), nodes, st.binary(max_size=20)),
+    # a plain frame: the encapsulation fields given, or builds() draws them from the hints
+    st.builds(
+        Mcast, rings, st.integers(1, 40), nodes, st.binary(max_size=20), st.none(), st.just(0)
+    ),
     st.builds(Mcast, rings, st.integers(1, 40), nodes, st.binary(max_size=20), rings, small),
     st.builds(MergeDetect, rings),
     st.builds(Join, ids, ids, small),

@@ -141,3 +141,53 @@ def test_fuzz_signed_truncations(base: bytes, trim: int) -> None:
     body = base[13:-32]
     mtype = base[3]
     _decode_or_wire_error(_forger.raw(mtype, body[: max(len(body) - trim, 0)]))
+
+
+@pytest.mark.parametrize("key_len", [16, 32, 64, 65, 200])
+def test_prehashed_hmac_equals_hmac_digest(key_len: int) -> None:
+    """The codec's HMAC (pad blocks hashed once) is RFC 2104 HMAC-SHA256, byte for byte."""
+    from pvectl.totem.wire import _HmacSha256
+
+    key = bytes(range(key_len % 256)) * (key_len // 256 + 1)
+    key = key[:key_len]
+    mac = _HmacSha256(key)
+    for size in (0, 1, 55, 64, 1400, 65000):
+        msg = os.urandom(size)
+        assert mac(msg) == hmac.digest(key, msg, "sha256")
+        assert mac(memoryview(msg)) == hmac.digest(key, msg, "sha256")
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.integers(1, 2**32 - 1),
+    st.integers(0, 2**64 - 1),
+    st.lists(st.integers(0, 2**32 - 1), min_size=6, max_size=6),
+    st.booleans(),
+    st.binary(max_size=300),
+)
+def test_fast_paths_decode_like_the_general_parser(
+    rep: int, rseq: int, nums: list[int], flag: bool, payload: bytes
+) -> None:
+    """Plain frames and tokens take decode's prefix-test path: same message (or the same
+    rejection) as the field-by-field parser gives for the same body."""
+    from pvectl.totem.wire import _parse_mcast, _parse_token
+
+    ring = RingId(rep, rseq)
+    tseq, seq, aru, aru_addr, fcc, backlog = nums
+    a, b = Codec(7, "pve", KEY), Codec(8, "pve", KEY)
+    for msg, parse in (
+        (Mcast(ring, seq, aru_addr, payload), _parse_mcast),
+        (Token(ring, tseq, seq, aru, aru_addr, fcc, backlog, flag, ()), _parse_token),
+    ):
+        data = a.encode(msg)
+        try:
+            expected: object = parse(data[HEADER.size : -32])
+        except ValueError:
+            expected = "malformed"
+        try:
+            sender, got = b.decode(data)
+            assert sender == 7
+        except WireError as exc:
+            got = exc.reason
+        assert got == expected
+        assert type(got) is type(expected)

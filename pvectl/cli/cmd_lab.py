@@ -248,6 +248,14 @@ def up(
             "carries up to 65507, which packs more messages per token visit.",
         ),
     ] = None,
+    accelerated: Annotated[
+        bool,
+        typer.Option(
+            "--accelerated",
+            help="Embedded: the Accelerated Ring (totem accelerated: yes): a node passes the "
+            "token before it multicasts its burst; corosync has no such option.",
+        ),
+    ] = False,
     hosts: Annotated[
         list[str] | None,
         typer.Option(
@@ -309,6 +317,8 @@ def up(
     lab_state.check_lab_name(name)
     chosen = engines.choose(engine.value if engine else None)
     module = engines.module_for(chosen)
+    if accelerated and chosen != "embedded":
+        raise UsageError("--accelerated needs the embedded engine (corosync has no such option)")
     on_hosts: dict[str, object] = {}
     if hosts or addresses or port != 5405:
         if chosen != "embedded":
@@ -355,7 +365,12 @@ def up(
         wait_for_all=wait_for_all,
         subnet=subnet,
         **(
-            {"durability": durability.value, "coupling": coupling.value, "netmtu": netmtu}
+            {
+                "durability": durability.value,
+                "coupling": coupling.value,
+                "netmtu": netmtu,
+                "accelerated": accelerated,
+            }
             if chosen == "embedded"
             else {}
         ),

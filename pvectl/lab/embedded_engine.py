@@ -67,6 +67,7 @@ class UpOptions:
     last_man_standing: bool = False
     auto_tie_breaker: bool = False
     netmtu: int | None = None
+    accelerated: bool = False  # totem { accelerated: yes }: the Accelerated Ring
     hosts: tuple[str, ...] = ()  # run the nodes on these SSH hosts instead of loopback
     port: int = PORT  # first UDP port on a host (a host running k nodes uses k ports)
     accept_new_host_key: bool = False
@@ -218,6 +219,8 @@ def build_conf(
         totem.values["token"] = str(options.token)
     if options.netmtu is not None:
         totem.values["netmtu"] = str(options.netmtu)
+    if options.accelerated:
+        totem.values["accelerated"] = "yes"
     nodelist = Section("nodelist")
     for node in state.nodes:
         values = {

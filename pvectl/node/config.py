@@ -2,7 +2,8 @@
 
 The same parser as the corosync target (``pvectl.corosync_conf``), the same sections:
 ``totem`` (cluster_name, token, token_coefficient, consensus, join, window_size,
-max_messages, netmtu, crypto_cipher), ``nodelist`` (nodeid, name, ring0_addr,
+max_messages, netmtu, crypto_cipher; and ``accelerated: yes`` for the Accelerated Ring,
+which corosync does not have), ``nodelist`` (nodeid, name, ring0_addr,
 quorum_votes) and ``quorum`` (all votequorum options). pvectl adds, for embedded nodes only:
 
 * ``nodelist.node.pvectl_port`` (default 5405): nodes sharing one address (``::1``) need
@@ -150,6 +151,11 @@ def load(path: Path, node_id: int) -> NodeConfig:
                 values[key] = int(raw)
             except ValueError as exc:
                 raise ConfigError(f"totem.{key}: not an integer: {raw!r}", where) from exc
+    accelerated = totem.get("accelerated")
+    if accelerated is not None:
+        if accelerated not in ("yes", "no"):
+            raise ConfigError(f"totem.accelerated must be yes or no, not {accelerated!r}", where)
+        values["accelerated"] = accelerated == "yes"
     extra = root.section("pvectl")
     durability = (extra.get("durability") if extra else None) or "fsync"
     coupling = (extra.get("coupling") if extra else None) or "decoupled"

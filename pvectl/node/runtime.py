@@ -44,7 +44,7 @@ from pvectl.quorum import votequorum as vq
 from pvectl.quorum.view import quorum_status
 from pvectl.results import NodeList, QuorumStatus, to_jsonable
 from pvectl.totem import srp
-from pvectl.totem.wire import Codec
+from pvectl.totem.wire import Codec, is_token
 from pvectl.trace.spans import Phase, RingEvent, Span
 
 MAX_TRACED_WRITES = 2000
@@ -163,6 +163,8 @@ class NodeRuntime:
             self.faults,
             on_batch_end=self._on_batch_end,
         )
+        # the token before the frames that came in the same wake-up (see UdpTransport)
+        self.transport.urgent = is_token
         server = await control.serve(self.state_dir / "control.sock", self._on_request)
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(sig, self.stopping.set)
@@ -202,7 +204,7 @@ class NodeRuntime:
     def _on_datagram(self, _peer: int, data: bytes) -> None:
         self.receiving = True
         self.event_time = now = self.loop.time()
-        self._execute(self.srp.handle(srp.PacketReceived(data), now))
+        self._execute(self.srp.receive(data, now))
 
     def _on_batch_end(self) -> None:
         """The socket is drained: now deliver what the batch brought (tokens went on)."""
@@ -250,9 +252,7 @@ class NodeRuntime:
             if kind is srp.Deliver or kind is srp.ConfigChange:
                 self.pending.append(command)  # type: ignore[arg-type]
             elif kind is srp.SendAll:
-                data = command.data  # type: ignore[union-attr]
-                for node in self.other_nodes:
-                    transport.send(node, data)
+                transport.send_many(self.other_nodes, command.data)  # type: ignore[union-attr]
             elif kind is srp.SendTo:
                 transport.send(command.node, command.data)  # type: ignore[union-attr]
             elif kind is srp.SetTimer:

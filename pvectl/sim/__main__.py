@@ -24,6 +24,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=None, help="replay exactly this seed, traced")
     p.add_argument("--safety", type=float, default=6.0, help="simulated seconds with faults on")
     p.add_argument("--quiet", action="store_true", help="print only the summary")
+    p.add_argument(
+        "--accelerated", action="store_true", help="run the Accelerated Ring (totem accelerated)"
+    )
     try:
         args = p.parse_args(argv)
     except SystemExit as exc:
@@ -47,7 +50,7 @@ def _swarm(args: argparse.Namespace, seeds: Sequence[int], trace: bool, shown: B
     simulated = 0.0
     done = 0
     for seed in seeds:
-        opts = Options.draw(seed, args.nodes, safety_s=args.safety)
+        opts = Options.draw(seed, args.nodes, safety_s=args.safety, accelerated=args.accelerated)
         sim = Simulator(seed, opts, trace=True, trace_len=400 if trace else 60)
         try:
             result = sim.run()
@@ -55,7 +58,8 @@ def _swarm(args: argparse.Namespace, seeds: Sequence[int], trace: bool, shown: B
             print(f"VIOLATION {exc}", file=sys.stderr)
             print(
                 f"replay: python -m pvectl.sim --seed {seed} --safety {args.safety}"
-                + (f" --nodes {args.nodes}" if args.nodes else ""),
+                + (f" --nodes {args.nodes}" if args.nodes else "")
+                + (" --accelerated" if args.accelerated else ""),
                 file=sys.stderr,
             )
             return 1

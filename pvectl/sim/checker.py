@@ -72,6 +72,9 @@ class Checker:
         self.rings: dict[RingId, tuple[int, ...]] = {}
         self.deliveries = 0
         self.config_changes = 0
+        self._ids: dict[bytes, tuple[tuple[int, int, int], tuple[int, int]]] = {}
+        self._last_ring: RingId | None = None
+        self._last_order: dict[tuple[int, int], tuple[int, int, int]] = {}
 
     def node_started(self, node: int, incarnation: int) -> None:
         self.views[node] = NodeView(node, incarnation)
@@ -82,37 +85,49 @@ class Checker:
     def on_deliver(self, node: int, d: Deliver) -> None:
         v = self.views[node]
         self.deliveries += 1
-        mid = parse_msg_id(d.payload)
-        if mid[0] != d.sender:
-            raise self._fail(v, f"message {mid} delivered as sent by {d.sender}")
-        if v.ring is None or d.ring_id != v.ring:
-            raise self._fail(v, f"delivery in ring {d.ring_id} while in configuration {v.ring}")
-        if d.seq != v.frame_seq:
-            v.frame_seq = d.seq
+        sender, payload, ring, seq = d
+        ids = self._ids
+        found = ids.get(payload)  # every node delivers each message: parse it once
+        if found is None:
+            if len(ids) >= 4096:
+                ids.clear()
+            mid = parse_msg_id(payload)
+            found = ids[payload] = (mid, (mid[0], mid[1]))
+        mid, src = found
+        if mid[0] != sender:
+            raise self._fail(v, f"message {mid} delivered as sent by {sender}")
+        if ring is not v.ring and (v.ring is None or ring != v.ring):
+            raise self._fail(v, f"delivery in ring {ring} while in configuration {v.ring}")
+        if seq != v.frame_seq:
+            v.frame_seq = seq
             v.frame_idx = 0
         else:
             v.frame_idx += 1
-        pos = (d.seq, v.frame_idx)
+        pos = (seq, v.frame_idx)
         if pos <= v.last_pos:
-            raise self._fail(v, f"delivery position {pos} not after {v.last_pos} in {d.ring_id}")
+            raise self._fail(v, f"delivery position {pos} not after {v.last_pos} in {ring}")
         v.last_pos = pos
-        ring_order = self.order.get(d.ring_id)
-        if ring_order is None:
-            ring_order = self.order[d.ring_id] = {}
+        if ring is self._last_ring:  # interned ring ids: skip hashing the key
+            ring_order = self._last_order
+        else:
+            ring_order = self.order.setdefault(ring, {})
+            self._last_ring, self._last_order = ring, ring_order
         prev = ring_order.setdefault(pos, mid)
         if prev != mid:
-            raise self._fail(v, f"ring {d.ring_id} seq {d.seq}.{v.frame_idx}: {mid} != {prev}")
-        if mid in v.delivered:
+            raise self._fail(v, f"ring {ring} seq {seq}.{v.frame_idx}: {mid} != {prev}")
+        delivered = v.delivered
+        if mid in delivered:
             raise self._fail(v, f"duplicate delivery of {mid}")
-        v.delivered.add(mid)
-        src = (mid[0], mid[1])
-        last = v.fifo.get(src, -1)
-        if mid[2] <= last:
+        delivered.add(mid)
+        counter = mid[2]
+        fifo = v.fifo
+        last = fifo.get(src, -1)
+        if counter <= last:
             raise self._fail(v, f"FIFO: {mid} after counter {last} of the same sender")
-        v.fifo[src] = mid[2]
-        if src == (v.node, v.incarnation):
-            if mid[2] != v.own_next:
-                raise self._fail(v, f"self-delivery gap: got own {mid[2]}, expected {v.own_next}")
+        fifo[src] = counter
+        if mid[0] == v.node and mid[1] == v.incarnation:
+            if counter != v.own_next:
+                raise self._fail(v, f"self-delivery gap: got own {counter}, expected {v.own_next}")
             v.own_next += 1
         if v.in_transitional:
             v.trans_set.add(mid)

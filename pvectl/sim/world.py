@@ -36,7 +36,6 @@ from pvectl.totem.srp import (
     ConfigChange,
     Deliver,
     Log,
-    PacketReceived,
     PersistRingSeq,
     SendAll,
     SendTo,
@@ -49,9 +48,10 @@ from pvectl.totem.srp import (
     TimerKind,
     TotemConfig,
 )
-from pvectl.totem.wire import Codec, Message
+from pvectl.totem.wire import Codec, Message, is_token
 
 KEY = b"pvectl-sim-cluster-key-0123456789"
+
 DECODED_CACHE_SIZE = 4096
 
 
@@ -65,6 +65,8 @@ class SharedDecodeCodec(Codec):
         self._decoded = cache
 
     def decode(self, data: bytes) -> tuple[int, Message]:
+        if is_token(data):
+            return super().decode(data)  # a token has one receiver: nothing to share
         found = self._decoded.get(data)
         if found is None:
             found = super().decode(data)
@@ -99,9 +101,17 @@ class Options:
     safety_s: float
     encrypt: bool = False
     netmtu: int = 1400
+    accelerated: bool = False  # the Accelerated Ring (its own CI seeds; not drawn)
 
     @classmethod
-    def draw(cls, seed: int, nodes: int | None = None, safety_s: float = 6.0) -> Options:
+    def draw(
+        cls,
+        seed: int,
+        nodes: int | None = None,
+        safety_s: float = 6.0,
+        *,
+        accelerated: bool = False,
+    ) -> Options:
         r = random.Random(f"options-{seed}")
         return cls(
             nodes=nodes if nodes is not None else r.randint(3, 7),
@@ -118,6 +128,7 @@ class Options:
             big_messages=r.random() < 0.3,
             safety_s=safety_s,
             encrypt=r.random() < 0.2,
+            accelerated=accelerated,
         )
 
 
@@ -151,7 +162,10 @@ class Simulator:
         self.work_rng = random.Random(f"work-{seed}")
         self.nonce_rng = random.Random(f"nonce-{seed}")
         self.config = TotemConfig(
-            token=self.opt.token_ms, token_coefficient=50, netmtu=self.opt.netmtu
+            token=self.opt.token_ms,
+            token_coefficient=50,
+            netmtu=self.opt.netmtu,
+            accelerated=self.opt.accelerated,
         )
         self.ids = list(range(1, self.opt.nodes + 1))
         self.timeouts = self.config.timeouts(len(self.ids))
@@ -256,12 +270,25 @@ class Simulator:
     def _execute(self, n: SimNode, cmds: list[Command]) -> None:
         nid = n.node_id
         for c in cmds:
-            if type(c) is Deliver:  # the most frequent command first
-                self.checker.on_deliver(nid, c)
-            elif isinstance(c, SendAll):
+            kind = type(c)  # the most frequent commands first, by exact type
+            if kind is Deliver:
+                self.checker.on_deliver(nid, c)  # type: ignore[arg-type]
+            elif kind is SendAll:
+                data = c.data  # type: ignore[union-attr]
+                transmit = self._transmit
                 for dst in self.ids:
                     if dst != nid:
-                        self._transmit(nid, dst, c.data)
+                        transmit(nid, dst, data)
+            elif kind is SetTimer:
+                # lazy timers: one heap entry per kind, moved only when it must fire
+                # earlier; a later deadline is honoured when the early entry pops
+                timer: TimerKind = c.kind  # type: ignore[union-attr,assignment]
+                deadline: float = c.deadline  # type: ignore[union-attr]
+                n.timers[timer] = deadline
+                sched = n.scheduled.get(timer)
+                if sched is None or deadline < sched:
+                    n.scheduled[timer] = deadline
+                    self._push(deadline, _TIMER, nid, n.incarnation, timer)
             elif isinstance(c, SendTo):
                 self._transmit(nid, c.node, c.data)
             elif isinstance(c, Deliver):
@@ -290,20 +317,22 @@ class Simulator:
 
     def _transmit(self, src: int, dst: int, data: bytes) -> None:
         self.packets += 1
-        if (src, dst) in self.blocked:
+        if self.blocked and (src, dst) in self.blocked:
             return
         r = self.net_rng
+        o = self.opt
+        copies = 1
         if self.faults_on:
-            if self.opt.loss and r.random() < self.opt.loss:
+            if o.loss and r.random() < o.loss:
                 return
-            copies = 2 if self.opt.duplicate and r.random() < self.opt.duplicate else 1
-        else:
-            copies = 1
+            if o.duplicate and r.random() < o.duplicate:
+                copies = 2
         for _ in range(copies):
-            delay = self.opt.delay_s
-            if self.opt.jitter_s:
-                delay += r.expovariate(1 / self.opt.jitter_s)
-            self._push(self.now + delay, _PKT, dst, -1, data)
+            delay = o.delay_s
+            if o.jitter_s:
+                delay += r.expovariate(1 / o.jitter_s)
+            self._ctr += 1
+            heapq.heappush(self._heap, (self.now + delay, self._ctr, _PKT, dst, -1, data))
 
     # ---- faults ------------------------------------------------------------------------
 
@@ -444,7 +473,7 @@ class Simulator:
             return True
         self.now = t
         self.steps += 1
-        self._execute(n, n.srp.handle(PacketReceived(payload), t))
+        self._execute(n, n.srp.receive(payload, t))
         return True
 
     def _run_until(self, t_end: float) -> None:

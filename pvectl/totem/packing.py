@@ -29,6 +29,7 @@ MIDDLE: Final = 2
 LAST: Final = 3
 _REC = struct.Struct("!BH")
 REC_LEN: Final = _REC.size
+_WHOLE_KIND = bytes([WHOLE])
 MIN_FRAGMENT: Final = 64  # do not start a fragment in less room than this
 MAX_MESSAGE: Final = 16 * 1024 * 1024
 
@@ -170,6 +171,12 @@ class Reassembler:
         return sum(self._size.values())
 
     def unpack(self, origin: int, frame: bytes) -> list[bytes]:
+        if (
+            frame[:1] == _WHOLE_KIND
+            and len(frame) >= REC_LEN
+            and len(frame) == REC_LEN + _REC.unpack_from(frame)[1]
+        ):
+            return [frame[REC_LEN:]]  # one whole message: the common frame of big sends
         out: list[bytes] = []
         off = 0
         end = len(frame)

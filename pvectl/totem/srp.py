@@ -106,6 +106,32 @@ Ours:
   does not). So a replay re-forms the ring at most once per captured message and node
   start, instead of every time. Not a defence against a key holder, who can sign
   anything.
+
+Accelerated Ring (``TotemConfig.accelerated``, ``totem { accelerated: yes }``; Babay and
+Amir, "Fast Total Ordering for Modern Data Centers", ICDCS 2016; not in corosync):
+
+* in OPERATIONAL, a token visit emits its retransmissions, then the token, then the new
+  frames of the visit; the standard ring sends the token last. The next node starts its
+  own visit while this node is still at its ``sendto`` calls, so a rotation no longer
+  waits for every burst to leave.
+* Safety argument. Only the order of the commands of one visit changes: the frames get
+  the same sequence numbers, go into the retransmit buffer, and count in the token's
+  ``seq``, ``aru``, ``fcc`` and ``backlog`` exactly as on the standard ring, before the
+  token is encoded. An accelerated run is therefore a standard run on a network that
+  delivers those frames later than the token, and UDP already allows that (the token
+  is a unicast datagram, the frames other datagrams; nothing orders them). Total
+  order, agreed delivery and EVS hold on the standard ring for every such reordering
+  (the simulator reorders by jitter), so they hold here. Receivers that get the token
+  first see ``seq`` beyond their aru: they keep the token's aru down until the frames
+  arrive (buffers are released later, never earlier) and ask for retransmission only
+  after ``miss_count_const`` visits, which covers the paper's "request only what the
+  previous token announced" rule for frames that are merely in flight.
+* RECOVERY and the membership protocol are unchanged (old-ring messages still go
+  before the token), as is a visit with nothing new to send.
+
+The same argument covers pvectl's runtime handing a token to ``handle`` before frames
+that reached the socket ahead of it in one wake-up (``UdpTransport.urgent``): that is a
+network that delivered the token first, on the standard ring as on the accelerated one.
 """
 
 from __future__ import annotations
@@ -114,7 +140,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum, StrEnum
-from typing import Final
+from typing import Final, NamedTuple
 
 from pvectl.results import RingId
 from pvectl.totem.packing import Reassembler, SendQueue
@@ -130,6 +156,7 @@ from pvectl.totem.wire import (
     Token,
     TokenHoldCancel,
     WireError,
+    mcast_frame,
 )
 
 RTR_MAX: Final = 30  # RETRANSMIT_ENTRIES_MAX
@@ -179,6 +206,7 @@ class TotemConfig:
     max_messages: int = 17
     cancel_token_hold_on_retransmit: bool = False
     netmtu: int = 1400
+    accelerated: bool = False  # Accelerated Ring (pvectl only; corosync has no such option)
 
     def timeouts(self, node_count: int) -> Timeouts:
         token = self.token
@@ -259,30 +287,30 @@ Event = Start | PacketReceived | MessageReceived | TimerFired | AppSend | Shutdo
 # ---- commands -----------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class SendTo:
+class SendTo(NamedTuple):
+    """(Commands made on every token visit or frame are named tuples: cheaper to build
+    than frozen dataclasses, and just as immutable.)"""
+
     node: int
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class SendAll:
+class SendAll(NamedTuple):
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class SetTimer:
+class SetTimer(NamedTuple):
     kind: TimerKind
     deadline: float
 
 
-@dataclass(frozen=True, slots=True)
-class CancelTimer:
+class CancelTimer(NamedTuple):
     kind: TimerKind
 
 
-@dataclass(frozen=True, slots=True)
-class Deliver:
+class Deliver(NamedTuple):
+    """One application message in agreed order (a named tuple: one per message)."""
+
     sender: int
     payload: bytes
     ring_id: RingId
@@ -342,22 +370,13 @@ Command = (
     | Log
 )
 
-_set_deliver_fields = tuple(
-    Deliver.__dict__[name].__set__ for name in ("sender", "payload", "ring_id", "seq")
-)
+_tuple_new = tuple.__new__
 
 
 def _new_deliver(sender: int, payload: bytes, ring_id: RingId, seq: int) -> Deliver:
-    """``Deliver(...)`` without the frozen ``__init__``'s per-field ``object.__setattr__``:
-    one is made per delivered message, and this halves its cost. Equal to ``Deliver(...)``
-    and just as frozen afterwards."""
-    deliver: Deliver = object.__new__(Deliver)
-    set_sender, set_payload, set_ring, set_seq = _set_deliver_fields
-    set_sender(deliver, sender)
-    set_payload(deliver, payload)
-    set_ring(deliver, ring_id)
-    set_seq(deliver, seq)
-    return deliver
+    """``Deliver(...)`` without the keyword-handling ``__new__``: one is made per
+    delivered message. Equal to ``Deliver(...)``."""
+    return _tuple_new(Deliver, (sender, payload, ring_id, seq))
 
 
 class _Buf:
@@ -448,6 +467,7 @@ class Srp:
         self._retrans_queue: deque[Mcast] = deque()
         self._last_token: bytes | None = None
         self._token_target = node_id
+        self._next_cache: tuple[tuple[int, ...], int] = ((), node_id)  # members, successor
         self._commit_tseq = -1
         self._originated = False
         self._reset_ring_counters()
@@ -504,15 +524,7 @@ class Srp:
         out: list[Command] = []
         self._out = out
         if type(event) is PacketReceived:
-            try:
-                sender, msg = self.codec.decode(event.data)
-            except WireError:
-                self.stats["bad_packets"] += 1
-                return out
-            if sender in self._peers:
-                self._dispatch(sender, msg, event.data, now)
-            elif sender != self.node_id:
-                self.stats["unknown_sender"] += 1  # signed, but not in our nodelist
+            self._packet(event.data, now)
         elif type(event) is AppSend:
             self._app_send(event.payload, event.tag, now)
         elif type(event) is TimerFired:
@@ -529,11 +541,41 @@ class Srp:
             self._dispatch(sender, msg, data, now)
         return out
 
+    def receive(self, data: bytes, now: float) -> list[Command]:
+        """``handle(PacketReceived(data), now)`` without the event object: the runtime's
+        per-datagram entry point."""
+        if self._stopped:
+            return []
+        out: list[Command] = []
+        self._out = out
+        self._packet(data, now)
+        while self._loop and not self._stopped:
+            sender, msg, looped = self._loop.popleft()
+            self._dispatch(sender, msg, looped, now)
+        return out
+
     # ---- plumbing ------------------------------------------------------------------------
+
+    def _packet(self, data: bytes, now: float) -> None:
+        try:
+            sender, msg = self.codec.decode(data)
+        except WireError:
+            self.stats["bad_packets"] += 1
+            return
+        if sender in self._peers:
+            kind = type(msg)
+            if kind is Mcast:  # the most frequent messages first
+                self._on_mcast(sender, msg, data, now)  # type: ignore[arg-type]
+            elif kind is Token:
+                self._on_token(msg, now)  # type: ignore[arg-type]
+            else:
+                self._dispatch(sender, msg, data, now)
+        elif sender != self.node_id:
+            self.stats["unknown_sender"] += 1  # signed, but not in our nodelist
 
     def _set_timer(self, kind: TimerKind, deadline: float) -> None:
         self._timers[kind] = deadline
-        self._out.append(SetTimer(kind, deadline))
+        self._out.append(_tuple_new(SetTimer, (kind, deadline)))
 
     def _cancel_timer(self, kind: TimerKind) -> None:
         if self._timers.pop(kind, None) is not None:
@@ -543,7 +585,7 @@ class Srp:
         if node == self.node_id:
             self._loop.append((node, msg, data))
         else:
-            self._out.append(SendTo(node, data))
+            self._out.append(_tuple_new(SendTo, (node, data)))
 
     def _send_all(self, data: bytes) -> None:
         if len(self.nodes) > 1:
@@ -793,7 +835,8 @@ class Srp:
         reg = self._reg
         entry = CommitEntry(self._old_ring_id, reg.aru, reg.high_delivered, reg.aru == reg.high_seq)
         entries = (*ct.entries, entry)
-        self.ring_id = ct.ring_id
+        # the codec's interned object: frames of this ring then decode to the same one
+        self.ring_id = self.codec.ring(ct.ring_id.rep_node_id, ct.ring_id.seq)
         if ct.ring_id.seq > self._token_ring_id_seq:
             self._token_ring_id_seq = ct.ring_id.seq
         self._out.append(PersistRingSeq(ct.ring_id.seq))
@@ -979,7 +1022,7 @@ class Srp:
         ring = m.ring_id
         state = self.state
         if state is State.OPERATIONAL:
-            if ring == self.ring_id:
+            if ring is self.ring_id or ring == self.ring_id:
                 if self._reg.insert(m, data):
                     self._deliver_ready()
                 return
@@ -1040,7 +1083,10 @@ class Srp:
         state = self.state
         if state is State.GATHER or state is State.COMMIT or self._token_discard:
             return
-        if tok.ring_id != self.ring_id or tok.token_seq <= self._my_token_seq:
+        ring_id = tok.ring_id
+        if (
+            ring_id is not self.ring_id and ring_id != self.ring_id
+        ) or tok.token_seq <= self._my_token_seq:
             return
         self.stats["tokens"] += 1
         operational = state is State.OPERATIONAL
@@ -1048,16 +1094,19 @@ class Srp:
         assert buf is not None
         cfg = self.config
         me = self.node_id
+        tok_seq = tok.seq
+        timers = self._timers
         # idle-ring bookkeeping and the hold decision
-        if tok.seq == self._last_seq:
+        if tok_seq == self._last_seq:
             self._seq_unchanged += 1
-            if TimerKind.MERGE_DETECT not in self._timers:
+            if TimerKind.MERGE_DETECT not in timers:
                 self._set_timer(TimerKind.MERGE_DETECT, now + self.timeouts.merge)
         else:
             self._seq_unchanged = 0
-            self._cancel_timer(TimerKind.MERGE_DETECT)
-            self._cancel_timer(TimerKind.TOKEN_HOLD)
-        self._last_seq = tok.seq
+            if timers:
+                self._cancel_timer(TimerKind.MERGE_DETECT)
+                self._cancel_timer(TimerKind.TOKEN_HOLD)
+        self._last_seq = tok_seq
         holding = False
         if self.ring_id.rep_node_id == me:
             # a singleton ring has nobody to keep informed: hold at once when idle
@@ -1067,10 +1116,11 @@ class Srp:
             )
         else:
             self._held = self._seq_unchanged >= cfg.seqno_unchanged_const
-        if operational:
-            self._free(buf, tok.aru)
+        tok_aru = tok.aru
+        if operational and buf.last_released < tok_aru:
+            self._free(buf, tok_aru)
         last_aru = self._last_aru
-        self._last_aru = tok.aru
+        self._last_aru = tok_aru
         # flow control allowance
         cbl = self._sendq.frames_pending() if operational else len(self._retrans_queue)
         allowed = self._fcc_calculate(tok, cbl)
@@ -1089,11 +1139,11 @@ class Srp:
             self.stats["frames_retransmitted"] += sent
             allowed -= sent
         # add what I am missing, after miss_count_const visits
-        if buf.aru < tok.seq and len(rtr) < RTR_MAX:
+        if buf.aru < tok_seq and len(rtr) < RTR_MAX:
             q = buf.queue
             listed = set(rtr)
             miss = buf.miss
-            for s in range(buf.aru + 1, min(tok.seq, buf.aru + RTR_SCAN_MAX) + 1):
+            for s in range(buf.aru + 1, min(tok_seq, buf.aru + RTR_SCAN_MAX) + 1):
                 if s in q or s in listed:
                     continue
                 c = miss.get(s, 0) + 1
@@ -1106,24 +1156,28 @@ class Srp:
         if holding and rtr and cfg.cancel_token_hold_on_retransmit:
             holding = False
         # never run ahead of the oldest unreleased message by more than the queue size
-        limit = buf.last_released + QUEUE_RTR_ITEMS_SIZE_MAX - tok.seq
+        limit = buf.last_released + QUEUE_RTR_ITEMS_SIZE_MAX - tok_seq
         if allowed > limit:
             allowed = max(limit, 0)
         # new messages (or old-ring messages, encapsulated, in RECOVERY)
-        seq = tok.seq
+        seq = tok_seq
         new_sent = 0
-        if allowed > 0:
+        # Accelerated Ring: this visit's new frames leave after the token (see DEVIATIONS)
+        after: list[Command] = []
+        if allowed > 0 and (self._sendq if operational else self._retrans_queue):
             ring = self.ring_id
             encode = self.codec.encode_mcast
             q = buf.queue
-            out = self._out
+            out = main_out = self._out
             many = len(self.nodes) > 1
             if operational:
                 sendq = self._sendq
                 tags = sendq.tags
+                if cfg.accelerated:
+                    out = self._out = after  # _report_tagged keeps its place by its frame
                 while new_sent < allowed and sendq:
                     seq += 1
-                    m = Mcast(ring, seq, me, sendq.next_frame())
+                    m = mcast_frame(ring, seq, me, sendq.next_frame())
                     data = encode(m)
                     q[seq] = (m, data)
                     if tags:
@@ -1131,6 +1185,7 @@ class Srp:
                     if many:
                         out.append(SendAll(data))
                     new_sent += 1
+                self._out = main_out
             else:
                 rq = self._retrans_queue
                 while new_sent < allowed and rq:
@@ -1153,7 +1208,7 @@ class Srp:
         self._trc = total_sent
         self._pbl = cbl
         # aru
-        aru = tok.aru
+        aru = tok_aru
         aru_addr = tok.aru_addr
         if buf.aru < aru or aru_addr == me or aru_addr == 0:
             aru = buf.aru
@@ -1166,6 +1221,7 @@ class Srp:
             self._log("error", "FAILED TO RECEIVE")
             self._failed_to_recv = True
             self._failed.add(me)
+            self._out.extend(after)
             self._gather_enter(now, "failed to receive")
             return
         self._my_token_seq = tok.token_seq
@@ -1191,29 +1247,39 @@ class Srp:
             else:
                 self._rotation_counter = 0
             install = self._rotation_counter == 2
-        new_tok = Token(
-            self.ring_id,
-            tok.token_seq + 1,
-            seq,
-            aru,
-            aru_addr,
-            fcc,
-            backlog,
-            retrans_flg,
-            tuple(rtr),
+        new_tok: Token = _tuple_new(
+            Token,
+            (
+                self.ring_id,
+                tok.token_seq + 1,
+                seq,
+                aru,
+                aru_addr,
+                fcc,
+                backlog,
+                retrans_flg,
+                tuple(rtr) if rtr else (),
+            ),
         )
         if install:
             self._operational_enter(seq, now)
             operational = True
         members = self.members if operational else self._new_memb
-        nxt = members[(members.index(me) + 1) % len(members)]
+        nxt_cache = self._next_cache
+        if nxt_cache[0] is members:
+            nxt = nxt_cache[1]
+        else:
+            nxt = members[(members.index(me) + 1) % len(members)]
+            self._next_cache = (members, nxt)
         data = self.codec.encode_token(new_tok)
         self._last_token = data
         self._token_target = nxt
         self._holding = holding
         if not holding:
             self._send_to(nxt, new_tok, data)
-        if operational:
+        if after:
+            self._out.extend(after)
+        if operational and buf.high_delivered + 1 in buf.queue:
             self._deliver_ready()
         self._set_timer(TimerKind.TOKEN_LOSS, now + self.timeouts.token)
         if holding:

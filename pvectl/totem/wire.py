@@ -29,7 +29,7 @@ import struct
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 from pvectl.results import RingId
 
@@ -77,9 +77,9 @@ class WireError(Exception):
         self.reason = reason
 
 
-@dataclass(frozen=True, slots=True)
-class Token:
-    """The ORF token (ordering, reliability, flow control)."""
+class Token(NamedTuple):
+    """The ORF token (ordering, reliability, flow control); a named tuple, as ``Mcast``:
+    one is parsed and one built on every token visit."""
 
     ring_id: RingId
     token_seq: int
@@ -92,11 +92,13 @@ class Token:
     rtr: tuple[int, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Mcast:
+class Mcast(NamedTuple):
     """One regular message frame; ``inner_ring`` set means an encapsulated old-ring
     message re-multicast during RECOVERY (then ``origin``/``payload`` are the old ones
-    and ``inner_seq`` its old sequence number)."""
+    and ``inner_seq`` its old sequence number).
+
+    A named tuple rather than a frozen dataclass: one is made for every datagram sent and
+    received, and a tuple is built in a third of the time (immutable all the same)."""
 
     ring_id: RingId
     seq: int
@@ -155,12 +157,71 @@ class TokenHoldCancel:
 Message = Token | Mcast | MergeDetect | Join | Leave | CommitToken | TokenHoldCancel
 
 
+_RINGS: dict[tuple[int, int], RingId] = {}
+
+
+def ring_id(rep: int, seq: int) -> RingId:
+    """One ``RingId`` object per ``(rep, seq)`` in this process: every packet of a ring
+    decodes to the same object, so the machine's ``ring == self.ring_id`` checks mostly
+    end at the identity test. A bounded pure cache: values are the same either way, so
+    it changes no outcome (the simulator's runs stay deterministic)."""
+    found = _RINGS.get((rep, seq))
+    if found is None:
+        if rep == 0:
+            raise ValueError("ring representative 0")
+        if len(_RINGS) >= 256:
+            _RINGS.clear()
+        found = _RINGS[(rep, seq)] = RingId(rep, seq)
+    return found
+
+
+_TOKEN_TYPE = bytes([T_TOKEN])
+
+
+def is_token(data: bytes) -> bool:
+    """Whether a datagram says it is a token (type byte only, nothing checked): lets a
+    runtime hand the token to the machine before frames that arrived with it."""
+    return data[3:4] == _TOKEN_TYPE
+
+
 def cluster_hash(cluster_name: str) -> int:
     return int.from_bytes(hashlib.sha256(cluster_name.encode()).digest()[:4], "big")
 
 
 def _derive(key: bytes, label: bytes) -> bytes:
     return hmac.digest(key, b"pvectl-totem/" + label, "sha256")
+
+
+class _HmacSha256:
+    """HMAC-SHA256 (RFC 2104) with the key's inner and outer pad blocks hashed once.
+
+    ``hmac.digest`` hashes both 64-byte pad blocks again on every call; copying the two
+    pre-fed SHA-256 states instead costs about 0.7 us less per 1.4 KB datagram, and a
+    datagram is authenticated once when sent and once per receiver. Same output as
+    ``hmac.digest(key, msg, "sha256")`` (checked in the tests)."""
+
+    __slots__ = ("_inner", "_outer")
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) > 64:
+            key = hashlib.sha256(key).digest()
+        block = key.ljust(64, b"\x00")
+        self._inner = hashlib.sha256(block.translate(_IPAD))
+        self._outer = hashlib.sha256(block.translate(_OPAD))
+
+    def __deepcopy__(self, memo: dict[int, object]) -> _HmacSha256:
+        return self  # never changes after __init__ (calls copy the states), so share it
+
+    def __call__(self, msg: bytes | memoryview) -> bytes:
+        inner = self._inner.copy()
+        inner.update(msg)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
+
+
+_IPAD = bytes(x ^ 0x36 for x in range(256))
+_OPAD = bytes(x ^ 0x5C for x in range(256))
 
 
 class Codec:
@@ -189,6 +250,7 @@ class Codec:
         self.node_id = node_id
         self.cluster = cluster_hash(cluster_name)
         self._mac_key = _derive(key, b"hmac")
+        self._mac = _HmacSha256(self._mac_key)
         self._encrypt = encrypt
         self._nonce = nonce_source
         self._aead = None
@@ -197,6 +259,14 @@ class Codec:
 
             self._aead = AESGCM(_derive(key, b"aes-gcm"))
         self.rejected: Counter[str] = Counter()
+        # magic, version, type, flags and cluster of a plain frame: a datagram starting
+        # with these bytes takes decode's hot path (never when encrypting)
+        self._mcast_prefix = (
+            b"-" if encrypt else HEADER.pack(MAGIC, VERSION, T_MCAST, 0, self.cluster, 1)[:9]
+        )
+        self._token_prefix = (
+            b"-" if encrypt else HEADER.pack(MAGIC, VERSION, T_TOKEN, 0, self.cluster, 1)[:9]
+        )
         self._hdr: dict[int, bytes] = {
             t: HEADER.pack(
                 MAGIC, VERSION, t, FLAG_ENCRYPTED if encrypt else 0, self.cluster, node_id
@@ -219,7 +289,7 @@ class Codec:
             nonce = self._nonce(NONCE_LEN)
             body = nonce + self._aead.encrypt(nonce, body, hdr)
         packet = hdr + body
-        return packet + hmac.digest(self._mac_key, packet, "sha256")
+        return packet + self._mac(packet)
 
     def encode(self, msg: Message) -> bytes:
         if isinstance(msg, Mcast):
@@ -262,10 +332,18 @@ class Codec:
         )
         if t.rtr:
             body += _ids(t.rtr)
+        elif self._aead is None:
+            packet = self._hdr[T_TOKEN] + body
+            return packet + self._mac(packet)
         return self._seal(T_TOKEN, body)
 
     def encode_mcast(self, m: Mcast) -> bytes:
         r = m.ring_id
+        if m.inner_ring is None and self._aead is None:
+            # the hot path: one concatenation for the packet, one for the MAC
+            head = _MCAST.pack(r.rep_node_id, r.seq, m.seq, m.origin, 0)
+            packet = b"".join((self._hdr[T_MCAST], head, m.payload))
+            return packet + self._mac(packet)
         if m.inner_ring is None:
             body = _MCAST.pack(r.rep_node_id, r.seq, m.seq, m.origin, 0) + m.payload
         else:
@@ -283,19 +361,46 @@ class Codec:
         self.rejected[reason] += 1
         return WireError(reason, detail)
 
+    def ring(self, rep: int, seq: int) -> RingId:
+        """The one ``RingId`` object for ``(rep, seq)`` (see :func:`ring_id`)."""
+        return ring_id(rep, seq)
+
     def decode(self, data: bytes) -> tuple[int, Message]:
         """Authenticate and parse one datagram: ``(sender node id, message)``."""
-        if len(data) < OVERHEAD:
-            raise self._reject("short", f"{len(data)} bytes")
-        magic, version, mtype, flags, chash, sender = HEADER.unpack_from(data)
+        if data.startswith(self._mcast_prefix) and len(data) >= _MCAST_MIN:
+            # the hot path, a plain frame of our cluster: after the MAC, one unpack and one
+            # copy (the payload); anything unusual takes the general path below
+            view = memoryview(data)
+            if hmac.compare_digest(self._mac(view[:-MAC_LEN]), view[-MAC_LEN:]):
+                sender, rep, rseq, seq, origin, encap = _MCAST_TAIL.unpack_from(data, 9)
+                if sender and encap == 0 and origin and seq and rep:
+                    ring = _RINGS.get((rep, rseq)) or ring_id(rep, rseq)
+                    return sender, mcast_frame(
+                        ring, seq, origin, data[_MCAST_MIN - MAC_LEN : -MAC_LEN]
+                    )
+        elif data.startswith(self._token_prefix) and len(data) == _TOKEN_PLAIN:
+            # a token without retransmission requests: the other datagram of every visit
+            view = memoryview(data)
+            if hmac.compare_digest(self._mac(view[:-MAC_LEN]), view[-MAC_LEN:]):
+                sender, rep, rseq, tseq, seq, aru, aru_addr, fcc, backlog, rflg, nrtr = (
+                    _TOKEN_TAIL.unpack_from(data, 9)
+                )
+                if sender and rep and nrtr == 0 and rflg <= 1:
+                    ring = _RINGS.get((rep, rseq)) or ring_id(rep, rseq)
+                    fields = (ring, tseq, seq, aru, aru_addr, fcc, backlog, rflg == 1, ())
+                    return sender, _tuple_new(Token, fields)
+        size = len(data)
+        if size < OVERHEAD:
+            raise self._reject("short", f"{size} bytes")
+        magic, version, mtype, flags, chash, sender = _HEADER_UNPACK(data)
         if magic != MAGIC:
             raise self._reject("magic", f"{magic:#x}")
         if version != VERSION:
             raise self._reject("version", str(version))
         if chash != self.cluster:
             raise self._reject("cluster", f"{chash:#x}")
-        packet = data[:-MAC_LEN]
-        if not hmac.compare_digest(hmac.digest(self._mac_key, packet, "sha256"), data[-MAC_LEN:]):
+        view = memoryview(data)
+        if not hmac.compare_digest(self._mac(view[:-MAC_LEN]), view[-MAC_LEN:]):
             raise self._reject("auth")
         if flags & ~FLAG_ENCRYPTED:
             raise self._reject("malformed", "unknown flags")
@@ -303,12 +408,12 @@ class Codec:
             raise self._reject("decrypt", "encryption setting differs from ours")
         if sender == 0:
             raise self._reject("malformed", "sender 0")
-        body = packet[HEADER_LEN:]
+        body = data[HEADER_LEN:-MAC_LEN]
         if self._aead is not None:
             if len(body) < NONCE_LEN + GCM_TAG_LEN:
                 raise self._reject("decrypt", "short")
             try:
-                body = self._aead.decrypt(body[:NONCE_LEN], body[NONCE_LEN:], packet[:HEADER_LEN])
+                body = self._aead.decrypt(body[:NONCE_LEN], body[NONCE_LEN:], data[:HEADER_LEN])
             except Exception as exc:  # InvalidTag: authenticated, so a key/bug mismatch
                 raise self._reject("decrypt", type(exc).__name__) from None
         try:
@@ -318,6 +423,20 @@ class Codec:
         except (struct.error, ValueError) as exc:
             raise self._reject("malformed", str(exc)) from None
         return sender, msg
+
+
+_HEADER_UNPACK = HEADER.unpack_from
+_MCAST_TAIL = struct.Struct("!I" + _MCAST.format[1:])  # sender, then the frame fields
+_TOKEN_TAIL = struct.Struct("!I" + _TOKEN.format[1:])  # sender, then the token fields
+_TOKEN_PLAIN: Final = HEADER_LEN + _TOKEN.size + MAC_LEN  # a token with no rtr list
+_MCAST_MIN: Final = HEADER_LEN + _MCAST.size + MAC_LEN  # smallest plain frame datagram
+_tuple_new = tuple.__new__
+
+
+def mcast_frame(ring: RingId, seq: int, origin: int, payload: bytes) -> Mcast:
+    """``Mcast(ring, seq, origin, payload)`` without the keyword-handling ``__new__``
+    (one frame per datagram sent or received); equal to it."""
+    return _tuple_new(Mcast, (ring, seq, origin, payload, None, 0))
 
 
 def _ids(ids: tuple[int, ...]) -> bytes:
@@ -351,7 +470,7 @@ def _parse_token(body: bytes) -> Token:
         raise ValueError("bad token flags or retransmit list")
     _exact(body, _TOKEN.size + 4 * nrtr)
     rtr = _read_ids(body, _TOKEN.size, nrtr) if nrtr else ()
-    return Token(_ring(rep, rseq), tseq, seq, aru, aru_addr, fcc, backlog, bool(rflg), rtr)
+    return Token(ring_id(rep, rseq), tseq, seq, aru, aru_addr, fcc, backlog, bool(rflg), rtr)
 
 
 def _parse_mcast(body: bytes) -> Mcast:
