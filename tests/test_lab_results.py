@@ -190,7 +190,7 @@ def test_activity_blocked_comes_from_votequorum_s_flag() -> None:
 
     from pvectl.quorum.view import quorum_status
     from pvectl.quorum.votequorum import QuorumOptions, initial_state
-    from pvectl.results import RingId
+    from pvectl.totem.ring_id import RingId
 
     state = initial_state(QuorumOptions(node_votes=((1, 1),)), 1)
 

@@ -80,7 +80,7 @@ def test_udp_between_peers_and_partition_filter(host: str) -> None:
 def test_token_is_handed_over_before_frames_of_the_same_wake_up() -> None:
     """With ``urgent`` (the runtime sets ``wire.is_token``), a wake-up's token goes to the
     machine before the frames queued ahead of it; without, arrival order is kept."""
-    from pvectl.results import RingId
+    from pvectl.totem.ring_id import RingId
     from pvectl.totem.wire import Codec, Mcast, Token, is_token
 
     codec = Codec(1, "t", b"k" * 32)

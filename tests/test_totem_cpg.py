@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from pvectl.results import RingId
 from pvectl.totem.cpg import (
     Cpg,
     CpgConfChg,
@@ -15,6 +14,7 @@ from pvectl.totem.cpg import (
     CpgTotemConfChg,
     Process,
 )
+from pvectl.totem.ring_id import RingId
 from pvectl.totem.srp import Command, ConfigChange, ConfigKind, Deliver
 from tests.totem_net import Net
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from pvectl.results import RingId
+from pvectl.totem.ring_id import RingId
 from pvectl.totem.srp import (
     AppSend,
     ConfigChange,

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pvectl.results import RingId
+from pvectl.totem.ring_id import RingId
 from pvectl.totem.srp import (
     Command,
     ConfigChange,

@@ -369,7 +369,7 @@ def test_qdevice_nodeinfo_takes_the_higher_votes_unless_a_quorate_node_says_othe
 def test_state_renders_as_quorumtool_status() -> None:
     from pvectl.cli.pvecm_text import quorum_block
     from pvectl.quorum.view import quorum_status
-    from pvectl.results import RingId
+    from pvectl.totem.ring_id import RingId
 
     options = uniform(2, qdevice_model="net", qdevice_votes=1)
     model = cluster.reform(cluster.start(options), [[1], [2]], 1_000)

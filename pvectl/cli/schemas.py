@@ -209,7 +209,7 @@ class _Builder:
     defs: dict[str, Any] = field(default_factory=dict)
 
     def of(self, hint: Any) -> dict[str, Any]:
-        from pvectl.results import RingId
+        from pvectl.totem.ring_id import RingId
 
         if hint is RingId:
             return {"type": "string", "pattern": "^[0-9a-f]+\\.[0-9a-f]+$"}

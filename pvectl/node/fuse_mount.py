@@ -37,7 +37,7 @@ from pvectl.errors import ExitCode, PvectlError
 from pvectl.node import config as node_config
 from pvectl.node import control
 from pvectl.node.config import NodeConfig
-from pvectl.results import RingId
+from pvectl.totem.ring_id import RingId
 
 LEVELS = ("local", "all")
 READ_TIMEOUT = 10.0

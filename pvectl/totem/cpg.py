@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Final
 
-from pvectl.results import RingId
+from pvectl.totem.ring_id import RingId
 from pvectl.totem.srp import ConfigChange, ConfigKind
 
 MAX_GROUP_NAME: Final = 128  # CPG_MAX_NAME_LENGTH
