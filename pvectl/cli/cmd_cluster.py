@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from pvectl import quorum_conf
 from pvectl.cli.options import (
     AcceptNewHostKeyOption,
     ClusterNameOption,
@@ -83,8 +84,8 @@ def status(
     """
     from pvectl.cli import views_text
     from pvectl.cluster_views import HostView, compare_views
+    from pvectl.lab.resolve import resolve_target
     from pvectl.targets.remote import across_hosts
-    from pvectl.targets.resolve import resolve_target
 
     hosts = remote_hosts(host, cluster)
     if not hosts:
@@ -135,7 +136,7 @@ def _status_with_what_if(
     if config is None and result.source == "corosync":  # the local file: local cluster only
         found = corosync_conf.find_config()
         config = corosync_conf.load(found) if found else None
-    options, names = whatif.options_from_status(result, config)
+    options, names = quorum_conf.options_from_status(result, config)
     report = whatif.analyse(options, names)
     if output_format is OutputFormat.text:
         emit(result, output_format, lambda: pvecm_text.pvecm_status(result), kind="status")
@@ -161,8 +162,8 @@ def nodes(
 ) -> None:
     """The member list, as `pvecm nodes` (one block per host with several hosts)."""
     from pvectl.cli import pvecm_text, views_text
+    from pvectl.lab.resolve import resolve_target
     from pvectl.targets.remote import across_hosts
-    from pvectl.targets.resolve import resolve_target
 
     hosts = remote_hosts(host, cluster)
     if not hosts:
@@ -201,8 +202,8 @@ def expected(
     again. Use it only when you know the missing nodes are really down. Takes at most one
     --host: lowering expected votes in two partitions at once would make both quorate.
     """
+    from pvectl.lab.resolve import resolve_target
     from pvectl.targets.remote import across_hosts, corosync_target
-    from pvectl.targets.resolve import resolve_target
 
     if votes < 1:
         raise UsageError(f"expected votes must be an integer >= 1, got {votes}")

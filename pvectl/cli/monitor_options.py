@@ -8,10 +8,10 @@ import typer
 
 from pvectl.cli.remote import open_session, remote_hosts
 from pvectl.errors import TargetUnavailable
+from pvectl.lab.resolve import NO_CLUSTER_HINT
 from pvectl.monitor.collect import Collector
 from pvectl.monitor.fsync_probe import FsyncProbe
 from pvectl.monitor.sources import Source, host_sources, lab_sources, local_source
-from pvectl.targets.resolve import NO_CLUSTER_HINT
 
 if TYPE_CHECKING:
     from pvectl.targets.ssh import SshSession  # annotations only: paramiko loads on use
@@ -36,8 +36,8 @@ FsyncIntervalOption = Annotated[
 
 
 def _auto_sources(lab_name: str) -> tuple[list[Source], str]:
+    from pvectl.lab import target as lab_target
     from pvectl.targets import corosync
-    from pvectl.targets import lab as lab_target
 
     if corosync.is_running():
         return [local_source()], ""

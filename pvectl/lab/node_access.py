@@ -30,7 +30,14 @@ ZIP_NAME = "pvectl.zip"
 # What a node needs: the runtime and the sans-IO cores it drives; nothing with a
 # third-party import (the CLI, targets, qnetd's certificates).
 _ZIP_PACKAGES = ("node", "totem", "quorum", "cfs", "trace")
-_ZIP_MODULES = ("__init__.py", "errors.py", "results.py", "corosync_conf.py", "input_files.py")
+_ZIP_MODULES = (
+    "__init__.py",
+    "errors.py",
+    "results.py",
+    "corosync_conf.py",
+    "quorum_conf.py",
+    "input_files.py",
+)
 _ZIP_EXCLUDE = ("node/qnetd.py", "node/qnetd_certs.py")
 _ZIP_MAIN = "import sys\nfrom pvectl.node.ctl import main\nraise SystemExit(main(sys.argv[1:]))\n"
 

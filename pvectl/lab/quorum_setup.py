@@ -2,7 +2,7 @@
 older ``--two-node``/``--wait-for-all`` flags merged into corosync.conf's own keys, and the
 start-up check corosync does on them.
 
-The check is the pure votequorum model's (``QuorumOptions.from_config``) on the very
+The check is the pure votequorum model's (``quorum_conf.options_from_config``) on the very
 section the nodes get, so a lab refuses (exit 78, corosync's reason) exactly where corosync
 would refuse to start, and an embedded node reads the same keys with the same rules.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
+from pvectl import quorum_conf
 from pvectl.corosync_conf import Section
 from pvectl.errors import UsageError
 from pvectl.quorum import votequorum as vq
@@ -94,7 +95,7 @@ def startup_check(
             Section("node", {"nodeid": str(node_id), "quorum_votes": str(votes)})
         )
     root = Section("", children=[nodelist, quorum_section(values, device)])
-    return vq.QuorumOptions.from_config(root, where)
+    return quorum_conf.options_from_config(root, where)
 
 
 def flag(values: Mapping[str, str], key: str) -> bool:

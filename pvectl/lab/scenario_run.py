@@ -174,7 +174,7 @@ def _status(module: ModuleType, state: LabState, node: LabNode) -> QuorumStatus 
     if module.ENGINE == "corosync":
         view: QuorumStatus | None = module.quorum_view(node)
         return view
-    from pvectl.targets.lab import EmbeddedNodeTarget
+    from pvectl.lab.target import EmbeddedNodeTarget
 
     try:
         return EmbeddedNodeTarget(state, node.node_id).status()
@@ -407,7 +407,7 @@ def _step(
 def _expected(
     module: ModuleType, lab: str, index: int, step: sc.Step, started: float
 ) -> sc.StepResult:
-    from pvectl.targets.lab import LabTarget
+    from pvectl.lab.target import LabTarget
 
     assert step.node is not None and step.votes is not None
     votes = step.votes

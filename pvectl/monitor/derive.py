@@ -12,6 +12,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
+from pvectl import quorum_conf
 from pvectl.cluster_views import HostView, compare_views
 from pvectl.corosync_conf import Section
 from pvectl.errors import ExitCode, PvectlError
@@ -156,7 +157,7 @@ def failures_survivable(status: QuorumStatus, config: Section | None = None) -> 
     if not status.quorate:
         return 0
     try:
-        options, _ = whatif.options_from_status(status, config)
+        options, _ = quorum_conf.options_from_status(status, config)
         report = _report(options)
     except PvectlError:
         return None

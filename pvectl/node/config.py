@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pvectl import corosync_conf
+from pvectl import corosync_conf, quorum_conf
 from pvectl.errors import ConfigError
 from pvectl.node.backing_store import Durability
 from pvectl.quorum.votequorum import QuorumOptions
@@ -172,7 +172,7 @@ def load(path: Path, node_id: int) -> NodeConfig:
         cluster=corosync_conf.cluster_info(root),
         peers=tuple(peers),
         totem=dataclasses.replace(TotemConfig(), **values),
-        quorum=QuorumOptions.from_config(root, where),
+        quorum=quorum_conf.options_from_config(root, where),
         durability=Durability(durability),
         coupling=coupling,
         authkey=key_path,

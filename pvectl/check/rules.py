@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from pvectl.perf.report import FsyncFigures as FsyncFigures  # a node fact: its disk
 from pvectl.results import QuorumStatus
 
 # Proxmox: "latencies under 5 ms"; "rather unlikely with more than three nodes and
@@ -90,15 +91,6 @@ class LinkStat:
     connected: bool
     latency_ave_ms: float | None
     latency_max_ms: float | None
-
-
-@dataclass(frozen=True)
-class FsyncFigures:
-    path: str
-    fsyncs_per_second: float
-    p99_ms: float
-    verdict: str | None = None  # the perf probe's disk class for this rate
-    fs_type: str | None = None
 
 
 @dataclass(frozen=True)
