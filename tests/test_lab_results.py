@@ -188,7 +188,7 @@ def test_ctrl_c_during_lab_up_says_what_it_cleaned(tmp_path: Path) -> None:
 def test_activity_blocked_comes_from_votequorum_s_flag() -> None:
     from dataclasses import replace
 
-    from pvectl.quorum.view import quorum_status
+    from pvectl.quorum.status_report import quorum_status
     from pvectl.quorum.votequorum import QuorumOptions, initial_state
     from pvectl.totem.ring_id import RingId
 

@@ -26,7 +26,7 @@ import pytest
 from pvectl.errors import ConfigError
 from pvectl.lab import state as lab_state
 from pvectl.node import config as node_config
-from pvectl.node import control
+from pvectl.node import control_socket
 from pvectl.node.config import NodeConfig
 from tests.quorum_view import REPO, QuorumView, parse_quorumtool
 
@@ -75,7 +75,7 @@ def _view(lab: str, node: int) -> QuorumView:
 def _polled(lab: str, node: int) -> QuorumView:
     """The node's status straight from its control socket (no CLI start-up per poll)."""
     sock = lab_state.lab_dir(lab) / f"node{node}" / "control.sock"
-    status = control.call(sock, "status", timeout=5.0)["status"]
+    status = control_socket.call(sock, "status", timeout=5.0)["status"]
     device = status["qdevice"]
     row = None
     if device:
@@ -170,7 +170,7 @@ def _wrong_ca(lab: str) -> None:
     for n in (1, 2):
         assert _polled(lab, n).qdevice_flags.get(n) == "A,NV,NMW"
         sock = lab_state.lab_dir(lab) / f"node{n}" / "control.sock"
-        client = control.call(sock, "qdevice", timeout=5.0)
+        client = control_socket.call(sock, "qdevice", timeout=5.0)
         assert client["casting_vote"] is False and client["connects"] >= 3
         assert "CERTIFICATE_VERIFY_FAILED" in client["last_error"], client
 

@@ -371,7 +371,7 @@ def test_qdevice_nodeinfo_takes_the_higher_votes_unless_a_quorate_node_says_othe
 
 def test_state_renders_as_quorumtool_status() -> None:
     from pvectl.cli.pvecm_text import quorum_block
-    from pvectl.quorum.view import quorum_status
+    from pvectl.quorum.status_report import quorum_status
     from pvectl.totem.ring_id import RingId
 
     options = uniform(2, qdevice_model="net", qdevice_votes=1)

@@ -197,7 +197,7 @@ def gather_lab(
 
         raise TargetUnavailable(f"no lab named {name!r} is up: start one with 'pvectl lab up 3'")
     if state.engine == "corosync":
-        from pvectl.lab import corosync_engine, views
+        from pvectl.lab import corosync_engine, reports
 
         corosync_engine.require_root("check --target lab (corosync engine)")
         return [
@@ -209,7 +209,7 @@ def gather_lab(
                 fsync_dir=fsync_dir or state.state_dir,
                 fsync_seconds=fsync_seconds,
             )
-            for index, node in enumerate(views.running_nodes(state, corosync_engine.node_pid))
+            for index, node in enumerate(reports.running_nodes(state, corosync_engine.node_pid))
         ]
     from pvectl.lab import embedded_engine
 

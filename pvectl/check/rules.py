@@ -4,7 +4,7 @@ Each rule turns facts (quorum status, corosync.conf, corosync's runtime config a
 statistics, the system disk's fsync figures) into findings: a severity, one line saying
 what is, and one line of advice. Thresholds are Proxmox's documented guidance (latency
 under 5 ms, more than 200 fsyncs/s, HA self-fencing after about 60 s without quorum) and
-the seed article's disk classes. Gathering is in targets/checkfacts.py.
+the seed article's disk classes. Gathering is in check/facts.py.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``pvectl check``: a homelab health report. Thin: facts from targets, rules in check.py."""
+"""``pvectl check``: a homelab health report. Thin: facts and rules live in pvectl/check/."""
 
 from __future__ import annotations
 

@@ -82,9 +82,9 @@ def status(
     With several hosts: 0 all quorate and in agreement, 2 some host not quorate or the
     views disagree (partitioned), 1 some host could not be asked.
     """
-    from pvectl.cli import views_text
-    from pvectl.cluster_views import HostView, compare_views
+    from pvectl.cli import side_by_side_text
     from pvectl.lab.resolve import resolve_target
+    from pvectl.quorum.partitions import HostView, compare_views
     from pvectl.targets.remote import across_hosts
 
     hosts = remote_hosts(host, cluster)
@@ -107,7 +107,7 @@ def status(
     emit(
         comparison,
         output_format,
-        lambda: views_text.status_side_by_side(comparison),
+        lambda: side_by_side_text.status_side_by_side(comparison),
         kind="status-hosts",
     )
     if any(o.error is not None for o in outcomes):
@@ -161,7 +161,7 @@ def nodes(
     connect_timeout: ConnectTimeoutOption = DEFAULT_CONNECT_TIMEOUT,
 ) -> None:
     """The member list, as `pvecm nodes` (one block per host with several hosts)."""
-    from pvectl.cli import pvecm_text, views_text
+    from pvectl.cli import pvecm_text, side_by_side_text
     from pvectl.lab.resolve import resolve_target
     from pvectl.targets.remote import across_hosts
 
@@ -179,7 +179,7 @@ def nodes(
     emit(
         outcomes,
         output_format,
-        lambda: views_text.nodes_per_host(outcomes),
+        lambda: side_by_side_text.nodes_per_host(outcomes),
         kind="nodes-hosts",
     )
     if any(o.error is not None for o in outcomes):

@@ -88,7 +88,7 @@ def _parse_votes(text: str | None) -> tuple[int, ...]:
 
 
 def _ring_text(change: object) -> str:
-    from pvectl.lab.views import RingChange
+    from pvectl.lab.reports import RingChange
 
     assert isinstance(change, RingChange)
     what = {
@@ -521,7 +521,7 @@ def pause(
 
 
 def _partition_text(change: object) -> str:
-    from pvectl.lab.views import PartitionChange
+    from pvectl.lab.reports import PartitionChange
 
     assert isinstance(change, PartitionChange)
     head = "partitioned: " + " | ".join(",".join(str(n) for n in g) for g in change.groups)

@@ -109,7 +109,7 @@ KINDS: dict[str, DocumentKind] = {
     "status-hosts": DocumentKind(
         "Quorum status seen from several hosts, compared",
         ("status --host A --host B",),
-        _import("pvectl.cluster_views", "ViewComparison"),
+        _import("pvectl.quorum.partitions", "ViewComparison"),
     ),
     "nodes": DocumentKind("Member list of one node", ("nodes", "nodes --host H"), _nodes),
     "nodes-hosts": DocumentKind(
@@ -160,17 +160,17 @@ KINDS: dict[str, DocumentKind] = {
     "lab-ls": DocumentKind(
         "Labs with their nodes",
         ("lab ls",),
-        _tuple_of(_import("pvectl.lab.views", "LabView")),
+        _tuple_of(_import("pvectl.lab.reports", "LabView")),
     ),
     "lab-ring-change": DocumentKind(
         "A node fault or restart and the ring that followed",
         ("lab kill", "lab stop", "lab start", "lab pause"),
-        _import("pvectl.lab.views", "RingChange"),
+        _import("pvectl.lab.reports", "RingChange"),
     ),
     "lab-partition": DocumentKind(
         "A partition and the rings each group formed",
         ("lab partition",),
-        _import("pvectl.lab.views", "PartitionChange"),
+        _import("pvectl.lab.reports", "PartitionChange"),
     ),
     "lab-mount": DocumentKind(
         "A FUSE mount of a node's config store",

@@ -27,11 +27,11 @@ from pvectl.errors import (
     TargetUnavailable,
     UsageError,
 )
-from pvectl.lab import lab_qnetd, netns, qdevice_lab, views
+from pvectl.lab import lab_qnetd, netns, qdevice_lab, reports
 from pvectl.lab import state as lab_state
 from pvectl.lab.corosync_config import UpOptions, build_conf, check_options
+from pvectl.lab.reports import LabView, NodeView, RingChange, lab_view, wait_until
 from pvectl.lab.state import LabNode, LabState
-from pvectl.lab.views import LabView, NodeView, RingChange, lab_view, wait_until
 from pvectl.results import NodeList, QuorumStatus
 from pvectl.targets import corosync_parse
 from pvectl.targets.runner import LocalRunner
@@ -401,8 +401,8 @@ def _settle(
     exclude_self: bool,
     started: float,
 ) -> RingChange:
-    observers = views.running_nodes(state, node_pid, exclude=node_id if exclude_self else None)
-    return views.settle(
+    observers = reports.running_nodes(state, node_pid, exclude=node_id if exclude_self else None)
+    return reports.settle(
         observers, node_id, action, expect, timeout, membership, _final_view, started
     )
 
@@ -486,7 +486,7 @@ def pause_node(name: str, node_id: int, seconds: float) -> RingChange:
     pid = node_pid(node)
     if pid is None:
         raise CommandRefused(f"node {node_id} of lab {name!r} is not running")
-    others = views.running_nodes(state, node_pid, exclude=node_id)
+    others = reports.running_nodes(state, node_pid, exclude=node_id)
     dropped_after: float | None = None
     netns.signal_pid(pid, signal.SIGSTOP)
     started = time.monotonic()
@@ -534,7 +534,7 @@ def parse_groups(groups: Sequence[str], state: LabState) -> list[list[int]]:
     return parsed
 
 
-def partition(name: str, groups: Sequence[str]) -> views.PartitionChange:
+def partition(name: str, groups: Sequence[str]) -> reports.PartitionChange:
     """nftables drops between the groups, then time until each group has its own ring."""
     require_root("pvectl lab partition")
     state = load_running(name)
@@ -548,8 +548,8 @@ def partition(name: str, groups: Sequence[str]) -> views.PartitionChange:
                 netns.PARTITION_TABLE,
                 netns.partition_rules(others),
             )
-    running = views.running_nodes(state, node_pid)
-    return views.settle_partition(
+    running = reports.running_nodes(state, node_pid)
+    return reports.settle_partition(
         parsed, running, started, _ring_timeout(state), membership, _final_view
     )
 
@@ -655,4 +655,4 @@ def qdevice_action(name: str, action: str, node_id: int | None = None) -> str:
 
 
 def first_running(state: LabState) -> LabNode:
-    return views.first_running(state, node_pid)
+    return reports.first_running(state, node_pid)

@@ -30,12 +30,12 @@ import pvectl.lab.lab_qnetd as lab_qnetd
 from pvectl import corosync_conf
 from pvectl.corosync_conf import Section
 from pvectl.errors import CommandRefused, ExitCode, PvectlError, TargetUnavailable, UsageError
-from pvectl.lab import fuse_mounts, quorum_setup, views
+from pvectl.lab import fuse_mounts, quorum_setup, reports
 from pvectl.lab import state as lab_state
 from pvectl.lab.node_access import access
+from pvectl.lab.reports import LabView, NodeView, RingChange, lab_view, wait_until
 from pvectl.lab.state import LabNode, LabState
-from pvectl.lab.views import LabView, NodeView, RingChange, lab_view, wait_until
-from pvectl.node import ctl
+from pvectl.node import host_agent
 
 ENGINE = "embedded"
 AUTO_SUBNETS = 199  # 127.77.1-199.0/24 are picked automatically; 200-254 stay for --subnet
@@ -248,7 +248,7 @@ def build_conf(
 
 
 def _cmdline(pid: int) -> list[str]:
-    return ctl.cmdline(pid)
+    return host_agent.cmdline(pid)
 
 
 def node_pid(node: LabNode) -> int | None:
@@ -258,7 +258,7 @@ def node_pid(node: LabNode) -> int | None:
 
 def _lab_processes(state_dir: str) -> list[int]:
     """Every local node process of a lab, found by its state directory (after a crash)."""
-    return ctl.processes_under(state_dir)
+    return host_agent.processes_under(state_dir)
 
 
 def leftovers(name: str) -> list[int]:
@@ -651,8 +651,8 @@ def _settle(
     exclude_self: bool,
     started: float,
 ) -> RingChange:
-    observers = views.running_nodes(state, node_pid, exclude=node_id if exclude_self else None)
-    return views.settle(
+    observers = reports.running_nodes(state, node_pid, exclude=node_id if exclude_self else None)
+    return reports.settle(
         observers, node_id, action, expect, _timeouts(state), membership, _final_view, started
     )
 
@@ -701,7 +701,7 @@ def pause_node(name: str, node_id: int, seconds: float) -> RingChange:
     pid = node_pid(state.node(node_id))
     if pid is None:
         raise CommandRefused(f"node {node_id} of lab {name!r} is not running")
-    others = views.running_nodes(state, node_pid, exclude=node_id)
+    others = reports.running_nodes(state, node_pid, exclude=node_id)
     dropped_after: float | None = None
     node = state.node(node_id)
     access(node).signal(pid, signal.SIGSTOP, 0)
@@ -747,11 +747,11 @@ def parse_groups(groups: Sequence[str], state: LabState) -> list[list[int]]:
 
 
 def _all_faults(state: LabState, per_node: Callable[[LabNode], dict[str, Any]]) -> None:
-    for node in views.running_nodes(state, node_pid):
+    for node in reports.running_nodes(state, node_pid):
         _call(node, "faults", **per_node(node))
 
 
-def partition(name: str, groups: Sequence[str]) -> views.PartitionChange:
+def partition(name: str, groups: Sequence[str]) -> reports.PartitionChange:
     """Block the traffic between groups, then time until each group has its own ring."""
     state = load_running(name)
     parsed = parse_groups(groups, state)
@@ -759,8 +759,8 @@ def partition(name: str, groups: Sequence[str]) -> views.PartitionChange:
     everyone = {n.node_id for n in state.nodes}
     started = time.monotonic()
     _all_faults(state, lambda n: {"blocked": sorted(everyone - side[n.node_id])})
-    running = views.running_nodes(state, node_pid)
-    return views.settle_partition(
+    running = reports.running_nodes(state, node_pid)
+    return reports.settle_partition(
         parsed, running, started, _timeouts(state), membership, _final_view
     )
 
@@ -880,7 +880,7 @@ def view(name: str) -> LabView:
 
 
 def first_running(state: LabState) -> LabNode:
-    return views.first_running(state, node_pid)
+    return reports.first_running(state, node_pid)
 
 
 def control_call(

@@ -13,7 +13,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from pvectl import quorum_conf
-from pvectl.cluster_views import HostView, compare_views
 from pvectl.corosync_conf import Section
 from pvectl.errors import ExitCode, PvectlError
 from pvectl.monitor.model import (
@@ -26,6 +25,7 @@ from pvectl.monitor.model import (
     ProbeReading,
 )
 from pvectl.quorum import whatif
+from pvectl.quorum.partitions import HostView, compare_views
 from pvectl.quorum.votequorum import QuorumOptions
 from pvectl.results import QuorumStatus
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from pvectl.errors import ExitCode, PvectlError
-from pvectl.node.control import addressable
+from pvectl.node.control_socket import addressable
 from pvectl.node.qnetd_certs import CertDir, init_cert_dir, peer_names, server_ssl_context
 from pvectl.private_dir import check_private_dir, ensure_private_dir, user_runtime_dir
 from pvectl.quorum import qnetd_wire as wire

@@ -26,7 +26,7 @@ from typing import Any
 from pvectl.cfs import memdb as mdb
 from pvectl.cfs.dfsm import tree_hash
 from pvectl.errors import CommandRefused, ExitCode, PvectlError, UsageError
-from pvectl.node import bench, control, qdevice_task
+from pvectl.node import bench, control_socket, qdevice_task
 from pvectl.node.backing_store import BackingStore
 from pvectl.node.config import NodeConfig
 from pvectl.node.services import (
@@ -41,7 +41,7 @@ from pvectl.node.services import (
 )
 from pvectl.node.transport import FaultFilter, UdpTransport
 from pvectl.quorum import votequorum as vq
-from pvectl.quorum.view import quorum_status
+from pvectl.quorum.status_report import quorum_status
 from pvectl.results import NodeList, QuorumStatus, to_jsonable
 from pvectl.totem import srp
 from pvectl.totem.wire import Codec, is_token
@@ -165,7 +165,7 @@ class NodeRuntime:
         )
         # the token before the frames that came in the same wake-up (see UdpTransport)
         self.transport.urgent = is_token
-        server = await control.serve(self.state_dir / "control.sock", self._on_request)
+        server = await control_socket.serve(self.state_dir / "control.sock", self._on_request)
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(sig, self.stopping.set)
         self.log.info(
