@@ -21,14 +21,14 @@ from typing import cast
 
 import pytest
 
-from pvectl.quorum import qnetd_wire as w
-from pvectl.quorum.qdevice_client import (
+from pvectl.quorum.qdevice import wire as w
+from pvectl.quorum.qdevice.client import (
     ClientDisconnect,
     ClientSend,
     ClientState,
     QdeviceNetClient,
 )
-from pvectl.quorum.qnetd_core import QnetdCore, Send
+from pvectl.quorum.qdevice.server import QnetdCore, Send
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -291,7 +291,7 @@ def test_node_with_certificates_refuses_a_plaintext_qnetd(
     node went on in plaintext."""
     import asyncio
 
-    from pvectl.node.qdevice_task import Node, QdeviceTask
+    from pvectl.node.qdevice.client_task import Node, QdeviceTask
     from tests.test_qdevice_embedded import _load
 
     conf_dir = tmp_path / "conf"

@@ -160,7 +160,7 @@ def _scenarios(lab: str, qnetd: str) -> tuple[dict[str, dict[int, QuorumView]], 
 
 def _wrong_ca(lab: str) -> None:
     """Nodes trusting another CA refuse qnetd's certificate: no vote, a clear reason."""
-    from pvectl.node.qnetd_certs import init_cert_dir
+    from pvectl.node.qdevice.certs import init_cert_dir
 
     other = init_cert_dir(lab_state.lab_dir(lab) / "other-ca")
     shutil.copyfile(other.ca_cert, lab_state.lab_dir(lab) / "qdevice" / "qnetd-cacert.crt")
@@ -305,7 +305,7 @@ def test_node_config_reads_quorum_device_net(tmp_path: Path) -> None:
 def test_node_code_path_imports_no_third_party_package() -> None:
     """Nodes may run on hosts with only python3: the qdevice client uses stdlib ssl."""
     code = (
-        "import sys, pvectl.node.__main__, pvectl.node.runtime, pvectl.node.qdevice_task\n"
+        "import sys, pvectl.node.__main__, pvectl.node.runtime, pvectl.node.qdevice.client_task\n"
         "bad = sorted({m.split('.')[0] for m in sys.modules} & "
         "{'cryptography', 'typer', 'rich', 'yaml', 'psutil', 'paramiko'})\n"
         "print(','.join(bad))"

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pvectl.quorum import qnetd_wire as w
-from pvectl.quorum.qnetd_core import Close, QnetdCore, Send, StartTls, render_qnetd_tool
+from pvectl.quorum.qdevice import wire as w
+from pvectl.quorum.qdevice.server import Close, QnetdCore, Send, StartTls, render_qnetd_tool
 
 RING = w.WireRingId(1, 8)
 

@@ -152,7 +152,7 @@ KINDS: dict[str, DocumentKind] = {
     "qdevice-clients": DocumentKind(
         "Clusters and nodes a running qnetd serves",
         ("qdevice clients",),
-        _import("pvectl.quorum.qnetd_core", "QnetdStatus"),
+        _import("pvectl.quorum.qdevice.server", "QnetdStatus"),
     ),
     "lab-up": DocumentKind(
         "The state of a lab just started", ("lab up",), _import("pvectl.lab.state", "LabState")

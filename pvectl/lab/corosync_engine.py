@@ -27,9 +27,11 @@ from pvectl.errors import (
     TargetUnavailable,
     UsageError,
 )
-from pvectl.lab import lab_qnetd, netns, qdevice_lab, reports
+from pvectl.lab import netns, reports
 from pvectl.lab import state as lab_state
 from pvectl.lab.corosync_config import UpOptions, build_conf, check_options
+from pvectl.lab.qdevice import corosync as corosync_qdevice
+from pvectl.lab.qdevice import qnetd as lab_qnetd
 from pvectl.lab.reports import LabView, NodeView, RingChange, lab_view, wait_until
 from pvectl.lab.state import LabNode, LabState
 from pvectl.results import NodeList, QuorumStatus
@@ -203,7 +205,7 @@ def up(
     require_root("pvectl lab up --engine corosync")
     require_corosync()
     if options.qdevice:
-        qdevice_lab.require_tools(options.qnetd)
+        corosync_qdevice.require_tools(options.qnetd)
     with lab_state.locked(name):
         return _up(name, options, report, progress)
 
@@ -323,7 +325,7 @@ def _build_and_start(
     )
     if options.qdevice:
         progress(f"lab {state.name!r}: qnetd and corosync-qdevice on every node")
-        state = qdevice_lab.attach(
+        state = corosync_qdevice.attach(
             state,
             options.qdevice_algorithm,
             options.qnetd,
@@ -433,7 +435,7 @@ def _stop_node(name: str, node_id: int, sig: signal.Signals) -> RingChange:
     if pid is None:
         raise CommandRefused(f"node {node_id} of lab {name!r} is not running")
     if state.options.get("qdevice"):
-        qdevice_lab.stop_qdevice(node, sig)
+        corosync_qdevice.stop_qdevice(node, sig)
     if sig == signal.SIGTERM:
         netns.signal_pid(pid, signal.SIGCONT)  # a paused node must run to leave cleanly
     started = time.monotonic()
@@ -468,9 +470,9 @@ def _start_node(name: str, node_id: int) -> RingChange:
     if (
         state.options.get("qdevice")
         and node_id in state.options.get("qdevice_enabled", [n.node_id for n in state.nodes])
-        and not qdevice_lab.qdevice_running(state.node(node_id))
+        and not corosync_qdevice.qdevice_running(state.node(node_id))
     ):
-        qdevice_lab.start_qdevice(state.node(node_id))
+        corosync_qdevice.start_qdevice(state.node(node_id))
     return _settle(
         state, node_id, "start", lambda v: node_id in v, _ring_timeout(state), False, started
     )
@@ -638,11 +640,11 @@ def qdevice_action(name: str, action: str, node_id: int | None = None) -> str:
         for node in targets:
             if node_pid(node) is None:
                 continue
-            running = qdevice_lab.qdevice_running(node)
+            running = corosync_qdevice.qdevice_running(node)
             if action == "start" and not running:
-                qdevice_lab.start_qdevice(node)
+                corosync_qdevice.start_qdevice(node)
             elif action == "stop" and running:
-                qdevice_lab.stop_qdevice(node, signal.SIGTERM)
+                corosync_qdevice.stop_qdevice(node, signal.SIGTERM)
             changed.append(node.node_id)
         enabled = set(state.options.get("qdevice_enabled", [n.node_id for n in state.nodes]))
         ids = {n.node_id for n in targets}

@@ -25,14 +25,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pvectl.lab.embedded_qnetd as embedded_qnetd
-import pvectl.lab.lab_qnetd as lab_qnetd
 from pvectl import corosync_conf
 from pvectl.corosync_conf import Section
 from pvectl.errors import CommandRefused, ExitCode, PvectlError, TargetUnavailable, UsageError
 from pvectl.lab import fuse_mounts, quorum_setup, reports
 from pvectl.lab import state as lab_state
 from pvectl.lab.node_access import access
+from pvectl.lab.qdevice import embedded as embedded_qdevice
+from pvectl.lab.qdevice import qnetd as lab_qnetd
 from pvectl.lab.reports import LabView, NodeView, RingChange, lab_view, wait_until
 from pvectl.lab.state import LabNode, LabState
 from pvectl.node import host_agent
@@ -145,12 +145,15 @@ def check_options(options: UpOptions) -> None:
         raise UsageError("--qdevice runs a local qnetd: it is not available with --host yet")
     votes = options.votes or (1,) * options.nodes
     device = (
-        lab_qnetd.device_section("127.0.0.1", options.qdevice_algorithm, options.qdevice_tls)
+        lab_qnetd.device_section(
+            "127.0.0.1",
+            options.qdevice_algorithm,
+            options.qdevice_tls,
+            votes=options.qdevice_votes,
+        )
         if options.qdevice
         else None
     )
-    if device is not None and options.qdevice_votes is not None:
-        device.values["votes"] = str(options.qdevice_votes)
     if options.node_ids and len(options.node_ids) != options.nodes:
         raise UsageError(f"{len(options.node_ids)} node ids for {options.nodes} nodes")
     if options.hosts and options.node_ids:
@@ -160,7 +163,7 @@ def check_options(options: UpOptions) -> None:
     )
     quorum_setup.check_start(options.start, options.ids())
     if options.qdevice:
-        embedded_qnetd.check(
+        embedded_qdevice.check(
             options.nodes, options.votes, options.qdevice_algorithm, options.two_node, options.qnetd
         )
 
@@ -237,7 +240,7 @@ def build_conf(
     if authkey is not None:
         extra.values["authkey"] = str(authkey)
     if device is not None:
-        extra.values["qdevice_cert_dir"] = str(embedded_qnetd.client_cert_dir(state.state_dir))
+        extra.values["qdevice_cert_dir"] = str(embedded_qdevice.client_cert_dir(state.state_dir))
     root = Section(
         "", children=[totem, nodelist, quorum, extra, Section("logging", {"to_syslog": "no"})]
     )
@@ -414,7 +417,7 @@ def up(
         else:
             device = None
             if options.qdevice:
-                qnetd, device = embedded_qnetd.prepare(
+                qnetd, device = embedded_qdevice.prepare(
                     directory,
                     state.cluster_name,
                     state.subnet,

@@ -38,7 +38,7 @@ _ZIP_MODULES = (
     "quorum_conf.py",
     "input_files.py",
 )
-_ZIP_EXCLUDE = ("node/qnetd.py", "node/qnetd_certs.py")
+_ZIP_EXCLUDE = ("node/qdevice/qnetd.py", "node/qdevice/certs.py")
 _ZIP_MAIN = (
     "import sys\nfrom pvectl.node.host_agent import main\nraise SystemExit(main(sys.argv[1:]))\n"
 )
@@ -179,7 +179,7 @@ def node_zip() -> bytes:
         archive.writestr("__main__.py", _ZIP_MAIN)
         paths = [root / name for name in _ZIP_MODULES]
         for package in _ZIP_PACKAGES:
-            paths += sorted((root / package).glob("*.py"))
+            paths += sorted((root / package).rglob("*.py"))
         for path in paths:
             relative = path.relative_to(root).as_posix()
             if relative not in _ZIP_EXCLUDE:

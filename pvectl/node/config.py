@@ -14,7 +14,7 @@ quorum_votes) and ``quorum`` (all votequorum options). pvectl adds, for embedded
   ``cluster-NAME.crt``, ``cluster-NAME.key``, PEM).
 
 ``quorum.device`` with ``model: net`` makes the node run a qdevice client
-(``pvectl.node.qdevice_task``): ``timeout``, ``sync_timeout``, ``net { host, port,
+(``pvectl.node.qdevice.client_task``): ``timeout``, ``sync_timeout``, ``net { host, port,
 algorithm, tie_breaker, tls, connect_timeout }`` as corosync-qdevice reads them.
 """
 

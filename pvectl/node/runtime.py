@@ -26,9 +26,10 @@ from typing import Any
 from pvectl.cfs import memdb as mdb
 from pvectl.cfs.dfsm import tree_hash
 from pvectl.errors import CommandRefused, ExitCode, PvectlError, UsageError
-from pvectl.node import bench, control_socket, qdevice_task
+from pvectl.node import bench, control_socket
 from pvectl.node.backing_store import BackingStore
 from pvectl.node.config import NodeConfig
+from pvectl.node.qdevice import client_task as qdevice_task
 from pvectl.node.services import (
     Acked,
     Multicast,

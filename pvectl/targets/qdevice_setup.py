@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 
 from pvectl import corosync_conf
-from pvectl.corosync_conf import Section
+from pvectl.corosync_conf import Section, qdevice_section
 from pvectl.errors import ExitCode, PvectlError, UsageError
 from pvectl.results import QuorumStatus
 from pvectl.targets.corosync import CorosyncTarget
@@ -102,15 +102,6 @@ def choose_algorithm(node_count: int, force: bool, requested: str | None) -> str
     if requested:
         return requested
     return "lms" if node_count % 2 == 1 else "ffsplit"
-
-
-def device_section(address: str, algorithm: str, tls: str) -> Section:
-    """quorum.device as pvecm writes it: votes 1 for ffsplit, unset (N-1) for lms."""
-    values = {"model": "net"}
-    if algorithm == "ffsplit":
-        values["votes"] = "1"
-    net = Section("net", {"algorithm": algorithm, "host": address, "tls": tls})
-    return Section("device", values, [net])
 
 
 def qnetd_tls_note(tool_status: str, host: str, tls: str = "required") -> str | None:
@@ -523,7 +514,7 @@ def setup(
             report(note)
     managers = {n.host: ServiceManager(n.systemd) for n in found.nodes}
     cluster = found.cluster_name
-    new_config = with_device(found.config, device_section(address, chosen, tls))
+    new_config = with_device(found.config, qdevice_section(address, chosen, tls))
     first, *others = found.nodes
     first_runner = runners[first.host]
     all_runners = [runners[n.host] for n in found.nodes]

@@ -16,8 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from pvectl.quorum import qnetd_wire as wire
-from pvectl.quorum.qnetd_wire import (
+from pvectl.quorum.qdevice import wire
+from pvectl.quorum.qdevice.wire import (
     Algorithm,
     Heuristics,
     Message,

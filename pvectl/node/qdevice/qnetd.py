@@ -1,6 +1,6 @@
 """``pvectl qdevice serve``: the qnetd server's I/O (asyncio TCP, TLS, control socket).
 
-Protocol decisions live in :class:`pvectl.quorum.qnetd_core.QnetdCore`; this module
+Protocol decisions live in :class:`pvectl.quorum.qdevice.server.QnetdCore`; this module
 moves bytes. TLS runs through ``ssl.MemoryBIO`` rather than ``start_tls`` because the
 protocol switches to TLS in the middle of a stream (STARTTLS): bytes of the client's
 TLS handshake that arrive together with the STARTTLS message must go to TLS, not be
@@ -28,10 +28,10 @@ from typing import Any
 
 from pvectl.errors import ExitCode, PvectlError
 from pvectl.node.control_socket import addressable
-from pvectl.node.qnetd_certs import CertDir, init_cert_dir, peer_names, server_ssl_context
+from pvectl.node.qdevice.certs import CertDir, init_cert_dir, peer_names, server_ssl_context
 from pvectl.private_dir import check_private_dir, ensure_private_dir, user_runtime_dir
-from pvectl.quorum import qnetd_wire as wire
-from pvectl.quorum.qnetd_core import Action, Close, QnetdCore, QnetdStatus, Send, StartTls
+from pvectl.quorum.qdevice import wire
+from pvectl.quorum.qdevice.server import Action, Close, QnetdCore, QnetdStatus, Send, StartTls
 
 DEFAULT_PORT = 5403
 TICK_S = 1.0  # qnetd's dead-peer-detection check interval
@@ -449,7 +449,7 @@ def query_status(port: int = DEFAULT_PORT, control_socket: Path | None = None) -
 
 
 def status_from_dict(data: dict[str, Any]) -> QnetdStatus:
-    from pvectl.quorum.qnetd_core import QnetdClientStatus, QnetdClusterStatus
+    from pvectl.quorum.qdevice.server import QnetdClientStatus, QnetdClusterStatus
 
     clusters = []
     for c in data.get("clusters", []):

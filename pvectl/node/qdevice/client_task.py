@@ -28,7 +28,7 @@ from typing import Any, Protocol
 from pvectl.node.config import NodeConfig, QdeviceNetConfig
 from pvectl.node.services import NodeServices
 from pvectl.quorum import votequorum as vq
-from pvectl.quorum.qdevice_client import (
+from pvectl.quorum.qdevice.client import (
     ClientAction,
     ClientDisconnect,
     ClientSend,
@@ -36,7 +36,7 @@ from pvectl.quorum.qdevice_client import (
     ClientState,
     QdeviceNetClient,
 )
-from pvectl.quorum.qnetd_wire import (
+from pvectl.quorum.qdevice.wire import (
     Algorithm,
     FrameReader,
     TieBreaker,

@@ -6,7 +6,7 @@ PREINIT -> [STARTTLS] -> INIT -> NODE_LIST ... session, the TLS and certificate 
 before every post-init message, per-cluster algorithm state, VOTE_INFO pushes (ffsplit
 sends every NACK and waits for its VOTE_INFO_REPLY before any ACK), dead-peer detection
 (no message for 1.5 x the client's heartbeat interval) and the lms re-check timer. The
-asyncio server in ``pvectl.node.qnetd`` only moves bytes and reports TLS results.
+asyncio server in ``pvectl.node.qdevice.qnetd`` only moves bytes and reports TLS results.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
-from pvectl.quorum import qnetd_wire as wire
-from pvectl.quorum.qdevice import (
+from pvectl.quorum.qdevice import wire
+from pvectl.quorum.qdevice.algorithms import (
     ClientView,
     LmsResult,
     UnsupportedCluster,
@@ -24,7 +24,7 @@ from pvectl.quorum.qdevice import (
     lms_decide,
     two_node_lms_decide,
 )
-from pvectl.quorum.qnetd_wire import (
+from pvectl.quorum.qdevice.wire import (
     Algorithm,
     ErrorCode,
     Heuristics,
