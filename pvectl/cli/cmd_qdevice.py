@@ -262,8 +262,8 @@ def setup(
     every node. Exit 64 bad usage, 69 a node/qnetd unreachable or no vote after setup,
     78 refused by a guard, 1 a step failed (the message names it).
     """
+    from pvectl.cli.qdevice_text import render_change
     from pvectl.targets.hosts import parse_host
-    from pvectl.targets.qdevice_setup import render_change
     from pvectl.targets.qdevice_setup import setup as run_setup
 
     hosts = remote_hosts(host, cluster)
@@ -325,8 +325,8 @@ def remove(
     Stops corosync-qdevice, drops quorum.device (config_version + 1), reloads corosync
     and deletes the nodes' certificate stores.
     """
+    from pvectl.cli.qdevice_text import render_change
     from pvectl.targets.qdevice_setup import remove as run_remove
-    from pvectl.targets.qdevice_setup import render_change
 
     hosts = remote_hosts(host, cluster)
     quiet = output_format != OutputFormat.text
@@ -352,7 +352,8 @@ def status(
 
     Exit 0 connected and casting a vote everywhere, 2 otherwise, 1 when no daemon runs.
     """
-    from pvectl.targets.qdevice_status import local_qdevice_status, render_qdevice_status
+    from pvectl.cli.qdevice_text import render_qdevice_status
+    from pvectl.targets.qdevice_status import local_qdevice_status
     from pvectl.targets.runner import LocalRunner
 
     hosts = remote_hosts(host, cluster)
@@ -366,11 +367,8 @@ def status(
         voting = single.state == "Connected" and single.casting_vote
         raise typer.Exit(int(ExitCode.OK if voting else ExitCode.NOT_QUORATE))
     if hosts:
-        from pvectl.targets.qdevice_setup import (
-            all_voting,
-            remote_status,
-            render_remote_status,
-        )
+        from pvectl.cli.qdevice_text import render_remote_status
+        from pvectl.targets.qdevice_setup import all_voting, remote_status
 
         with open_session(accept_new_host_key, connect_timeout) as ssh:
             rows = remote_status(ssh, hosts)

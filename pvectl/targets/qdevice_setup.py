@@ -762,48 +762,6 @@ def remote_status(session: SshSession, hosts: Sequence[HostSpec]) -> list[Remote
     return rows
 
 
-def render_change(change: QdeviceChange) -> str:
-    head = "would do" if change.dry_run else "did"
-    lines = [
-        f"QDevice {change.action} for cluster {change.cluster!r} "
-        f"({', '.join(change.hosts)}); qnetd {change.qnetd or '?'}, algorithm "
-        f"{change.algorithm or '?'}; services: {change.service_manager}",
-        f"corosync.conf config_version {change.config_version_before} -> "
-        f"{change.config_version_after}",
-        f"Plan ({head}):" if change.dry_run else "Done:",
-    ]
-    steps = change.plan if change.dry_run else change.done
-    for number, text in enumerate(steps, start=1):
-        took = f"  [{change.seconds[number - 1]:.1f} s]" if number <= len(change.seconds) else ""
-        lines.append(f"  {number}. {text}{took}")
-    if change.votes:
-        lines.append("Qdevice column: " + ", ".join(f"{h} {f}" for h, f in change.votes.items()))
-    if change.dry_run:
-        lines.append("dry run: nothing was changed")
-    return "\n".join(lines) + "\n"
-
-
-def render_remote_status(rows: Sequence[RemoteQdeviceStatus]) -> str:
-    out: list[str] = []
-    for row in rows:
-        out.append(f"== {row.host}: corosync-qdevice {row.service}")
-        if row.status is not None:
-            s = row.status
-            vote = "casting its vote" if s.casting_vote else "NOT casting a vote"
-            counted = "counted" if s.device_counted else "not counted"
-            out.append(
-                f"   state {s.state}, {vote}; qnetd {s.qnetd_host or '?'}, "
-                f"algorithm {s.algorithm or '?'}, TLS {s.tls_active or 'No'}"
-            )
-            out.append(
-                f"   Qdevice column {s.votequorum_flags or '-'}, device row votes "
-                f"{s.device_votes if s.device_votes is not None else '-'} ({counted})"
-            )
-        else:
-            out.append(f"   {row.error}")
-    return "\n".join(out) + "\n"
-
-
 def all_voting(rows: Sequence[RemoteQdeviceStatus]) -> bool:
     return bool(rows) and all(
         r.status is not None and r.status.state == "Connected" and r.status.casting_vote
