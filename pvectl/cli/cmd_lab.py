@@ -135,8 +135,13 @@ def up(
     ] = None,
     name: NameOption = "default",
     transport: Annotated[
-        Transport, typer.Option("--transport", help="corosync transport.")
-    ] = Transport.knet,
+        Transport | None,
+        typer.Option(
+            "--transport",
+            help="Totem transport (default: knet on the corosync engine; the embedded "
+            "engine speaks udpu only).",
+        ),
+    ] = None,
     token: Annotated[
         int | None, typer.Option("--token", metavar="MS", help="totem token timeout in ms.")
     ] = None,
@@ -317,6 +322,11 @@ def up(
     lab_state.check_lab_name(name)
     chosen = engines.choose(engine.value if engine else None)
     module = engines.module_for(chosen)
+    if chosen == "embedded" and transport is Transport.knet:
+        raise UsageError(
+            "--transport knet: the embedded engine speaks udpu only (unicast UDP between "
+            "pvectl nodes); use --engine corosync for knet"
+        )
     if accelerated and chosen != "embedded":
         raise UsageError("--accelerated needs the embedded engine (corosync has no such option)")
     on_hosts: dict[str, object] = {}
@@ -360,7 +370,7 @@ def up(
     options = module.UpOptions(
         **cluster,
         start=quorum_setup.parse_ids(start),
-        transport=transport.value,
+        transport=(transport or (Transport.udpu if chosen == "embedded" else Transport.knet)).value,
         two_node=two_node,
         wait_for_all=wait_for_all,
         subnet=subnet,
