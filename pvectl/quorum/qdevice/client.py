@@ -146,6 +146,11 @@ class QdeviceNetClient:
             return []
         return [self._send(self._init())]
 
+    def next_deadline(self) -> float | None:
+        """When ``tick`` next has work (the next echo request), in the caller's clock; None
+        while not connected. The one timer convention of the pure cores."""
+        return self._next_echo if self.state is ClientState.CONNECTED else None
+
     def tick(self, now: float) -> list[ClientAction]:
         if self.state is not ClientState.CONNECTED or now < self._next_echo:
             return []

@@ -296,18 +296,33 @@ class QnetdCore:
             return [self._error(client, msg.seq_number, ErrorCode.UNEXPECTED_MESSAGE)]
         return method(client, msg, now)
 
+    def next_deadline(self) -> float | None:
+        """When ``tick`` next has work, in the caller's clock (None: nothing pending): an
+        INIT that is due, a peer's dead-peer limit, an algorithm timer. The caller sleeps
+        until then, or until its next event."""
+        due: list[float] = []
+        for client in self._clients.values():
+            if not client.init:
+                due.append(client.connected_at + INIT_TIMEOUT_S)
+            elif client.heartbeat_interval:
+                limit = client.heartbeat_interval / 1000.0 * DPD_COEFFICIENT
+                due.append(client.last_message_at + limit)
+            if client.algo_timer_due is not None:
+                due.append(client.algo_timer_due)
+        return min(due, default=None)
+
     def tick(self, now: float) -> list[Action]:
-        """Dead-peer detection and algorithm timers; call about once a second."""
+        """Dead-peer detection and algorithm timers, due at ``next_deadline()``."""
         actions: list[Action] = []
         for client in list(self._clients.values()):
-            if not client.init and now - client.connected_at > INIT_TIMEOUT_S:
+            if not client.init and now - client.connected_at >= INIT_TIMEOUT_S:
                 actions.append(
                     Close(client.conn_id, f"client {client.addr} did not complete INIT in time")
                 )
                 continue
             if client.init and client.heartbeat_interval:
                 limit = client.heartbeat_interval / 1000.0 * DPD_COEFFICIENT
-                if now - client.last_message_at > limit:
+                if now - client.last_message_at >= limit:
                     actions.append(
                         Close(
                             client.conn_id,
