@@ -32,7 +32,7 @@ from pvectl.lab import netns
 from pvectl.lab import state as lab_state
 from pvectl.lab.qdevice import corosync as corosync_qdevice
 from pvectl.lab.qdevice import qnetd as lab_qnetd
-from tests.quorum_view import QuorumView, parse_quorumtool
+from tests.helpers.quorum_view import QuorumView, parse_quorumtool
 
 LAB = "bench-qdvote"
 

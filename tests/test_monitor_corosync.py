@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.prometheus_harness import (
+from tests.helpers.prometheus_harness import (
     Prometheus,
     TmuxPane,
     exporter_command,
@@ -29,7 +29,7 @@ from tests.prometheus_harness import (
     prometheus_skip_reason,
     wait_for,
 )
-from tests.sshd_harness import SshClientHome, Sshd, free_port, sshd_skip_reason
+from tests.helpers.sshd_harness import SshClientHome, Sshd, free_port, sshd_skip_reason
 
 
 def _skip_reason() -> str | None:

@@ -28,7 +28,7 @@ from pvectl.lab import state as lab_state
 from pvectl.node import config as node_config
 from pvectl.node import control_socket
 from pvectl.node.config import NodeConfig
-from tests.quorum_view import REPO, QuorumView, parse_quorumtool
+from tests.helpers.quorum_view import REPO, QuorumView, parse_quorumtool
 
 Figures = tuple[object, ...]
 QUORATE = ("Quorate", "Qdevice")

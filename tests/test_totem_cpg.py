@@ -16,7 +16,7 @@ from pvectl.totem.cpg import (
 )
 from pvectl.totem.ring_id import RingId
 from pvectl.totem.srp import Command, ConfigChange, ConfigKind, Deliver
-from tests.totem_net import Net
+from tests.helpers.totem_net import Net
 
 
 class CpgNet(Net):

@@ -32,7 +32,7 @@ from pvectl.totem.wire import (
     Token,
     TokenHoldCancel,
 )
-from tests.totem_net import Net
+from tests.helpers.totem_net import Net
 
 nodes = st.integers(1, 4)
 small = st.integers(0, 40)

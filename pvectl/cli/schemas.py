@@ -126,7 +126,7 @@ KINDS: dict[str, DocumentKind] = {
         _import("pvectl.quorum.whatif", "WhatIfReport"),
     ),
     "check": DocumentKind(
-        "Health report with findings", ("check",), _import("pvectl.check", "CheckReport")
+        "Health report with findings", ("check",), _import("pvectl.check.rules", "CheckReport")
     ),
     "perf": DocumentKind("Performance report of one host", ("perf", "perf --host H"), _perf),
     "perf-hosts": DocumentKind(
