@@ -131,23 +131,7 @@ def check_options(options: UpOptions) -> None:
         raise UsageError("--votes: each value must be between 0 and 255")
     if options.token is not None and not 100 <= options.token <= 600_000:
         raise UsageError(f"--token must be 100..600000 ms, got {options.token}")
-    votes = options.votes or (1,) * options.nodes
-    device = (
-        lab_qnetd.device_section(
-            "127.0.0.1",
-            options.qdevice_algorithm,
-            options.qdevice_tls,
-            votes=options.qdevice_votes,
-        )
-        if options.qdevice
-        else None
-    )
-    if options.node_ids and len(options.node_ids) != options.nodes:
-        raise UsageError(f"{len(options.node_ids)} node ids for {options.nodes} nodes")
-    quorum_setup.check_start(options.start, options.ids())
-    quorum_setup.startup_check(
-        list(zip(options.ids(), votes, strict=True)), options.quorum_values(), device
-    )
+    quorum_setup.check_lab_quorum(options)
     if options.qdevice:
         corosync_qdevice.check(
             options.nodes, options.votes, options.qdevice_algorithm, options.two_node

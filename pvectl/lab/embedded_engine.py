@@ -143,25 +143,9 @@ def check_options(options: UpOptions) -> None:
         raise UsageError(f"--port must be in 1..{65535 - MAX_NODES}")
     if options.qdevice and options.hosts:
         raise UsageError("--qdevice runs a local qnetd: it is not available with --host yet")
-    votes = options.votes or (1,) * options.nodes
-    device = (
-        lab_qnetd.device_section(
-            "127.0.0.1",
-            options.qdevice_algorithm,
-            options.qdevice_tls,
-            votes=options.qdevice_votes,
-        )
-        if options.qdevice
-        else None
-    )
-    if options.node_ids and len(options.node_ids) != options.nodes:
-        raise UsageError(f"{len(options.node_ids)} node ids for {options.nodes} nodes")
     if options.hosts and options.node_ids:
         raise UsageError("node ids from a corosync.conf are for loopback labs (not --host)")
-    quorum_setup.startup_check(
-        list(zip(options.ids(), votes, strict=True)), options.quorum_values(), device
-    )
-    quorum_setup.check_start(options.start, options.ids())
+    quorum_setup.check_lab_quorum(options)
     if options.qdevice:
         embedded_qdevice.check(
             options.nodes, options.votes, options.qdevice_algorithm, options.two_node, options.qnetd

@@ -10,10 +10,12 @@ would refuse to start, and an embedded node reads the same keys with the same ru
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Protocol
 
 from pvectl import quorum_conf
 from pvectl.corosync_conf import Section
 from pvectl.errors import UsageError
+from pvectl.lab.qdevice import qnetd as lab_qnetd
 from pvectl.quorum import votequorum as vq
 
 QUORUM_KEYS = vq.QUORUM_KEYS
@@ -122,3 +124,48 @@ def parse_ids(text: str | None) -> tuple[int, ...]:
         return tuple(int(part) for part in text.replace(",", " ").split())
     except ValueError as exc:
         raise UsageError(f"{text!r}: give node ids separated by commas, e.g. 1,2") from exc
+
+
+class LabQuorumOptions(Protocol):
+    """What both engines' (frozen) ``UpOptions`` say about a lab's quorum."""
+
+    @property
+    def nodes(self) -> int: ...
+    @property
+    def votes(self) -> tuple[int, ...]: ...
+    @property
+    def node_ids(self) -> tuple[int, ...]: ...
+    @property
+    def start(self) -> tuple[int, ...]: ...
+    @property
+    def qdevice(self) -> bool: ...
+    @property
+    def qdevice_algorithm(self) -> str: ...
+    @property
+    def qdevice_tls(self) -> bool: ...
+    @property
+    def qdevice_votes(self) -> int | None: ...
+    def ids(self) -> tuple[int, ...]: ...
+    def quorum_values(self) -> dict[str, str]: ...
+
+
+def check_lab_quorum(options: LabQuorumOptions) -> vq.QuorumOptions:
+    """Before a lab starts, on either engine: its node ids, its ``--start`` set, and what
+    corosync would make of the quorum section its nodes get (refusals exit 78)."""
+    if options.node_ids and len(options.node_ids) != options.nodes:
+        raise UsageError(f"{len(options.node_ids)} node ids for {options.nodes} nodes")
+    check_start(options.start, options.ids())
+    votes = options.votes or (1,) * options.nodes
+    device = (
+        lab_qnetd.device_section(
+            "127.0.0.1",
+            options.qdevice_algorithm,
+            options.qdevice_tls,
+            votes=options.qdevice_votes,
+        )
+        if options.qdevice
+        else None
+    )
+    return startup_check(
+        list(zip(options.ids(), votes, strict=True)), options.quorum_values(), device
+    )
