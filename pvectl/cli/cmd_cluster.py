@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from pvectl import quorum_conf
 from pvectl.cli.options import (
     AcceptNewHostKeyOption,
     ClusterNameOption,
@@ -129,7 +128,7 @@ def _emit_status(result: QuorumStatus, output_format: OutputFormat, what_if: boo
 def _status_with_what_if(
     result: QuorumStatus, output_format: OutputFormat, config: Section | None = None
 ) -> None:
-    from pvectl import corosync_conf
+    from pvectl import corosync_conf, quorum_conf
     from pvectl.cli import pvecm_text, whatif_text
     from pvectl.quorum import whatif
 

@@ -8,7 +8,6 @@ from typing import Annotated
 
 import typer
 
-from pvectl import quorum_conf
 from pvectl.cli.helpfmt import PvectlTyper
 from pvectl.cli.options import OutputFormatOption
 from pvectl.cli.output import OutputFormat, emit
@@ -69,7 +68,7 @@ def what_if(
     QDevice ffsplit/lms, two_node).
     """
     # deferred for start-up time: only this command needs the quorum maths and rich
-    from pvectl import corosync_conf
+    from pvectl import corosync_conf, quorum_conf
     from pvectl.cli.whatif_text import render
     from pvectl.quorum import whatif
 
