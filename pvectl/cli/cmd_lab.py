@@ -596,8 +596,6 @@ def slow_disk(
 ) -> None:
     """Make a node's config-store disk slow (embedded engine): every commit takes MS more."""
     module = engines.for_lab(lab_state.check_lab_name(name))
-    if not hasattr(module, "slow_disk"):
-        raise UsageError("slow-disk needs the embedded engine (it slows pvectl's config store)")
     module.slow_disk(name, node, ms)
     _say(f"lab {name!r}: node {node} commits now take {ms:g} ms more")
 
@@ -672,13 +670,13 @@ def mount(
             f"no lab named {name!r} is up (start one with 'pvectl lab up 3 --name {name}')"
         )
     module = engines.for_lab(name)
-    if not hasattr(module, "mount_node"):
-        raise UsageError("lab mount needs the embedded engine (pvectl's own config store)")
     if foreground:
         _say(f"mounting node {node} of lab {name!r} on {mountpoint} (Ctrl-C unmounts)")
         code = module.mount_node(name, node, mountpoint, level.value, foreground=True)
-        raise typer.Exit(code)
+        raise typer.Exit(code if isinstance(code, int) else 0)
     record = module.mount_node(name, node, mountpoint, level.value)
+    if isinstance(record, int):  # only a foreground mount returns its exit status
+        raise typer.Exit(record)
     _say(
         f"node {node} of lab {name!r} mounted on {record.mountpoint} (commit level "
         f"{record.level}); 'pvectl lab umount {record.mountpoint}' unmounts"

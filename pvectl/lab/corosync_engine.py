@@ -27,9 +27,10 @@ from pvectl.errors import (
     TargetUnavailable,
     UsageError,
 )
-from pvectl.lab import netns, reports
+from pvectl.lab import fuse_mounts, netns, reports
 from pvectl.lab import state as lab_state
-from pvectl.lab.corosync_config import UpOptions, build_conf, check_options
+from pvectl.lab.corosync_config import UpOptions as UpOptions  # the engine's up options
+from pvectl.lab.corosync_config import build_conf, check_options
 from pvectl.lab.qdevice import corosync as corosync_qdevice
 from pvectl.lab.qdevice import qnetd as lab_qnetd
 from pvectl.lab.reports import LabView, NodeView, RingChange, lab_view, wait_until
@@ -658,3 +659,21 @@ def qdevice_action(name: str, action: str, node_id: int | None = None) -> str:
 
 def first_running(state: LabState) -> LabNode:
     return reports.first_running(state, node_pid)
+
+
+def slow_disk(name: str, node_id: int, ms: float) -> None:
+    """Not on this engine: corosync keeps no config store of its own to slow down."""
+    raise UsageError(
+        "lab slow-disk: the corosync engine has no config store (pmxcfs is not part of it); "
+        "use the embedded engine"
+    )
+
+
+def mount_node(
+    name: str, node_id: int, mountpoint: Path, level: str = "local", foreground: bool = False
+) -> fuse_mounts.MountRecord | int:
+    """Not on this engine: there is no pvectl config store in a corosync lab to mount."""
+    raise UsageError(
+        "lab mount: the corosync engine has no config store to mount (pmxcfs is not part "
+        "of it); use the embedded engine"
+    )
