@@ -7,8 +7,7 @@ import pytest
 
 from pvectl import corosync_conf
 from pvectl.errors import ExitCode, PvectlError
-from pvectl.targets.qdevice_setup import (
-    COROSYNC_CONF,
+from pvectl.targets.qdevice.plan import (
     PVE_CONF,
     NodeView,
     QdeviceSetupError,
@@ -17,6 +16,7 @@ from pvectl.targets.qdevice_setup import (
     with_device,
     without_device,
 )
+from pvectl.targets.qdevice.setup import COROSYNC_CONF
 
 CONF = """totem {
   cluster_name: {name}
@@ -120,7 +120,7 @@ def test_pve_config_is_the_source_when_present() -> None:
 def test_a_qnetd_taking_plaintext_clients_is_pointed_out() -> None:
     from pvectl.quorum.qdevice import wire as w
     from pvectl.quorum.qdevice.server import QnetdCore, render_qnetd_tool
-    from pvectl.targets.qdevice_setup import qnetd_tls_note
+    from pvectl.targets.qdevice.plan import qnetd_tls_note
 
     optional = render_qnetd_tool(QnetdCore(w.TlsSupported.SUPPORTED).status(), verbose=False)
     note = qnetd_tls_note(optional, "root@192.0.2.9")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pvectl.cli.qdevice_text import render_qdevice_status
-from pvectl.targets.qdevice_status import (
+from pvectl.targets.qdevice.status import (
     parse_qdevice_tool,
     votequorum_qdevice_view,
 )

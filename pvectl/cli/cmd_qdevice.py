@@ -264,7 +264,7 @@ def setup(
     """
     from pvectl.cli.qdevice_text import render_change
     from pvectl.targets.hosts import parse_host
-    from pvectl.targets.qdevice_setup import setup as run_setup
+    from pvectl.targets.qdevice.setup import setup as run_setup
 
     hosts = remote_hosts(host, cluster)
     _check_address(address)
@@ -326,7 +326,7 @@ def remove(
     and deletes the nodes' certificate stores.
     """
     from pvectl.cli.qdevice_text import render_change
-    from pvectl.targets.qdevice_setup import remove as run_remove
+    from pvectl.targets.qdevice.setup import remove as run_remove
 
     hosts = remote_hosts(host, cluster)
     quiet = output_format != OutputFormat.text
@@ -353,7 +353,7 @@ def status(
     Exit 0 connected and casting a vote everywhere, 2 otherwise, 1 when no daemon runs.
     """
     from pvectl.cli.qdevice_text import render_qdevice_status
-    from pvectl.targets.qdevice_status import local_qdevice_status
+    from pvectl.targets.qdevice.status import local_qdevice_status
     from pvectl.targets.runner import LocalRunner
 
     hosts = remote_hosts(host, cluster)
@@ -368,7 +368,7 @@ def status(
         raise typer.Exit(int(ExitCode.OK if voting else ExitCode.NOT_QUORATE))
     if hosts:
         from pvectl.cli.qdevice_text import render_remote_status
-        from pvectl.targets.qdevice_setup import all_voting, remote_status
+        from pvectl.targets.qdevice.setup import all_voting, remote_status
 
         with open_session(accept_new_host_key, connect_timeout) as ssh:
             rows = remote_status(ssh, hosts)

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pvectl.targets.qdevice_setup import QdeviceChange, RemoteQdeviceStatus
-from pvectl.targets.qdevice_status import QdeviceStatus
+from pvectl.targets.qdevice.plan import QdeviceChange
+from pvectl.targets.qdevice.setup import RemoteQdeviceStatus
+from pvectl.targets.qdevice.status import QdeviceStatus
 
 
 def render_change(change: QdeviceChange) -> str:

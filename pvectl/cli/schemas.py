@@ -137,17 +137,17 @@ KINDS: dict[str, DocumentKind] = {
     "qdevice-status": DocumentKind(
         "The qdevice daemon's view of one node",
         ("qdevice status", "qdevice status --host H"),
-        _import("pvectl.targets.qdevice_status", "QdeviceStatus"),
+        _import("pvectl.targets.qdevice.status", "QdeviceStatus"),
     ),
     "qdevice-status-hosts": DocumentKind(
         "The qdevice daemon's view on several hosts",
         ("qdevice status --host A --host B",),
-        _tuple_of(_import("pvectl.targets.qdevice_setup", "RemoteQdeviceStatus")),
+        _tuple_of(_import("pvectl.targets.qdevice.setup", "RemoteQdeviceStatus")),
     ),
     "qdevice-change": DocumentKind(
         "What qdevice setup or remove changed (or would change with --dry-run)",
         ("qdevice setup", "qdevice remove"),
-        _import("pvectl.targets.qdevice_setup", "QdeviceChange"),
+        _import("pvectl.targets.qdevice.setup", "QdeviceChange"),
     ),
     "qdevice-clients": DocumentKind(
         "Clusters and nodes a running qnetd serves",
