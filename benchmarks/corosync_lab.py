@@ -17,8 +17,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pvectl.lab import corosync_config, corosync_engine
+from pvectl.lab import corosync_engine
 from pvectl.lab import state as lab_state
+from pvectl.lab.options import UpOptions
 from pvectl.targets import corosync_parse
 
 NAME = "tbench"
@@ -39,7 +40,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--token", type=int, default=None, help="default: corosync's")
     args = parser.parse_args()
-    options = corosync_config.UpOptions(nodes=args.nodes, token=args.token)
+    options = UpOptions(nodes=args.nodes, token=args.token)
     corosync_engine.up(NAME, options, report=print)
     try:
         state = lab_state.load(NAME)

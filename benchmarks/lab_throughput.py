@@ -46,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from pvectl.errors import PvectlError
 from pvectl.lab import corosync_engine, embedded_engine
 from pvectl.lab import state as lab_state
+from pvectl.lab.options import EmbeddedUp, UpOptions
 from pvectl.node import control_socket
 from pvectl.targets import corosync_parse
 from pvectl.totem.srp import TotemConfig
@@ -303,7 +304,7 @@ def variants(args: argparse.Namespace) -> list[Variant]:
         Variant(
             Engine(f"pvectl (defaults{rt})", {}, {}, None, key="pvectl"),
             EMBEDDED,
-            embedded_engine.UpOptions(nodes=3),
+            UpOptions(nodes=3),
         )
     ]
     if args.accelerated:
@@ -311,7 +312,7 @@ def variants(args: argparse.Namespace) -> list[Variant]:
             Variant(
                 Engine(f"pvectl accelerated ring{rt}", {}, {}, None, key="accelerated"),
                 ACCELERATED,
-                embedded_engine.UpOptions(nodes=3, accelerated=True),
+                UpOptions(nodes=3, embedded=EmbeddedUp(accelerated=True)),
             )
         )
     if args.netmtu:
@@ -321,7 +322,7 @@ def variants(args: argparse.Namespace) -> list[Variant]:
                     f"pvectl netmtu {args.netmtu}{rt}", {}, {}, None, key=f"netmtu_{args.netmtu}"
                 ),
                 EXTRA_MTU,
-                embedded_engine.UpOptions(nodes=3, netmtu=args.netmtu),
+                UpOptions(nodes=3, embedded=EmbeddedUp(netmtu=args.netmtu)),
             )
         )
     return out
@@ -345,7 +346,7 @@ def run(args: argparse.Namespace, sizes: list[int], with_corosync: bool) -> list
             binary = build_client(tmp)
             corosync_engine.down(COROSYNC)
             stack.callback(corosync_engine.down, COROSYNC)
-            corosync_engine.up(COROSYNC, corosync_engine.UpOptions(nodes=3), report=print)
+            corosync_engine.up(COROSYNC, UpOptions(nodes=3), report=print)
             cstate = corosync_engine.load_running(COROSYNC)
         for size in sizes:
             count = args.counts[size]

@@ -9,12 +9,14 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from pvectl import corosync_conf
 from pvectl.errors import UsageError
 from pvectl.lab import embedded_engine, host_setup, node_access
+from pvectl.lab.options import EmbeddedUp, UpOptions
 from pvectl.lab.state import LabNode, LabState
 from pvectl.node import config as node_config
 from pvectl.node import host_agent
@@ -31,13 +33,19 @@ def test_plan_one_host_per_node_or_one_for_all() -> None:
 
 
 def test_check_options_rejects_bad_host_input() -> None:
-    up = embedded_engine.UpOptions
+    def up(nodes: int, subnet: str | None = None, **embedded: Any) -> UpOptions:
+        return UpOptions(nodes=nodes, subnet=subnet, embedded=EmbeddedUp(**embedded))
+
     with pytest.raises(UsageError, match="expected \\[user@\\]host"):
         embedded_engine.check_options(up(nodes=2, hosts=("a", "bad host")))
     with pytest.raises(UsageError, match="--subnet is for loopback labs"):
         embedded_engine.check_options(up(nodes=1, hosts=("a",), subnet="127.77.9.0/24"))
     with pytest.raises(UsageError, match="--port"):
         embedded_engine.check_options(up(nodes=1, port=0))
+    with pytest.raises(UsageError, match="--address goes with --host"):
+        embedded_engine.check_options(up(nodes=1, addresses=("10.0.0.1",)))
+    with pytest.raises(UsageError, match="embedded engine speaks udpu only"):
+        embedded_engine.check_options(UpOptions(nodes=1, transport="knet"))
     embedded_engine.check_options(up(nodes=3, hosts=("root@a:2222", "b", "b")))
 
 
@@ -50,7 +58,7 @@ def test_conf_for_hosts_names_ports_and_leaves_the_key_beside_it(tmp_path: Path)
         LabNode(i, f"node{i}", "", "10.1.1.5", f"/d/node{i}", port=5405 + i - 1, host="h")
         for i in (1, 2)
     )
-    text = embedded_engine.build_conf(_state(nodes), embedded_engine.UpOptions(nodes=2), None)
+    text = embedded_engine.build_conf(_state(nodes), UpOptions(nodes=2), None)
     conf = tmp_path / "corosync.conf"
     conf.write_text(text)
     loaded = node_config.load(conf, 2)
@@ -64,7 +72,7 @@ def test_accelerated_option_reaches_the_node_config(tmp_path: Path) -> None:
     nodes = (LabNode(1, "node1", "", "10.1.1.5", "/d/node1", host="h"),)
     conf = tmp_path / "corosync.conf"
     for accelerated in (False, True):
-        options = embedded_engine.UpOptions(nodes=1, accelerated=accelerated)
+        options = UpOptions(nodes=1, embedded=EmbeddedUp(accelerated=accelerated))
         text = embedded_engine.build_conf(_state(nodes), options, None)
         assert ("accelerated: yes" in text) is accelerated
         conf.write_text(text)

@@ -12,7 +12,7 @@ from pvectl import corosync_conf
 from pvectl.errors import UsageError
 from pvectl.lab import corosync_config, corosync_engine, netns
 from pvectl.lab import state as lab_state
-from pvectl.lab.corosync_config import UpOptions
+from pvectl.lab.options import UpOptions
 from pvectl.lab.state import LabNode, LabState
 
 
@@ -199,3 +199,15 @@ def test_an_operation_the_corosync_engine_cannot_honour_names_the_engine() -> No
         with pytest.raises(UsageError, match="the corosync engine") as caught:
             call()
         assert caught.value.exit_code == ExitCode.USAGE
+
+
+def test_the_corosync_engine_refuses_embedded_only_options_by_name() -> None:
+    """One options type for both engines: what only the embedded engine honours is refused
+    here, naming each option, instead of being ignored."""
+    from pvectl.errors import UsageError
+    from pvectl.lab.options import EmbeddedUp
+
+    options = UpOptions(3, embedded=EmbeddedUp(accelerated=True, hosts=("a", "b", "c")))
+    with pytest.raises(UsageError, match="--accelerated, --host: not an option of the corosync"):
+        corosync_config.check_options(options)
+    corosync_config.check_options(UpOptions(3))  # the defaults are every engine's

@@ -10,6 +10,7 @@ from pvectl import corosync_conf
 from pvectl.errors import ConfigError, ExitCode, PvectlError, UsageError
 from pvectl.lab import embedded_engine, quorum_setup
 from pvectl.lab import scenario as sc
+from pvectl.lab.options import UpOptions
 from pvectl.quorum import votequorum as vq
 
 
@@ -108,7 +109,7 @@ def test_expected_votes_tracking_starts_from_the_nodelist_not_expected_votes() -
 
 
 def test_embedded_up_options_write_every_key_and_accept_two_node_on_three() -> None:
-    options = embedded_engine.UpOptions(
+    options = UpOptions(
         3, two_node=True, quorum=(("last_man_standing_window", "3000"), ("expected_votes", "2"))
     )
     embedded_engine.check_options(options)
@@ -118,7 +119,7 @@ def test_embedded_up_options_write_every_key_and_accept_two_node_on_three() -> N
         "expected_votes": "2",
     }
     with pytest.raises(UsageError, match="no node 4"):
-        embedded_engine.check_options(embedded_engine.UpOptions(3, start=(1, 4)))
+        embedded_engine.check_options(UpOptions(3, start=(1, 4)))
 
 
 SCENARIO = """\

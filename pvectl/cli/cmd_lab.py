@@ -7,7 +7,7 @@ import signal
 from dataclasses import replace
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -322,26 +322,6 @@ def up(
     lab_state.check_lab_name(name)
     chosen = engines.choose(engine.value if engine else None)
     module = engines.module_for(chosen)
-    if chosen == "embedded" and transport is Transport.knet:
-        raise UsageError(
-            "--transport knet: the embedded engine speaks udpu only (unicast UDP between "
-            "pvectl nodes); use --engine corosync for knet"
-        )
-    if accelerated and chosen != "embedded":
-        raise UsageError("--accelerated needs the embedded engine (corosync has no such option)")
-    on_hosts: dict[str, object] = {}
-    if hosts or addresses or port != 5405:
-        if chosen != "embedded":
-            raise UsageError("--host, --address and --port need the embedded engine")
-        if addresses and not hosts:
-            raise UsageError("--address goes with --host (a loopback lab picks its own)")
-        on_hosts = {
-            "hosts": tuple(hosts or ()),
-            "addresses": tuple(addresses or ()),
-            "port": port,
-            "accept_new_host_key": accept_new_host_key,
-            "connect_timeout": connect_timeout,
-        }
     if not qdevice and (qnetd is not Qnetd.pvectl or not qdevice_tls):
         raise UsageError("--qnetd and --no-qdevice-tls go with --qdevice")
     if qdevice_start not in ("yes", "no"):
@@ -349,6 +329,7 @@ def up(
     if not qdevice and (qdevice_start != "yes" or qdevice_votes is not None):
         raise UsageError("--qdevice-start and --qdevice-votes go with --qdevice")
     from pvectl.lab import conf_import, quorum_setup
+    from pvectl.lab.options import EmbeddedUp, UpOptions
 
     if config is not None and from_host is not None:
         raise UsageError("--config and --from-host both name a corosync.conf: give one")
@@ -367,35 +348,37 @@ def up(
     )
     if imported is not None:
         _say(f"lab {name!r}: rehearsing {imported.source} ({imported.cluster_name})")
-    options = module.UpOptions(
+    # One options type for both engines; each engine refuses what it cannot honour.
+    fields: dict[str, Any] = {
         **cluster,
-        start=quorum_setup.parse_ids(start),
-        transport=(transport or (Transport.udpu if chosen == "embedded" else Transport.knet)).value,
-        two_node=two_node,
-        wait_for_all=wait_for_all,
-        subnet=subnet,
-        **(
-            {
-                "durability": durability.value,
-                "coupling": coupling.value,
-                "netmtu": netmtu,
-                "accelerated": accelerated,
-            }
-            if chosen == "embedded"
-            else {}
+        "start": quorum_setup.parse_ids(start),
+        "transport": transport.value if transport else None,
+        "two_node": two_node,
+        "wait_for_all": wait_for_all,
+        "subnet": subnet,
+    }
+    if qdevice:
+        fields.update(
+            qdevice=True,
+            qdevice_algorithm=qdevice_algorithm.value,
+            qdevice_start=qdevice_start is YesNo.yes,
+            qdevice_votes=qdevice_votes,
+            qnetd=qnetd.value,
+            qdevice_tls=qdevice_tls,
+        )
+    options = UpOptions(
+        **fields,
+        embedded=EmbeddedUp(
+            durability=durability.value,
+            coupling=coupling.value,
+            netmtu=netmtu,
+            accelerated=accelerated,
+            hosts=tuple(hosts or ()),
+            addresses=tuple(addresses or ()),
+            port=port,
+            accept_new_host_key=accept_new_host_key,
+            connect_timeout=connect_timeout,
         ),
-        **(
-            {
-                "qdevice": True,
-                "qdevice_algorithm": qdevice_algorithm.value,
-                "qdevice_start": qdevice_start is YesNo.yes,
-                "qdevice_votes": qdevice_votes,
-            }
-            if qdevice
-            else {}
-        ),
-        **({"qnetd": qnetd.value, "qdevice_tls": qdevice_tls} if qdevice else {}),
-        **on_hosts,
     )
     from pvectl.cli.progress import activity
 

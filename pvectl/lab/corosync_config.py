@@ -4,12 +4,12 @@ node gets, in the layout Proxmox writes."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from pvectl import corosync_conf
 from pvectl.corosync_conf import Section
 from pvectl.errors import UsageError
 from pvectl.lab import quorum_setup
+from pvectl.lab.options import UpOptions
 from pvectl.lab.qdevice import corosync as corosync_qdevice
 from pvectl.lab.qdevice import qnetd as lab_qnetd
 from pvectl.lab.state import LabNode
@@ -17,36 +17,9 @@ from pvectl.lab.state import LabNode
 MAX_NODES = 16
 
 
-@dataclass(frozen=True)
-class UpOptions:
-    nodes: int
-    transport: str = "knet"
-    token: int | None = None
-    two_node: bool = False
-    wait_for_all: bool | None = None
-    votes: tuple[int, ...] = ()
-    subnet: str | None = None
-    wait_timeout: float = 60.0
-    qdevice: bool = False  # a qnetd + the real corosync-qdevice on every node
-    qdevice_algorithm: str = "ffsplit"
-    qnetd: str = "pvectl"  # pvectl (pvectl qdevice serve) | corosync (corosync-qnetd)
-    qdevice_tls: bool = True
-    quorum: tuple[tuple[str, str], ...] = ()  # corosync.conf quorum keys (--quorum K=V)
-    start: tuple[int, ...] = ()  # the nodes 'up' starts (empty: all)
-    qdevice_start: bool = True  # False: corosync-qdevice waits for 'lab qdevice start'
-    qdevice_votes: int | None = None  # quorum.device.votes (None: as pvecm writes it)
-    node_ids: tuple[int, ...] = ()  # as a corosync.conf writes them (default: 1..N)
-    names: tuple[str, ...] = ()  # node names (default: nodeID)
-    totem: tuple[tuple[str, str], ...] = ()  # totem timing keys taken from a corosync.conf
-
-    def ids(self) -> tuple[int, ...]:
-        return self.node_ids or tuple(range(1, self.nodes + 1))
-
-    def name_of(self, index: int) -> str:
-        return self.names[index] if self.names else f"node{self.ids()[index]}"
-
-    def quorum_values(self) -> dict[str, str]:
-        return quorum_setup.merged(self.quorum, self.two_node, self.wait_for_all)
+def transport_of(options: UpOptions) -> str:
+    """The transport a corosync lab runs: knet unless udpu was asked for."""
+    return options.transport or "knet"
 
 
 def build_conf(
@@ -94,12 +67,12 @@ def build_conf(
         },
         [Section("interface", {"linknumber": "0"})],
     )
-    if options.transport == "knet":
+    if transport_of(options) == "knet":
         totem.values.update({"ip_version": "ipv4-6", "link_mode": "passive", "secauth": "on"})
     else:  # udpu cannot encrypt in corosync 3
         totem.values.update(
             {
-                "transport": options.transport,
+                "transport": transport_of(options),
                 "ip_version": "ipv4",
                 "crypto_cipher": "none",
                 "crypto_hash": "none",
@@ -123,8 +96,14 @@ def build_conf(
 def check_options(options: UpOptions) -> None:
     if not 1 <= options.nodes <= MAX_NODES:
         raise UsageError(f"N must be between 1 and {MAX_NODES}, got {options.nodes}")
-    if options.transport not in ("knet", "udpu"):
+    if transport_of(options) not in ("knet", "udpu"):
         raise UsageError(f"--transport must be knet or udpu, got {options.transport!r}")
+    given = options.embedded.given()
+    if given:
+        raise UsageError(
+            f"{', '.join(given)}: not an option of the corosync engine (only the embedded "
+            "engine has it); drop it or use --engine embedded"
+        )
     if options.votes and len(options.votes) != options.nodes:
         raise UsageError(f"--votes lists {len(options.votes)} values for {options.nodes} nodes")
     if any(v < 0 or v > 255 for v in options.votes):

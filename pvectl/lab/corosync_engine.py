@@ -29,8 +29,8 @@ from pvectl.errors import (
 )
 from pvectl.lab import fuse_mounts, netns, reports
 from pvectl.lab import state as lab_state
-from pvectl.lab.corosync_config import UpOptions as UpOptions  # the engine's up options
-from pvectl.lab.corosync_config import build_conf, check_options
+from pvectl.lab.corosync_config import build_conf, check_options, transport_of
+from pvectl.lab.options import UpOptions as UpOptions  # the engine's up options
 from pvectl.lab.qdevice import corosync as corosync_qdevice
 from pvectl.lab.qdevice import qnetd as lab_qnetd
 from pvectl.lab.reports import LabView, NodeView, RingChange, lab_view, wait_until
@@ -250,7 +250,7 @@ def _up(name: str, options: UpOptions, report: Report, progress: Report) -> LabS
         hub_namespace=netns.hub_namespace(name),
         subnet=str(subnet),
         cluster_name=name,
-        transport=options.transport,
+        transport=transport_of(options),
         nodes=nodes,
         options={
             "token": options.token,
@@ -321,7 +321,7 @@ def _build_and_start(
             ExitCode.TEMP_FAIL,
         )
     report(
-        f"lab {state.name!r}: {options.nodes} corosync node(s) up ({options.transport}, "
+        f"lab {state.name!r}: {options.nodes} corosync node(s) up ({transport_of(options)}, "
         f"subnet {state.subnet}); ring formed in {elapsed:.2f} s"
     )
     if options.qdevice:

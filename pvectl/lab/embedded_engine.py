@@ -20,7 +20,7 @@ import subprocess
 import time
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,8 @@ from pvectl.errors import CommandRefused, ExitCode, PvectlError, TargetUnavailab
 from pvectl.lab import fuse_mounts, quorum_setup, reports
 from pvectl.lab import state as lab_state
 from pvectl.lab.node_access import access
+from pvectl.lab.options import DEFAULT_PORT
+from pvectl.lab.options import UpOptions as UpOptions  # the engine's up options
 from pvectl.lab.qdevice import embedded as embedded_qdevice
 from pvectl.lab.qdevice import qnetd as lab_qnetd
 from pvectl.lab.reports import LabView, NodeView, RingChange, lab_view, wait_until
@@ -40,7 +42,6 @@ from pvectl.node import host_agent
 ENGINE = "embedded"
 AUTO_SUBNETS = 199  # 127.77.1-199.0/24 are picked automatically; 200-254 stay for --subnet
 MAX_NODES = 16
-PORT = 5405
 Report = Callable[[str], None]
 
 
@@ -52,60 +53,16 @@ def _quiet(_: str) -> None:
     pass
 
 
-@dataclass(frozen=True)
-class UpOptions:
-    nodes: int
-    transport: str = "udpu"
-    token: int | None = None
-    two_node: bool = False
-    wait_for_all: bool | None = None
-    votes: tuple[int, ...] = ()
-    subnet: str | None = None
-    wait_timeout: float = 60.0
-    durability: str = "fsync"
-    coupling: str = "decoupled"
-    last_man_standing: bool = False
-    auto_tie_breaker: bool = False
-    netmtu: int | None = None
-    accelerated: bool = False  # totem { accelerated: yes }: the Accelerated Ring
-    hosts: tuple[str, ...] = ()  # run the nodes on these SSH hosts instead of loopback
-    port: int = PORT  # first UDP port on a host (a host running k nodes uses k ports)
-    accept_new_host_key: bool = False
-    connect_timeout: float = 10.0
-    addresses: tuple[str, ...] = ()  # ring addresses, one per --host (default: as reached)
-    qdevice: bool = False
-    qdevice_algorithm: str = "ffsplit"
-    qnetd: str = "pvectl"  # pvectl (pvectl qdevice serve) | corosync (corosync-qnetd, root)
-    qdevice_tls: bool = True
-    quorum: tuple[tuple[str, str], ...] = ()  # corosync.conf quorum keys (--quorum K=V)
-    start: tuple[int, ...] = ()  # the nodes 'up' starts (empty: all)
-    qdevice_start: bool = True  # False: the qdevice clients wait for 'lab qdevice start'
-    qdevice_votes: int | None = None  # quorum.device.votes (None: as pvecm writes it)
-    node_ids: tuple[int, ...] = ()  # as a corosync.conf writes them (default: 1..N)
-    names: tuple[str, ...] = ()  # node names (default: nodeID)
-    totem: tuple[tuple[str, str], ...] = ()  # totem timing keys taken from a corosync.conf
-
-    def ids(self) -> tuple[int, ...]:
-        return self.node_ids or tuple(range(1, self.nodes + 1))
-
-    def name_of(self, index: int) -> str:
-        return self.names[index] if self.names else f"node{self.ids()[index]}"
-
-    def quorum_values(self) -> dict[str, str]:
-        return quorum_setup.merged(
-            self.quorum,
-            self.two_node,
-            self.wait_for_all,
-            self.last_man_standing,
-            self.auto_tie_breaker,
-        )
-
-
 def available() -> bool:
     return True
 
 
 def check_options(options: UpOptions) -> None:
+    if options.transport not in (None, "udpu"):
+        raise UsageError(
+            f"--transport {options.transport}: the embedded engine speaks udpu only (unicast "
+            "UDP between pvectl nodes); use --engine corosync for knet"
+        )
     if not 1 <= options.nodes <= MAX_NODES:
         raise UsageError(f"N must be between 1 and {MAX_NODES}, got {options.nodes}")
     if options.votes and len(options.votes) != options.nodes:
@@ -114,36 +71,43 @@ def check_options(options: UpOptions) -> None:
         raise UsageError("votes cannot be negative")
     if options.token is not None and options.token < 50:
         raise UsageError("--token is in milliseconds and must be at least 50")
-    if options.netmtu is not None and not MIN_NETMTU <= options.netmtu <= MAX_NETMTU:
+    if (
+        options.embedded.netmtu is not None
+        and not MIN_NETMTU <= options.embedded.netmtu <= MAX_NETMTU
+    ):
         raise UsageError(f"--netmtu must be in {MIN_NETMTU}..{MAX_NETMTU} bytes")
-    if options.durability not in ("fsync", "wal-normal"):
+    if options.embedded.durability not in ("fsync", "wal-normal"):
         raise UsageError("--durability must be fsync or wal-normal")
-    if options.coupling not in ("coupled", "decoupled"):
+    if options.embedded.coupling not in ("coupled", "decoupled"):
         raise UsageError("--coupling must be coupled or decoupled")
-    if options.hosts:
+    if options.embedded.addresses and not options.embedded.hosts:
+        raise UsageError("--address goes with --host (a loopback lab picks its own)")
+    if options.embedded.hosts:
         from pvectl.lab import host_setup
         from pvectl.targets.hosts import parse_host
 
-        for host in options.hosts:
+        for host in options.embedded.hosts:
             parse_host(host)
-        host_setup.plan_hosts(options.hosts, options.nodes)
-        if options.addresses and len(options.addresses) != len(options.hosts):
+        host_setup.plan_hosts(options.embedded.hosts, options.nodes)
+        if options.embedded.addresses and len(options.embedded.addresses) != len(
+            options.embedded.hosts
+        ):
             raise UsageError(
-                f"--address: give one per --host ({len(options.hosts)}), "
-                f"got {len(options.addresses)}"
+                f"--address: give one per --host ({len(options.embedded.hosts)}), "
+                f"got {len(options.embedded.addresses)}"
             )
-        for address in options.addresses:
+        for address in options.embedded.addresses:
             try:
                 ipaddress.ip_address(address)
             except ValueError as exc:
                 raise UsageError(f"--address {address!r}: not an IP address") from exc
         if options.subnet:
             raise UsageError("--subnet is for loopback labs; --host uses the hosts' addresses")
-    if not 1 <= options.port <= 65535 - MAX_NODES:
+    if not 1 <= options.embedded.port <= 65535 - MAX_NODES:
         raise UsageError(f"--port must be in 1..{65535 - MAX_NODES}")
-    if options.qdevice and options.hosts:
+    if options.qdevice and options.embedded.hosts:
         raise UsageError("--qdevice runs a local qnetd: it is not available with --host yet")
-    if options.hosts and options.node_ids:
+    if options.embedded.hosts and options.node_ids:
         raise UsageError("node ids from a corosync.conf are for loopback labs (not --host)")
     quorum_setup.check_lab_quorum(options)
     if options.qdevice:
@@ -178,7 +142,7 @@ def _port_free(address: str) -> bool:
     """Another user's lab (another XDG_RUNTIME_DIR) may hold this /24 already."""
     probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
-        probe.bind((address, PORT))
+        probe.bind((address, DEFAULT_PORT))
     except OSError:
         return False
     finally:
@@ -204,9 +168,9 @@ def build_conf(
     totem.values.update(dict(options.totem))
     if options.token is not None:
         totem.values["token"] = str(options.token)
-    if options.netmtu is not None:
-        totem.values["netmtu"] = str(options.netmtu)
-    if options.accelerated:
+    if options.embedded.netmtu is not None:
+        totem.values["netmtu"] = str(options.embedded.netmtu)
+    if options.embedded.accelerated:
         totem.values["accelerated"] = "yes"
     nodelist = Section("nodelist")
     for node in state.nodes:
@@ -216,11 +180,13 @@ def build_conf(
             "quorum_votes": str(node.votes),
             "ring0_addr": node.address,
         }
-        if node.port != PORT:
+        if node.port != DEFAULT_PORT:
             values["pvectl_port"] = str(node.port)
         nodelist.children.append(Section("node", values))
     quorum = quorum_setup.quorum_section(options.quorum_values(), device)
-    extra = Section("pvectl", {"coupling": options.coupling, "durability": options.durability})
+    extra = Section(
+        "pvectl", {"coupling": options.embedded.coupling, "durability": options.embedded.durability}
+    )
     if authkey is not None:
         extra.values["authkey"] = str(authkey)
     if device is not None:
@@ -360,7 +326,7 @@ def up(
     if existing is not None:
         down(name)
     directory = lab_state.lab_dir(name)
-    if options.hosts:
+    if options.embedded.hosts:
         nodes, subnet_text, token = _plan_on_hosts(name, options)
     else:
         nodes, subnet_text, token = _plan_on_loopback(directory, options), "", ""
@@ -383,9 +349,13 @@ def up(
             "wait_for_all": options.wait_for_all,
             "quorum": options.quorum_values(),
             "votes": [n.votes for n in nodes],
-            "durability": options.durability,
-            "coupling": options.coupling,
-            **({"hosts": list(options.hosts), "remote_token": token} if options.hosts else {}),
+            "durability": options.embedded.durability,
+            "coupling": options.embedded.coupling,
+            **(
+                {"hosts": list(options.embedded.hosts), "remote_token": token}
+                if options.embedded.hosts
+                else {}
+            ),
         },
         created=datetime.now(UTC).isoformat(timespec="seconds"),
     )
@@ -395,8 +365,10 @@ def up(
     os.chmod(authkey, 0o600)
     started = time.monotonic()
     try:
-        if options.hosts:
-            progress(f"lab {name!r}: copying the node to {len(set(options.hosts))} host(s)")
+        if options.embedded.hosts:
+            progress(
+                f"lab {name!r}: copying the node to {len(set(options.embedded.hosts))} host(s)"
+            )
             _upload(state, options, authkey.read_bytes())
         else:
             device = None
@@ -432,7 +404,9 @@ def up(
             lambda: all(membership(n) == want for n in started_nodes), options.wait_timeout
         )
         if not ok:
-            where = "on its hosts" if options.hosts else f"(logs: {directory}/node*/node.log)"
+            where = (
+                "on its hosts" if options.embedded.hosts else f"(logs: {directory}/node*/node.log)"
+            )
             raise PvectlError(
                 f"lab {name!r}: the ring did not form within {options.wait_timeout:g} s {where}",
                 ExitCode.TEMP_FAIL,
@@ -451,7 +425,7 @@ def up(
         )
         raise
     except BaseException as exc:
-        if options.hosts:  # never leave processes behind on the user's hosts
+        if options.embedded.hosts:  # never leave processes behind on the user's hosts
             try:
                 down(name)
             except PvectlError as cleanup:
@@ -459,7 +433,7 @@ def up(
         raise
     elapsed = time.monotonic() - started
     _import_corosync_conf(state, patient=not options.start)
-    if options.hosts:
+    if options.embedded.hosts:
         places = ", ".join(f"{n.node_id}@{n.host} ({n.address}:{n.port})" for n in state.nodes)
         report(
             f"lab {name!r}: {options.nodes} embedded node(s) up on {places}; "
@@ -467,8 +441,8 @@ def up(
         )
     else:
         report(
-            f"lab {name!r}: {options.nodes} embedded node(s) up on {state.subnet} (udp {PORT}); "
-            f"ring formed in {elapsed:.2f} s"
+            f"lab {name!r}: {options.nodes} embedded node(s) up on {state.subnet} "
+            f"(udp {DEFAULT_PORT}); ring formed in {elapsed:.2f} s"
         )
     return state
 
@@ -519,17 +493,21 @@ def _plan_on_hosts(name: str, options: UpOptions) -> tuple[tuple[LabNode, ...], 
     consecutive ports."""
     from pvectl.lab import host_setup
 
-    placement = host_setup.plan_hosts(options.hosts, options.nodes)
-    facts = host_setup.probe_hosts(placement, options.accept_new_host_key, options.connect_timeout)
+    placement = host_setup.plan_hosts(options.embedded.hosts, options.nodes)
+    facts = host_setup.probe_hosts(
+        placement, options.embedded.accept_new_host_key, options.embedded.connect_timeout
+    )
     token = host_setup.new_token()
     votes = options.votes or (1,) * options.nodes
     used: dict[str, int] = {}
     nodes = []
-    chosen = list(options.addresses) * (options.nodes if len(options.addresses) == 1 else 1)
+    chosen = list(options.embedded.addresses) * (
+        options.nodes if len(options.embedded.addresses) == 1 else 1
+    )
     for i, host in enumerate(placement, start=1):
         fact = facts[host]
         address = chosen[i - 1] if chosen else fact.address
-        port = options.port + used.get(address, 0)
+        port = options.embedded.port + used.get(address, 0)
         used[address] = used.get(address, 0) + 1
         nodes.append(
             LabNode(

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pvectl
 from pvectl.errors import ExitCode, PermissionNeeded, PvectlError
@@ -19,6 +20,7 @@ from pvectl.lab import engines
 from pvectl.lab import scenario as sc
 from pvectl.lab import state as lab_state
 from pvectl.lab.engine import LabEngine
+from pvectl.lab.options import DEFAULT_PORT, UpOptions
 from pvectl.lab.state import LabNode, LabState
 from pvectl.results import QuorumStatus
 
@@ -74,9 +76,6 @@ def resolve(name_or_path: str) -> Path:
 
 def unsupported(module: LabEngine, spec: sc.UpSpec) -> str | None:
     """Why this engine cannot run the scenario's cluster, or None."""
-    names = {f.name for f in dataclasses.fields(module.UpOptions)}
-    if spec.qdevice and "qdevice" not in names:
-        return f"the {module.ENGINE} engine has no QDevice support yet (lab up --qdevice)"
     if spec.qdevice and module.ENGINE == "corosync" and not _qdevice_tools():
         return "corosync-qdevice is not installed (Debian package 'corosync-qdevice')"
     return None
@@ -92,8 +91,6 @@ def _free_loopback_subnet(nodes: int) -> str | None:
     take the others in between."""
     import socket
 
-    from pvectl.lab import embedded_engine
-
     used = {lab.subnet for lab in lab_state.all_labs()}
     for third in range(1, 255):
         subnet = f"127.79.{third}.0/24"
@@ -104,7 +101,7 @@ def _free_loopback_subnet(nodes: int) -> str | None:
             for host in range(1, nodes + 1):
                 probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
                 probes.append(probe)
-                probe.bind((f"127.79.{third}.{host}", embedded_engine.PORT))
+                probe.bind((f"127.79.{third}.{host}", DEFAULT_PORT))
         except OSError:
             continue
         finally:
@@ -114,8 +111,8 @@ def _free_loopback_subnet(nodes: int) -> str | None:
     return None
 
 
-def up_options(module: LabEngine, spec: sc.UpSpec) -> object:
-    extra: dict[str, object] = {}
+def up_options(module: LabEngine, spec: sc.UpSpec) -> UpOptions:
+    extra: dict[str, Any] = {}
     if spec.qdevice:
         extra.update(
             qdevice=True,
@@ -129,7 +126,7 @@ def up_options(module: LabEngine, spec: sc.UpSpec) -> object:
         extra["start"] = spec.start
     if module.ENGINE == "embedded":
         extra["subnet"] = _free_loopback_subnet(spec.nodes)
-    return module.UpOptions(
+    return UpOptions(
         nodes=spec.nodes,
         token=spec.token,
         two_node=spec.two_node,
