@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from pvectl.node.services import NodeServices
+from pvectl.nodecore.services import NodeServices
 from pvectl.sim.checker import InvariantViolation
 from pvectl.sim.store import StoreSimulator, main
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from pvectl.node.config import NodeConfig, QdeviceNetConfig
-from pvectl.node.services import NodeServices
+from pvectl.nodecore.services import NodeServices
 from pvectl.quorum import votequorum as vq
 from pvectl.quorum.qdevice_client import (
     ClientAction,

@@ -29,17 +29,18 @@ from pvectl.errors import CommandRefused, ExitCode, PvectlError, UsageError
 from pvectl.node import bench, control, qdevice_task
 from pvectl.node.backing_store import BackingStore
 from pvectl.node.config import NodeConfig
-from pvectl.node.services import (
-    Acked,
+from pvectl.node.transport import FaultFilter, UdpTransport
+from pvectl.nodecore.commit import COMMIT_LEVELS, StartFsync, WriteDone
+from pvectl.nodecore.core import Command as CoreCommand
+from pvectl.nodecore.core import NodeCore
+from pvectl.nodecore.services import (
     Multicast,
-    NodeServices,
     QuorumChanged,
     ServiceLog,
     StoreError,
     StoreInstalled,
     WriteApplied,
 )
-from pvectl.node.transport import FaultFilter, UdpTransport
 from pvectl.quorum import votequorum as vq
 from pvectl.quorum.view import quorum_status
 from pvectl.results import NodeList, QuorumStatus, to_jsonable
@@ -57,7 +58,6 @@ def _config_version(text: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-COMMIT_LEVELS = ("local", "all")
 # pmxcfs queues a write while the store synchronises instead of failing it; a write here
 # waits out a ring change or a DFSM sync this long before its writer sees EAGAIN
 TRANSIENT_WAIT_S = 10.0
@@ -66,11 +66,11 @@ TRANSIENT_RETRY_S = 0.05
 
 @dataclass
 class PendingWrite:
+    """An own write's waiting client (the core decides when it is answered)."""
+
     count: int
-    level: str
     future: asyncio.Future[dict[str, Any]]
     durable_ns: int | None = None  # when its group commit ended here (None: not yet)
-    errno_code: int = 0
 
 
 @dataclass
@@ -108,16 +108,17 @@ class NodeRuntime:
         # closes its ev_tracking file after reading it at start, so every later update
         # fails ("Unable to update ev_tracking_barrier on disk data") and a node always
         # starts from the value first written, 0
-        self.services = NodeServices(
-            self.node_id, vq.initial_state(self.config.quorum, self.node_id), self.memdb
+        self.core = NodeCore(
+            self.node_id,
+            vq.initial_state(self.config.quorum, self.node_id),
+            self.memdb,
+            coupled=self.config.coupling == "coupled",
         )
+        self.services = self.core.services
         self.timers: dict[srp.TimerKind, asyncio.TimerHandle] = {}
         self.lms_timer: asyncio.TimerHandle | None = None
         self.writes: dict[int, PendingWrite] = {}
-        self.durable_upto: dict[int, int] = {}  # writer -> highest count made durable here
-        self.acked: dict[int, dict[int, int]] = {}  # node -> writer -> upto
-        self.commit_queue: list[WriteApplied | StoreInstalled] = []
-        self.committing = False
+        self.fsync_started_ns = 0
         self.transport: UdpTransport | None = None
         self.stopping = asyncio.Event()
         self.ring_formed = asyncio.Event()
@@ -355,55 +356,53 @@ class NodeRuntime:
             "[TOTEM ] %s configuration %s: members %s", change.kind.value, change.ring_id, members
         )
         if change.kind is not srp.ConfigKind.REGULAR:
-            self._services(self.services.transitional_configuration(change.members))
+            self._core(self.core.transitional(change.members))
             return
         self.ring_formed.set()
         self.last_regular = (change.members, change.ring_id)
         if self.qdevice is not None:
             self.qdevice.regular_configuration(change.members, change.ring_id)
-        now_ms = int(self.loop.time() * 1000)
-        outputs = self.services.regular_configuration(
-            change.members, change.ring_id, now_ms, int(time.time())
+        outputs = self.core.regular(
+            change.members, change.ring_id, self.loop.time(), int(time.time())
         )
         if self.qdevice is not None:
             outputs = self.qdevice.hold_nodeinfo(outputs)
-        self._services(outputs)
+        self._core(outputs)
         self._arm_lms_timer()
-        self._check_all_level_writes()
 
     def _arm_lms_timer(self) -> None:
         if self.lms_timer is not None:
             self.lms_timer.cancel()
             self.lms_timer = None
-        deadline_ms = self.services.lms_deadline()
-        if deadline_ms is not None:
-            self.lms_timer = self.loop.call_at(deadline_ms / 1000, self._on_lms_timer)
+        deadline = self.core.next_deadline()
+        if deadline is not None:
+            self.lms_timer = self.loop.call_at(deadline, self._on_lms_timer)
 
     def _on_lms_timer(self) -> None:
         self.lms_timer = None
-        self._services(self.services.lms_timer(int(self.loop.time() * 1000)))
+        self._core(self.core.timer_fired(self.loop.time()))
         self._arm_lms_timer()
 
     def _services(self, outputs: list[Any]) -> None:
-        for output in outputs:
-            if isinstance(output, Multicast):
-                self._multicast(output.payload)
-            elif isinstance(output, QuorumChanged):
-                self._log_quorum(output)
-            elif isinstance(output, WriteApplied):
-                self._write_applied(output)
-            elif isinstance(output, StoreInstalled):
+        """Outputs of ``NodeServices`` called directly (QDevice), through the core."""
+        self._core(self.core.route(outputs))
+
+    def _core(self, commands: list[CoreCommand]) -> None:
+        for command in commands:
+            if isinstance(command, Multicast):
+                self._multicast(command.payload)
+            elif isinstance(command, QuorumChanged):
+                self._log_quorum(command)
+            elif isinstance(command, WriteApplied):
+                self._write_applied(command)
+            elif isinstance(command, StoreInstalled):
                 self.loop.call_soon(self._sync_corosync_conf)
-                # through the same ordered queue as writes: an install must not overtake
-                # (or be overtaken by) commits of writes applied before it
-                self._enqueue_commit(output)
-            elif isinstance(output, Acked):
-                self.acked.setdefault(output.node, {})[output.writer] = max(
-                    output.upto, self.acked.get(output.node, {}).get(output.writer, 0)
-                )
-                self._check_all_level_writes()
-            elif isinstance(output, ServiceLog):
-                self.log.info("[PVECFS] %s", output.text)
+            elif isinstance(command, StartFsync):
+                self._start_fsync(command)
+            elif isinstance(command, WriteDone):
+                self._finish(command)
+            elif isinstance(command, ServiceLog):
+                self.log.info("[PVECFS] %s", command.text)
 
     def _log_quorum(self, change: QuorumChanged) -> None:
         if self.qdevice is not None:
@@ -452,10 +451,6 @@ class NodeRuntime:
                 applied.sender, applied.count, Phase.delivery, event.send_ns, event.delivered_ns
             )
         self._span(applied.sender, applied.count, Phase.apply, event.delivered_ns, applied_ns)
-        pending = self.writes.get(applied.count) if applied.sender == self.node_id else None
-        if pending is not None and not applied.result.ok:
-            pending.errno_code = applied.result.errno_code
-        self._enqueue_commit(event)
         self._sync_corosync_conf()
 
     def _sync_corosync_conf(self) -> None:
@@ -483,15 +478,7 @@ class NodeRuntime:
         os.replace(tmp, local)
         self.log.info("[PVECFS] wrote new corosync config '%s' (version = %d)", local, new)
 
-    def _enqueue_commit(self, item: WriteApplied | StoreInstalled) -> None:
-        self.commit_queue.append(item)
-        if self.config.coupling == "coupled":
-            self._commit_now()
-        elif not self.committing:
-            self.committing = True
-            self.loop.create_task(self._commit_in_background())
-
-    def _persist(self, batch: list[WriteApplied | StoreInstalled]) -> None:
+    def _persist(self, batch: tuple[WriteApplied | StoreInstalled, ...]) -> None:
         """One group commit, in order; an install starts a transaction of its own."""
         pending: list[mdb.ApplyResult] = []
         for item in batch:
@@ -505,57 +492,40 @@ class NodeRuntime:
         if pending or not batch:
             self.backing.commit(pending)
 
-    def _commit_now(self) -> None:
-        batch, self.commit_queue = self.commit_queue, []
-        started = time.monotonic_ns()
-        self._persist(batch)
-        self._committed(batch, started, time.monotonic_ns())
+    def _start_fsync(self, command: StartFsync) -> None:
+        """Coupled: in this loop, now (a slow disk stalls Totem); else in a worker thread."""
+        self.fsync_started_ns = time.monotonic_ns()
+        if command.inline:
+            self._persist(command.batch)
+            self._fsync_done(command.batch)
+        else:
+            self.loop.create_task(self._fsync_in_background(command.batch))
 
-    async def _commit_in_background(self) -> None:
-        try:
-            while self.commit_queue:
-                batch, self.commit_queue = self.commit_queue, []
-                started = time.monotonic_ns()
-                await asyncio.to_thread(self._persist, batch)
-                self._committed(batch, started, time.monotonic_ns())
-        finally:
-            self.committing = False
+    async def _fsync_in_background(self, batch: tuple[WriteApplied | StoreInstalled, ...]) -> None:
+        await asyncio.to_thread(self._persist, batch)
+        self._fsync_done(batch)
 
-    def _committed(self, batch: list[WriteApplied | StoreInstalled], start: int, end: int) -> None:
-        upto: dict[int, int] = {}
+    def _fsync_done(self, batch: tuple[WriteApplied | StoreInstalled, ...]) -> None:
+        start, end = self.fsync_started_ns, time.monotonic_ns()
         for event in batch:
             if isinstance(event, StoreInstalled):
                 continue
             applied = event.applied
             self._span(applied.sender, applied.count, Phase.fsync, start, end)
-            upto[applied.sender] = max(upto.get(applied.sender, 0), applied.count)
-            self.durable_upto[applied.sender] = max(
-                self.durable_upto.get(applied.sender, 0), applied.count
-            )
             if applied.sender == self.node_id and applied.count in self.writes:
                 self.writes[applied.count].durable_ns = end
-        if upto:
-            self._multicast(self.services.ack(upto).payload)
-        self._check_all_level_writes()
+        self._core(self.core.fsync_done())
 
-    def _check_all_level_writes(self) -> None:
-        members = self.services.members
-        for count, pending in list(self.writes.items()):
-            if pending.durable_ns is None or pending.future.done():
-                continue
-            if pending.level == "all" and not all(
-                self.acked.get(m, {}).get(self.node_id, 0) >= count for m in members
-            ):
-                continue
-            self._finish(count, pending)
-
-    def _finish(self, count: int, pending: PendingWrite) -> None:
+    def _finish(self, done: WriteDone) -> None:
+        count = done.count
+        pending = self.writes.pop(count, None)
+        if pending is None or pending.future.done():
+            return
         now = time.monotonic_ns()
         durable = now if pending.durable_ns is None else min(pending.durable_ns, now)
         self._span(self.node_id, count, Phase.commit, durable, now)
-        del self.writes[count]
-        if pending.errno_code:
-            code = pending.errno_code
+        if done.errno_code:
+            code = done.errno_code
             pending.future.set_result(
                 {
                     "ok": False,
@@ -566,7 +536,7 @@ class NodeRuntime:
             )
         else:
             pending.future.set_result(
-                {"ok": True, "write_id": f"{self.node_id}:{count}", "level": pending.level}
+                {"ok": True, "write_id": f"{self.node_id}:{count}", "level": done.level}
             )
 
     async def _store_write(self, op: mdb.Operation, level: str) -> dict[str, Any]:
@@ -593,11 +563,11 @@ class NodeRuntime:
         self, op: mdb.Operation, level: str, submitted: int
     ) -> dict[str, Any]:
         try:
-            count, outputs = self.services.write(op, int(time.time()), time.monotonic_ns())
+            count, outputs = self.core.write(op, level, int(time.time()), time.monotonic_ns())
         except StoreError as exc:
             return {"ok": False, "error": str(exc), "errno": exc.errno_code}
         future: asyncio.Future[dict[str, Any]] = self.loop.create_future()
-        self.writes[count] = PendingWrite(count, level, future)
+        self.writes[count] = PendingWrite(count, future)
         for output in outputs:  # the write itself, tagged with its count for sync-trace
             if isinstance(output, Multicast):
                 queued = time.monotonic_ns()
@@ -605,7 +575,7 @@ class NodeRuntime:
                 self.queued_ns[count] = queued
                 self._multicast(output.payload, tag=count)
             else:
-                self._services([output])
+                self._core([output])
         return await future
 
     # --- the benchmark service (service 4) --------------------------------------------------
@@ -776,7 +746,7 @@ class NodeRuntime:
     async def _cmd_expected(self, request: dict[str, Any]) -> dict[str, Any]:
         requested = int(request["votes"])
         before = self.services.quorum
-        self._services(self.services.set_expected(requested))
+        self._core(self.core.set_expected(requested))
         after = self.services.quorum
         return {
             "ok": True,

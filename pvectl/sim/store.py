@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pvectl.cfs.memdb import Create, Entry, MemDB
-from pvectl.node.services import (
+from pvectl.nodecore.services import (
     Multicast,
     NodeServices,
     StoreError,
