@@ -12,12 +12,13 @@ queue into ``config.db``. The pipeline decides, the driver does the disk work:
   ("durable here up to count c of writer w") and answers local writers.
 
 A write at level ``local`` is answered once it is durable on its own node; at ``all``, once
-every member of the current ring acknowledged it. Answers carry the errno a write got at its
-delivery position (EAGAIN when refused there).
+every member of the ring it was delivered in acknowledged it (EIO when one left first).
+Answers carry the errno a write got at its delivery position (EAGAIN when refused there).
 """
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass, field
 
 from pvectl.nodecore.services import Multicast, StoreInstalled, WriteApplied, ack_message
@@ -52,6 +53,7 @@ class _Pending:
     level: str
     durable: bool = False
     errno_code: int = 0
+    members: tuple[int, ...] | None = None  # the ring it was delivered in (level all)
 
 
 @dataclass
@@ -70,11 +72,14 @@ class CommitPipeline:
             raise ValueError(f"commit level must be local or all, not {level!r}")
         self.writes[count] = _Pending(level)
 
-    def applied(self, item: Durable) -> list[Command]:
-        """A write reached its delivery position (or a sync installed a state)."""
+    def applied(self, item: Durable, members: tuple[int, ...] = ()) -> list[Command]:
+        """A write reached its delivery position in the ring of ``members`` (or a sync
+        installed a state)."""
         if isinstance(item, WriteApplied):
             applied = item.applied
             pending = self.writes.get(applied.count) if applied.sender == self.node_id else None
+            if pending is not None:
+                pending.members = members
             if pending is not None and not applied.result.ok:
                 pending.errno_code = applied.result.errno_code
         self.queue.append(item)
@@ -108,12 +113,19 @@ class CommitPipeline:
     def answer(self, members: tuple[int, ...]) -> list[Command]:
         """Writers whose level is reached (called again when the ring changes)."""
         out: list[Command] = []
+        present = set(members)
         for count, pending in list(self.writes.items()):
             if not pending.durable:
                 continue
-            if pending.level == "all" and not all(
-                self.acked.get(m, {}).get(self.node_id, 0) >= count for m in members
-            ):
+            needed = pending.members if pending.members is not None else members
+            missing = [m for m in needed if self.acked.get(m, {}).get(self.node_id, 0) < count]
+            if pending.level == "all" and missing:
+                if all(m in present for m in missing):
+                    continue  # still waiting for members of this ring
+                # a member of the delivery ring left before acknowledging: the write may
+                # be overruled when the partition heals, so it is not acknowledged
+                del self.writes[count]
+                out.append(WriteDone(count, pending.level, pending.errno_code or errno.EIO))
                 continue
             del self.writes[count]
             out.append(WriteDone(count, pending.level, pending.errno_code))

@@ -95,5 +95,5 @@ class NodeCore:
                 continue
             out.append(output)
             if isinstance(output, WriteApplied | StoreInstalled):
-                out += self.commit.applied(output)
+                out += self.commit.applied(output, self.services.members)
         return out

@@ -1,18 +1,23 @@
-"""``python -m pvectl.sim``: run the Totem simulator over a swarm of seeds, or replay one.
+"""``python -m pvectl.sim``: simulate whole nodes (Totem, votequorum, the config store with
+its commit pipeline, concurrent writers at levels local and all) over a swarm of seeds, or
+replay one. ``--totem-only`` runs Totem alone (faster, no store).
 
 Exit status 0 when every seed passed, 1 on the first violation (its seed, options and
-the last events are printed; ``--seed N`` replays it exactly), 64 on bad usage.
+the last events are printed, then one replay command), 64 on bad usage.
 """
 
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from pvectl.cli.progress import Bar, bar
 from pvectl.sim.checker import InvariantViolation
+from pvectl.sim.store import NodeSimulator
 from pvectl.sim.world import Options, Simulator
 
 
@@ -26,6 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quiet", action="store_true", help="print only the summary")
     p.add_argument(
         "--accelerated", action="store_true", help="run the Accelerated Ring (totem accelerated)"
+    )
+    p.add_argument(
+        "--totem-only", action="store_true", help="simulate Totem alone (no quorum, no store)"
     )
     try:
         args = p.parse_args(argv)
@@ -44,22 +52,50 @@ def main(argv: list[str] | None = None) -> int:
         return _swarm(args, seeds, trace, shown)
 
 
+def _commit() -> str:
+    """The commit of the code that failed, so a replay runs the same simulator."""
+    try:
+        found = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except OSError:
+        return "unknown"
+    return found.stdout.strip() or "unknown"
+
+
 def _swarm(args: argparse.Namespace, seeds: Sequence[int], trace: bool, shown: Bar) -> int:
     """Every seed in turn; a violation stops the swarm with its replay command."""
     started = time.perf_counter()
     simulated = 0.0
     done = 0
+    acknowledged = lost_local = 0
     for seed in seeds:
         opts = Options.draw(seed, args.nodes, safety_s=args.safety, accelerated=args.accelerated)
-        sim = Simulator(seed, opts, trace=True, trace_len=400 if trace else 60)
+        trace_len = 400 if trace else 60
+        sim: Simulator
         try:
-            result = sim.run()
+            if args.totem_only:
+                sim = Simulator(seed, opts, trace=True, trace_len=trace_len)
+                result = sim.run()
+            else:
+                sim = NodeSimulator(seed, opts, trace=True, trace_len=trace_len)
+                stored = sim.run_store()
+                result = stored.totem
+                acknowledged += stored.acknowledged
+                lost_local += stored.lost_local
         except InvariantViolation as exc:
             print(f"VIOLATION {exc}", file=sys.stderr)
             print(
                 f"replay: python -m pvectl.sim --seed {seed} --safety {args.safety}"
                 + (f" --nodes {args.nodes}" if args.nodes else "")
-                + (" --accelerated" if args.accelerated else ""),
+                + (" --accelerated" if args.accelerated else "")
+                + (" --totem-only" if args.totem_only else "")
+                + f"  # {opts.nodes} nodes, code {_commit()}",
                 file=sys.stderr,
             )
             return 1
@@ -78,6 +114,12 @@ def _swarm(args: argparse.Namespace, seeds: Sequence[int], trace: bool, shown: B
     shown.echo(
         f"{done} seeds passed in {elapsed:.1f}s: {rate:.0f} seeds/minute, "
         f"{simulated / max(elapsed, 1e-9):.0f} simulated s per wall s"
+        + (
+            ""
+            if args.totem_only
+            else f", acknowledged writes: {acknowledged}, lost: 0"
+            f" (local ones overruled by a heal: {lost_local})"
+        )
     )
     return 0
 
