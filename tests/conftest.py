@@ -99,7 +99,6 @@ MODULE_TIERS: dict[str, str] = {
     "test_ssh": "integration",
     "test_ssh_cli": "integration",
     "test_ssh_lab": "integration",
-    "test_totem_cpg": "unit",
     "test_totem_multicasted": "unit",
     "test_totem_packing": "unit",
     "test_totem_sim": "sim",
