@@ -10,7 +10,6 @@ article describes for pmxcfs+corosync) or in a worker thread with group commit
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import errno
 import logging
@@ -24,9 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from pvectl.cfs import memdb as mdb
-from pvectl.cfs.dfsm import tree_hash
-from pvectl.errors import CommandRefused, ExitCode, PvectlError, UsageError
-from pvectl.node import bench, control, qdevice_task
+from pvectl.errors import UsageError
+from pvectl.node import bench, control, handlers, qdevice_task
 from pvectl.node.backing_store import BackingStore
 from pvectl.node.config import NodeConfig
 from pvectl.node.transport import FaultFilter, UdpTransport
@@ -42,8 +40,6 @@ from pvectl.nodecore.services import (
     WriteApplied,
 )
 from pvectl.quorum import votequorum as vq
-from pvectl.quorum.view import quorum_status
-from pvectl.results import NodeList, QuorumStatus, to_jsonable
 from pvectl.totem import srp
 from pvectl.totem.wire import Codec, is_token
 from pvectl.trace.spans import Phase, RingEvent, Span
@@ -213,7 +209,7 @@ class NodeRuntime:
         if self.pending:
             self._flush()
         if self.burst is not None:
-            self._refill()
+            handlers.refill(self)
 
     def _on_timer(self, kind: srp.TimerKind) -> None:
         self.timers.pop(kind, None)
@@ -222,7 +218,7 @@ class NodeRuntime:
             self._ring_event("token_lost", self.srp.members)
         self._execute(self.srp.handle(srp.TimerFired(kind), now))
         if self.burst is not None:
-            self._refill()
+            handlers.refill(self)
 
     async def _announce_leaving(self) -> None:
         """With allow_downscale, corosync's votequorum tells the others on a clean exit that
@@ -310,7 +306,7 @@ class NodeRuntime:
         if type(command) is srp.Deliver:
             payload = command.payload
             if payload and payload[0] == bench.SERVICE_BENCH:
-                self._bench_delivered(command.sender, payload)
+                handlers.bench_delivered(self, command.sender, payload)
             else:
                 self._services(
                     self.services.deliver(
@@ -578,349 +574,15 @@ class NodeRuntime:
                 self._core([output])
         return await future
 
-    # --- the benchmark service (service 4) --------------------------------------------------
-
-    def _bench_delivered(self, sender: int, payload: bytes) -> None:
-        now_ns = time.monotonic_ns()
-        self.bench.delivered(sender, payload, now_ns)
-        waiter = self.echo_wait
-        if waiter is not None and sender == self.node_id and not waiter.done():
-            waiter.set_result(now_ns)
-
-    def _refill(self) -> None:
-        """Top the Totem send queue up to the burst's limit (called after every event);
-        a paced burst only sends what its rate allows by now, and sets a timer for more."""
-        burst = self.burst
-        assert burst is not None
-        handle = self.srp.handle
-        queue_limit = burst.queue_limit
-        now = self.loop.time()
-        allowed = burst.allowed(time.monotonic_ns())
-        pushed = False
-        while burst.sent < allowed and self.srp.send_queue_bytes < queue_limit:
-            commands = handle(srp.AppSend(burst.message(time.monotonic_ns())), now)
-            if commands:
-                self._execute(commands)
-            pushed = True
-        if burst.done:
-            burst.finished_ns = time.monotonic_ns()
-            self.burst = None
-            if self.burst_done is not None and not self.burst_done.done():
-                self.burst_done.set_result(None)
-        elif burst.sent < allowed:
-            if pushed:
-                burst.waits += 1
-        elif self.pace_timer is None:
-            delay = (burst.due_ns(burst.sent) - time.monotonic_ns()) / 1e9
-            self.pace_timer = self.loop.call_later(max(delay, 0.0), self._paced)
-
-    def _paced(self) -> None:
-        self.pace_timer = None
-        if self.burst is not None:
-            self._refill()
-
-    async def _cmd_bench_send(self, request: dict[str, Any]) -> dict[str, Any]:
-        """Multicast ``count`` messages of ``size`` bytes, at most ``rate`` per second if
-        given; answers when all are queued."""
-        if self.burst is not None:
-            raise CommandRefused("a benchmark burst is already being sent from this node")
-        count, size = int(request["count"]), int(request["size"])
-        rate = float(request.get("rate", 0.0))
-        try:
-            bench.check_burst(count, size)
-            if rate < 0:
-                raise ValueError(f"rate must be positive, got {rate:g}")
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
-        queue_limit = int(request.get("queue_bytes", 0)) or bench.default_queue_bytes(size)
-        burst = bench.Burst(count, size, queue_limit, rate=rate, started_ns=time.monotonic_ns())
-        self.burst = burst
-        self.burst_done = self.loop.create_future()
-        self._refill()
-        await self.burst_done
-        return {
-            "ok": True,
-            "sent": burst.sent,
-            "waits": burst.waits,
-            "seconds": (burst.finished_ns - burst.started_ns) / 1e9,
-        }
-
-    async def _cmd_bench_echo(self, request: dict[str, Any]) -> dict[str, Any]:
-        """Round trips: send one message, wait for its own agreed delivery, ``count`` times."""
-        if self.burst is not None or self.echo_wait is not None:
-            raise CommandRefused("a benchmark is already running on this node")
-        count, size = int(request["count"]), int(request["size"])
-        try:
-            bench.check_burst(count, size)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
-        timeout = float(request.get("timeout", 5.0))
-        burst = bench.Burst(count, size, 0)
-        samples: list[int] = []
-        try:
-            while not burst.done:
-                self.echo_wait = self.loop.create_future()
-                sent_ns = time.monotonic_ns()
-                self._multicast(burst.message(sent_ns))
-                delivered_ns = await asyncio.wait_for(self.echo_wait, timeout)
-                samples.append(delivered_ns - sent_ns)
-        except TimeoutError:
-            raise PvectlError(
-                f"own message not delivered within {timeout:g} s (is the ring formed?)",
-                ExitCode.TEMP_FAIL,
-            ) from None
-        finally:
-            self.echo_wait = None
-        samples.sort()
-        return {"ok": True, "count": len(samples), "round_trip_ms": bench.summary_ms(samples)}
-
-    async def _cmd_bench_reset(self, _: dict[str, Any]) -> dict[str, Any]:
-        self.bench = bench.Recorder()
-        return {"ok": True}
-
-    async def _cmd_bench_result(self, request: dict[str, Any]) -> dict[str, Any]:
-        """Deliveries so far; ``count_only`` is the cheap form for polling during a run."""
-        if request.get("count_only"):
-            return {"ok": True, "node_id": self.node_id, "count": self.bench.count}
-        result = self.bench.result(with_order=bool(request.get("order", False)))
-        return {"ok": True, "node_id": self.node_id, **result}
-
-    # --- the control socket ----------------------------------------------------------------
+    # --- the control socket (commands in pvectl.node.handlers) ---------------------------
 
     async def _on_request(self, request: dict[str, Any]) -> dict[str, Any]:
         cmd = str(request["cmd"])
-        handler = getattr(self, f"_cmd_{cmd.replace('-', '_')}", None)
+        handler = getattr(handlers, f"cmd_{cmd.replace('-', '_')}", None)
         if handler is None:
             raise UsageError(f"unknown control command {cmd!r}")
-        result: dict[str, Any] = await handler(request)
+        result: dict[str, Any] = await handler(self, request)
         return result
-
-    async def _cmd_ping(self, _: dict[str, Any]) -> dict[str, Any]:
-        return {"ok": True, "node_id": self.node_id, "pid": os.getpid()}
-
-    async def _cmd_info(self, _: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "ok": True,
-            "node_id": self.node_id,
-            "pid": os.getpid(),
-            "state": self.srp.state.name,
-            "ring_id": str(self.srp.ring_id),
-            "members": list(self.srp.members),
-            "quorate": self.services.quorum.quorate,
-            "store_synced": self.services.store.synced,
-            "store_version": self.memdb.version,
-            "store_hash": tree_hash(self.memdb),
-            "coupling": self.config.coupling,
-            "durability": self.config.durability.value,
-            "stats": {
-                **self.srp.stats,
-                "store_malformed": self.services.store.malformed,
-                "delivery_errors": self.delivery_errors,
-            },
-            "dropped": self.faults.dropped,
-            # for pvectl watch/exporter: token rotation before a second sample, and the
-            # recent config.db group commits (fsync) each write waited for, in ms
-            "uptime_s": (time.monotonic_ns() - self.started_ns) / 1e9,
-            "fsync_ms": [s.duration_ms for s in self.spans if s.phase is Phase.fsync][-256:],
-        }
-
-    def _status(self) -> QuorumStatus:
-        return quorum_status(
-            self.services.quorum,
-            self.services.ring_id,
-            self.config.names,
-            self.config.cluster,
-            source="lab",
-            addresses={p.node_id: (p.address,) for p in self.config.peers},
-            token_ms=round(self.srp.timeouts.token * 1000),
-            consensus_ms=round(self.srp.timeouts.consensus * 1000),
-        )
-
-    async def _cmd_status(self, _: dict[str, Any]) -> dict[str, Any]:
-        return {"ok": True, "status": to_jsonable(self._status())}
-
-    async def _cmd_nodes(self, _: dict[str, Any]) -> dict[str, Any]:
-        status = self._status()
-        return {"ok": True, "nodes": to_jsonable(NodeList(status.members, status.qdevice, "lab"))}
-
-    async def _cmd_expected(self, request: dict[str, Any]) -> dict[str, Any]:
-        requested = int(request["votes"])
-        before = self.services.quorum
-        self._core(self.core.set_expected(requested))
-        after = self.services.quorum
-        return {
-            "ok": True,
-            "requested": requested,
-            "previous_expected": before.expected_votes,
-            "total_votes": after.total_votes,
-            "quorum_before": before.quorum,
-            "quorum_after": after.quorum,
-            "quorate_after": after.quorate,
-            "warnings": [vq.expected_warning(requested, after.total_votes, before.expected_votes)],
-        }
-
-    async def _cmd_faults(self, request: dict[str, Any]) -> dict[str, Any]:
-        if "blocked" in request:
-            self.faults.blocked = {int(n) for n in request["blocked"]}
-        for key in ("loss_pct", "delay_ms", "duplicate_pct"):
-            if key in request:
-                setattr(self.faults, key, float(request[key]))
-        return {
-            "ok": True,
-            "blocked": sorted(self.faults.blocked),
-            "loss_pct": self.faults.loss_pct,
-        }
-
-    async def _cmd_slow_disk(self, request: dict[str, Any]) -> dict[str, Any]:
-        self.backing.extra_delay_s = float(request["ms"]) / 1000.0
-        return {"ok": True, "ms": float(request["ms"])}
-
-    async def _cmd_write(self, request: dict[str, Any]) -> dict[str, Any]:
-        path = str(request["path"])
-        data = base64.b64decode(request.get("data", ""))
-        level = str(request.get("level", "local"))
-        kind = str(request.get("op", "put"))
-        if kind == "put":  # create if needed, then replace the content (truncate)
-            created: dict[str, Any] = {}  # sync-trace follows both writes of a put
-            if self.memdb.lookup(path) is None:
-                created = await self._store_write(mdb.Create(path), level)
-                if not created["ok"] and created.get("errno") != errno.EEXIST:
-                    return created
-            written = await self._store_write(mdb.Write(path, 0, data, truncate=True), level)
-            if written["ok"] and created.get("ok"):
-                written["write_ids"] = created["write_ids"] + written["write_ids"]
-                written["retried"] = created["retried"] + written["retried"]
-            return written
-        operations: dict[str, mdb.Operation] = {
-            "create": mdb.Create(path),
-            "mkdir": mdb.Mkdir(path),
-            "delete": mdb.Delete(path),
-            "rename": mdb.Rename(path, str(request.get("to", ""))),
-            "mtime": mdb.SetMtime(path, int(request.get("mtime", 0))),
-            "pwrite": mdb.Write(
-                path, int(request.get("offset", 0)), data, bool(request.get("truncate", False))
-            ),
-        }
-        if kind not in operations:
-            raise UsageError(f"unknown store operation {kind!r}")
-        return await self._store_write(operations[kind], level)
-
-    async def _cmd_read(self, request: dict[str, Any]) -> dict[str, Any]:
-        entry = self.memdb.lookup(str(request["path"]))
-        if entry is None:
-            raise PvectlError(f"{request['path']}: no such file in the config store")
-        if entry.is_dir:
-            names = [
-                e.name + ("/" if e.is_dir else "") for e in self.memdb.listdir(str(request["path"]))
-            ]
-            return {"ok": True, "dir": True, "entries": names}
-        return {
-            "ok": True,
-            "dir": False,
-            "data": base64.b64encode(entry.data or b"").decode(),
-            "version": entry.version,
-            "writer": entry.writer,
-            "mtime": entry.mtime,
-        }
-
-    def _stat(self, entry: mdb.Entry) -> dict[str, Any]:
-        return {
-            "name": entry.name,
-            "inode": entry.inode,
-            "dir": entry.is_dir,
-            "size": entry.size,
-            "mtime": entry.mtime,
-            "version": entry.version,
-            "writer": entry.writer,
-        }
-
-    async def _cmd_stat(self, request: dict[str, Any]) -> dict[str, Any]:
-        """getattr for the FUSE layer: also says whether writes are allowed right now."""
-        entry = self.memdb.lookup(str(request["path"]))
-        if entry is None:
-            return {"ok": True, "exists": False, "writable": self.services.quorum.quorate}
-        return {
-            "ok": True,
-            "exists": True,
-            "writable": self.services.quorum.quorate,
-            **self._stat(entry),
-        }
-
-    async def _cmd_readdir(self, request: dict[str, Any]) -> dict[str, Any]:
-        entry = self.memdb.lookup(str(request["path"]))
-        if entry is None or not entry.is_dir:
-            return {"ok": False, "error": "ENOTDIR: not a directory", "errno": errno.ENOTDIR}
-        return {
-            "ok": True,
-            "entries": [self._stat(e) for e in self.memdb.listdir(str(request["path"]))],
-        }
-
-    async def _cmd_tree(self, _: dict[str, Any]) -> dict[str, Any]:
-        rows = [
-            [
-                e.inode,
-                e.parent,
-                e.version,
-                e.writer,
-                e.mtime,
-                e.type,
-                e.name,
-                base64.b64encode(e.data).decode() if e.data is not None else None,
-            ]
-            for e in self.memdb.entries()
-        ]
-        return {"ok": True, "rows": rows, "hash": tree_hash(self.memdb)}
-
-    async def _cmd_spans(self, request: dict[str, Any]) -> dict[str, Any]:
-        """The spans of the given writes, and the ring events since ``since_ns``."""
-        wanted = set(request.get("write_ids", []))
-        since = int(request.get("since_ns", 0))
-        spans = [to_jsonable(s) for s in self.spans if not wanted or s.write_id in wanted]
-        events = [to_jsonable(e) for e in self.ring_events if e.at_ns >= since]
-        return {
-            "ok": True,
-            "spans": spans,
-            "ring_events": events,
-            "ring_id": str(self.srp.ring_id),
-            "state": self.srp.state.name,
-            "members": list(self.srp.members),
-        }
-
-    async def _cmd_qdevice(self, _: dict[str, Any]) -> dict[str, Any]:
-        if self.qdevice is None:
-            return {"ok": True, "configured": False}
-        return {"ok": True, "configured": True, **self.qdevice.describe()}
-
-    async def _cmd_qdevice_daemon(self, request: dict[str, Any]) -> dict[str, Any]:
-        """Start or stop this node's qdevice client, as corosync-qdevice.service would: a
-        stop unregisters the device from votequorum (flags cleared, NODEINFO re-sent)."""
-        action = request.get("action")
-        if self.config.qdevice is None:
-            return {"ok": False, "error": "corosync.conf has no quorum.device"}
-        if action == "stop":
-            task, self.qdevice = self.qdevice, None
-            if task is not None:
-                if task.holding is not None:
-                    task.holding.cancel()
-                    task.holding = None
-                await task.stop()
-                self._services(
-                    self.services.set_qdevice(registered=False, alive=False, cast_vote=False)
-                )
-            return {"ok": True, "running": False}
-        if action == "start":
-            if self.qdevice is None:
-                self.qdevice = qdevice_task.start(self, self.config, self.state_dir)
-                assert self.qdevice is not None
-                self._services([self.services.local_nodeinfo()])
-                if self.last_regular is not None:
-                    self.qdevice.regular_configuration(*self.last_regular)
-            return {"ok": True, "running": True}
-        return {"ok": False, "error": f"qdevice_daemon: action start or stop, not {action!r}"}
-
-    async def _cmd_leave(self, _: dict[str, Any]) -> dict[str, Any]:
-        self.loop.call_soon(self.stopping.set)
-        return {"ok": True}
 
 
 QDEVICE_DISABLED = "qdevice.disabled"  # in a node's state dir: its qdevice does not start
