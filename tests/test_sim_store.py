@@ -134,3 +134,23 @@ def test_cli_prints_one_replay_command(
     assert main(["--seeds", "40", "--safety", str(SAFETY_S), "--quiet"]) == 1
     replays = [line for line in capsys.readouterr().err.splitlines() if line.startswith("replay: ")]
     assert len(replays) == 1 and "--seed " in replays[0] and "nodes, code " in replays[0]
+
+
+def test_shrink_keeps_only_the_faults_the_failure_needs(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A planted bug fails seed 0; --shrink drops faults while it still fails, and the
+    replay command it prints (with --skip-faults) fails the same way."""
+    monkeypatch.setattr(NodeServices, "_may_apply_writes", lambda self: True)
+    assert main(["--seed", "0", "--safety", str(SAFETY_S), "--shrink"]) == 1
+    out = capsys.readouterr().out
+    print(out)
+    head = next(line for line in out.splitlines() if "still fails with" in line)
+    kept, total = (
+        int(x) for x in head.split("still fails with ")[1].split(" faults")[0].split(" of ")
+    )
+    assert kept < total
+    replay = next(line for line in out.splitlines() if line.startswith("replay: "))
+    argv = replay.split("python -m pvectl.sim ")[1].split("  #")[0].split()
+    assert "--skip-faults" in argv
+    assert main(argv) == 1

@@ -36,6 +36,7 @@ from pvectl.nodecore.commit import StartFsync, WriteDone
 from pvectl.nodecore.core import Command as CoreCommand
 from pvectl.nodecore.core import NodeCore
 from pvectl.nodecore.services import (
+    SERVICE_ACK,
     Multicast,
     QuorumChanged,
     ServiceLog,
@@ -96,16 +97,22 @@ class NodeSimulator(Simulator):
         nodes: int | None = None,
         trace: bool = False,
         trace_len: int = 60,
+        skip_faults: frozenset[int] = frozenset(),
     ) -> None:
-        super().__init__(seed, options, nodes=nodes, trace=trace, trace_len=trace_len)
+        super().__init__(
+            seed, options, nodes=nodes, trace=trace, trace_len=trace_len, skip_faults=skip_faults
+        )
         r = random.Random(f"store-{seed}")
-        # coupled: a commit stalls the node, so its disk stays well under the token timeout
-        # (a slower one gets the node declared dead, the failure the seed article shows)
+        # coupled: every commit stalls the node, once per delivered write, so its disk must
+        # keep up with the write rate; a slower one gets the node declared dead (the failure
+        # the lab demonstrates), which would only fail the liveness check here
         self.coupled = r.random() < 0.3
-        delays = [0.0005, 0.002, 0.01, 0.05] if self.coupled else [0.0005, 0.002, 0.01, 0.3]
+        delays = [0.0002, 0.0005, 0.001] if self.coupled else [0.0005, 0.002, 0.01, 0.3]
         self.disk_delay = {i: r.choice(delays) for i in self.ids}
         self.all_share = r.choice([0.0, 0.3, 0.7])  # writes at level "all"
-        self.write_share = r.choice([0.3, 0.6])  # workload ticks that are store writes
+        # the share of workload messages that are store writes (the rest is plain Totem
+        # traffic): memdb applies dominate the run time, so most seeds write moderately
+        self.write_share = r.choice([0.05, 0.1, 0.3])
         self.disk: dict[int, dict[int, Entry]] = {i: {} for i in self.ids}
         self.cores: dict[int, NodeCore] = {}
         self.quorum_options = QuorumOptions.build([(i, 1) for i in self.ids])
@@ -176,7 +183,7 @@ class NodeSimulator(Simulator):
                 return  # crashed while handling this batch
             if type(command) is Deliver:
                 _, _, payload = command.payload.partition(_SEP)
-                if payload:
+                if payload and payload[0] <= SERVICE_ACK:  # not plain Totem workload
                     self._core(n, core, core.deliver(command.sender, payload, int(self.now)))
             elif type(command) is ConfigChange:
                 self.config_members[nid] = command.members
@@ -360,7 +367,3 @@ class NodeSimulator(Simulator):
             lost,
             first.checksum(),
         )
-
-
-def run_seed(seed: int, opts: Options, *, trace: bool = False) -> StoreResult:
-    return NodeSimulator(seed, opts, trace=True, trace_len=400 if trace else 60).run_store()
