@@ -44,6 +44,7 @@ TIERS = ("unit", "sim", "integration")
 MODULE_TIERS: dict[str, str] = {
     "test_cfs_backing_store": "unit",
     "test_cfs_dfsm": "unit",
+    "test_nodecore": "unit",
     "test_cfs_fsview": "unit",
     "test_cfs_lab": "integration",
     "test_cfs_memdb": "unit",

@@ -366,9 +366,7 @@ async def cmd_qdevice_daemon(node: NodeRuntime, request: dict[str, Any]) -> dict
     if action == "stop":
         task, node.qdevice = node.qdevice, None
         if task is not None:
-            if task.holding is not None:
-                task.holding.cancel()
-                task.holding = None
+            node.core.qdevice_stopped()
             await task.stop()
             node._services(
                 node.services.set_qdevice(registered=False, alive=False, cast_vote=False)

@@ -358,11 +358,10 @@ class NodeRuntime:
         self.last_regular = (change.members, change.ring_id)
         if self.qdevice is not None:
             self.qdevice.regular_configuration(change.members, change.ring_id)
+        hold = self.qdevice.hold_seconds() if self.qdevice is not None else None
         outputs = self.core.regular(
-            change.members, change.ring_id, self.loop.time(), int(time.time())
+            change.members, change.ring_id, self.loop.time(), int(time.time()), hold_nodeinfo_s=hold
         )
-        if self.qdevice is not None:
-            outputs = self.qdevice.hold_nodeinfo(outputs)
         self._core(outputs)
         self._arm_lms_timer()
 
