@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from pvectl.node import control
+from pvectl.node import control_socket
 
 LAB = "bcfs"
 PAYLOAD = base64.b64encode(b"x" * 512).decode()
@@ -66,7 +66,7 @@ def disk_fsync(directory: Path, seconds: float) -> tuple[float, float]:
     return len(latencies) / seconds, statistics.median(latencies) * 1000
 
 
-def write(connection: control.Connection, path: str, level: str) -> bool:
+def write(connection: control_socket.Connection, path: str, level: str) -> bool:
     """One 512-byte overwrite; a kept-open connection per writer, as the FUSE mount uses."""
     reply = connection.request(
         "write", 60, path=path, op="pwrite", offset=0, data=PAYLOAD, level=level
@@ -75,7 +75,7 @@ def write(connection: control.Connection, path: str, level: str) -> bool:
 
 
 def latency(sock: Path, level: str, seconds: float) -> list[float]:
-    connection = control.Connection(sock)
+    connection = control_socket.Connection(sock)
     samples = []
     end = time.perf_counter() + seconds
     try:
@@ -94,7 +94,7 @@ def throughput(sock: Path, writers: int, seconds: float) -> float:
     end = [0.0]
 
     def run(index: int) -> None:
-        connection = control.Connection(sock)
+        connection = control_socket.Connection(sock)
         write(connection, f"bench/file{index}", "local")  # connect before the clock starts
         barrier.wait()
         try:
@@ -116,7 +116,7 @@ def throughput(sock: Path, writers: int, seconds: float) -> float:
 
 def token_rotation_p50(sock: Path) -> float:
     """Totem's round trip on this lab: a message from node 1 back to node 1 in agreed order."""
-    reply = control.call(sock, "bench-echo", timeout=60, count=200, size=512)
+    reply = control_socket.call(sock, "bench-echo", timeout=60, count=200, size=512)
     return float(reply["round_trip_ms"]["p50"])
 
 
@@ -157,9 +157,9 @@ class Lab:
             slowed = pvectl(self.env, "lab", "slow-disk", str(node), str(slow_ms), "--name", LAB)
             if slowed.returncode != 0:
                 raise SystemExit(f"lab slow-disk failed: {slowed.stderr.strip()}")
-        control.call(self.sock, "write", timeout=60, path="bench", op="mkdir")
+        control_socket.call(self.sock, "write", timeout=60, path="bench", op="mkdir")
         for i in range(writers):
-            control.call(self.sock, "write", timeout=60, path=f"bench/file{i}", op="create")
+            control_socket.call(self.sock, "write", timeout=60, path=f"bench/file{i}", op="create")
 
     def down(self) -> None:
         pvectl(self.env, "lab", "down", "--name", LAB)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pvectl.node import control
+from pvectl.node import control_socket
 
 NAME = "tfusebench"
 MIB = 1024 * 1024
@@ -70,7 +70,7 @@ def main() -> int:
         cli(env, "lab", "mount", "1", str(local_mount), "--name", NAME)
         cli(env, "lab", "mount", "1", str(all_mount), "--name", NAME, "--level", "all")
         sock = base / "pvectl/lab" / NAME / "node1/control.sock"
-        connection = control.Connection(sock)
+        connection = control_socket.Connection(sock)
         encoded = base64.b64encode(payload).decode()
 
         def direct(level: str, data: str = encoded) -> Callable[[int], None]:

@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from pvectl.errors import PvectlError
 from pvectl.lab import corosync_engine, embedded_engine
 from pvectl.lab import state as lab_state
-from pvectl.node import control
+from pvectl.node import control_socket
 from pvectl.targets import corosync_parse
 from pvectl.totem.srp import TotemConfig
 
@@ -110,10 +110,10 @@ def embedded_burst(
 ) -> Run:
     nodes = state.nodes
     for node in nodes:
-        control.call(embedded_socket(node), "bench_reset")
+        control_socket.call(embedded_socket(node), "bench_reset")
     processes = [psutil.Process(n.pid) for n in nodes if n.pid is not None]
     cpu_before = sum(sum(p.cpu_times()[:2]) for p in processes)
-    sent = control.call(
+    sent = control_socket.call(
         embedded_socket(nodes[0]),
         "bench_send",
         timeout=600,
@@ -125,14 +125,14 @@ def embedded_burst(
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         counts = [
-            control.call(embedded_socket(n), "bench_result", count_only=True)["count"]
+            control_socket.call(embedded_socket(n), "bench_result", count_only=True)["count"]
             for n in nodes
         ]
         if min(counts) >= count:
             break
         time.sleep(0.05)
     cpu_s = sum(sum(p.cpu_times()[:2]) for p in processes) - cpu_before
-    results = {n.node_id: control.call(embedded_socket(n), "bench_result") for n in nodes}
+    results = {n.node_id: control_socket.call(embedded_socket(n), "bench_result") for n in nodes}
     orders = {r["order_sha256"] for r in results.values()}
     note = f"waits {sent['waits']}, node CPU {cpu_s / count * 1e6:.1f} us/msg"
     if len(orders) != 1:
@@ -141,7 +141,7 @@ def embedded_burst(
 
 
 def embedded_echo(state: lab_state.LabState, size: int, count: int) -> dict[str, float]:
-    reply = control.call(
+    reply = control_socket.call(
         embedded_socket(state.nodes[0]), "bench_echo", timeout=120, count=count, size=size
     )
     return {k: float(v) for k, v in reply["round_trip_ms"].items()}

@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from pvectl.lab import state as lab_state  # noqa: E402
-from pvectl.node import control  # noqa: E402
+from pvectl.node import control_socket  # noqa: E402
 
 SUBNETS = {"pvectl": "127.77.235.0/24", "corosync": "127.77.236.0/24"}
 
@@ -46,7 +46,7 @@ def cli(*args: str) -> None:
 
 def status(lab: str, node: int) -> dict[str, Any]:
     sock = lab_state.lab_dir(lab) / f"node{node}" / "control.sock"
-    result: dict[str, Any] = control.call(sock, "status", timeout=5.0)["status"]
+    result: dict[str, Any] = control_socket.call(sock, "status", timeout=5.0)["status"]
     return result
 
 

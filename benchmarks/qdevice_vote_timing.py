@@ -28,9 +28,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pvectl.lab import lab_qnetd, netns, qdevice_lab
+from pvectl.lab import netns
 from pvectl.lab import state as lab_state
-from tests.quorum_view import QuorumView, parse_quorumtool
+from pvectl.lab.qdevice import corosync as corosync_qdevice
+from pvectl.lab.qdevice import qnetd as lab_qnetd
+from tests.helpers.quorum_view import QuorumView, parse_quorumtool
 
 LAB = "bench-qdvote"
 
@@ -69,12 +71,12 @@ def one_run(kind: str) -> dict[str, float]:
         state = lab_state.load(LAB)
         assert state is not None
         for node in state.nodes:  # lab up started them: time a fresh start
-            qdevice_lab.stop_qdevice(node, signal.SIGTERM)
+            corosync_qdevice.stop_qdevice(node, signal.SIGTERM)
         for n in (1, 2):
             wait_for(n, lambda v: v.total == 2, 120)
         t0 = time.monotonic()
         for node in state.nodes:
-            qdevice_lab.start_qdevice(node)
+            corosync_qdevice.start_qdevice(node)
         for n in (1, 2):
             wait_for(n, lambda v: v.total == 3, 120)
         figures = {"connect": time.monotonic() - t0}

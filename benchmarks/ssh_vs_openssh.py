@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from pvectl.targets.hosts import parse_host
 from pvectl.targets.remote import across_hosts
 from pvectl.targets.ssh import SshSession, SshSettings
-from tests.sshd_harness import SshClientHome, Sshd, sshd_skip_reason
+from tests.helpers.sshd_harness import SshClientHome, Sshd, sshd_skip_reason
 
 
 def timed(action: Callable[[], object], rounds: int) -> float:

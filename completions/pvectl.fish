@@ -173,7 +173,7 @@ complete -c pvectl -n '__pvectl_at \'lab\'' -s h -l help -d 'Show this message a
 complete -c pvectl -n '__pvectl_at \'lab\'' -l debug -d 'Show tracebacks on errors (also accepted after the subcommand).'
 complete -c pvectl -n '__pvectl_at \'lab up\'' -l engine -x -a 'embedded corosync' -d 'embedded (default: pvectl nodes on loopback, no root needed) or corosync (real corosync 3 in network namespaces, root).'
 complete -c pvectl -n '__pvectl_at \'lab up\'' -l name -x -d 'Lab name: several labs can run side by side.'
-complete -c pvectl -n '__pvectl_at \'lab up\'' -l transport -x -a 'knet udpu' -d 'corosync transport.'
+complete -c pvectl -n '__pvectl_at \'lab up\'' -l transport -x -a 'knet udpu' -d 'Totem transport (default: knet on the corosync engine; the embedded engine speaks udpu only).'
 complete -c pvectl -n '__pvectl_at \'lab up\'' -l token -x -d 'totem token timeout in ms.'
 complete -c pvectl -n '__pvectl_at \'lab up\'' -l two-node -d 'quorum two_node (same as --quorum two_node=1).'
 complete -c pvectl -n '__pvectl_at \'lab up\'' -l wait-for-all -l no-wait-for-all -d 'quorum wait_for_all.'

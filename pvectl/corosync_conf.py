@@ -19,6 +19,7 @@ CONFIG_PATHS = ("/etc/pve/corosync.conf", "/etc/corosync/corosync.conf")
 MAX_CONFIG_BYTES = MIB  # real files are a few KiB; this bounds a read of /dev/zero
 NODEID_MAX = 2**32 - 1  # corosync reads nodeid as a uint32; 0 means "not set"
 VOTES_MAX = 2**32 - 1  # quorum_votes is a uint32 too, and so is their sum
+QNETD_PORT = 5403  # corosync-qnetd's default TCP port
 
 _SECTION_OPEN = re.compile(r"^([A-Za-z0-9_.\-]+)\s*\{\s*$")
 _KEY_VALUE = re.compile(r"^([A-Za-z0-9_.\-]+)\s*:\s*(.*?)\s*$")
@@ -204,3 +205,21 @@ def _uint32(raw: str, what: str, low: int, high: int, path: str, line: int) -> i
     if not low <= value <= high:
         raise ConfigError(f"{what} must be between {low} and {high}, got {value}", path, line)
     return value
+
+
+def qdevice_section(
+    host: str, algorithm: str, tls: str, port: int | None = None, votes: int | None = None
+) -> Section:
+    """``quorum { device { ... } }`` as ``pvecm qdevice setup`` writes it: model net, votes 1
+    for ffsplit and unset for lms (votequorum then gives it N-1), the port only when it is
+    not qnetd's default. Every writer of a device section (``qdevice setup``, both lab
+    engines) goes through here."""
+    values = {"model": "net"}
+    if votes is not None:
+        values["votes"] = str(votes)
+    elif algorithm == "ffsplit":
+        values["votes"] = "1"
+    net = {"algorithm": algorithm, "host": host, "tls": tls}
+    if port is not None and port != QNETD_PORT:
+        net["port"] = str(port)
+    return Section("device", values, [Section("net", net)])

@@ -9,25 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
+from pvectl.totem.ring_id import RingId as RingId  # a result field type; defined by Totem
+
 _T = TypeVar("_T")
-
-
-@dataclass(frozen=True, order=True)
-class RingId:
-    """Totem ring id: the representative's node id and the ring sequence number."""
-
-    rep_node_id: int
-    seq: int
-
-    def __str__(self) -> str:
-        return f"{self.rep_node_id:x}.{self.seq:x}"
-
-    @classmethod
-    def parse(cls, text: str) -> RingId:
-        rep, _, seq = text.strip().partition(".")
-        if not seq:
-            return cls(0, int(rep, 16))
-        return cls(int(rep, 16), int(seq, 16))
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,8 @@ VENV="${PVECTL_TEST_VENV:-.venv}"
 "$VENV/bin/ruff" check pvectl tests benchmarks
 "$VENV/bin/ruff" format --check pvectl tests benchmarks
 "$VENV/bin/mypy"
+# Layers point down (pyproject.toml [tool.importlinter], docs/architecture.md).
+"$VENV/bin/lint-imports"
 # Most tests wait on real daemons and timers, not on the CPU: three workers (whole files
 # per worker) keep the run well under CI's 20 minutes on 2 cores.
 "$VENV/bin/python" -m pytest -q -ra -n "${PVECTL_TEST_WORKERS:-3}" --dist loadfile "$@"

@@ -62,6 +62,7 @@ MODULE_TIERS: dict[str, str] = {
     "test_cli_coerce": "integration",
     "test_docs_links": "unit",
     "test_input_hardening": "integration",
+    "test_layers": "unit",
     "test_json_schemas": "integration",
     "test_lab_compare_engines": "integration",
     "test_lab_embedded": "integration",

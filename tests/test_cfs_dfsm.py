@@ -8,7 +8,7 @@ from pvectl.cfs import messages
 from pvectl.cfs.dfsm import Applied, Dfsm, Failed, Malformed, Mode, Send, SyncDone
 from pvectl.cfs.memdb import Create, MemDB, Mkdir, Operation, Write
 from pvectl.nodecore.services import Multicast
-from pvectl.results import RingId
+from pvectl.totem.ring_id import RingId
 
 
 class Bus:

@@ -24,7 +24,7 @@ from rich.console import Console
 from pvectl.cli import sync_trace_text
 from pvectl.errors import PvectlError
 from pvectl.lab.sync_trace import SyncTrace
-from pvectl.node import control
+from pvectl.node import control_socket
 from pvectl.results import from_jsonable, to_jsonable
 from tests.conftest import run_cli
 
@@ -56,7 +56,7 @@ def write(
     root: Path, name: str, node: int, path: str, data: bytes, level: str = "local"
 ) -> dict[str, Any]:
     try:
-        return control.call(
+        return control_socket.call(
             sock(root, name, node),
             "write",
             timeout=30,
@@ -70,11 +70,11 @@ def write(
 
 
 def read(root: Path, name: str, node: int, path: str) -> dict[str, Any]:
-    return control.call(sock(root, name, node), "read", path=path)
+    return control_socket.call(sock(root, name, node), "read", path=path)
 
 
 def store_hash(root: Path, name: str, node: int) -> str:
-    return str(control.call(sock(root, name, node), "info")["store_hash"])
+    return str(control_socket.call(sock(root, name, node), "info")["store_hash"])
 
 
 def wait_converged(root: Path, name: str, nodes: list[int], timeout: float = 20) -> str:
@@ -157,7 +157,7 @@ def test_partition_refuses_writes_then_heals(lab: tuple[dict[str, str], Path]) -
     assert run_cli("lab", "partition", "1,2", "3,4", "--name", "tcfs4", env=env).code == 0
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        info = [control.call(sock(root, "tcfs4", n), "info") for n in (1, 3)]
+        info = [control_socket.call(sock(root, "tcfs4", n), "info") for n in (1, 3)]
         if all(len(i["members"]) == 2 and not i["quorate"] for i in info):
             break
         time.sleep(0.2)
@@ -305,7 +305,7 @@ def test_coupled_slow_disk_stalls_the_token_and_the_node_is_dropped(
     deadline = time.monotonic() + 15
     dropped = False
     while time.monotonic() < deadline and not dropped:
-        members = control.call(sock(root, "tcfsc", 1), "info")["members"]
+        members = control_socket.call(sock(root, "tcfsc", 1), "info")["members"]
         dropped = 3 not in members
         time.sleep(0.1)
     assert dropped, "node 3's fsync in the protocol loop should have cost it its place"
@@ -432,20 +432,39 @@ def test_oversize_input_is_refused_early_and_with_bounded_memory(
         except (BrokenPipeError, ValueError):
             pass
 
+    peak_kib = 0
+
+    def watch_memory() -> None:
+        """The child's own peak RSS (VmHWM of its exec'd image). Not wait4's ru_maxrss:
+        that also counts the pages of the pytest worker it was forked from."""
+        nonlocal peak_kib
+        status_file = Path(f"/proc/{put.pid}/status")
+        while put.poll() is None:
+            try:
+                for line in status_file.read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        peak_kib = max(peak_kib, int(line.split()[1]))
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.005)
+
     feeder = threading.Thread(target=feed, daemon=True)
+    watcher = threading.Thread(target=watch_memory, daemon=True)
     feeder.start()
+    watcher.start()
     stderr = put.stderr.read().decode()
-    _, status, usage = os.wait4(put.pid, 0)
-    put.returncode = os.waitstatus_to_exitcode(status)
+    put.wait(60)
     feeder.join(30)
-    max_rss_mib = usage.ru_maxrss / 1024
+    watcher.join(30)
+    max_rss_mib = peak_kib / 1024
     assert put.returncode == 1, stderr
     assert "EFBIG" in stderr and "Traceback" not in stderr and len(stderr.splitlines()) == 1
     assert fed <= 8 * 1024 * 1024, f"the client read {fed} bytes before refusing"
+    assert peak_kib > 0, "the child's memory was never read"
     assert max_rss_mib < 150, f"max RSS {max_rss_mib:.0f} MiB"
     # a direct write over the limit is refused at the submitting node, before the ring
-    before = control.call(sock(root, "tcfs", 1), "info")["stats"]["frames_sent"]
+    before = control_socket.call(sock(root, "tcfs", 1), "info")["stats"]["frames_sent"]
     big = write(root, "tcfs", 1, "big.cfg", b"x" * (4 * 1024 * 1024))
-    after = control.call(sock(root, "tcfs", 1), "info")["stats"]["frames_sent"]
+    after = control_socket.call(sock(root, "tcfs", 1), "info")["stats"]["frames_sent"]
     assert not big["ok"] and "EFBIG" in big["error"], big
     assert after - before < 50, f"{after - before} frames multicast for a refused write"

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pvectl.check import (
+from pvectl.check.facts import link_stats, parse_cmap
+from pvectl.check.rules import (
     ConfigFacts,
     FsyncFigures,
     NodeFacts,
@@ -18,7 +19,6 @@ from pvectl.check import (
 )
 from pvectl.cli.output import OutputFormat, serialize
 from pvectl.results import Member, QuorumStatus, RingId
-from pvectl.targets.checkfacts import link_stats, parse_cmap
 
 DATA = Path(__file__).parent / "data"
 
@@ -197,7 +197,7 @@ def test_fsync_verdicts(rate: float, p99: float, severity: Severity) -> None:
 
 
 def test_high_latency_is_critical_beyond_three_nodes() -> None:
-    from pvectl.check import LinkStat
+    from pvectl.check.rules import LinkStat
 
     facts = NodeFacts(
         host="h",
@@ -225,7 +225,7 @@ def test_unreachable_host_is_critical_and_json_uses_severity_names() -> None:
 
 def test_config_facts_carry_the_quorum_models_summary() -> None:
     from pvectl import corosync_conf
-    from pvectl.targets.checkfacts import config_facts
+    from pvectl.check.facts import config_facts
 
     nodes = "".join(
         f"  node {{\n    name: pve{i}\n    nodeid: {i}\n    quorum_votes: 1\n"

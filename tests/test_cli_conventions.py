@@ -47,3 +47,11 @@ def test_version() -> None:
     run = run_cli("--version")
     assert run.code == 0
     assert run.stdout.startswith("pvectl ")
+
+
+def test_an_option_the_engine_cannot_honour_is_refused_naming_the_engine() -> None:
+    """The embedded engine used to run udpu silently when asked for knet."""
+    run = run_cli("lab", "up", "3", "--transport", "knet", "--name", "tknet")
+    assert run.code == 64, run.stderr
+    assert "embedded engine speaks udpu only" in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1

@@ -268,8 +268,8 @@ def test_corosync_refusal_is_mapped_when_our_guard_is_bypassed(
     lab_factory: Callable[..., CliRun], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from pvectl.errors import CommandRefused
+    from pvectl.lab.target import LabTarget
     from pvectl.targets import corosync as corosync_target
-    from pvectl.targets.lab import LabTarget
 
     lab_factory(TCS1, 2)
     monkeypatch.setattr(corosync_target, "check_set_expected", lambda *_: None)

@@ -54,10 +54,10 @@ class Lab:
         return run_cli(*args, env=self.env)
 
     def node_stat(self, node: int, path: str) -> dict[str, object]:
-        from pvectl.node import control
+        from pvectl.node import control_socket
 
         sock = Path(self.env["XDG_RUNTIME_DIR"]) / "pvectl/lab" / LAB / f"node{node}/control.sock"
-        return control.call(sock, "stat", path=path)
+        return control_socket.call(sock, "stat", path=path)
 
 
 def wait_for(what: str, check: Callable[[], bool], timeout: float = 30.0) -> None:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from pvectl.cluster_views import HostView, compare_views
 from pvectl.errors import ConfigError, UsageError
+from pvectl.quorum.partitions import HostView, compare_views
 from pvectl.results import Member, QuorumStatus, RingId
 from pvectl.targets.hosts import cluster_hosts, config_path, parse_host, select_hosts
 

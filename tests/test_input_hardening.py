@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pvectl import corosync_conf
+from pvectl import corosync_conf, quorum_conf
 from pvectl.errors import ConfigError, ExitCode
 from pvectl.lab import scenario as sc
 from tests.conftest import CliRun, run_cli
@@ -293,11 +293,11 @@ def test_cli_lab_run_on_a_directory_says_so(tmp_path: Path) -> None:
     ],
 )
 def test_quorum_numbers_are_read_as_corosync_reads_them(quorum: str, line: int, words: str) -> None:
-    from pvectl.quorum.votequorum import QuorumConfigError, QuorumOptions
+    from pvectl.quorum.votequorum import QuorumConfigError
 
     text = _conf(["1", "2", "3"]).replace(
         "  provider: corosync_votequorum\n", "  provider: corosync_votequorum\n" + quorum
     )
     with pytest.raises(QuorumConfigError) as caught:  # accepted before, exit 0
-        QuorumOptions.from_config(corosync_conf.parse(text, "c.conf"), "c.conf")
+        quorum_conf.options_from_config(corosync_conf.parse(text, "c.conf"), "c.conf")
     assert str(caught.value).startswith(f"c.conf:{line}: ") and words in str(caught.value)

@@ -24,7 +24,7 @@ import yaml
 from pvectl.cli import docs, schemas
 from pvectl.cli.output import DOCUMENTS
 from tests.conftest import run_cli
-from tests.json_schema import validate, validated
+from tests.helpers.json_schema import validate, validated
 
 TESTS = Path(__file__).resolve().parent
 LAB = f"tjs{os.getpid() % 100000}"

@@ -203,7 +203,7 @@ def test_replayed_join_of_a_killed_node_is_dropped_by_real_nodes(
     re-forming their ring, and node 3 itself still gets back in after a restart."""
     import socket
 
-    from pvectl.node import control
+    from pvectl.node import control_socket
     from pvectl.node.config import load
     from pvectl.totem.wire import Codec, Join
 
@@ -211,14 +211,15 @@ def test_replayed_join_of_a_killed_node_is_dropped_by_real_nodes(
     root = Path(lab_env["XDG_RUNTIME_DIR"]) / "pvectl" / "lab" / "t3"
     config = load(root / "corosync.conf", 3)
     seq_of_3 = int(
-        str(control.call(root / "node3" / "control.sock", "info")["ring_id"]).split(".")[-1], 16
+        str(control_socket.call(root / "node3" / "control.sock", "info")["ring_id"]).split(".")[-1],
+        16,
     )
     assert cli(lab_env, "lab", "kill", "3", "--name", "t3").code == 0
     wait_members(lab_env, "t3", 1, [1, 2])
     time.sleep(1.0)
 
     def stats(node: int) -> dict[str, int]:
-        reply = control.call(root / f"node{node}" / "control.sock", "info")
+        reply = control_socket.call(root / f"node{node}" / "control.sock", "info")
         return dict(reply["stats"])
 
     before = {n: stats(n) for n in (1, 2)}

@@ -15,7 +15,7 @@ import pytest
 from pvectl.errors import ExitCode
 from pvectl.lab import conf_import
 from tests.conftest import run_cli
-from tests.sshd_harness import SshClientHome, Sshd, sshd_skip_reason
+from tests.helpers.sshd_harness import SshClientHome, Sshd, sshd_skip_reason
 
 CONF = """\
 logging {

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.sshd_harness import SshClientHome, Sshd, sshd_skip_reason
+from tests.helpers.sshd_harness import SshClientHome, Sshd, sshd_skip_reason
 
 pytestmark = [
     pytest.mark.skipif(sshd_skip_reason() is not None, reason=str(sshd_skip_reason())),

@@ -17,7 +17,7 @@ from pvectl.errors import UsageError
 from pvectl.lab import embedded_engine, host_setup, node_access
 from pvectl.lab.state import LabNode, LabState
 from pvectl.node import config as node_config
-from pvectl.node import ctl
+from pvectl.node import host_agent
 
 
 def test_plan_one_host_per_node_or_one_for_all() -> None:
@@ -80,7 +80,7 @@ def test_node_zip_runs_on_a_bare_python(tmp_path: Path) -> None:
     archive.write_bytes(node_access.node_zip())
     code = (
         f"import sys; sys.path.insert(0, {str(archive)!r}); "
-        "import pvectl.node.runtime, pvectl.node.__main__, pvectl.node.ctl; "
+        "import pvectl.node.runtime, pvectl.node.__main__, pvectl.node.host_agent; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in "
         "('paramiko', 'yaml', 'rich', 'typer', 'cryptography')))"
     )
@@ -95,11 +95,11 @@ def test_node_zip_runs_on_a_bare_python(tmp_path: Path) -> None:
 
 def test_ctl_signals_only_the_node_it_is_told_about(tmp_path: Path) -> None:
     """A recorded pid now used by another process (here: this test) is never signalled."""
-    assert ctl.send_signal(os.getpid(), str(tmp_path), signal.SIGKILL, 0) == {
+    assert host_agent.send_signal(os.getpid(), str(tmp_path), signal.SIGKILL, 0) == {
         "sent": False,
         "gone": True,
     }
-    assert ctl.node_pid(os.getpid(), str(tmp_path)) is None
+    assert host_agent.node_pid(os.getpid(), str(tmp_path)) is None
 
 
 def test_ctl_serve_answers_json_lines(tmp_path: Path) -> None:

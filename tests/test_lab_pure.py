@@ -182,3 +182,20 @@ def test_state_dir_and_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     for bad in ("", "-x", "a/b", "x" * 17, "a b"):
         with pytest.raises(UsageError):
             lab_state.check_lab_name(bad)
+
+
+def test_an_operation_the_corosync_engine_cannot_honour_names_the_engine() -> None:
+    """Both engines implement every LabEngine operation (mypy checks the dispatch); what
+    the corosync engine cannot do is a usage error (64) that names it."""
+    from pathlib import Path
+
+    from pvectl.errors import ExitCode, UsageError
+    from pvectl.lab import corosync_engine
+
+    for call in (
+        lambda: corosync_engine.slow_disk("x", 1, 10.0),
+        lambda: corosync_engine.mount_node("x", 1, Path("/mnt")),
+    ):
+        with pytest.raises(UsageError, match="the corosync engine") as caught:
+            call()
+        assert caught.value.exit_code == ExitCode.USAGE

@@ -188,9 +188,9 @@ def test_ctrl_c_during_lab_up_says_what_it_cleaned(tmp_path: Path) -> None:
 def test_activity_blocked_comes_from_votequorum_s_flag() -> None:
     from dataclasses import replace
 
-    from pvectl.quorum.view import quorum_status
+    from pvectl.quorum.status_report import quorum_status
     from pvectl.quorum.votequorum import QuorumOptions, initial_state
-    from pvectl.results import RingId
+    from pvectl.totem.ring_id import RingId
 
     state = initial_state(QuorumOptions(node_votes=((1, 1),)), 1)
 

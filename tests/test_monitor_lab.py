@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_cli
-from tests.json_schema import validated
-from tests.prometheus_harness import (
+from tests.helpers.json_schema import validated
+from tests.helpers.prometheus_harness import (
     Prometheus,
     TmuxPane,
     exporter_command,
@@ -25,7 +25,7 @@ from tests.prometheus_harness import (
     prometheus_skip_reason,
     wait_for,
 )
-from tests.sshd_harness import free_port
+from tests.helpers.sshd_harness import free_port
 
 pytestmark = [pytest.mark.slow]
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from pvectl.errors import ExitCode, PvectlError
-from pvectl.node import bench, control
+from pvectl.node import bench, control_socket
 from tests.conftest import run_cli
 
 NAME = "tperft"
@@ -58,7 +58,7 @@ def sockets() -> Iterator[dict[int, Path]]:
 
 
 def _call(sock: Path, cmd: str, **args: Any) -> dict[str, Any]:
-    return control.call(sock, cmd, timeout=60, **args)
+    return control_socket.call(sock, cmd, timeout=60, **args)
 
 
 def test_bursts_from_two_senders_arrive_in_one_order_everywhere(

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from pvectl.errors import PvectlError
-from pvectl.node import control
+from pvectl.node import control_socket
 from pvectl.node.transport import FaultFilter, UdpTransport
 
 
@@ -22,19 +22,19 @@ def test_control_socket_json_lines_mode_0600(tmp_path: Path) -> None:
         return {"ok": True, "echo": request.get("value")}
 
     async def scenario() -> None:
-        server = await control.serve(path, handler)
+        server = await control_socket.serve(path, handler)
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
-        reply = await asyncio.to_thread(control.call, path, "echo", value=[1, 2])
+        reply = await asyncio.to_thread(control_socket.call, path, "echo", value=[1, 2])
         assert reply == {"ok": True, "echo": [1, 2]}
         with pytest.raises(PvectlError, match="refused on purpose"):
-            await asyncio.to_thread(control.call, path, "boom")
+            await asyncio.to_thread(control_socket.call, path, "boom")
         server.close()
         await server.wait_closed()
 
     asyncio.run(scenario())
     # the server is gone but the socket file stays: a clear error, not a traceback
     with pytest.raises(PvectlError, match=r"stale control socket|no control socket"):
-        control.call(path, "echo")
+        control_socket.call(path, "echo")
 
 
 def _free_udp_ports(count: int) -> list[int]:
@@ -80,7 +80,7 @@ def test_udp_between_peers_and_partition_filter(host: str) -> None:
 def test_token_is_handed_over_before_frames_of_the_same_wake_up() -> None:
     """With ``urgent`` (the runtime sets ``wire.is_token``), a wake-up's token goes to the
     machine before the frames queued ahead of it; without, arrival order is kept."""
-    from pvectl.results import RingId
+    from pvectl.totem.ring_id import RingId
     from pvectl.totem.wire import Codec, Mcast, Token, is_token
 
     codec = Codec(1, "t", b"k" * 32)
@@ -137,9 +137,9 @@ def test_control_socket_in_a_directory_deeper_than_af_unix_allows(tmp_path: Path
         return {"ok": True, "cmd": request["cmd"]}
 
     async def scenario() -> None:
-        server = await control.serve(path, handler)
+        server = await control_socket.serve(path, handler)
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
-        reply = await asyncio.to_thread(control.call, path, "ping")
+        reply = await asyncio.to_thread(control_socket.call, path, "ping")
         assert reply == {"ok": True, "cmd": "ping"}
         server.close()
         await server.wait_closed()

@@ -10,7 +10,7 @@ from pvectl.nodecore.commit import StartFsync, WriteDone
 from pvectl.nodecore.core import Command, NodeCore
 from pvectl.nodecore.services import Multicast, NodeServices
 from pvectl.quorum import votequorum as vq
-from pvectl.results import RingId
+from pvectl.totem.ring_id import RingId
 
 RING = RingId(1, 4)
 

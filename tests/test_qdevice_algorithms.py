@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from pvectl.quorum.qdevice import (
+from pvectl.quorum.qdevice.algorithms import (
     ClientView,
     QdeviceConfigError,
     UnsupportedCluster,
@@ -18,7 +18,7 @@ from pvectl.quorum.qdevice import (
     quorum_of,
     two_node_lms_decide,
 )
-from pvectl.quorum.qnetd_wire import (
+from pvectl.quorum.qdevice.wire import (
     Algorithm,
     Heuristics,
     TieBreaker,

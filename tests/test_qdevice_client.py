@@ -21,14 +21,14 @@ from typing import cast
 
 import pytest
 
-from pvectl.quorum import qnetd_wire as w
-from pvectl.quorum.qdevice_client import (
+from pvectl.quorum.qdevice import wire as w
+from pvectl.quorum.qdevice.client import (
     ClientDisconnect,
     ClientSend,
     ClientState,
     QdeviceNetClient,
 )
-from pvectl.quorum.qnetd_core import QnetdCore, Send
+from pvectl.quorum.qdevice.server import QnetdCore, Send
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -291,7 +291,7 @@ def test_node_with_certificates_refuses_a_plaintext_qnetd(
     node went on in plaintext."""
     import asyncio
 
-    from pvectl.node.qdevice_task import Node, QdeviceTask
+    from pvectl.node.qdevice.client_task import Node, QdeviceTask
     from tests.test_qdevice_embedded import _load
 
     conf_dir = tmp_path / "conf"
@@ -326,3 +326,16 @@ def test_node_with_certificates_refuses_a_plaintext_qnetd(
         check=True,
     ).stdout
     assert "Connected clusters:\t\t0" in listing, listing
+
+
+def test_client_next_deadline_is_its_next_echo() -> None:
+    client = QdeviceNetClient("c1", 1, heartbeat_interval_ms=1000)
+    assert client.next_deadline() is None  # not connected: nothing timed
+    core = QnetdCore(w.TlsSupported.UNSUPPORTED)
+    links = {1: MemoryLink(core, client, 1)}
+    links[1].to_server(client.connect(0.0), links)
+    due = client.next_deadline()
+    assert due is not None and due > 0.0
+    assert client.tick(due - 0.001) == []
+    assert isinstance(client.tick(due)[0], ClientSend)
+    assert client.next_deadline() == due + 1.0

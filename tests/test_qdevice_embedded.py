@@ -26,9 +26,9 @@ import pytest
 from pvectl.errors import ConfigError
 from pvectl.lab import state as lab_state
 from pvectl.node import config as node_config
-from pvectl.node import control
+from pvectl.node import control_socket
 from pvectl.node.config import NodeConfig
-from tests.quorum_view import REPO, QuorumView, parse_quorumtool
+from tests.helpers.quorum_view import REPO, QuorumView, parse_quorumtool
 
 Figures = tuple[object, ...]
 QUORATE = ("Quorate", "Qdevice")
@@ -75,7 +75,7 @@ def _view(lab: str, node: int) -> QuorumView:
 def _polled(lab: str, node: int) -> QuorumView:
     """The node's status straight from its control socket (no CLI start-up per poll)."""
     sock = lab_state.lab_dir(lab) / f"node{node}" / "control.sock"
-    status = control.call(sock, "status", timeout=5.0)["status"]
+    status = control_socket.call(sock, "status", timeout=5.0)["status"]
     device = status["qdevice"]
     row = None
     if device:
@@ -160,7 +160,7 @@ def _scenarios(lab: str, qnetd: str) -> tuple[dict[str, dict[int, QuorumView]], 
 
 def _wrong_ca(lab: str) -> None:
     """Nodes trusting another CA refuse qnetd's certificate: no vote, a clear reason."""
-    from pvectl.node.qnetd_certs import init_cert_dir
+    from pvectl.node.qdevice.certs import init_cert_dir
 
     other = init_cert_dir(lab_state.lab_dir(lab) / "other-ca")
     shutil.copyfile(other.ca_cert, lab_state.lab_dir(lab) / "qdevice" / "qnetd-cacert.crt")
@@ -170,7 +170,7 @@ def _wrong_ca(lab: str) -> None:
     for n in (1, 2):
         assert _polled(lab, n).qdevice_flags.get(n) == "A,NV,NMW"
         sock = lab_state.lab_dir(lab) / f"node{n}" / "control.sock"
-        client = control.call(sock, "qdevice", timeout=5.0)
+        client = control_socket.call(sock, "qdevice", timeout=5.0)
         assert client["casting_vote"] is False and client["connects"] >= 3
         assert "CERTIFICATE_VERIFY_FAILED" in client["last_error"], client
 
@@ -305,7 +305,7 @@ def test_node_config_reads_quorum_device_net(tmp_path: Path) -> None:
 def test_node_code_path_imports_no_third_party_package() -> None:
     """Nodes may run on hosts with only python3: the qdevice client uses stdlib ssl."""
     code = (
-        "import sys, pvectl.node.__main__, pvectl.node.runtime, pvectl.node.qdevice_task\n"
+        "import sys, pvectl.node.__main__, pvectl.node.runtime, pvectl.node.qdevice.client_task\n"
         "bad = sorted({m.split('.')[0] for m in sys.modules} & "
         "{'cryptography', 'typer', 'rich', 'yaml', 'psutil', 'paramiko'})\n"
         "print(','.join(bad))"

@@ -23,11 +23,12 @@ from typing import Any
 
 import pytest
 
-from pvectl.lab import corosync_engine, lab_qnetd, netns
+from pvectl.lab import corosync_engine, netns
 from pvectl.lab import state as lab_state
+from pvectl.lab.qdevice import qnetd as lab_qnetd
 from tests.conftest import CliRun, run_cli
-from tests.json_schema import validated
-from tests.quorum_view import REPO, QuorumView, parse_quorumtool
+from tests.helpers.json_schema import validated
+from tests.helpers.quorum_view import REPO, QuorumView, parse_quorumtool
 
 
 def _unavailable() -> str | None:

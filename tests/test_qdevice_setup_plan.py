@@ -7,17 +7,16 @@ import pytest
 
 from pvectl import corosync_conf
 from pvectl.errors import ExitCode, PvectlError
-from pvectl.targets.qdevice_setup import (
-    COROSYNC_CONF,
+from pvectl.targets.qdevice.plan import (
     PVE_CONF,
     NodeView,
     QdeviceSetupError,
     check_cluster,
     choose_algorithm,
-    device_section,
     with_device,
     without_device,
 )
+from pvectl.targets.qdevice.setup import COROSYNC_CONF
 
 CONF = """totem {
   cluster_name: {name}
@@ -68,14 +67,18 @@ def test_algorithm_follows_pvecm() -> None:
 
 def test_device_section_as_pvecm_writes_it() -> None:
     root = corosync_conf.parse(_conf())
-    added = corosync_conf.dump(with_device(root, device_section("192.0.2.9", "ffsplit", "on")))
+    added = corosync_conf.dump(
+        with_device(root, corosync_conf.qdevice_section("192.0.2.9", "ffsplit", "on"))
+    )
     assert "config_version: 8" in added
     assert (
         "quorum {\n  device {\n    model: net\n    net {\n      algorithm: ffsplit\n"
         "      host: 192.0.2.9\n      tls: on\n    }\n    votes: 1\n  }\n"
         "  provider: corosync_votequorum\n}\n"
     ) in added
-    lms = corosync_conf.dump(with_device(root, device_section("192.0.2.9", "lms", "on")))
+    lms = corosync_conf.dump(
+        with_device(root, corosync_conf.qdevice_section("192.0.2.9", "lms", "on"))
+    )
     assert "algorithm: lms" in lms and "votes" not in lms.split("quorum {")[1]
     # the original is untouched; remove restores its meaning with one more version
     assert "device" not in corosync_conf.dump(root)
@@ -88,7 +91,7 @@ def test_device_section_as_pvecm_writes_it() -> None:
 def test_missing_config_version_is_refused() -> None:
     root = corosync_conf.parse(_conf().replace("  config_version: 7\n", ""))
     with pytest.raises(QdeviceSetupError, match="unable to read config version"):
-        with_device(root, device_section("192.0.2.9", "ffsplit", "on"))
+        with_device(root, corosync_conf.qdevice_section("192.0.2.9", "ffsplit", "on"))
 
 
 def test_cluster_guards() -> None:
@@ -115,9 +118,9 @@ def test_pve_config_is_the_source_when_present() -> None:
 
 
 def test_a_qnetd_taking_plaintext_clients_is_pointed_out() -> None:
-    from pvectl.quorum import qnetd_wire as w
-    from pvectl.quorum.qnetd_core import QnetdCore, render_qnetd_tool
-    from pvectl.targets.qdevice_setup import qnetd_tls_note
+    from pvectl.quorum.qdevice import wire as w
+    from pvectl.quorum.qdevice.server import QnetdCore, render_qnetd_tool
+    from pvectl.targets.qdevice.plan import qnetd_tls_note
 
     optional = render_qnetd_tool(QnetdCore(w.TlsSupported.SUPPORTED).status(), verbose=False)
     note = qnetd_tls_note(optional, "root@192.0.2.9")

@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
-from tests.json_schema import validated
-from tests.sshd_harness import SshClientHome, Sshd, sshd_skip_reason
+from tests.helpers.json_schema import validated
+from tests.helpers.sshd_harness import SshClientHome, Sshd, sshd_skip_reason
 
 
 def _skip_reason() -> str | None:

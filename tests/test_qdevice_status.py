@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from pvectl.targets.qdevice_status import (
+from pvectl.cli.qdevice_text import render_qdevice_status
+from pvectl.targets.qdevice.status import (
     parse_qdevice_tool,
-    render_qdevice_status,
     votequorum_qdevice_view,
 )
 from tests.conftest import run_cli

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pvectl.quorum import qnetd_wire as w
-from pvectl.quorum.qnetd_core import Close, QnetdCore, Send, StartTls, render_qnetd_tool
+from pvectl.quorum.qdevice import wire as w
+from pvectl.quorum.qdevice.server import Close, QnetdCore, Send, StartTls, render_qnetd_tool
 
 RING = w.WireRingId(1, 8)
 
@@ -363,3 +363,22 @@ def test_verification_is_bound_to_the_cluster_it_was_made_for() -> None:
     assert len(result) == 1 and isinstance(result[0], Close)
     assert "not cluster 'prod'" in result[0].reason
     assert core.status().clusters == ()
+
+
+def test_next_deadline_says_when_tick_has_work() -> None:
+    """One timer convention: the core names its next deadline; a tick there acts, a tick
+    just before does nothing, so a caller never has to poll."""
+    core = QnetdCore(w.TlsSupported.UNSUPPORTED)
+    assert core.next_deadline() is None
+    core.connect(7, "idle", 5.0)
+    due = core.next_deadline()
+    assert due == 35.0  # an INIT is due 30 s after the connection
+    assert core.tick(due - 0.001) == []
+    (close,) = core.tick(due)
+    assert isinstance(close, Close) and close.conn_id == 7
+    q = FakeQdevice(core, 1, 1)
+    q.join()
+    heartbeat_due = core.next_deadline()
+    assert heartbeat_due is not None
+    assert core.tick(heartbeat_due - 0.001) == []
+    assert any(isinstance(a, Close) for a in core.tick(heartbeat_due))

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from pvectl.quorum import qnetd_wire as w
+from pvectl.quorum.qdevice import wire as w
 from tests.conftest import run_cli
 
 REPO = Path(__file__).resolve().parent.parent

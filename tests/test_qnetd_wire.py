@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pvectl.quorum import qnetd_wire as w
+from pvectl.quorum.qdevice import wire as w
 
 
 def tlv(opt: int, value: bytes) -> bytes:

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import CliRun, run_cli
-from tests.json_schema import validated
-from tests.sshd_harness import SshClientHome, Sshd, free_port, keygen, sshd_skip_reason
+from tests.helpers.json_schema import validated
+from tests.helpers.sshd_harness import SshClientHome, Sshd, free_port, keygen, sshd_skip_reason
 
 pytestmark = pytest.mark.skipif(sshd_skip_reason() is not None, reason=str(sshd_skip_reason()))
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.sshd_harness import SshClientHome, Sshd, sshd_skip_reason
+from tests.helpers.sshd_harness import SshClientHome, Sshd, sshd_skip_reason
 
 
 def _skip_reason() -> str | None:

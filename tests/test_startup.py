@@ -6,7 +6,17 @@ from __future__ import annotations
 import subprocess
 import sys
 
-HEAVY = ("paramiko", "cryptography", "asyncio", "pydantic", "invoke", "unittest.mock")
+HEAVY = (
+    "paramiko",
+    "cryptography",
+    "asyncio",
+    "pydantic",
+    "invoke",
+    "unittest.mock",
+    "prometheus_client",
+    "pvectl.monitor.collect",  # watch/exporter's collectors: only when they run
+    "pvectl.quorum.votequorum",  # the quorum maths: only for the commands that compute
+)
 
 
 def _loaded_after(code: str) -> list[str]:

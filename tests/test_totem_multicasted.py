@@ -14,7 +14,7 @@ from pvectl.totem.srp import (
     Start,
 )
 from pvectl.totem.wire import Mcast, Token
-from tests.totem_net import FAST, Net, codec
+from tests.helpers.totem_net import FAST, Net, codec
 
 
 def formed(ids: list[int]) -> Net:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from pvectl.results import RingId
+from pvectl.totem.ring_id import RingId
 from pvectl.totem.srp import (
     AppSend,
     ConfigChange,
@@ -23,7 +23,7 @@ from pvectl.totem.srp import (
     TotemConfig,
 )
 from pvectl.totem.wire import Join, Leave, Mcast, Token
-from tests.totem_net import FAST, Net, codec
+from tests.helpers.totem_net import FAST, Net, codec
 
 
 def formed(ids: list[int]) -> Net:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pvectl.results import RingId
+from pvectl.totem.ring_id import RingId
 from pvectl.totem.srp import (
     Command,
     ConfigChange,
@@ -32,7 +32,7 @@ from pvectl.totem.wire import (
     Token,
     TokenHoldCancel,
 )
-from tests.totem_net import Net
+from tests.helpers.totem_net import Net
 
 nodes = st.integers(1, 4)
 small = st.integers(0, 40)

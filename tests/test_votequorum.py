@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from pvectl import quorum_conf
 from pvectl.corosync_conf import parse
 from pvectl.errors import CommandRefused
 from pvectl.quorum import cluster
@@ -261,10 +262,12 @@ quorum {
 
 def test_options_from_corosync_conf() -> None:
     with pytest.raises(QuorumConfigError, match="last_man_standing") as info:
-        QuorumOptions.from_config(parse(CONF, "/etc/pve/corosync.conf"), "/etc/pve/corosync.conf")
+        quorum_conf.options_from_config(
+            parse(CONF, "/etc/pve/corosync.conf"), "/etc/pve/corosync.conf"
+        )
     assert str(info.value).startswith("/etc/pve/corosync.conf: configuration error:")
     conf = CONF.replace("last_man_standing: 1", "allow_downscale: 0")
-    options = QuorumOptions.from_config(parse(conf))
+    options = quorum_conf.options_from_config(parse(conf))
     assert options.node_votes == ((1, 1), (2, 2))
     assert options.qdevice_votes == 1 and options.qdevice_algorithm == "ffsplit"
     assert options.configured_expected_votes == 4
@@ -277,7 +280,7 @@ def test_bad_number_in_config_is_a_config_error() -> None:
         r'Value of key "quorum.two_node" is expected to be integer in range \(0..255\), but "yes"'
     )
     with pytest.raises(QuorumConfigError, match=corosyncs):
-        QuorumOptions.from_config(parse(conf))
+        quorum_conf.options_from_config(parse(conf))
 
 
 # --- runtime expected votes ------------------------------------------------------------------
@@ -350,7 +353,7 @@ def test_leaving_flag_round_trips() -> None:
 
 def test_without_nodelist_expected_votes_and_quorum_votes_apply() -> None:
     conf = "quorum {\n  provider: corosync_votequorum\n  expected_votes: 4\n  votes: 2\n}\n"
-    options = QuorumOptions.from_config(parse(conf))
+    options = quorum_conf.options_from_config(parse(conf))
     assert options.node_votes == () and options.configured_expected_votes == 4
     state = initial_state(options, 7)
     assert (state.us.votes, state.expected_votes, state.quorum, state.quorate) == (2, 4, 3, False)
@@ -368,8 +371,8 @@ def test_qdevice_nodeinfo_takes_the_higher_votes_unless_a_quorate_node_says_othe
 
 def test_state_renders_as_quorumtool_status() -> None:
     from pvectl.cli.pvecm_text import quorum_block
-    from pvectl.quorum.view import quorum_status
-    from pvectl.results import RingId
+    from pvectl.quorum.status_report import quorum_status
+    from pvectl.totem.ring_id import RingId
 
     options = uniform(2, qdevice_model="net", qdevice_votes=1)
     model = cluster.reform(cluster.start(options), [[1], [2]], 1_000)

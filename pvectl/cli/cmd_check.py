@@ -1,4 +1,4 @@
-"""``pvectl check``: a homelab health report. Thin: facts from targets, rules in check.py."""
+"""``pvectl check``: a homelab health report. Thin: facts and rules live in pvectl/check/."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from pvectl.cli.remote import DEFAULT_CONNECT_TIMEOUT, open_session, remote_host
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
-    from pvectl.check import CheckReport, NodeFacts
+    from pvectl.check.rules import CheckReport, NodeFacts
     from pvectl.targets.runner import CommandRunner
     from pvectl.targets.ssh import SshRunner
 
@@ -95,12 +95,12 @@ def check(
     a warning, 2 something is critical (an unreachable node counts as critical). With
     --target lab (or auto and no corosync here) every running node of the lab is checked.
     """
-    from pvectl.check import NodeFacts, evaluate
+    from pvectl.check.facts import gather, gather_lab
+    from pvectl.check.rules import NodeFacts, evaluate
     from pvectl.errors import TargetUnavailable
-    from pvectl.targets.checkfacts import gather, gather_lab
-    from pvectl.targets.lab import running_labs
+    from pvectl.lab.resolve import choose
+    from pvectl.lab.target import running_labs
     from pvectl.targets.remote import across_hosts, corosync_target
-    from pvectl.targets.resolve import choose
     from pvectl.targets.runner import LocalRunner
 
     hosts = remote_hosts(host, cluster)

@@ -81,10 +81,10 @@ def status(
     With several hosts: 0 all quorate and in agreement, 2 some host not quorate or the
     views disagree (partitioned), 1 some host could not be asked.
     """
-    from pvectl.cli import views_text
-    from pvectl.cluster_views import HostView, compare_views
+    from pvectl.cli import side_by_side_text
+    from pvectl.lab.resolve import resolve_target
+    from pvectl.quorum.partitions import HostView, compare_views
     from pvectl.targets.remote import across_hosts
-    from pvectl.targets.resolve import resolve_target
 
     hosts = remote_hosts(host, cluster)
     if not hosts:
@@ -106,7 +106,7 @@ def status(
     emit(
         comparison,
         output_format,
-        lambda: views_text.status_side_by_side(comparison),
+        lambda: side_by_side_text.status_side_by_side(comparison),
         kind="status-hosts",
     )
     if any(o.error is not None for o in outcomes):
@@ -128,14 +128,14 @@ def _emit_status(result: QuorumStatus, output_format: OutputFormat, what_if: boo
 def _status_with_what_if(
     result: QuorumStatus, output_format: OutputFormat, config: Section | None = None
 ) -> None:
-    from pvectl import corosync_conf
+    from pvectl import corosync_conf, quorum_conf
     from pvectl.cli import pvecm_text, whatif_text
     from pvectl.quorum import whatif
 
     if config is None and result.source == "corosync":  # the local file: local cluster only
         found = corosync_conf.find_config()
         config = corosync_conf.load(found) if found else None
-    options, names = whatif.options_from_status(result, config)
+    options, names = quorum_conf.options_from_status(result, config)
     report = whatif.analyse(options, names)
     if output_format is OutputFormat.text:
         emit(result, output_format, lambda: pvecm_text.pvecm_status(result), kind="status")
@@ -160,9 +160,9 @@ def nodes(
     connect_timeout: ConnectTimeoutOption = DEFAULT_CONNECT_TIMEOUT,
 ) -> None:
     """The member list, as `pvecm nodes` (one block per host with several hosts)."""
-    from pvectl.cli import pvecm_text, views_text
+    from pvectl.cli import pvecm_text, side_by_side_text
+    from pvectl.lab.resolve import resolve_target
     from pvectl.targets.remote import across_hosts
-    from pvectl.targets.resolve import resolve_target
 
     hosts = remote_hosts(host, cluster)
     if not hosts:
@@ -178,7 +178,7 @@ def nodes(
     emit(
         outcomes,
         output_format,
-        lambda: views_text.nodes_per_host(outcomes),
+        lambda: side_by_side_text.nodes_per_host(outcomes),
         kind="nodes-hosts",
     )
     if any(o.error is not None for o in outcomes):
@@ -201,8 +201,8 @@ def expected(
     again. Use it only when you know the missing nodes are really down. Takes at most one
     --host: lowering expected votes in two partitions at once would make both quorate.
     """
+    from pvectl.lab.resolve import resolve_target
     from pvectl.targets.remote import across_hosts, corosync_target
-    from pvectl.targets.resolve import resolve_target
 
     if votes < 1:
         raise UsageError(f"expected votes must be an integer >= 1, got {votes}")

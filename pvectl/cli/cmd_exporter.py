@@ -12,7 +12,7 @@ import signal
 import socket
 import threading
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -29,7 +29,9 @@ from pvectl.cli.options import (
 from pvectl.cli.output import stderr_console
 from pvectl.cli.remote import DEFAULT_CONNECT_TIMEOUT
 from pvectl.errors import ExitCode, PvectlError, UsageError
-from pvectl.monitor.collect import Collector
+
+if TYPE_CHECKING:
+    from pvectl.monitor.collect import Collector
 
 DEFAULT_LISTEN = "127.0.0.1:9595"
 _LISTEN = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\[\]]*)):(?P<port>\d{1,5})$")

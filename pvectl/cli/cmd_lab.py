@@ -88,7 +88,7 @@ def _parse_votes(text: str | None) -> tuple[int, ...]:
 
 
 def _ring_text(change: object) -> str:
-    from pvectl.lab.views import RingChange
+    from pvectl.lab.reports import RingChange
 
     assert isinstance(change, RingChange)
     what = {
@@ -135,8 +135,13 @@ def up(
     ] = None,
     name: NameOption = "default",
     transport: Annotated[
-        Transport, typer.Option("--transport", help="corosync transport.")
-    ] = Transport.knet,
+        Transport | None,
+        typer.Option(
+            "--transport",
+            help="Totem transport (default: knet on the corosync engine; the embedded "
+            "engine speaks udpu only).",
+        ),
+    ] = None,
     token: Annotated[
         int | None, typer.Option("--token", metavar="MS", help="totem token timeout in ms.")
     ] = None,
@@ -317,6 +322,11 @@ def up(
     lab_state.check_lab_name(name)
     chosen = engines.choose(engine.value if engine else None)
     module = engines.module_for(chosen)
+    if chosen == "embedded" and transport is Transport.knet:
+        raise UsageError(
+            "--transport knet: the embedded engine speaks udpu only (unicast UDP between "
+            "pvectl nodes); use --engine corosync for knet"
+        )
     if accelerated and chosen != "embedded":
         raise UsageError("--accelerated needs the embedded engine (corosync has no such option)")
     on_hosts: dict[str, object] = {}
@@ -360,7 +370,7 @@ def up(
     options = module.UpOptions(
         **cluster,
         start=quorum_setup.parse_ids(start),
-        transport=transport.value,
+        transport=(transport or (Transport.udpu if chosen == "embedded" else Transport.knet)).value,
         two_node=two_node,
         wait_for_all=wait_for_all,
         subnet=subnet,
@@ -521,7 +531,7 @@ def pause(
 
 
 def _partition_text(change: object) -> str:
-    from pvectl.lab.views import PartitionChange
+    from pvectl.lab.reports import PartitionChange
 
     assert isinstance(change, PartitionChange)
     head = "partitioned: " + " | ".join(",".join(str(n) for n in g) for g in change.groups)
@@ -586,8 +596,6 @@ def slow_disk(
 ) -> None:
     """Make a node's config-store disk slow (embedded engine): every commit takes MS more."""
     module = engines.for_lab(lab_state.check_lab_name(name))
-    if not hasattr(module, "slow_disk"):
-        raise UsageError("slow-disk needs the embedded engine (it slows pvectl's config store)")
     module.slow_disk(name, node, ms)
     _say(f"lab {name!r}: node {node} commits now take {ms:g} ms more")
 
@@ -662,13 +670,13 @@ def mount(
             f"no lab named {name!r} is up (start one with 'pvectl lab up 3 --name {name}')"
         )
     module = engines.for_lab(name)
-    if not hasattr(module, "mount_node"):
-        raise UsageError("lab mount needs the embedded engine (pvectl's own config store)")
     if foreground:
         _say(f"mounting node {node} of lab {name!r} on {mountpoint} (Ctrl-C unmounts)")
         code = module.mount_node(name, node, mountpoint, level.value, foreground=True)
-        raise typer.Exit(code)
+        raise typer.Exit(code if isinstance(code, int) else 0)
     record = module.mount_node(name, node, mountpoint, level.value)
+    if isinstance(record, int):  # only a foreground mount returns its exit status
+        raise typer.Exit(record)
     _say(
         f"node {node} of lab {name!r} mounted on {record.mountpoint} (commit level "
         f"{record.level}); 'pvectl lab umount {record.mountpoint}' unmounts"

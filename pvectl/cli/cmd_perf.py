@@ -299,7 +299,7 @@ def _perf_remote(
     show_histogram: bool,
 ) -> None:
     """The probe on each host (in parallel: separate machines, separate disks)."""
-    from pvectl.cli import views_text
+    from pvectl.cli import side_by_side_text
     from pvectl.perf.pveperf_format import format_pveperf
     from pvectl.perf.run import probe_args
     from pvectl.targets.probes import probe_timeout, run_perf_probe
@@ -333,7 +333,7 @@ def _perf_remote(
         emit(
             outcomes,
             output_format,
-            lambda: views_text.perf_side_by_side(outcomes),
+            lambda: side_by_side_text.perf_side_by_side(outcomes),
             kind="perf-hosts",
         )
     stopped = any(o.result is not None and o.result.stopped for o in outcomes)

@@ -1,5 +1,5 @@
 """``pvectl qdevice ...``: serve a qnetd, list its clients, manage its certificates, and
-show the local node's qdevice. Thin: pvectl.node.qnetd and pvectl.targets do the work."""
+show the local node's qdevice. Thin: pvectl.node.qdevice.qnetd and pvectl.targets do the work."""
 
 from __future__ import annotations
 
@@ -108,7 +108,7 @@ def serve(
     Speaks corosync-qnetd's protocol on TCP 5403 with the ffsplit, lms, 2nodelms and test
     algorithms. Runs in the foreground until Ctrl-C / SIGTERM; logs go to stderr.
     """
-    from pvectl.node import qnetd
+    from pvectl.node.qdevice import qnetd
 
     qnetd.serve(
         port=port,
@@ -129,8 +129,8 @@ def clients(
     output_format: OutputFormatOption = OutputFormat.text,
 ) -> None:
     """Clusters and nodes a running 'pvectl qdevice serve' serves (corosync-qnetd-tool -lv)."""
-    from pvectl.node.qnetd import query_status
-    from pvectl.quorum.qnetd_core import render_qnetd_tool
+    from pvectl.node.qdevice.qnetd import query_status
+    from pvectl.quorum.qdevice.server import render_qnetd_tool
 
     result = query_status(port, control_socket)
     emit(result, output_format, lambda: render_qnetd_tool(result, verbose), kind="qdevice-clients")
@@ -147,7 +147,7 @@ def certs_init(
 
     Then on each node: corosync-qdevice-net-certutil -i -c DIR/qnetd-cacert.crt
     """
-    from pvectl.node.qnetd_certs import init_cert_dir
+    from pvectl.node.qdevice.certs import init_cert_dir
 
     certs = init_cert_dir(directory, force=force)
     typer.echo(f"CA certificate:     {certs.ca_cert}  (copy to every node)")
@@ -180,7 +180,7 @@ def certs_sign(
     Then on that node: corosync-qdevice-net-certutil -M -c cluster-NAME.crt, and copy the
     resulting qdevice-net-node.p12 to the other nodes (corosync-qdevice-net-certutil -m).
     """
-    from pvectl.node.qnetd_certs import sign_request
+    from pvectl.node.qdevice.certs import sign_request
 
     out = sign_request(cert_dir, request, cluster, output)
     typer.echo(f"cluster certificate: {out}")
@@ -262,9 +262,9 @@ def setup(
     every node. Exit 64 bad usage, 69 a node/qnetd unreachable or no vote after setup,
     78 refused by a guard, 1 a step failed (the message names it).
     """
+    from pvectl.cli.qdevice_text import render_change
     from pvectl.targets.hosts import parse_host
-    from pvectl.targets.qdevice_setup import render_change
-    from pvectl.targets.qdevice_setup import setup as run_setup
+    from pvectl.targets.qdevice.setup import setup as run_setup
 
     hosts = remote_hosts(host, cluster)
     _check_address(address)
@@ -325,8 +325,8 @@ def remove(
     Stops corosync-qdevice, drops quorum.device (config_version + 1), reloads corosync
     and deletes the nodes' certificate stores.
     """
-    from pvectl.targets.qdevice_setup import remove as run_remove
-    from pvectl.targets.qdevice_setup import render_change
+    from pvectl.cli.qdevice_text import render_change
+    from pvectl.targets.qdevice.setup import remove as run_remove
 
     hosts = remote_hosts(host, cluster)
     quiet = output_format != OutputFormat.text
@@ -352,7 +352,8 @@ def status(
 
     Exit 0 connected and casting a vote everywhere, 2 otherwise, 1 when no daemon runs.
     """
-    from pvectl.targets.qdevice_status import local_qdevice_status, render_qdevice_status
+    from pvectl.cli.qdevice_text import render_qdevice_status
+    from pvectl.targets.qdevice.status import local_qdevice_status
     from pvectl.targets.runner import LocalRunner
 
     hosts = remote_hosts(host, cluster)
@@ -366,11 +367,8 @@ def status(
         voting = single.state == "Connected" and single.casting_vote
         raise typer.Exit(int(ExitCode.OK if voting else ExitCode.NOT_QUORATE))
     if hosts:
-        from pvectl.targets.qdevice_setup import (
-            all_voting,
-            remote_status,
-            render_remote_status,
-        )
+        from pvectl.cli.qdevice_text import render_remote_status
+        from pvectl.targets.qdevice.setup import all_voting, remote_status
 
         with open_session(accept_new_host_key, connect_timeout) as ssh:
             rows = remote_status(ssh, hosts)

@@ -68,17 +68,16 @@ def what_if(
     QDevice ffsplit/lms, two_node).
     """
     # deferred for start-up time: only this command needs the quorum maths and rich
-    from pvectl import corosync_conf
+    from pvectl import corosync_conf, quorum_conf
     from pvectl.cli.whatif_text import render
     from pvectl.quorum import whatif
-    from pvectl.quorum.votequorum import QuorumOptions
 
     names: dict[int, str] | None = None
     if config is not None:
         if nodes is not None or votes is not None:
             raise UsageError("--config gives the nodes: do not combine it with --nodes/--votes")
         root = corosync_conf.load(config)
-        options = QuorumOptions.from_config(root, str(config))
+        options = quorum_conf.options_from_config(root, str(config))
         names = {entry.node_id: entry.name for entry in corosync_conf.nodelist(root, str(config))}
         if not options.node_ids:
             raise UsageError(f"{config}: no nodelist: what-if needs the nodes")

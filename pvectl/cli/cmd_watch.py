@@ -12,11 +12,10 @@ import select
 import sys
 import time
 from collections.abc import Iterator
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from pvectl.cli import watch_text
 from pvectl.cli.monitor_options import FsyncIntervalOption, FsyncProbeOption, open_collector
 from pvectl.cli.options import (
     AcceptNewHostKeyOption,
@@ -30,8 +29,9 @@ from pvectl.cli.options import (
 )
 from pvectl.cli.output import OutputFormat, emit, stdout_console
 from pvectl.cli.remote import DEFAULT_CONNECT_TIMEOUT
-from pvectl.monitor import derive
-from pvectl.monitor.collect import Collector
+
+if TYPE_CHECKING:
+    from pvectl.monitor.collect import Collector
 
 
 @contextlib.contextmanager
@@ -67,6 +67,8 @@ def _wait_for_quit(fd: int | None, seconds: float) -> bool:
 
 def _live(collector: Collector, interval: float) -> None:
     from rich.live import Live
+
+    from pvectl.cli import watch_text  # deferred for start-up time, as rich.live below
 
     console = stdout_console()
     with _keys() as fd:
@@ -115,6 +117,9 @@ def watch(
     0 every node answers, is quorate and in agreement; 2 not quorate or
     partitioned; 1 a node did not answer.
     """
+    from pvectl.cli import watch_text  # deferred for start-up time
+    from pvectl.monitor import derive
+
     collector, session = open_collector(
         target.value,
         name,

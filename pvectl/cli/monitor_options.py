@@ -6,15 +6,12 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from pvectl.cli.remote import open_session, remote_hosts
 from pvectl.errors import TargetUnavailable
-from pvectl.monitor.collect import Collector
-from pvectl.monitor.fsync_probe import FsyncProbe
-from pvectl.monitor.sources import Source, host_sources, lab_sources, local_source
-from pvectl.targets.resolve import NO_CLUSTER_HINT
 
-if TYPE_CHECKING:
-    from pvectl.targets.ssh import SshSession  # annotations only: paramiko loads on use
+if TYPE_CHECKING:  # annotations only: the collectors load when watch/exporter run
+    from pvectl.monitor.collect import Collector
+    from pvectl.monitor.sources import Source
+    from pvectl.targets.ssh import SshSession
 
 FsyncProbeOption = Annotated[
     str | None,
@@ -36,8 +33,10 @@ FsyncIntervalOption = Annotated[
 
 
 def _auto_sources(lab_name: str) -> tuple[list[Source], str]:
+    from pvectl.lab import target as lab_target
+    from pvectl.lab.resolve import NO_CLUSTER_HINT
+    from pvectl.monitor.sources import lab_sources, local_source
     from pvectl.targets import corosync
-    from pvectl.targets import lab as lab_target
 
     if corosync.is_running():
         return [local_source()], ""
@@ -61,6 +60,12 @@ def open_collector(
     fsync_interval: float,
 ) -> tuple[Collector, SshSession | None]:
     """The collector over the chosen nodes, and the SSH session it uses (to close)."""
+    # deferred for start-up time: the collectors and SSH load only when a command runs
+    from pvectl.cli.remote import open_session, remote_hosts
+    from pvectl.monitor.collect import Collector
+    from pvectl.monitor.fsync_probe import FsyncProbe
+    from pvectl.monitor.sources import host_sources, lab_sources, local_source
+
     specs = remote_hosts(hosts, cluster)
     session: SshSession | None = None
     name = cluster or ""

@@ -109,7 +109,7 @@ KINDS: dict[str, DocumentKind] = {
     "status-hosts": DocumentKind(
         "Quorum status seen from several hosts, compared",
         ("status --host A --host B",),
-        _import("pvectl.cluster_views", "ViewComparison"),
+        _import("pvectl.quorum.partitions", "ViewComparison"),
     ),
     "nodes": DocumentKind("Member list of one node", ("nodes", "nodes --host H"), _nodes),
     "nodes-hosts": DocumentKind(
@@ -126,7 +126,7 @@ KINDS: dict[str, DocumentKind] = {
         _import("pvectl.quorum.whatif", "WhatIfReport"),
     ),
     "check": DocumentKind(
-        "Health report with findings", ("check",), _import("pvectl.check", "CheckReport")
+        "Health report with findings", ("check",), _import("pvectl.check.rules", "CheckReport")
     ),
     "perf": DocumentKind("Performance report of one host", ("perf", "perf --host H"), _perf),
     "perf-hosts": DocumentKind(
@@ -137,22 +137,22 @@ KINDS: dict[str, DocumentKind] = {
     "qdevice-status": DocumentKind(
         "The qdevice daemon's view of one node",
         ("qdevice status", "qdevice status --host H"),
-        _import("pvectl.targets.qdevice_status", "QdeviceStatus"),
+        _import("pvectl.targets.qdevice.status", "QdeviceStatus"),
     ),
     "qdevice-status-hosts": DocumentKind(
         "The qdevice daemon's view on several hosts",
         ("qdevice status --host A --host B",),
-        _tuple_of(_import("pvectl.targets.qdevice_setup", "RemoteQdeviceStatus")),
+        _tuple_of(_import("pvectl.targets.qdevice.setup", "RemoteQdeviceStatus")),
     ),
     "qdevice-change": DocumentKind(
         "What qdevice setup or remove changed (or would change with --dry-run)",
         ("qdevice setup", "qdevice remove"),
-        _import("pvectl.targets.qdevice_setup", "QdeviceChange"),
+        _import("pvectl.targets.qdevice.setup", "QdeviceChange"),
     ),
     "qdevice-clients": DocumentKind(
         "Clusters and nodes a running qnetd serves",
         ("qdevice clients",),
-        _import("pvectl.quorum.qnetd_core", "QnetdStatus"),
+        _import("pvectl.quorum.qdevice.server", "QnetdStatus"),
     ),
     "lab-up": DocumentKind(
         "The state of a lab just started", ("lab up",), _import("pvectl.lab.state", "LabState")
@@ -160,17 +160,17 @@ KINDS: dict[str, DocumentKind] = {
     "lab-ls": DocumentKind(
         "Labs with their nodes",
         ("lab ls",),
-        _tuple_of(_import("pvectl.lab.views", "LabView")),
+        _tuple_of(_import("pvectl.lab.reports", "LabView")),
     ),
     "lab-ring-change": DocumentKind(
         "A node fault or restart and the ring that followed",
         ("lab kill", "lab stop", "lab start", "lab pause"),
-        _import("pvectl.lab.views", "RingChange"),
+        _import("pvectl.lab.reports", "RingChange"),
     ),
     "lab-partition": DocumentKind(
         "A partition and the rings each group formed",
         ("lab partition",),
-        _import("pvectl.lab.views", "PartitionChange"),
+        _import("pvectl.lab.reports", "PartitionChange"),
     ),
     "lab-mount": DocumentKind(
         "A FUSE mount of a node's config store",
@@ -209,7 +209,7 @@ class _Builder:
     defs: dict[str, Any] = field(default_factory=dict)
 
     def of(self, hint: Any) -> dict[str, Any]:
-        from pvectl.results import RingId
+        from pvectl.totem.ring_id import RingId
 
         if hint is RingId:
             return {"type": "string", "pattern": "^[0-9a-f]+\\.[0-9a-f]+$"}

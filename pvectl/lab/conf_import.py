@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from pvectl import corosync_conf
+from pvectl import corosync_conf, quorum_conf
 from pvectl.corosync_conf import Section
 from pvectl.errors import ConfigError, ExitCode, PvectlError
 from pvectl.lab import quorum_setup
@@ -89,7 +89,7 @@ def parse(text: str, source: str) -> ImportedCluster:
                 raise ConfigError(f"quorum.device.votes must be an integer: {raw_votes!r}", source)
             device_votes = int(raw_votes)
     # corosync's own start-up verdict on this configuration, before any lab is built
-    vq.QuorumOptions.from_config(root, source)
+    quorum_conf.options_from_config(root, source)
     info = corosync_conf.cluster_info(root)
     return ImportedCluster(
         source=source,

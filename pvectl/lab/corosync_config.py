@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from pvectl import corosync_conf
 from pvectl.corosync_conf import Section
 from pvectl.errors import UsageError
-from pvectl.lab import lab_qnetd, qdevice_lab, quorum_setup
+from pvectl.lab import quorum_setup
+from pvectl.lab.qdevice import corosync as corosync_qdevice
+from pvectl.lab.qdevice import qnetd as lab_qnetd
 from pvectl.lab.state import LabNode
 
 MAX_NODES = 16
@@ -107,9 +109,12 @@ def build_conf(
     if options.token is not None:
         totem.values["token"] = str(options.token)
     if options.qdevice and subnet is not None:
-        device = qdevice_lab.device_section(subnet, options.qdevice_algorithm, options.qdevice_tls)
-        if options.qdevice_votes is not None:
-            device.values["votes"] = str(options.qdevice_votes)
+        device = lab_qnetd.device_section(
+            lab_qnetd.address(subnet),
+            options.qdevice_algorithm,
+            options.qdevice_tls,
+            votes=options.qdevice_votes,
+        )
         quorum.children.append(device)
     root.children.extend([logging, nodelist, quorum, totem])
     return corosync_conf.dump(root)
@@ -126,20 +131,9 @@ def check_options(options: UpOptions) -> None:
         raise UsageError("--votes: each value must be between 0 and 255")
     if options.token is not None and not 100 <= options.token <= 600_000:
         raise UsageError(f"--token must be 100..600000 ms, got {options.token}")
-    votes = options.votes or (1,) * options.nodes
-    device = (
-        lab_qnetd.device_section("127.0.0.1", options.qdevice_algorithm, options.qdevice_tls)
-        if options.qdevice
-        else None
-    )
-    if device is not None and options.qdevice_votes is not None:
-        device.values["votes"] = str(options.qdevice_votes)
-    if options.node_ids and len(options.node_ids) != options.nodes:
-        raise UsageError(f"{len(options.node_ids)} node ids for {options.nodes} nodes")
-    quorum_setup.check_start(options.start, options.ids())
-    quorum_setup.startup_check(
-        list(zip(options.ids(), votes, strict=True)), options.quorum_values(), device
-    )
+    quorum_setup.check_lab_quorum(options)
     if options.qdevice:
-        qdevice_lab.check(options.nodes, options.votes, options.qdevice_algorithm, options.two_node)
+        corosync_qdevice.check(
+            options.nodes, options.votes, options.qdevice_algorithm, options.two_node
+        )
         lab_qnetd.check_kind(options.qnetd)

@@ -27,11 +27,14 @@ from pvectl.errors import (
     TargetUnavailable,
     UsageError,
 )
-from pvectl.lab import lab_qnetd, netns, qdevice_lab, views
+from pvectl.lab import fuse_mounts, netns, reports
 from pvectl.lab import state as lab_state
-from pvectl.lab.corosync_config import UpOptions, build_conf, check_options
+from pvectl.lab.corosync_config import UpOptions as UpOptions  # the engine's up options
+from pvectl.lab.corosync_config import build_conf, check_options
+from pvectl.lab.qdevice import corosync as corosync_qdevice
+from pvectl.lab.qdevice import qnetd as lab_qnetd
+from pvectl.lab.reports import LabView, NodeView, RingChange, lab_view, wait_until
 from pvectl.lab.state import LabNode, LabState
-from pvectl.lab.views import LabView, NodeView, RingChange, lab_view, wait_until
 from pvectl.results import NodeList, QuorumStatus
 from pvectl.targets import corosync_parse
 from pvectl.targets.runner import LocalRunner
@@ -203,7 +206,7 @@ def up(
     require_root("pvectl lab up --engine corosync")
     require_corosync()
     if options.qdevice:
-        qdevice_lab.require_tools(options.qnetd)
+        corosync_qdevice.require_tools(options.qnetd)
     with lab_state.locked(name):
         return _up(name, options, report, progress)
 
@@ -323,7 +326,7 @@ def _build_and_start(
     )
     if options.qdevice:
         progress(f"lab {state.name!r}: qnetd and corosync-qdevice on every node")
-        state = qdevice_lab.attach(
+        state = corosync_qdevice.attach(
             state,
             options.qdevice_algorithm,
             options.qnetd,
@@ -401,8 +404,8 @@ def _settle(
     exclude_self: bool,
     started: float,
 ) -> RingChange:
-    observers = views.running_nodes(state, node_pid, exclude=node_id if exclude_self else None)
-    return views.settle(
+    observers = reports.running_nodes(state, node_pid, exclude=node_id if exclude_self else None)
+    return reports.settle(
         observers, node_id, action, expect, timeout, membership, _final_view, started
     )
 
@@ -433,7 +436,7 @@ def _stop_node(name: str, node_id: int, sig: signal.Signals) -> RingChange:
     if pid is None:
         raise CommandRefused(f"node {node_id} of lab {name!r} is not running")
     if state.options.get("qdevice"):
-        qdevice_lab.stop_qdevice(node, sig)
+        corosync_qdevice.stop_qdevice(node, sig)
     if sig == signal.SIGTERM:
         netns.signal_pid(pid, signal.SIGCONT)  # a paused node must run to leave cleanly
     started = time.monotonic()
@@ -468,9 +471,9 @@ def _start_node(name: str, node_id: int) -> RingChange:
     if (
         state.options.get("qdevice")
         and node_id in state.options.get("qdevice_enabled", [n.node_id for n in state.nodes])
-        and not qdevice_lab.qdevice_running(state.node(node_id))
+        and not corosync_qdevice.qdevice_running(state.node(node_id))
     ):
-        qdevice_lab.start_qdevice(state.node(node_id))
+        corosync_qdevice.start_qdevice(state.node(node_id))
     return _settle(
         state, node_id, "start", lambda v: node_id in v, _ring_timeout(state), False, started
     )
@@ -486,7 +489,7 @@ def pause_node(name: str, node_id: int, seconds: float) -> RingChange:
     pid = node_pid(node)
     if pid is None:
         raise CommandRefused(f"node {node_id} of lab {name!r} is not running")
-    others = views.running_nodes(state, node_pid, exclude=node_id)
+    others = reports.running_nodes(state, node_pid, exclude=node_id)
     dropped_after: float | None = None
     netns.signal_pid(pid, signal.SIGSTOP)
     started = time.monotonic()
@@ -534,7 +537,7 @@ def parse_groups(groups: Sequence[str], state: LabState) -> list[list[int]]:
     return parsed
 
 
-def partition(name: str, groups: Sequence[str]) -> views.PartitionChange:
+def partition(name: str, groups: Sequence[str]) -> reports.PartitionChange:
     """nftables drops between the groups, then time until each group has its own ring."""
     require_root("pvectl lab partition")
     state = load_running(name)
@@ -548,8 +551,8 @@ def partition(name: str, groups: Sequence[str]) -> views.PartitionChange:
                 netns.PARTITION_TABLE,
                 netns.partition_rules(others),
             )
-    running = views.running_nodes(state, node_pid)
-    return views.settle_partition(
+    running = reports.running_nodes(state, node_pid)
+    return reports.settle_partition(
         parsed, running, started, _ring_timeout(state), membership, _final_view
     )
 
@@ -638,11 +641,11 @@ def qdevice_action(name: str, action: str, node_id: int | None = None) -> str:
         for node in targets:
             if node_pid(node) is None:
                 continue
-            running = qdevice_lab.qdevice_running(node)
+            running = corosync_qdevice.qdevice_running(node)
             if action == "start" and not running:
-                qdevice_lab.start_qdevice(node)
+                corosync_qdevice.start_qdevice(node)
             elif action == "stop" and running:
-                qdevice_lab.stop_qdevice(node, signal.SIGTERM)
+                corosync_qdevice.stop_qdevice(node, signal.SIGTERM)
             changed.append(node.node_id)
         enabled = set(state.options.get("qdevice_enabled", [n.node_id for n in state.nodes]))
         ids = {n.node_id for n in targets}
@@ -655,4 +658,22 @@ def qdevice_action(name: str, action: str, node_id: int | None = None) -> str:
 
 
 def first_running(state: LabState) -> LabNode:
-    return views.first_running(state, node_pid)
+    return reports.first_running(state, node_pid)
+
+
+def slow_disk(name: str, node_id: int, ms: float) -> None:
+    """Not on this engine: corosync keeps no config store of its own to slow down."""
+    raise UsageError(
+        "lab slow-disk: the corosync engine has no config store (pmxcfs is not part of it); "
+        "use the embedded engine"
+    )
+
+
+def mount_node(
+    name: str, node_id: int, mountpoint: Path, level: str = "local", foreground: bool = False
+) -> fuse_mounts.MountRecord | int:
+    """Not on this engine: there is no pvectl config store in a corosync lab to mount."""
+    raise UsageError(
+        "lab mount: the corosync engine has no config store to mount (pmxcfs is not part "
+        "of it); use the embedded engine"
+    )

@@ -25,17 +25,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pvectl.lab.embedded_qnetd as embedded_qnetd
-import pvectl.lab.lab_qnetd as lab_qnetd
 from pvectl import corosync_conf
 from pvectl.corosync_conf import Section
 from pvectl.errors import CommandRefused, ExitCode, PvectlError, TargetUnavailable, UsageError
-from pvectl.lab import fuse_mounts, quorum_setup, views
+from pvectl.lab import fuse_mounts, quorum_setup, reports
 from pvectl.lab import state as lab_state
 from pvectl.lab.node_access import access
+from pvectl.lab.qdevice import embedded as embedded_qdevice
+from pvectl.lab.qdevice import qnetd as lab_qnetd
+from pvectl.lab.reports import LabView, NodeView, RingChange, lab_view, wait_until
 from pvectl.lab.state import LabNode, LabState
-from pvectl.lab.views import LabView, NodeView, RingChange, lab_view, wait_until
-from pvectl.node import ctl
+from pvectl.node import host_agent
 
 ENGINE = "embedded"
 AUTO_SUBNETS = 199  # 127.77.1-199.0/24 are picked automatically; 200-254 stay for --subnet
@@ -143,24 +143,11 @@ def check_options(options: UpOptions) -> None:
         raise UsageError(f"--port must be in 1..{65535 - MAX_NODES}")
     if options.qdevice and options.hosts:
         raise UsageError("--qdevice runs a local qnetd: it is not available with --host yet")
-    votes = options.votes or (1,) * options.nodes
-    device = (
-        lab_qnetd.device_section("127.0.0.1", options.qdevice_algorithm, options.qdevice_tls)
-        if options.qdevice
-        else None
-    )
-    if device is not None and options.qdevice_votes is not None:
-        device.values["votes"] = str(options.qdevice_votes)
-    if options.node_ids and len(options.node_ids) != options.nodes:
-        raise UsageError(f"{len(options.node_ids)} node ids for {options.nodes} nodes")
     if options.hosts and options.node_ids:
         raise UsageError("node ids from a corosync.conf are for loopback labs (not --host)")
-    quorum_setup.startup_check(
-        list(zip(options.ids(), votes, strict=True)), options.quorum_values(), device
-    )
-    quorum_setup.check_start(options.start, options.ids())
+    quorum_setup.check_lab_quorum(options)
     if options.qdevice:
-        embedded_qnetd.check(
+        embedded_qdevice.check(
             options.nodes, options.votes, options.qdevice_algorithm, options.two_node, options.qnetd
         )
 
@@ -237,7 +224,7 @@ def build_conf(
     if authkey is not None:
         extra.values["authkey"] = str(authkey)
     if device is not None:
-        extra.values["qdevice_cert_dir"] = str(embedded_qnetd.client_cert_dir(state.state_dir))
+        extra.values["qdevice_cert_dir"] = str(embedded_qdevice.client_cert_dir(state.state_dir))
     root = Section(
         "", children=[totem, nodelist, quorum, extra, Section("logging", {"to_syslog": "no"})]
     )
@@ -248,7 +235,7 @@ def build_conf(
 
 
 def _cmdline(pid: int) -> list[str]:
-    return ctl.cmdline(pid)
+    return host_agent.cmdline(pid)
 
 
 def node_pid(node: LabNode) -> int | None:
@@ -258,7 +245,7 @@ def node_pid(node: LabNode) -> int | None:
 
 def _lab_processes(state_dir: str) -> list[int]:
     """Every local node process of a lab, found by its state directory (after a crash)."""
-    return ctl.processes_under(state_dir)
+    return host_agent.processes_under(state_dir)
 
 
 def leftovers(name: str) -> list[int]:
@@ -414,7 +401,7 @@ def up(
         else:
             device = None
             if options.qdevice:
-                qnetd, device = embedded_qnetd.prepare(
+                qnetd, device = embedded_qdevice.prepare(
                     directory,
                     state.cluster_name,
                     state.subnet,
@@ -651,8 +638,8 @@ def _settle(
     exclude_self: bool,
     started: float,
 ) -> RingChange:
-    observers = views.running_nodes(state, node_pid, exclude=node_id if exclude_self else None)
-    return views.settle(
+    observers = reports.running_nodes(state, node_pid, exclude=node_id if exclude_self else None)
+    return reports.settle(
         observers, node_id, action, expect, _timeouts(state), membership, _final_view, started
     )
 
@@ -701,7 +688,7 @@ def pause_node(name: str, node_id: int, seconds: float) -> RingChange:
     pid = node_pid(state.node(node_id))
     if pid is None:
         raise CommandRefused(f"node {node_id} of lab {name!r} is not running")
-    others = views.running_nodes(state, node_pid, exclude=node_id)
+    others = reports.running_nodes(state, node_pid, exclude=node_id)
     dropped_after: float | None = None
     node = state.node(node_id)
     access(node).signal(pid, signal.SIGSTOP, 0)
@@ -747,11 +734,11 @@ def parse_groups(groups: Sequence[str], state: LabState) -> list[list[int]]:
 
 
 def _all_faults(state: LabState, per_node: Callable[[LabNode], dict[str, Any]]) -> None:
-    for node in views.running_nodes(state, node_pid):
+    for node in reports.running_nodes(state, node_pid):
         _call(node, "faults", **per_node(node))
 
 
-def partition(name: str, groups: Sequence[str]) -> views.PartitionChange:
+def partition(name: str, groups: Sequence[str]) -> reports.PartitionChange:
     """Block the traffic between groups, then time until each group has its own ring."""
     state = load_running(name)
     parsed = parse_groups(groups, state)
@@ -759,8 +746,8 @@ def partition(name: str, groups: Sequence[str]) -> views.PartitionChange:
     everyone = {n.node_id for n in state.nodes}
     started = time.monotonic()
     _all_faults(state, lambda n: {"blocked": sorted(everyone - side[n.node_id])})
-    running = views.running_nodes(state, node_pid)
-    return views.settle_partition(
+    running = reports.running_nodes(state, node_pid)
+    return reports.settle_partition(
         parsed, running, started, _timeouts(state), membership, _final_view
     )
 
@@ -880,7 +867,7 @@ def view(name: str) -> LabView:
 
 
 def first_running(state: LabState) -> LabNode:
-    return views.first_running(state, node_pid)
+    return reports.first_running(state, node_pid)
 
 
 def control_call(

@@ -4,10 +4,10 @@ up by every later command."""
 from __future__ import annotations
 
 import os
-from types import ModuleType
 
 from pvectl.errors import ExitCode, PvectlError
 from pvectl.lab import state as lab_state
+from pvectl.lab.engine import LabEngine
 
 ENGINES = ("embedded", "corosync")
 
@@ -17,7 +17,7 @@ def choose(requested: str | None) -> str:
     return requested or "embedded"
 
 
-def module_for(engine: str) -> ModuleType:
+def module_for(engine: str) -> LabEngine:
     if engine == "corosync":
         from pvectl.lab import corosync_engine
 
@@ -31,7 +31,7 @@ def module_for(engine: str) -> ModuleType:
     )
 
 
-def for_lab(name: str) -> ModuleType:
+def for_lab(name: str) -> LabEngine:
     """The engine module of a recorded lab; without a state file (a crash), the engine
     whose leftovers are found: embedded node processes, else corosync namespaces."""
     state = lab_state.load(name)

@@ -1,7 +1,7 @@
 """How the embedded engine reaches one of its nodes: a process on this machine, or a process
 on one of the user's hosts over SSH (``lab up --host``).
 
-Both speak through ``pvectl.node.ctl``: locally in-process, remotely as one short
+Both speak through ``pvectl.node.host_agent``: locally in-process, remotely as one short
 ``python3 pvectl.zip ...`` per request over the lab's SSH connection (the zip uploaded at
 ``lab up`` holds only the standard-library node runtime, so a host needs nothing but
 python3 >= 3.11). The node itself is the same program either way.
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pvectl.errors import ExitCode, PvectlError
 from pvectl.lab.state import LabNode
-from pvectl.node import control, ctl
+from pvectl.node import control_socket, host_agent
 
 if TYPE_CHECKING:  # paramiko and yaml load only for a lab on hosts
     from pvectl.targets.ssh import SshRunner, SshSession
@@ -29,10 +29,19 @@ if TYPE_CHECKING:  # paramiko and yaml load only for a lab on hosts
 ZIP_NAME = "pvectl.zip"
 # What a node needs: the runtime and the sans-IO cores it drives; nothing with a
 # third-party import (the CLI, targets, qnetd's certificates).
-_ZIP_PACKAGES = ("node", "totem", "quorum", "cfs", "trace")
-_ZIP_MODULES = ("__init__.py", "errors.py", "results.py", "corosync_conf.py", "input_files.py")
-_ZIP_EXCLUDE = ("node/qnetd.py", "node/qnetd_certs.py")
-_ZIP_MAIN = "import sys\nfrom pvectl.node.ctl import main\nraise SystemExit(main(sys.argv[1:]))\n"
+_ZIP_PACKAGES = ("node", "nodecore", "totem", "quorum", "cfs", "trace")
+_ZIP_MODULES = (
+    "__init__.py",
+    "errors.py",
+    "results.py",
+    "corosync_conf.py",
+    "quorum_conf.py",
+    "input_files.py",
+)
+_ZIP_EXCLUDE = ("node/qdevice/qnetd.py", "node/qdevice/certs.py")
+_ZIP_MAIN = (
+    "import sys\nfrom pvectl.node.host_agent import main\nraise SystemExit(main(sys.argv[1:]))\n"
+)
 
 
 # ``lab down`` on a host: the node processes under DIR (SIGTERM, then SIGKILL after 5 s),
@@ -100,34 +109,36 @@ class LocalNode:
         self.node = node
 
     def pid(self) -> int | None:
-        return ctl.node_pid(self.node.pid, self.node.dir)
+        return host_agent.node_pid(self.node.pid, self.node.dir)
 
     def probe(self) -> tuple[int | None, bool, dict[str, Any] | None]:
-        found = ctl.info(self.node.pid, self.node.dir)
+        found = host_agent.info(self.node.pid, self.node.dir)
         return found["pid"], bool(found["stopped"]), found["info"]
 
     def call(self, cmd: str, timeout: float, **args: Any) -> dict[str, Any]:
-        return control.call(Path(self.node.dir) / "control.sock", cmd, timeout=timeout, **args)
+        return control_socket.call(
+            Path(self.node.dir) / "control.sock", cmd, timeout=timeout, **args
+        )
 
     def start(self, config: str) -> int:
-        return ctl.start(config, self.node.node_id, self.node.dir)
+        return host_agent.start(config, self.node.node_id, self.node.dir)
 
     def signal(self, pid: int, sig: signal.Signals, wait: float) -> bool:
         try:
-            return ctl.send_signal(pid, self.node.dir, sig, wait)["gone"]
+            return host_agent.send_signal(pid, self.node.dir, sig, wait)["gone"]
         except PermissionError as exc:
             raise PvectlError(
                 f"cannot signal pid {pid}: permission denied", ExitCode.NO_PERMISSION
             ) from exc
 
     def down(self) -> list[int]:
-        return ctl.stop_all(self.node.dir)
+        return host_agent.stop_all(self.node.dir)
 
     def files(self) -> tuple[str, ...]:
-        return tuple(ctl.files(self.node.dir)) if Path(self.node.dir).is_dir() else ()
+        return tuple(host_agent.files(self.node.dir)) if Path(self.node.dir).is_dir() else ()
 
     def log_tail(self) -> str:
-        return ctl.last_words(self.node.dir)
+        return host_agent.last_words(self.node.dir)
 
 
 # --- SSH ----------------------------------------------------------------------------------
@@ -168,7 +179,7 @@ def node_zip() -> bytes:
         archive.writestr("__main__.py", _ZIP_MAIN)
         paths = [root / name for name in _ZIP_MODULES]
         for package in _ZIP_PACKAGES:
-            paths += sorted((root / package).glob("*.py"))
+            paths += sorted((root / package).rglob("*.py"))
         for path in paths:
             relative = path.relative_to(root).as_posix()
             if relative not in _ZIP_EXCLUDE:

@@ -2,7 +2,7 @@
 older ``--two-node``/``--wait-for-all`` flags merged into corosync.conf's own keys, and the
 start-up check corosync does on them.
 
-The check is the pure votequorum model's (``QuorumOptions.from_config``) on the very
+The check is the pure votequorum model's (``quorum_conf.options_from_config``) on the very
 section the nodes get, so a lab refuses (exit 78, corosync's reason) exactly where corosync
 would refuse to start, and an embedded node reads the same keys with the same rules.
 """
@@ -10,9 +10,12 @@ would refuse to start, and an embedded node reads the same keys with the same ru
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Protocol
 
+from pvectl import quorum_conf
 from pvectl.corosync_conf import Section
 from pvectl.errors import UsageError
+from pvectl.lab.qdevice import qnetd as lab_qnetd
 from pvectl.quorum import votequorum as vq
 
 QUORUM_KEYS = vq.QUORUM_KEYS
@@ -94,7 +97,7 @@ def startup_check(
             Section("node", {"nodeid": str(node_id), "quorum_votes": str(votes)})
         )
     root = Section("", children=[nodelist, quorum_section(values, device)])
-    return vq.QuorumOptions.from_config(root, where)
+    return quorum_conf.options_from_config(root, where)
 
 
 def flag(values: Mapping[str, str], key: str) -> bool:
@@ -121,3 +124,48 @@ def parse_ids(text: str | None) -> tuple[int, ...]:
         return tuple(int(part) for part in text.replace(",", " ").split())
     except ValueError as exc:
         raise UsageError(f"{text!r}: give node ids separated by commas, e.g. 1,2") from exc
+
+
+class LabQuorumOptions(Protocol):
+    """What both engines' (frozen) ``UpOptions`` say about a lab's quorum."""
+
+    @property
+    def nodes(self) -> int: ...
+    @property
+    def votes(self) -> tuple[int, ...]: ...
+    @property
+    def node_ids(self) -> tuple[int, ...]: ...
+    @property
+    def start(self) -> tuple[int, ...]: ...
+    @property
+    def qdevice(self) -> bool: ...
+    @property
+    def qdevice_algorithm(self) -> str: ...
+    @property
+    def qdevice_tls(self) -> bool: ...
+    @property
+    def qdevice_votes(self) -> int | None: ...
+    def ids(self) -> tuple[int, ...]: ...
+    def quorum_values(self) -> dict[str, str]: ...
+
+
+def check_lab_quorum(options: LabQuorumOptions) -> vq.QuorumOptions:
+    """Before a lab starts, on either engine: its node ids, its ``--start`` set, and what
+    corosync would make of the quorum section its nodes get (refusals exit 78)."""
+    if options.node_ids and len(options.node_ids) != options.nodes:
+        raise UsageError(f"{len(options.node_ids)} node ids for {options.nodes} nodes")
+    check_start(options.start, options.ids())
+    votes = options.votes or (1,) * options.nodes
+    device = (
+        lab_qnetd.device_section(
+            "127.0.0.1",
+            options.qdevice_algorithm,
+            options.qdevice_tls,
+            votes=options.qdevice_votes,
+        )
+        if options.qdevice
+        else None
+    )
+    return startup_check(
+        list(zip(options.ids(), votes, strict=True)), options.quorum_values(), device
+    )

@@ -12,13 +12,13 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import ModuleType
 
 import pvectl
 from pvectl.errors import ExitCode, PermissionNeeded, PvectlError
 from pvectl.lab import engines
 from pvectl.lab import scenario as sc
 from pvectl.lab import state as lab_state
+from pvectl.lab.engine import LabEngine
 from pvectl.lab.state import LabNode, LabState
 from pvectl.results import QuorumStatus
 
@@ -72,7 +72,7 @@ def resolve(name_or_path: str) -> Path:
 # ---- engines ----------------------------------------------------------------------------
 
 
-def unsupported(module: ModuleType, spec: sc.UpSpec) -> str | None:
+def unsupported(module: LabEngine, spec: sc.UpSpec) -> str | None:
     """Why this engine cannot run the scenario's cluster, or None."""
     names = {f.name for f in dataclasses.fields(module.UpOptions)}
     if spec.qdevice and "qdevice" not in names:
@@ -114,7 +114,7 @@ def _free_loopback_subnet(nodes: int) -> str | None:
     return None
 
 
-def up_options(module: ModuleType, spec: sc.UpSpec) -> object:
+def up_options(module: LabEngine, spec: sc.UpSpec) -> object:
     extra: dict[str, object] = {}
     if spec.qdevice:
         extra.update(
@@ -170,11 +170,12 @@ def choose_engines(requested: Sequence[str] | None) -> tuple[tuple[str, ...], tu
 # ---- observing --------------------------------------------------------------------------
 
 
-def _status(module: ModuleType, state: LabState, node: LabNode) -> QuorumStatus | None:
+def _status(module: LabEngine, state: LabState, node: LabNode) -> QuorumStatus | None:
     if module.ENGINE == "corosync":
-        view: QuorumStatus | None = module.quorum_view(node)
-        return view
-    from pvectl.targets.lab import EmbeddedNodeTarget
+        from pvectl.lab import corosync_engine
+
+        return corosync_engine.quorum_view(node)
+    from pvectl.lab.target import EmbeddedNodeTarget
 
     try:
         return EmbeddedNodeTarget(state, node.node_id).status()
@@ -182,11 +183,11 @@ def _status(module: ModuleType, state: LabState, node: LabNode) -> QuorumStatus 
         return None
 
 
-def running(module: ModuleType, state: LabState) -> list[int]:
+def running(module: LabEngine, state: LabState) -> list[int]:
     return [n.node_id for n in state.nodes if module.node_pid(n) is not None]
 
 
-def snapshot(module: ModuleType, name: str) -> tuple[list[int], list[sc.NodeState]]:
+def snapshot(module: LabEngine, name: str) -> tuple[list[int], list[sc.NodeState]]:
     """The running nodes and the quorum decision of each one that answers."""
     state = lab_state.load(name)
     if state is None:
@@ -211,7 +212,7 @@ def snapshot(module: ModuleType, name: str) -> tuple[list[int], list[sc.NodeStat
 
 
 def wait_settled(
-    module: ModuleType,
+    module: LabEngine,
     name: str,
     started: float,
     extra: Callable[[list[sc.NodeState]], bool] = lambda _: True,
@@ -323,7 +324,7 @@ def _brief(result: sc.StepResult) -> str:
 
 
 def _step(
-    module: ModuleType, lab: str, index: int, step: sc.Step, late_votes: bool = False
+    module: LabEngine, lab: str, index: int, step: sc.Step, late_votes: bool = False
 ) -> sc.StepResult:
     """``late_votes``: a QDevice's vote follows a ring change only once qnetd answered,
     so the views must hold for ``STABLE_WINDOW`` before the step counts as settled."""
@@ -405,9 +406,9 @@ def _step(
 
 
 def _expected(
-    module: ModuleType, lab: str, index: int, step: sc.Step, started: float
+    module: LabEngine, lab: str, index: int, step: sc.Step, started: float
 ) -> sc.StepResult:
-    from pvectl.targets.lab import LabTarget
+    from pvectl.lab.target import LabTarget
 
     assert step.node is not None and step.votes is not None
     votes = step.votes
@@ -435,7 +436,7 @@ def _expected(
 
 
 def _wait_for(
-    module: ModuleType, lab: str, index: int, step: sc.Step, started: float
+    module: LabEngine, lab: str, index: int, step: sc.Step, started: float
 ) -> sc.StepResult:
     node = step.node
 

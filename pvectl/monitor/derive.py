@@ -12,7 +12,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
-from pvectl.cluster_views import HostView, compare_views
+from pvectl import quorum_conf
 from pvectl.corosync_conf import Section
 from pvectl.errors import ExitCode, PvectlError
 from pvectl.monitor.model import (
@@ -25,6 +25,7 @@ from pvectl.monitor.model import (
     ProbeReading,
 )
 from pvectl.quorum import whatif
+from pvectl.quorum.partitions import HostView, compare_views
 from pvectl.quorum.votequorum import QuorumOptions
 from pvectl.results import QuorumStatus
 
@@ -156,7 +157,7 @@ def failures_survivable(status: QuorumStatus, config: Section | None = None) -> 
     if not status.quorate:
         return 0
     try:
-        options, _ = whatif.options_from_status(status, config)
+        options, _ = quorum_conf.options_from_status(status, config)
         report = _report(options)
     except PvectlError:
         return None

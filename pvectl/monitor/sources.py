@@ -100,7 +100,7 @@ class LabNodeSource:
         self._corosync: CorosyncSource | None = None
 
     def read(self) -> tuple[NodeReading, Section | None]:
-        from pvectl.targets.lab import EmbeddedNodeTarget, LabTarget
+        from pvectl.lab.target import EmbeddedNodeTarget, LabTarget
 
         inner = LabTarget(self.lab, self.node_id).inner
         if isinstance(inner, EmbeddedNodeTarget):
@@ -113,7 +113,7 @@ class LabNodeSource:
 
 
 def lab_sources(lab: str) -> list[Source]:
-    from pvectl.targets.lab import lab_nodes
+    from pvectl.lab.target import lab_nodes
 
     return [LabNodeSource(lab, node_id, name) for node_id, name in lab_nodes(lab)]
 

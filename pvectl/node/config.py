@@ -14,7 +14,7 @@ quorum_votes) and ``quorum`` (all votequorum options). pvectl adds, for embedded
   ``cluster-NAME.crt``, ``cluster-NAME.key``, PEM).
 
 ``quorum.device`` with ``model: net`` makes the node run a qdevice client
-(``pvectl.node.qdevice_task``): ``timeout``, ``sync_timeout``, ``net { host, port,
+(``pvectl.node.qdevice.client_task``): ``timeout``, ``sync_timeout``, ``net { host, port,
 algorithm, tie_breaker, tls, connect_timeout }`` as corosync-qdevice reads them.
 """
 
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pvectl import corosync_conf
+from pvectl import corosync_conf, quorum_conf
 from pvectl.errors import ConfigError
 from pvectl.node.backing_store import Durability
 from pvectl.quorum.votequorum import QuorumOptions
@@ -172,7 +172,7 @@ def load(path: Path, node_id: int) -> NodeConfig:
         cluster=corosync_conf.cluster_info(root),
         peers=tuple(peers),
         totem=dataclasses.replace(TotemConfig(), **values),
-        quorum=QuorumOptions.from_config(root, where),
+        quorum=quorum_conf.options_from_config(root, where),
         durability=Durability(durability),
         coupling=coupling,
         authkey=key_path,

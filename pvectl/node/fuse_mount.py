@@ -35,9 +35,9 @@ from pvectl.cfs import fsview
 from pvectl.cfs.memdb import Entry
 from pvectl.errors import ExitCode, PvectlError
 from pvectl.node import config as node_config
-from pvectl.node import control
+from pvectl.node import control_socket
 from pvectl.node.config import NodeConfig
-from pvectl.results import RingId
+from pvectl.totem.ring_id import RingId
 
 LEVELS = ("local", "all")
 READ_TIMEOUT = 10.0
@@ -62,7 +62,7 @@ class StoreClient:
 
     def __init__(self, socket_path: Path) -> None:
         self.socket_path = socket_path
-        self._idle: list[control.Connection] = []
+        self._idle: list[control_socket.Connection] = []
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -73,7 +73,9 @@ class StoreClient:
 
     def _request(self, cmd: str, timeout: float, args: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
-            connection = self._idle.pop() if self._idle else control.Connection(self.socket_path)
+            connection = (
+                self._idle.pop() if self._idle else control_socket.Connection(self.socket_path)
+            )
         reply = connection.request(cmd, timeout, **args)  # closes itself when it fails
         with self._lock:
             self._idle.append(connection)

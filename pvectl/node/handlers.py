@@ -11,65 +11,33 @@ import base64
 import errno
 import os
 import time
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 from pvectl.cfs import memdb as mdb
 from pvectl.cfs.dfsm import tree_hash
 from pvectl.errors import CommandRefused, ExitCode, PvectlError, UsageError
-from pvectl.node import bench, qdevice_task
+from pvectl.node import bench
+from pvectl.node.config import NodeConfig
+from pvectl.node.qdevice import client_task as qdevice_task
+from pvectl.node.runtime import NodeRuntime, configure_logging
 from pvectl.quorum import votequorum as vq
-from pvectl.quorum.view import quorum_status
+from pvectl.quorum.status_report import quorum_status
 from pvectl.results import NodeList, QuorumStatus, to_jsonable
-from pvectl.totem import srp
 from pvectl.trace.spans import Phase
 
-if TYPE_CHECKING:
-    from pvectl.node.runtime import NodeRuntime
+
+async def dispatch(node: NodeRuntime, request: dict[str, Any]) -> dict[str, Any]:
+    """The control socket's entry: ``cmd`` names the ``cmd_`` function below."""
+    cmd = str(request["cmd"])
+    handler = globals().get(f"cmd_{cmd.replace('-', '_')}")
+    if handler is None:
+        raise UsageError(f"unknown control command {cmd!r}")
+    result: dict[str, Any] = await handler(node, request)
+    return result
 
 
 # --- the benchmark service (service 4) ---
-
-
-def bench_delivered(node: NodeRuntime, sender: int, payload: bytes) -> None:
-    now_ns = time.monotonic_ns()
-    node.bench.delivered(sender, payload, now_ns)
-    waiter = node.echo_wait
-    if waiter is not None and sender == node.node_id and not waiter.done():
-        waiter.set_result(now_ns)
-
-
-def refill(node: NodeRuntime) -> None:
-    """Top the Totem send queue up to the burst's limit (called after every event);
-    a paced burst only sends what its rate allows by now, and sets a timer for more."""
-    burst = node.burst
-    assert burst is not None
-    handle = node.srp.handle
-    queue_limit = burst.queue_limit
-    now = node.loop.time()
-    allowed = burst.allowed(time.monotonic_ns())
-    pushed = False
-    while burst.sent < allowed and node.srp.send_queue_bytes < queue_limit:
-        commands = handle(srp.AppSend(burst.message(time.monotonic_ns())), now)
-        if commands:
-            node._execute(commands)
-        pushed = True
-    if burst.done:
-        burst.finished_ns = time.monotonic_ns()
-        node.burst = None
-        if node.burst_done is not None and not node.burst_done.done():
-            node.burst_done.set_result(None)
-    elif burst.sent < allowed:
-        if pushed:
-            burst.waits += 1
-    elif node.pace_timer is None:
-        delay = (burst.due_ns(burst.sent) - time.monotonic_ns()) / 1e9
-        node.pace_timer = node.loop.call_later(max(delay, 0.0), _paced, node)
-
-
-def _paced(node: NodeRuntime) -> None:
-    node.pace_timer = None
-    if node.burst is not None:
-        refill(node)
 
 
 async def cmd_bench_send(node: NodeRuntime, request: dict[str, Any]) -> dict[str, Any]:
@@ -89,7 +57,7 @@ async def cmd_bench_send(node: NodeRuntime, request: dict[str, Any]) -> dict[str
     burst = bench.Burst(count, size, queue_limit, rate=rate, started_ns=time.monotonic_ns())
     node.burst = burst
     node.burst_done = node.loop.create_future()
-    refill(node)
+    node._refill()
     await node.burst_done
     return {
         "ok": True,
@@ -386,3 +354,10 @@ async def cmd_qdevice_daemon(node: NodeRuntime, request: dict[str, Any]) -> dict
 async def cmd_leave(node: NodeRuntime, _: dict[str, Any]) -> dict[str, Any]:
     node.loop.call_soon(node.stopping.set)
     return {"ok": True}
+
+
+async def run_node(config: NodeConfig, state_dir: Path) -> None:
+    runtime = NodeRuntime(
+        config, state_dir, configure_logging(state_dir, config.node_id), on_request=dispatch
+    )
+    await runtime.run()

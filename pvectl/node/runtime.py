@@ -18,15 +18,17 @@ import re
 import signal
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pvectl.cfs import memdb as mdb
 from pvectl.errors import UsageError
-from pvectl.node import bench, control, handlers, qdevice_task
+from pvectl.node import bench, control_socket
 from pvectl.node.backing_store import BackingStore
 from pvectl.node.config import NodeConfig
+from pvectl.node.qdevice import client_task as qdevice_task
 from pvectl.node.transport import FaultFilter, UdpTransport
 from pvectl.nodecore.commit import COMMIT_LEVELS, StartFsync, WriteDone
 from pvectl.nodecore.core import Command as CoreCommand
@@ -69,6 +71,10 @@ class PendingWrite:
     durable_ns: int | None = None  # when its group commit ended here (None: not yet)
 
 
+async def _no_commands(_node: NodeRuntime, request: dict[str, Any]) -> dict[str, Any]:
+    raise UsageError(f"unknown control command {request.get('cmd')!r}")
+
+
 @dataclass
 class NodeRuntime:
     config: NodeConfig
@@ -77,6 +83,10 @@ class NodeRuntime:
     faults: FaultFilter = field(default_factory=FaultFilter)
     spans: deque[Span] = field(default_factory=lambda: deque(maxlen=MAX_TRACED_WRITES * 8))
     ring_events: deque[RingEvent] = field(default_factory=lambda: deque(maxlen=MAX_RING_EVENTS))
+    # the control commands (pvectl.node.handlers.dispatch; run_node wires it)
+    on_request: Callable[[NodeRuntime, dict[str, Any]], Awaitable[dict[str, Any]]] = field(
+        default=_no_commands
+    )
 
     def __post_init__(self) -> None:
         self.loop = asyncio.get_running_loop()
@@ -162,7 +172,7 @@ class NodeRuntime:
         )
         # the token before the frames that came in the same wake-up (see UdpTransport)
         self.transport.urgent = is_token
-        server = await control.serve(self.state_dir / "control.sock", self._on_request)
+        server = await control_socket.serve(self.state_dir / "control.sock", self._on_request)
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(sig, self.stopping.set)
         self.log.info(
@@ -209,7 +219,7 @@ class NodeRuntime:
         if self.pending:
             self._flush()
         if self.burst is not None:
-            handlers.refill(self)
+            self._refill()
 
     def _on_timer(self, kind: srp.TimerKind) -> None:
         self.timers.pop(kind, None)
@@ -218,7 +228,7 @@ class NodeRuntime:
             self._ring_event("token_lost", self.srp.members)
         self._execute(self.srp.handle(srp.TimerFired(kind), now))
         if self.burst is not None:
-            handlers.refill(self)
+            self._refill()
 
     async def _announce_leaving(self) -> None:
         """With allow_downscale, corosync's votequorum tells the others on a clean exit that
@@ -306,7 +316,7 @@ class NodeRuntime:
         if type(command) is srp.Deliver:
             payload = command.payload
             if payload and payload[0] == bench.SERVICE_BENCH:
-                handlers.bench_delivered(self, command.sender, payload)
+                self._bench_delivered(command.sender, payload)
             else:
                 self._services(
                     self.services.deliver(
@@ -576,12 +586,48 @@ class NodeRuntime:
     # --- the control socket (commands in pvectl.node.handlers) ---------------------------
 
     async def _on_request(self, request: dict[str, Any]) -> dict[str, Any]:
-        cmd = str(request["cmd"])
-        handler = getattr(handlers, f"cmd_{cmd.replace('-', '_')}", None)
-        if handler is None:
-            raise UsageError(f"unknown control command {cmd!r}")
-        result: dict[str, Any] = await handler(self, request)
-        return result
+        return await self.on_request(self, request)
+
+    # --- the benchmark service (service 4) -------------------------------------------------
+
+    def _bench_delivered(self, sender: int, payload: bytes) -> None:
+        now_ns = time.monotonic_ns()
+        self.bench.delivered(sender, payload, now_ns)
+        waiter = self.echo_wait
+        if waiter is not None and sender == self.node_id and not waiter.done():
+            waiter.set_result(now_ns)
+
+    def _refill(self) -> None:
+        """Top the Totem send queue up to the burst's limit (called after every event);
+        a paced burst only sends what its rate allows by now, and sets a timer for more."""
+        burst = self.burst
+        assert burst is not None
+        handle = self.srp.handle
+        queue_limit = burst.queue_limit
+        now = self.loop.time()
+        allowed = burst.allowed(time.monotonic_ns())
+        pushed = False
+        while burst.sent < allowed and self.srp.send_queue_bytes < queue_limit:
+            commands = handle(srp.AppSend(burst.message(time.monotonic_ns())), now)
+            if commands:
+                self._execute(commands)
+            pushed = True
+        if burst.done:
+            burst.finished_ns = time.monotonic_ns()
+            self.burst = None
+            if self.burst_done is not None and not self.burst_done.done():
+                self.burst_done.set_result(None)
+        elif burst.sent < allowed:
+            if pushed:
+                burst.waits += 1
+        elif self.pace_timer is None:
+            delay = (burst.due_ns(burst.sent) - time.monotonic_ns()) / 1e9
+            self.pace_timer = self.loop.call_later(max(delay, 0.0), self._paced)
+
+    def _paced(self) -> None:
+        self.pace_timer = None
+        if self.burst is not None:
+            self._refill()
 
 
 QDEVICE_DISABLED = "qdevice.disabled"  # in a node's state dir: its qdevice does not start
@@ -596,8 +642,3 @@ def configure_logging(state_dir: Path, node_id: int) -> logging.Logger:
     )
     logger.addHandler(handler)
     return logger
-
-
-async def run_node(config: NodeConfig, state_dir: Path) -> None:
-    runtime = NodeRuntime(config, state_dir, configure_logging(state_dir, config.node_id))
-    await runtime.run()

@@ -32,7 +32,7 @@ from pvectl.nodecore.services import (
     WriteApplied,
 )
 from pvectl.quorum import votequorum as vq
-from pvectl.results import RingId
+from pvectl.totem.ring_id import RingId
 
 CoreOutput = Multicast | QuorumChanged | WriteApplied | StoreInstalled | ServiceLog
 Command = CoreOutput | StartFsync | WriteDone

@@ -25,7 +25,7 @@ from pvectl.cfs import dfsm, messages
 from pvectl.cfs.memdb import MAX_FILE_SIZE, ApplyResult, MemDB, Operation, Write
 from pvectl.errors import CommandRefused
 from pvectl.quorum import votequorum as vq
-from pvectl.results import RingId
+from pvectl.totem.ring_id import RingId
 
 SERVICE_VOTEQUORUM = 1
 SERVICE_CFS = 2

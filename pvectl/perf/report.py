@@ -30,6 +30,17 @@ MEMORY_FS_TYPES = frozenset({"tmpfs", "ramfs", "devtmpfs", "hugetlbfs"})
 
 
 @dataclass(frozen=True)
+class FsyncFigures:
+    """A short durable-write measurement of one directory: what ``check`` judges a disk by."""
+
+    path: str
+    fsyncs_per_second: float
+    p99_ms: float
+    verdict: str | None = None  # the perf probe's disk class for this rate
+    fs_type: str | None = None
+
+
+@dataclass(frozen=True)
 class HistogramBucket:
     low_us: float
     high_us: float

@@ -13,8 +13,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import combinations
 
-from pvectl.corosync_conf import Section
-from pvectl.corosync_conf import nodelist as read_nodelist
 from pvectl.errors import ExitCode, PvectlError
 from pvectl.quorum import cluster
 from pvectl.quorum.votequorum import QuorumOptions, TieBreaker
@@ -454,14 +452,10 @@ def options_for_nodes(
     )
 
 
-def options_from_status(
-    status: QuorumStatus, config: Section | None = None
-) -> tuple[QuorumOptions, dict[int, str]]:
-    """The configuration behind a status: from corosync.conf when given, else inferred from
-    the members, flags and expected votes (missing votes counted as 1-vote nodes)."""
-    if config is not None and read_nodelist(config):
-        entries = read_nodelist(config)
-        return QuorumOptions.from_config(config), {e.node_id: e.name for e in entries}
+def options_from_status(status: QuorumStatus) -> tuple[QuorumOptions, dict[int, str]]:
+    """The configuration behind a status, inferred from the members, flags and expected
+    votes (missing votes counted as 1-vote nodes); with a corosync.conf at hand,
+    ``pvectl.quorum_conf.options_from_status`` reads it instead."""
     names = {m.node_id: m.name for m in status.members}
     node_votes = [(m.node_id, m.votes) for m in status.members]
     qdevice_votes = status.qdevice.votes if status.qdevice else 0

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import subprocess
 
-from pvectl.check import FsyncFigures
 from pvectl.errors import ExitCode, PvectlError
 from pvectl.perf import probe
-from pvectl.perf.report import PerfReport, parse_probe_output
+from pvectl.perf.report import FsyncFigures, PerfReport, parse_probe_output
 from pvectl.perf.run import PROBE_SOURCE
 from pvectl.targets.runner import CommandResult, CommandRunner, LocalRunner
 

@@ -142,8 +142,8 @@ from dataclasses import dataclass
 from enum import Enum, StrEnum
 from typing import Final, NamedTuple
 
-from pvectl.results import RingId
 from pvectl.totem.packing import Reassembler, SendQueue
+from pvectl.totem.ring_id import RingId
 from pvectl.totem.wire import (
     Codec,
     CommitEntry,

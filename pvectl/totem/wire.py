@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, NamedTuple
 
-from pvectl.results import RingId
+from pvectl.totem.ring_id import RingId
 
 MAGIC: Final = 0xC071
 VERSION: Final = 1

@@ -11,11 +11,10 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from pvectl import corosync_conf
+from pvectl import corosync_conf, quorum_conf
 from pvectl.errors import ConfigError
 from pvectl.lab import scenario
 from pvectl.quorum import whatif
-from pvectl.quorum.votequorum import QuorumOptions
 from tests.fuzz.harness import FuzzTarget
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
@@ -60,7 +59,7 @@ def run_corosync_conf(data: bytes) -> None:
         root = corosync_conf.parse(text, "fuzz.conf")
         corosync_conf.cluster_info(root)
         entries = corosync_conf.nodelist(root, "fuzz.conf")
-        options = QuorumOptions.from_config(root, "fuzz.conf")
+        options = quorum_conf.options_from_config(root, "fuzz.conf")
         if 0 < len(entries) <= 4:
             whatif.analyse(options, {e.node_id: e.name for e in entries})
     except (ConfigError, whatif.WhatIfUnsupported):

@@ -10,14 +10,14 @@ input: what a core sends decodes, and a decoded message re-encodes.
 
 from __future__ import annotations
 
-from pvectl.quorum import qnetd_wire as w
-from pvectl.quorum.qdevice_client import (
+from pvectl.quorum.qdevice import wire as w
+from pvectl.quorum.qdevice.client import (
     ClientSend,
     ClientStartTls,
     ClientState,
     QdeviceNetClient,
 )
-from pvectl.quorum.qnetd_core import QnetdCore, Send, StartTls
+from pvectl.quorum.qdevice.server import QnetdCore, Send, StartTls
 from tests.fuzz.harness import FuzzTarget
 
 MAX = 4096  # the readers' message limit here: big enough for every seed, small for speed

@@ -1,6 +1,6 @@
 """``pvectl qdevice serve``: the qnetd server's I/O (asyncio TCP, TLS, control socket).
 
-Protocol decisions live in :class:`pvectl.quorum.qnetd_core.QnetdCore`; this module
+Protocol decisions live in :class:`pvectl.quorum.qdevice.server.QnetdCore`; this module
 moves bytes. TLS runs through ``ssl.MemoryBIO`` rather than ``start_tls`` because the
 protocol switches to TLS in the middle of a stream (STARTTLS): bytes of the client's
 TLS handshake that arrive together with the STARTTLS message must go to TLS, not be
@@ -27,14 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from pvectl.errors import ExitCode, PvectlError
-from pvectl.node.control import addressable
-from pvectl.node.qnetd_certs import CertDir, init_cert_dir, peer_names, server_ssl_context
+from pvectl.node.control_socket import addressable
+from pvectl.node.qdevice.certs import CertDir, init_cert_dir, peer_names, server_ssl_context
 from pvectl.private_dir import check_private_dir, ensure_private_dir, user_runtime_dir
-from pvectl.quorum import qnetd_wire as wire
-from pvectl.quorum.qnetd_core import Action, Close, QnetdCore, QnetdStatus, Send, StartTls
+from pvectl.quorum.qdevice import wire
+from pvectl.quorum.qdevice.server import Action, Close, QnetdCore, QnetdStatus, Send, StartTls
 
 DEFAULT_PORT = 5403
-TICK_S = 1.0  # qnetd's dead-peer-detection check interval
 # Connections held at once (corosync-qnetd's -m, which is unlimited there): each costs a
 # descriptor and buffers, and one not yet through INIT may idle 30 s; beyond the cap a new
 # connection is closed at once. Below the usual 1024 descriptor limit.
@@ -79,6 +78,7 @@ class _Connection(asyncio.Protocol):
             transport.abort()
             return
         self.server.core.connect(self.conn_id, self.addr, self.server.now())
+        self.server.core_changed()
         _log(f"new client connected from {self.addr}")
 
     def data_received(self, data: bytes) -> None:
@@ -202,7 +202,8 @@ class _Connection(asyncio.Protocol):
 
 
 class QnetdServer:
-    """One listening qnetd: TCP clients, a control socket, a 1 s housekeeping tick."""
+    """One listening qnetd: TCP clients, a control socket, and the core's timers, run when
+    the core says they are due (``next_deadline``), not on a polling tick."""
 
     def __init__(
         self,
@@ -221,6 +222,7 @@ class QnetdServer:
         self._next_id = 1
         self._loop = asyncio.get_event_loop()
         self._gone: set[int] = set()
+        self._timers_changed = asyncio.Event()  # the core took an event: re-read its deadline
 
     def now(self) -> float:
         return self._loop.time()
@@ -251,7 +253,12 @@ class QnetdServer:
             self._refusal_logged, self._refusals = now, 0
         return False
 
+    def core_changed(self) -> None:
+        """The core took an event, so its next deadline may have moved: wake the ticker."""
+        self._timers_changed.set()
+
     def apply(self, actions: list[Action]) -> None:
+        self.core_changed()
         for action in actions:
             conn = self._conns.get(action.conn_id)
             if conn is None:
@@ -277,9 +284,15 @@ class QnetdServer:
         self.apply(self.core.disconnect(conn.conn_id, self.now()))
 
     async def _ticker(self) -> None:
+        """Sleep until the core's next deadline, or until an event may have moved it."""
         while True:
-            await asyncio.sleep(TICK_S)
-            self.apply(self.core.tick(self.now()))
+            due = self.core.next_deadline()
+            timeout = None if due is None else max(0.0, due - self.now())
+            self._timers_changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._timers_changed.wait(), timeout)
+            if due is not None and self.now() >= due:
+                self.apply(self.core.tick(self.now()))
 
     async def _control(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -449,7 +462,7 @@ def query_status(port: int = DEFAULT_PORT, control_socket: Path | None = None) -
 
 
 def status_from_dict(data: dict[str, Any]) -> QnetdStatus:
-    from pvectl.quorum.qnetd_core import QnetdClientStatus, QnetdClusterStatus
+    from pvectl.quorum.qdevice.server import QnetdClientStatus, QnetdClusterStatus
 
     clusters = []
     for c in data.get("clusters", []):

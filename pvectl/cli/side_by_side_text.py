@@ -8,8 +8,8 @@ from rich.text import Text
 
 from pvectl.cli import pvecm_text
 from pvectl.cli.perf_text import format_us, format_value
-from pvectl.cluster_views import ViewComparison
 from pvectl.perf.report import PerfReport
+from pvectl.quorum.partitions import ViewComparison
 from pvectl.results import Member, NodeList, QuorumStatus
 from pvectl.targets.remote import HostOutcome
 

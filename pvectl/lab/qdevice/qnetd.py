@@ -22,14 +22,14 @@ from pathlib import Path
 from typing import Any
 
 import pvectl
-from pvectl.corosync_conf import Section
+from pvectl.corosync_conf import QNETD_PORT, Section, qdevice_section
 from pvectl.errors import CommandRefused, PvectlError, UsageError
 from pvectl.lab import netns
 from pvectl.lab import state as lab_state
 from pvectl.lab.state import LabState
 
 QNETD_KINDS = ("pvectl", "corosync")
-DEFAULT_PORT = 5403
+DEFAULT_PORT = QNETD_PORT
 PACKAGE = "corosync-qnetd"
 QNETD_HOST_INDEX = 99  # .100 of the lab's /24, as in the reference lab
 
@@ -58,16 +58,11 @@ def tls_word(tls: bool) -> str:
     return "required" if tls else "off"
 
 
-def device_section(host: str, algorithm: str, tls: bool, port: int | None = None) -> Section:
-    """quorum.device as pvecm qdevice setup writes it (votes only for ffsplit; the port
-    only when it is not qnetd's default), with tls required when the lab has certificates."""
-    values = {"model": "net"}
-    if algorithm == "ffsplit":
-        values["votes"] = "1"
-    net = {"algorithm": algorithm, "host": host, "tls": tls_word(tls)}
-    if port is not None and port != DEFAULT_PORT:
-        net["port"] = str(port)
-    return Section("device", values, [Section("net", net)])
+def device_section(
+    host: str, algorithm: str, tls: bool, port: int | None = None, votes: int | None = None
+) -> Section:
+    """The lab's quorum.device: pvecm's layout, with tls required when it has certificates."""
+    return qdevice_section(host, algorithm, tls_word(tls), port, votes)
 
 
 def qnetd_dir(state_dir: str | Path) -> Path:
@@ -149,7 +144,7 @@ def init_ca(state_dir: str | Path, kind: str) -> Path:
         etc.mkdir(parents=True, exist_ok=True)
         _qnetd_certutil(etc, "-i")
         return etc / "qnetd" / "nssdb"
-    from pvectl.node.qnetd_certs import init_cert_dir  # imports cryptography
+    from pvectl.node.qdevice.certs import init_cert_dir  # imports cryptography
 
     return init_cert_dir(qdir / "certs", force=True).path
 
@@ -163,7 +158,7 @@ def sign(kind: str, certs: Path, request: Path, cluster: str, out: Path) -> None
     """Sign a client's certificate request for cluster ``cluster`` into ``out``: what
     ``corosync-qnetd-certutil -s`` does on a qnetd host (pvectl's CA signs it the same)."""
     if kind == "pvectl":
-        from pvectl.node.qnetd_certs import sign_request
+        from pvectl.node.qdevice.certs import sign_request
 
         sign_request(certs, request, cluster, out)
         return

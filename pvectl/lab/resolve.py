@@ -22,7 +22,7 @@ def choose(kind: str, lab_name: str = "default") -> tuple[str, str]:
 
         if kind == "corosync" or corosync.is_running():
             return "corosync", ""
-    from pvectl.targets import lab
+    from pvectl.lab import target as lab
 
     if lab_name == "default" and not lab.is_running(lab_name):
         running = lab.running_labs()
@@ -47,7 +47,7 @@ def resolve_target(
         from pvectl.targets import corosync
 
         return corosync.CorosyncTarget()
-    from pvectl.targets import lab
+    from pvectl.lab import target as lab
 
     found: ClusterTarget = lab.LabTarget(name, lab_node)
     return found

@@ -1,4 +1,4 @@
-"""``python3 -m pvectl.node.ctl ...``: the lab's hands on a node's host, standard library only.
+"""``python3 -m pvectl.node.host_agent ...``: the lab's hands on a node's host (stdlib only).
 
 ``pvectl lab`` runs this over SSH on a host of a ``--host`` lab (the pvectl zip on
 PYTHONPATH) and locally for its own nodes: one short process per request, printing one
@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from pvectl.errors import PvectlError
-from pvectl.node import control
+from pvectl.node import control_socket
 
 NODE_MODULE = "pvectl.node"
 
@@ -150,7 +150,7 @@ def info(pid: int | None, state_dir: str) -> dict[str, Any]:
     seen: dict[str, Any] | None = None
     if running is not None:
         try:
-            seen = control.call(Path(state_dir) / "control.sock", "info", timeout=2.0)
+            seen = control_socket.call(Path(state_dir) / "control.sock", "info", timeout=2.0)
         except PvectlError:
             seen = None
     return {
@@ -162,7 +162,7 @@ def info(pid: int | None, state_dir: str) -> dict[str, Any]:
 
 def call(state_dir: str, cmd: str, args: dict[str, Any], timeout: float) -> dict[str, Any]:
     try:
-        return control.call(Path(state_dir) / "control.sock", cmd, timeout=timeout, **args)
+        return control_socket.call(Path(state_dir) / "control.sock", cmd, timeout=timeout, **args)
     except PvectlError as exc:
         return {"ok": False, "error": str(exc), "exit_code": int(exc.exit_code)}
 
@@ -227,7 +227,7 @@ def main(argv: list[str]) -> int:
     try:
         result = handle(argv, sys.stdin.read() if argv[:1] == ["call"] else "")
     except ValueError as exc:
-        print(f"pvectl.node.ctl: {exc}\n{__doc__}", file=sys.stderr)
+        print(f"pvectl.node.host_agent: {exc}\n{__doc__}", file=sys.stderr)
         return 64
     print(json.dumps(result))
     return 0

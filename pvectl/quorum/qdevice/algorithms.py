@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from pvectl.quorum.qnetd_wire import (
+from pvectl.quorum.qdevice.wire import (
     Algorithm,
     Heuristics,
     TieBreaker,

@@ -6,7 +6,7 @@ PREINIT -> [STARTTLS] -> INIT -> NODE_LIST ... session, the TLS and certificate 
 before every post-init message, per-cluster algorithm state, VOTE_INFO pushes (ffsplit
 sends every NACK and waits for its VOTE_INFO_REPLY before any ACK), dead-peer detection
 (no message for 1.5 x the client's heartbeat interval) and the lms re-check timer. The
-asyncio server in ``pvectl.node.qnetd`` only moves bytes and reports TLS results.
+asyncio server in ``pvectl.node.qdevice.qnetd`` only moves bytes and reports TLS results.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
-from pvectl.quorum import qnetd_wire as wire
-from pvectl.quorum.qdevice import (
+from pvectl.quorum.qdevice import wire
+from pvectl.quorum.qdevice.algorithms import (
     ClientView,
     LmsResult,
     UnsupportedCluster,
@@ -24,7 +24,7 @@ from pvectl.quorum.qdevice import (
     lms_decide,
     two_node_lms_decide,
 )
-from pvectl.quorum.qnetd_wire import (
+from pvectl.quorum.qdevice.wire import (
     Algorithm,
     ErrorCode,
     Heuristics,
@@ -296,18 +296,33 @@ class QnetdCore:
             return [self._error(client, msg.seq_number, ErrorCode.UNEXPECTED_MESSAGE)]
         return method(client, msg, now)
 
+    def next_deadline(self) -> float | None:
+        """When ``tick`` next has work, in the caller's clock (None: nothing pending): an
+        INIT that is due, a peer's dead-peer limit, an algorithm timer. The caller sleeps
+        until then, or until its next event."""
+        due: list[float] = []
+        for client in self._clients.values():
+            if not client.init:
+                due.append(client.connected_at + INIT_TIMEOUT_S)
+            elif client.heartbeat_interval:
+                limit = client.heartbeat_interval / 1000.0 * DPD_COEFFICIENT
+                due.append(client.last_message_at + limit)
+            if client.algo_timer_due is not None:
+                due.append(client.algo_timer_due)
+        return min(due, default=None)
+
     def tick(self, now: float) -> list[Action]:
-        """Dead-peer detection and algorithm timers; call about once a second."""
+        """Dead-peer detection and algorithm timers, due at ``next_deadline()``."""
         actions: list[Action] = []
         for client in list(self._clients.values()):
-            if not client.init and now - client.connected_at > INIT_TIMEOUT_S:
+            if not client.init and now - client.connected_at >= INIT_TIMEOUT_S:
                 actions.append(
                     Close(client.conn_id, f"client {client.addr} did not complete INIT in time")
                 )
                 continue
             if client.init and client.heartbeat_interval:
                 limit = client.heartbeat_interval / 1000.0 * DPD_COEFFICIENT
-                if now - client.last_message_at > limit:
+                if now - client.last_message_at >= limit:
                     actions.append(
                         Close(
                             client.conn_id,

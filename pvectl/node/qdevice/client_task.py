@@ -29,7 +29,7 @@ from pvectl.node.config import NodeConfig, QdeviceNetConfig
 from pvectl.nodecore.core import NodeCore
 from pvectl.nodecore.services import NodeServices, ServiceLog
 from pvectl.quorum import votequorum as vq
-from pvectl.quorum.qdevice_client import (
+from pvectl.quorum.qdevice.client import (
     ClientAction,
     ClientDisconnect,
     ClientSend,
@@ -37,7 +37,7 @@ from pvectl.quorum.qdevice_client import (
     ClientState,
     QdeviceNetClient,
 )
-from pvectl.quorum.qnetd_wire import (
+from pvectl.quorum.qdevice.wire import (
     Algorithm,
     FrameReader,
     TieBreaker,
@@ -50,7 +50,6 @@ from pvectl.results import RingId
 
 SERVER_CN = "Qnetd Server"  # the name corosync-qdevice expects on qnetd's certificate
 CA_FILE = "qnetd-cacert.crt"
-TICK_S = 0.25
 ALGORITHMS = {
     "ffsplit": Algorithm.FFSPLIT,
     "lms": Algorithm.LMS,
@@ -233,8 +232,10 @@ class QdeviceTask:
         await self._act(self.client.connect(loop.time()))
         while True:
             await self._act(self.client.tick(loop.time()))
+            due = self.client.next_deadline()  # the next echo: read until then, no polling
+            timeout = None if due is None else max(0.0, due - loop.time())
             try:
-                data = await asyncio.wait_for(reader.read(65536), TICK_S)
+                data = await asyncio.wait_for(reader.read(65536), timeout)
             except TimeoutError:
                 continue
             if not data:

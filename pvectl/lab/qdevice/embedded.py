@@ -16,20 +16,20 @@ from typing import Any
 
 from pvectl.corosync_conf import Section
 from pvectl.errors import PermissionNeeded
-from pvectl.lab import lab_qnetd
-from pvectl.lab.lab_qnetd import address, qnetd_dir
+from pvectl.lab.qdevice import qnetd as lab_qnetd
+from pvectl.lab.qdevice.qnetd import address, qnetd_dir
 
 
 def client_files(cert_dir: Path, cluster: str) -> tuple[Path, Path, Path]:
-    from pvectl.node.qdevice_task import client_files as files  # the node's naming
+    from pvectl.node.qdevice.client_task import client_files as files  # the node's naming
 
     return files(cert_dir, cluster)
 
 
 def check(nodes: int, votes: tuple[int, ...], algorithm: str, two_node: bool, kind: str) -> None:
-    from pvectl.lab import qdevice_lab  # imports cryptography: only when a qdevice is wanted
+    from pvectl.lab.qdevice import corosync as corosync_qdevice  # deferred: imports cryptography
 
-    qdevice_lab.check(nodes, votes, algorithm, two_node)
+    corosync_qdevice.check(nodes, votes, algorithm, two_node)
     lab_qnetd.check_kind(kind)
     if kind == "corosync" and os.geteuid() != 0:
         raise PermissionNeeded("--qnetd corosync runs the real corosync-qnetd: needs root")

@@ -145,29 +145,3 @@ def local_qdevice_status(runner: CommandRunner) -> QdeviceStatus:
         flags, votes, counted = votequorum_qdevice_view(quorum.stdout)
         status = replace(status, votequorum_flags=flags, device_votes=votes, device_counted=counted)
     return status
-
-
-def render_qdevice_status(status: QdeviceStatus) -> str:
-    vote = "casting its vote" if status.casting_vote else "NOT casting a vote"
-    lines = [
-        f"{'Model:':<22}{status.model}",
-        f"{'Node ID:':<22}{status.node_id if status.node_id is not None else '?'}",
-        f"{'QNetd host:':<22}{status.qnetd_host or '?'}",
-        f"{'Cluster name:':<22}{status.cluster_name or '?'}",
-        f"{'Algorithm:':<22}{status.algorithm or '?'}",
-        f"{'Tie-breaker:':<22}{status.tie_breaker or '?'}",
-        f"{'TLS:':<22}{status.tls or '?'} (active: {status.tls_active or 'No'})",
-        f"{'State:':<22}{status.state}",
-        f"{'Vote:':<22}{vote}",
-        f"{'Ring ID:':<22}{status.ring_id or '?'}",
-        f"{'Membership:':<22}{', '.join(map(str, status.membership)) or '-'}",
-        f"{'Quorate:':<22}{'?' if status.quorate is None else ('Yes' if status.quorate else 'No')}",
-    ]
-    if status.votequorum_flags is not None or status.device_votes is not None:
-        counted = "counted" if status.device_counted else "not counted"
-        lines.append(
-            f"{'Votequorum:':<22}{status.votequorum_flags or '?'}, "
-            f"device votes {status.device_votes if status.device_votes is not None else '?'}"
-            f" ({counted})"
-        )
-    return "\n".join(lines) + "\n"

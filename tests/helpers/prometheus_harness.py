@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.sshd_harness import free_port
+from tests.helpers.sshd_harness import free_port
 
 
 def prometheus_skip_reason() -> str | None:

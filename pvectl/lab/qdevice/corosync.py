@@ -18,13 +18,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from pvectl.corosync_conf import Section
 from pvectl.errors import PvectlError, UsageError
-from pvectl.lab import lab_qnetd, netns
+from pvectl.lab import netns
 from pvectl.lab import state as lab_state
+from pvectl.lab.qdevice import qnetd as lab_qnetd
 from pvectl.lab.state import LabNode, LabState
-from pvectl.quorum.qdevice import QdeviceConfigError, qdevice_votes
-from pvectl.quorum.qnetd_wire import Algorithm
+from pvectl.quorum.qdevice.algorithms import QdeviceConfigError, qdevice_votes
+from pvectl.quorum.qdevice.wire import Algorithm
 
 ALGORITHMS = {"ffsplit": Algorithm.FFSPLIT, "lms": Algorithm.LMS}
 Report = Callable[[str], None]
@@ -47,10 +47,6 @@ def require_tools(kind: str) -> None:
     """corosync-qdevice on the nodes, and the real qnetd's programs if it is wanted."""
     netns.require_program("corosync-qdevice", "corosync-qdevice")
     lab_qnetd.require_tools(kind)
-
-
-def device_section(subnet: str, algorithm: str, tls: bool) -> Section:
-    return lab_qnetd.device_section(lab_qnetd.address(subnet), algorithm, tls)
 
 
 def _node_prefix(node: LabNode) -> tuple[str, ...]:

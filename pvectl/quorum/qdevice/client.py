@@ -16,8 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from pvectl.quorum import qnetd_wire as wire
-from pvectl.quorum.qnetd_wire import (
+from pvectl.quorum.qdevice import wire
+from pvectl.quorum.qdevice.wire import (
     Algorithm,
     Heuristics,
     Message,
@@ -145,6 +145,11 @@ class QdeviceNetClient:
         if self.state is not ClientState.WAITING_STARTTLS:
             return []
         return [self._send(self._init())]
+
+    def next_deadline(self) -> float | None:
+        """When ``tick`` next has work (the next echo request), in the caller's clock; None
+        while not connected. The one timer convention of the pure cores."""
+        return self._next_echo if self.state is ClientState.CONNECTED else None
 
     def tick(self, now: float) -> list[ClientAction]:
         if self.state is not ClientState.CONNECTED or now < self._next_echo:

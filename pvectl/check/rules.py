@@ -4,7 +4,7 @@ Each rule turns facts (quorum status, corosync.conf, corosync's runtime config a
 statistics, the system disk's fsync figures) into findings: a severity, one line saying
 what is, and one line of advice. Thresholds are Proxmox's documented guidance (latency
 under 5 ms, more than 200 fsyncs/s, HA self-fencing after about 60 s without quorum) and
-the seed article's disk classes. Gathering is in targets/checkfacts.py.
+the seed article's disk classes. Gathering is in check/facts.py.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from pvectl.perf.report import FsyncFigures as FsyncFigures  # a node fact: its disk
 from pvectl.results import QuorumStatus
 
 # Proxmox: "latencies under 5 ms"; "rather unlikely with more than three nodes and
@@ -90,15 +91,6 @@ class LinkStat:
     connected: bool
     latency_ave_ms: float | None
     latency_max_ms: float | None
-
-
-@dataclass(frozen=True)
-class FsyncFigures:
-    path: str
-    fsyncs_per_second: float
-    p99_ms: float
-    verdict: str | None = None  # the perf probe's disk class for this rate
-    fs_type: str | None = None
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,10 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from pvectl import corosync_conf
-from pvectl.check import ConfigFacts, FsyncFigures, LinkStat, NodeFacts
+from pvectl import corosync_conf, quorum_conf
+from pvectl.check.rules import ConfigFacts, FsyncFigures, LinkStat, NodeFacts
 from pvectl.errors import PvectlError
 from pvectl.quorum import whatif
-from pvectl.quorum.votequorum import QuorumOptions
 from pvectl.results import QuorumStatus
 from pvectl.targets.probes import measure_fsync
 from pvectl.targets.runner import CommandRunner
@@ -94,7 +93,7 @@ def config_facts(root: corosync_conf.Section, path: str) -> ConfigFacts:
 def _what_if(root: corosync_conf.Section, path: str) -> str | None:
     """The votequorum model's summary line (quorum, failures always survived)."""
     try:
-        options = QuorumOptions.from_config(root, path)
+        options = quorum_conf.options_from_config(root, path)
         names = {entry.node_id: entry.name for entry in corosync_conf.nodelist(root, path)}
         report = whatif.analyse(options, names)
     except PvectlError:
@@ -189,7 +188,7 @@ def gather_lab(
     store writes under the lab's directory, so that is where fsync is measured (once).
     """
     from pvectl.lab import state as lab_state
-    from pvectl.targets.lab import LabTarget
+    from pvectl.lab.target import LabTarget
     from pvectl.targets.runner import LocalRunner
 
     state = lab_state.load(lab_state.check_lab_name(name))
@@ -198,7 +197,7 @@ def gather_lab(
 
         raise TargetUnavailable(f"no lab named {name!r} is up: start one with 'pvectl lab up 3'")
     if state.engine == "corosync":
-        from pvectl.lab import corosync_engine, views
+        from pvectl.lab import corosync_engine, reports
 
         corosync_engine.require_root("check --target lab (corosync engine)")
         return [
@@ -210,7 +209,7 @@ def gather_lab(
                 fsync_dir=fsync_dir or state.state_dir,
                 fsync_seconds=fsync_seconds,
             )
-            for index, node in enumerate(views.running_nodes(state, corosync_engine.node_pid))
+            for index, node in enumerate(reports.running_nodes(state, corosync_engine.node_pid))
         ]
     from pvectl.lab import embedded_engine
 
