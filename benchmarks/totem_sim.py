@@ -4,6 +4,7 @@ Run: ``python benchmarks/totem_sim.py [--seeds 60] [--seconds 5]``
 
 * simulator: swarm seeds of 5 nodes with ~10 simulated seconds each (faults on for 8.5 s,
   then healing, convergence and drain), seeds per minute on this core; target 1,000;
+  Totem alone, then whole nodes (votequorum, config store, writers at both levels);
 * codec: encode and decode per second for a token, a 64-byte message frame and a full
   1,400-byte packed frame, HMAC-SHA256 only and with AES-256-GCM;
 All rates use this process's CPU time (``time.process_time``), so other jobs on a
@@ -32,6 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pvectl.results import RingId
+from pvectl.sim.store import NodeSimulator
 from pvectl.sim.world import Options, Simulator
 from pvectl.totem.packing import SendQueue
 from pvectl.totem.srp import (
@@ -63,6 +65,20 @@ def bench_sim(seeds: int, rate: float | None = None) -> tuple[float, float]:
         simulated += result.simulated_s
     elapsed = time.process_time() - started
     return seeds / elapsed * 60, simulated / seeds
+
+
+def bench_nodes(seeds: int) -> tuple[float, float, int]:
+    """Whole nodes (Totem + votequorum + config store, writers at both levels): seeds per
+    minute, simulated seconds per seed, acknowledged writes."""
+    started = time.process_time()
+    simulated = 0.0
+    acknowledged = 0
+    for seed in range(seeds):
+        result = NodeSimulator(seed, Options.draw(seed, 5, safety_s=8.5)).run_store()
+        simulated += result.totem.simulated_s
+        acknowledged += result.acknowledged
+    elapsed = time.process_time() - started
+    return seeds / elapsed * 60, simulated / seeds, acknowledged
 
 
 def rate(fn: object, seconds: float) -> float:
@@ -198,6 +214,11 @@ def main() -> None:
             f"simulator, {label}: {args.seeds} seeds x 5 nodes x {sim_s:.1f} simulated s: "
             f"{spm:,.0f} seeds/minute   target 1,000"
         )
+    spm, sim_s, acks = bench_nodes(args.seeds)
+    print(
+        f"simulator, whole nodes (store writes at local/all): {args.seeds} seeds x 5 nodes x "
+        f"{sim_s:.1f} simulated s: {spm:,.0f} seeds/minute, {acks:,} acknowledged writes"
+    )
 
 
 if __name__ == "__main__":

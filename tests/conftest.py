@@ -44,6 +44,7 @@ TIERS = ("unit", "sim", "integration")
 MODULE_TIERS: dict[str, str] = {
     "test_cfs_backing_store": "unit",
     "test_cfs_dfsm": "unit",
+    "test_nodecore": "unit",
     "test_cfs_fsview": "unit",
     "test_cfs_lab": "integration",
     "test_cfs_memdb": "unit",
@@ -100,7 +101,6 @@ MODULE_TIERS: dict[str, str] = {
     "test_ssh": "integration",
     "test_ssh_cli": "integration",
     "test_ssh_lab": "integration",
-    "test_totem_cpg": "unit",
     "test_totem_multicasted": "unit",
     "test_totem_packing": "unit",
     "test_totem_sim": "sim",

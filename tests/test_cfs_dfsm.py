@@ -7,7 +7,7 @@ import random
 from pvectl.cfs import messages
 from pvectl.cfs.dfsm import Applied, Dfsm, Failed, Malformed, Mode, Send, SyncDone
 from pvectl.cfs.memdb import Create, MemDB, Mkdir, Operation, Write
-from pvectl.node.services import Multicast
+from pvectl.nodecore.services import Multicast
 from pvectl.totem.ring_id import RingId
 
 
@@ -184,7 +184,7 @@ def test_malformed_verify_is_dropped_and_counted_and_the_batch_goes_on() -> None
 
 
 def test_services_log_a_malformed_store_message_once() -> None:
-    from pvectl.node.services import SERVICE_CFS, NodeServices, ServiceLog
+    from pvectl.nodecore.services import SERVICE_CFS, NodeServices, ServiceLog
     from pvectl.quorum import votequorum as vq
 
     services = NodeServices(1, vq.initial_state(vq.QuorumOptions.build([(1, 1)]), 1), MemDB())
@@ -204,7 +204,7 @@ def test_oversize_write_is_refused_before_it_is_multicast() -> None:
     import pytest
 
     from pvectl.cfs.memdb import MAX_FILE_SIZE
-    from pvectl.node.services import NodeServices, StoreError
+    from pvectl.nodecore.services import NodeServices, StoreError
     from pvectl.quorum import votequorum as vq
 
     services = NodeServices(1, vq.initial_state(vq.QuorumOptions.build([(1, 1)]), 1), MemDB())

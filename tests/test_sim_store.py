@@ -1,49 +1,156 @@
-"""The config store under the deterministic simulator: crashes, restarts, partitions, pauses,
-slow disks; nothing acknowledged is lost and every live store converges."""
+"""Whole nodes under the deterministic simulator (Totem + votequorum + the config store's
+commit pipeline, the same ``NodeCore`` the runtime drives): crashes with a lost fsync
+window, partitions, pauses, slow disks, writers on every node at both commit levels.
+
+Each checker has a mutation test: a planted bug must be caught within the CI seed budget."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import time
 
 import pytest
 
-from pvectl.node.services import NodeServices
+from pvectl.cfs import dfsm
+from pvectl.nodecore.commit import Command, CommitPipeline
+from pvectl.nodecore.services import NodeServices, Output
+from pvectl.sim.__main__ import main
 from pvectl.sim.checker import InvariantViolation
-from pvectl.sim.store import StoreSimulator, main
+from pvectl.sim.store import NodeSimulator, StoreResult
+from pvectl.sim.world import Options
 
-SEEDS = int(os.environ.get("PVECTL_STORE_SEEDS", "60"))
-
-
-def test_store_swarm_keeps_every_acknowledged_write() -> None:
-    acknowledged = 0
-    for seed in range(1, SEEDS + 1):
-        print(f"seed={seed}")
-        result = StoreSimulator(seed).run_store()
-        acknowledged += result.acknowledged
-    assert acknowledged > SEEDS  # the runs did write
+SEEDS = int(os.environ.get("PVECTL_STORE_SEEDS", "150"))
+SAFETY_S = 3.0
+MUTATION_BUDGET = range(SEEDS)
 
 
-def test_the_checker_catches_a_store_that_applies_writes_without_quorum(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Mutation check: drop the quorum gate at delivery and the swarm must find a loss."""
-    monkeypatch.setattr(NodeServices, "_may_apply_writes", lambda self: True)
-    found = None
-    for seed in range(1, 41):
+def run(seed: int) -> StoreResult:
+    return NodeSimulator(seed, Options.draw(seed, safety_s=SAFETY_S)).run_store()
+
+
+def first_violation() -> str:
+    """Run the CI seeds until one fails; its message (or "" when none did)."""
+    for seed in MUTATION_BUDGET:
         try:
-            StoreSimulator(seed).run_store()
+            run(seed)
         except InvariantViolation as exc:
-            found = str(exc)
-            break
-    assert found is not None and f"seed {seed}" in found
+            assert str(exc).startswith(f"seed {seed}:")
+            print(f"caught at seed {seed}")
+            return str(exc)
+    return ""
+
+
+@pytest.mark.slow
+def test_swarm_keeps_every_acknowledged_write() -> None:
+    acknowledged = acknowledged_all = 0
+    sizes: set[int] = set()
+    started = time.perf_counter()
+    for seed in range(SEEDS):
+        try:
+            result = run(seed)
+        except InvariantViolation as exc:
+            pytest.fail(
+                f"replay with: python -m pvectl.sim --seed {seed} --safety {SAFETY_S}\n{exc}"
+            )
+        sizes.add(result.totem.options.nodes)
+        acknowledged += result.acknowledged
+        acknowledged_all += result.acknowledged_all
+    elapsed = time.perf_counter() - started
+    print(f"\nwhole nodes: {SEEDS} seeds in {elapsed:.1f}s = {SEEDS / elapsed * 60:.0f}/minute")
+    assert sizes == {3, 4, 5, 6, 7}
+    assert acknowledged_all > SEEDS and acknowledged - acknowledged_all > SEEDS
+
+
+def test_mutant_inquorate_node_applies_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Drop the quorum gate at the delivery position: an inquorate partition applies."""
+    monkeypatch.setattr(NodeServices, "_may_apply_writes", lambda self: True)
+    found = first_violation()
+    assert "is no quorum" in found
+
+
+def test_mutant_all_write_answered_without_the_others(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Answer an ``all`` writer once durable here, without the members' acknowledgements."""
+    original = CommitPipeline.answer
+
+    def early(self: CommitPipeline, members: tuple[int, ...]) -> list[Command]:
+        for pending in self.writes.values():
+            pending.members = ()  # nobody else to wait for
+        return original(self, members)
+
+    monkeypatch.setattr(CommitPipeline, "answer", early)
+    found = first_violation()
+    assert "level all" in found and "lost" in found
+
+
+def test_mutant_tie_counts_as_quorate(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A node that takes half of the votes for quorum disagrees with the votequorum model."""
+    original = NodeServices._deliver_votequorum
+
+    def tie(self: NodeServices, sender: int, payload: bytes) -> list[Output]:
+        out = original(self, sender, payload)
+        q = self.quorum
+        settled = not self.pending_nodeinfo and not q.quorate
+        if settled and 2 * len(self.members) >= q.expected_votes:
+            self.quorum = dataclasses.replace(q, quorate=True)
+        return out
+
+    monkeypatch.setattr(NodeServices, "_deliver_votequorum", tie)
+    found = first_violation()
+    assert "the votequorum model says" in found
+
+
+def test_mutant_rejoin_skips_the_dfsm_sync(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A member whose tree differs from the leader's declares itself synced anyway."""
+    original = dfsm.Dfsm._all_states_received
+
+    def skip(self: dfsm.Dfsm, now_s: int) -> list[dfsm.Command]:
+        out = original(self, now_s)
+        if self.mode is dfsm.Mode.UPDATE:
+            self.mode = dfsm.Mode.SYNCED
+            out += self._drain_queue()
+        return out
+
+    monkeypatch.setattr(dfsm.Dfsm, "_all_states_received", skip)
+    found = first_violation()
+    assert "stores differ after heal" in found
 
 
 def test_replay_is_deterministic() -> None:
-    first = StoreSimulator(7).run_store()
-    second = StoreSimulator(7).run_store()
-    assert first == second
+    assert run(7) == run(7)
 
 
-def test_cli_reports_seeds(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--seeds", "3", "--seed-start", "100"]) == 0
-    assert "3 seeds ok" in capsys.readouterr().out
+def test_cli_runs_whole_nodes_and_counts_writes(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--seeds", "3", "--seed-start", "100", "--safety", "2"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("3 seeds passed") and ", lost: 0" in last
+    assert int(last.split("acknowledged writes: ")[1].split(",")[0]) > 0
+
+
+def test_cli_prints_one_replay_command(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(NodeServices, "_may_apply_writes", lambda self: True)
+    assert main(["--seeds", "40", "--safety", str(SAFETY_S), "--quiet"]) == 1
+    replays = [line for line in capsys.readouterr().err.splitlines() if line.startswith("replay: ")]
+    assert len(replays) == 1 and "--seed " in replays[0] and "nodes, code " in replays[0]
+
+
+def test_shrink_keeps_only_the_faults_the_failure_needs(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A planted bug fails seed 0; --shrink drops faults while it still fails, and the
+    replay command it prints (with --skip-faults) fails the same way."""
+    monkeypatch.setattr(NodeServices, "_may_apply_writes", lambda self: True)
+    assert main(["--seed", "0", "--safety", str(SAFETY_S), "--shrink"]) == 1
+    out = capsys.readouterr().out
+    print(out)
+    head = next(line for line in out.splitlines() if "still fails with" in line)
+    kept, total = (
+        int(x) for x in head.split("still fails with ")[1].split(" faults")[0].split(" of ")
+    )
+    assert kept < total
+    replay = next(line for line in out.splitlines() if line.startswith("replay: "))
+    argv = replay.split("python -m pvectl.sim ")[1].split("  #")[0].split()
+    assert "--skip-faults" in argv
+    assert main(argv) == 1

@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # paramiko and yaml load only for a lab on hosts
 ZIP_NAME = "pvectl.zip"
 # What a node needs: the runtime and the sans-IO cores it drives; nothing with a
 # third-party import (the CLI, targets, qnetd's certificates).
-_ZIP_PACKAGES = ("node", "totem", "quorum", "cfs", "trace")
+_ZIP_PACKAGES = ("node", "nodecore", "totem", "quorum", "cfs", "trace")
 _ZIP_MODULES = (
     "__init__.py",
     "errors.py",

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pvectl.errors import PvectlError
 from pvectl.node import config as node_config
-from pvectl.node.runtime import run_node
+from pvectl.node.handlers import run_node
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,7 +10,6 @@ article describes for pmxcfs+corosync) or in a worker thread with group commit
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import errno
 import logging
@@ -19,31 +18,30 @@ import re
 import signal
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pvectl.cfs import memdb as mdb
-from pvectl.cfs.dfsm import tree_hash
-from pvectl.errors import CommandRefused, ExitCode, PvectlError, UsageError
+from pvectl.errors import UsageError
 from pvectl.node import bench, control_socket
 from pvectl.node.backing_store import BackingStore
 from pvectl.node.config import NodeConfig
 from pvectl.node.qdevice import client_task as qdevice_task
-from pvectl.node.services import (
-    Acked,
+from pvectl.node.transport import FaultFilter, UdpTransport
+from pvectl.nodecore.commit import COMMIT_LEVELS, StartFsync, WriteDone
+from pvectl.nodecore.core import Command as CoreCommand
+from pvectl.nodecore.core import NodeCore
+from pvectl.nodecore.services import (
     Multicast,
-    NodeServices,
     QuorumChanged,
     ServiceLog,
     StoreError,
     StoreInstalled,
     WriteApplied,
 )
-from pvectl.node.transport import FaultFilter, UdpTransport
 from pvectl.quorum import votequorum as vq
-from pvectl.quorum.status_report import quorum_status
-from pvectl.results import NodeList, QuorumStatus, to_jsonable
 from pvectl.totem import srp
 from pvectl.totem.wire import Codec, is_token
 from pvectl.trace.spans import Phase, RingEvent, Span
@@ -58,7 +56,6 @@ def _config_version(text: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-COMMIT_LEVELS = ("local", "all")
 # pmxcfs queues a write while the store synchronises instead of failing it; a write here
 # waits out a ring change or a DFSM sync this long before its writer sees EAGAIN
 TRANSIENT_WAIT_S = 10.0
@@ -67,11 +64,15 @@ TRANSIENT_RETRY_S = 0.05
 
 @dataclass
 class PendingWrite:
+    """An own write's waiting client (the core decides when it is answered)."""
+
     count: int
-    level: str
     future: asyncio.Future[dict[str, Any]]
     durable_ns: int | None = None  # when its group commit ended here (None: not yet)
-    errno_code: int = 0
+
+
+async def _no_commands(_node: NodeRuntime, request: dict[str, Any]) -> dict[str, Any]:
+    raise UsageError(f"unknown control command {request.get('cmd')!r}")
 
 
 @dataclass
@@ -82,6 +83,10 @@ class NodeRuntime:
     faults: FaultFilter = field(default_factory=FaultFilter)
     spans: deque[Span] = field(default_factory=lambda: deque(maxlen=MAX_TRACED_WRITES * 8))
     ring_events: deque[RingEvent] = field(default_factory=lambda: deque(maxlen=MAX_RING_EVENTS))
+    # the control commands (pvectl.node.handlers.dispatch; run_node wires it)
+    on_request: Callable[[NodeRuntime, dict[str, Any]], Awaitable[dict[str, Any]]] = field(
+        default=_no_commands
+    )
 
     def __post_init__(self) -> None:
         self.loop = asyncio.get_running_loop()
@@ -109,16 +114,17 @@ class NodeRuntime:
         # closes its ev_tracking file after reading it at start, so every later update
         # fails ("Unable to update ev_tracking_barrier on disk data") and a node always
         # starts from the value first written, 0
-        self.services = NodeServices(
-            self.node_id, vq.initial_state(self.config.quorum, self.node_id), self.memdb
+        self.core = NodeCore(
+            self.node_id,
+            vq.initial_state(self.config.quorum, self.node_id),
+            self.memdb,
+            coupled=self.config.coupling == "coupled",
         )
+        self.services = self.core.services
         self.timers: dict[srp.TimerKind, asyncio.TimerHandle] = {}
         self.lms_timer: asyncio.TimerHandle | None = None
         self.writes: dict[int, PendingWrite] = {}
-        self.durable_upto: dict[int, int] = {}  # writer -> highest count made durable here
-        self.acked: dict[int, dict[int, int]] = {}  # node -> writer -> upto
-        self.commit_queue: list[WriteApplied | StoreInstalled] = []
-        self.committing = False
+        self.fsync_started_ns = 0
         self.transport: UdpTransport | None = None
         self.stopping = asyncio.Event()
         self.ring_formed = asyncio.Event()
@@ -356,55 +362,52 @@ class NodeRuntime:
             "[TOTEM ] %s configuration %s: members %s", change.kind.value, change.ring_id, members
         )
         if change.kind is not srp.ConfigKind.REGULAR:
-            self._services(self.services.transitional_configuration(change.members))
+            self._core(self.core.transitional(change.members))
             return
         self.ring_formed.set()
         self.last_regular = (change.members, change.ring_id)
         if self.qdevice is not None:
             self.qdevice.regular_configuration(change.members, change.ring_id)
-        now_ms = int(self.loop.time() * 1000)
-        outputs = self.services.regular_configuration(
-            change.members, change.ring_id, now_ms, int(time.time())
+        hold = self.qdevice.hold_seconds() if self.qdevice is not None else None
+        outputs = self.core.regular(
+            change.members, change.ring_id, self.loop.time(), int(time.time()), hold_nodeinfo_s=hold
         )
-        if self.qdevice is not None:
-            outputs = self.qdevice.hold_nodeinfo(outputs)
-        self._services(outputs)
+        self._core(outputs)
         self._arm_lms_timer()
-        self._check_all_level_writes()
 
     def _arm_lms_timer(self) -> None:
         if self.lms_timer is not None:
             self.lms_timer.cancel()
             self.lms_timer = None
-        deadline_ms = self.services.lms_deadline()
-        if deadline_ms is not None:
-            self.lms_timer = self.loop.call_at(deadline_ms / 1000, self._on_lms_timer)
+        deadline = self.core.next_deadline()
+        if deadline is not None:
+            self.lms_timer = self.loop.call_at(deadline, self._on_lms_timer)
 
     def _on_lms_timer(self) -> None:
         self.lms_timer = None
-        self._services(self.services.lms_timer(int(self.loop.time() * 1000)))
+        self._core(self.core.timer_fired(self.loop.time()))
         self._arm_lms_timer()
 
     def _services(self, outputs: list[Any]) -> None:
-        for output in outputs:
-            if isinstance(output, Multicast):
-                self._multicast(output.payload)
-            elif isinstance(output, QuorumChanged):
-                self._log_quorum(output)
-            elif isinstance(output, WriteApplied):
-                self._write_applied(output)
-            elif isinstance(output, StoreInstalled):
+        """Outputs of ``NodeServices`` called directly (QDevice), through the core."""
+        self._core(self.core.route(outputs))
+
+    def _core(self, commands: list[CoreCommand]) -> None:
+        for command in commands:
+            if isinstance(command, Multicast):
+                self._multicast(command.payload)
+            elif isinstance(command, QuorumChanged):
+                self._log_quorum(command)
+            elif isinstance(command, WriteApplied):
+                self._write_applied(command)
+            elif isinstance(command, StoreInstalled):
                 self.loop.call_soon(self._sync_corosync_conf)
-                # through the same ordered queue as writes: an install must not overtake
-                # (or be overtaken by) commits of writes applied before it
-                self._enqueue_commit(output)
-            elif isinstance(output, Acked):
-                self.acked.setdefault(output.node, {})[output.writer] = max(
-                    output.upto, self.acked.get(output.node, {}).get(output.writer, 0)
-                )
-                self._check_all_level_writes()
-            elif isinstance(output, ServiceLog):
-                self.log.info("[PVECFS] %s", output.text)
+            elif isinstance(command, StartFsync):
+                self._start_fsync(command)
+            elif isinstance(command, WriteDone):
+                self._finish(command)
+            elif isinstance(command, ServiceLog):
+                self.log.info("[PVECFS] %s", command.text)
 
     def _log_quorum(self, change: QuorumChanged) -> None:
         if self.qdevice is not None:
@@ -453,10 +456,6 @@ class NodeRuntime:
                 applied.sender, applied.count, Phase.delivery, event.send_ns, event.delivered_ns
             )
         self._span(applied.sender, applied.count, Phase.apply, event.delivered_ns, applied_ns)
-        pending = self.writes.get(applied.count) if applied.sender == self.node_id else None
-        if pending is not None and not applied.result.ok:
-            pending.errno_code = applied.result.errno_code
-        self._enqueue_commit(event)
         self._sync_corosync_conf()
 
     def _sync_corosync_conf(self) -> None:
@@ -484,15 +483,7 @@ class NodeRuntime:
         os.replace(tmp, local)
         self.log.info("[PVECFS] wrote new corosync config '%s' (version = %d)", local, new)
 
-    def _enqueue_commit(self, item: WriteApplied | StoreInstalled) -> None:
-        self.commit_queue.append(item)
-        if self.config.coupling == "coupled":
-            self._commit_now()
-        elif not self.committing:
-            self.committing = True
-            self.loop.create_task(self._commit_in_background())
-
-    def _persist(self, batch: list[WriteApplied | StoreInstalled]) -> None:
+    def _persist(self, batch: tuple[WriteApplied | StoreInstalled, ...]) -> None:
         """One group commit, in order; an install starts a transaction of its own."""
         pending: list[mdb.ApplyResult] = []
         for item in batch:
@@ -506,57 +497,40 @@ class NodeRuntime:
         if pending or not batch:
             self.backing.commit(pending)
 
-    def _commit_now(self) -> None:
-        batch, self.commit_queue = self.commit_queue, []
-        started = time.monotonic_ns()
-        self._persist(batch)
-        self._committed(batch, started, time.monotonic_ns())
+    def _start_fsync(self, command: StartFsync) -> None:
+        """Coupled: in this loop, now (a slow disk stalls Totem); else in a worker thread."""
+        self.fsync_started_ns = time.monotonic_ns()
+        if command.inline:
+            self._persist(command.batch)
+            self._fsync_done(command.batch)
+        else:
+            self.loop.create_task(self._fsync_in_background(command.batch))
 
-    async def _commit_in_background(self) -> None:
-        try:
-            while self.commit_queue:
-                batch, self.commit_queue = self.commit_queue, []
-                started = time.monotonic_ns()
-                await asyncio.to_thread(self._persist, batch)
-                self._committed(batch, started, time.monotonic_ns())
-        finally:
-            self.committing = False
+    async def _fsync_in_background(self, batch: tuple[WriteApplied | StoreInstalled, ...]) -> None:
+        await asyncio.to_thread(self._persist, batch)
+        self._fsync_done(batch)
 
-    def _committed(self, batch: list[WriteApplied | StoreInstalled], start: int, end: int) -> None:
-        upto: dict[int, int] = {}
+    def _fsync_done(self, batch: tuple[WriteApplied | StoreInstalled, ...]) -> None:
+        start, end = self.fsync_started_ns, time.monotonic_ns()
         for event in batch:
             if isinstance(event, StoreInstalled):
                 continue
             applied = event.applied
             self._span(applied.sender, applied.count, Phase.fsync, start, end)
-            upto[applied.sender] = max(upto.get(applied.sender, 0), applied.count)
-            self.durable_upto[applied.sender] = max(
-                self.durable_upto.get(applied.sender, 0), applied.count
-            )
             if applied.sender == self.node_id and applied.count in self.writes:
                 self.writes[applied.count].durable_ns = end
-        if upto:
-            self._multicast(self.services.ack(upto).payload)
-        self._check_all_level_writes()
+        self._core(self.core.fsync_done())
 
-    def _check_all_level_writes(self) -> None:
-        members = self.services.members
-        for count, pending in list(self.writes.items()):
-            if pending.durable_ns is None or pending.future.done():
-                continue
-            if pending.level == "all" and not all(
-                self.acked.get(m, {}).get(self.node_id, 0) >= count for m in members
-            ):
-                continue
-            self._finish(count, pending)
-
-    def _finish(self, count: int, pending: PendingWrite) -> None:
+    def _finish(self, done: WriteDone) -> None:
+        count = done.count
+        pending = self.writes.pop(count, None)
+        if pending is None or pending.future.done():
+            return
         now = time.monotonic_ns()
         durable = now if pending.durable_ns is None else min(pending.durable_ns, now)
         self._span(self.node_id, count, Phase.commit, durable, now)
-        del self.writes[count]
-        if pending.errno_code:
-            code = pending.errno_code
+        if done.errno_code:
+            code = done.errno_code
             pending.future.set_result(
                 {
                     "ok": False,
@@ -567,7 +541,7 @@ class NodeRuntime:
             )
         else:
             pending.future.set_result(
-                {"ok": True, "write_id": f"{self.node_id}:{count}", "level": pending.level}
+                {"ok": True, "write_id": f"{self.node_id}:{count}", "level": done.level}
             )
 
     async def _store_write(self, op: mdb.Operation, level: str) -> dict[str, Any]:
@@ -594,11 +568,11 @@ class NodeRuntime:
         self, op: mdb.Operation, level: str, submitted: int
     ) -> dict[str, Any]:
         try:
-            count, outputs = self.services.write(op, int(time.time()), time.monotonic_ns())
+            count, outputs = self.core.write(op, level, int(time.time()), time.monotonic_ns())
         except StoreError as exc:
             return {"ok": False, "error": str(exc), "errno": exc.errno_code}
         future: asyncio.Future[dict[str, Any]] = self.loop.create_future()
-        self.writes[count] = PendingWrite(count, level, future)
+        self.writes[count] = PendingWrite(count, future)
         for output in outputs:  # the write itself, tagged with its count for sync-trace
             if isinstance(output, Multicast):
                 queued = time.monotonic_ns()
@@ -606,10 +580,15 @@ class NodeRuntime:
                 self.queued_ns[count] = queued
                 self._multicast(output.payload, tag=count)
             else:
-                self._services([output])
+                self._core([output])
         return await future
 
-    # --- the benchmark service (service 4) --------------------------------------------------
+    # --- the control socket (commands in pvectl.node.handlers) ---------------------------
+
+    async def _on_request(self, request: dict[str, Any]) -> dict[str, Any]:
+        return await self.on_request(self, request)
+
+    # --- the benchmark service (service 4) -------------------------------------------------
 
     def _bench_delivered(self, sender: int, payload: bytes) -> None:
         now_ns = time.monotonic_ns()
@@ -650,309 +629,6 @@ class NodeRuntime:
         if self.burst is not None:
             self._refill()
 
-    async def _cmd_bench_send(self, request: dict[str, Any]) -> dict[str, Any]:
-        """Multicast ``count`` messages of ``size`` bytes, at most ``rate`` per second if
-        given; answers when all are queued."""
-        if self.burst is not None:
-            raise CommandRefused("a benchmark burst is already being sent from this node")
-        count, size = int(request["count"]), int(request["size"])
-        rate = float(request.get("rate", 0.0))
-        try:
-            bench.check_burst(count, size)
-            if rate < 0:
-                raise ValueError(f"rate must be positive, got {rate:g}")
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
-        queue_limit = int(request.get("queue_bytes", 0)) or bench.default_queue_bytes(size)
-        burst = bench.Burst(count, size, queue_limit, rate=rate, started_ns=time.monotonic_ns())
-        self.burst = burst
-        self.burst_done = self.loop.create_future()
-        self._refill()
-        await self.burst_done
-        return {
-            "ok": True,
-            "sent": burst.sent,
-            "waits": burst.waits,
-            "seconds": (burst.finished_ns - burst.started_ns) / 1e9,
-        }
-
-    async def _cmd_bench_echo(self, request: dict[str, Any]) -> dict[str, Any]:
-        """Round trips: send one message, wait for its own agreed delivery, ``count`` times."""
-        if self.burst is not None or self.echo_wait is not None:
-            raise CommandRefused("a benchmark is already running on this node")
-        count, size = int(request["count"]), int(request["size"])
-        try:
-            bench.check_burst(count, size)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
-        timeout = float(request.get("timeout", 5.0))
-        burst = bench.Burst(count, size, 0)
-        samples: list[int] = []
-        try:
-            while not burst.done:
-                self.echo_wait = self.loop.create_future()
-                sent_ns = time.monotonic_ns()
-                self._multicast(burst.message(sent_ns))
-                delivered_ns = await asyncio.wait_for(self.echo_wait, timeout)
-                samples.append(delivered_ns - sent_ns)
-        except TimeoutError:
-            raise PvectlError(
-                f"own message not delivered within {timeout:g} s (is the ring formed?)",
-                ExitCode.TEMP_FAIL,
-            ) from None
-        finally:
-            self.echo_wait = None
-        samples.sort()
-        return {"ok": True, "count": len(samples), "round_trip_ms": bench.summary_ms(samples)}
-
-    async def _cmd_bench_reset(self, _: dict[str, Any]) -> dict[str, Any]:
-        self.bench = bench.Recorder()
-        return {"ok": True}
-
-    async def _cmd_bench_result(self, request: dict[str, Any]) -> dict[str, Any]:
-        """Deliveries so far; ``count_only`` is the cheap form for polling during a run."""
-        if request.get("count_only"):
-            return {"ok": True, "node_id": self.node_id, "count": self.bench.count}
-        result = self.bench.result(with_order=bool(request.get("order", False)))
-        return {"ok": True, "node_id": self.node_id, **result}
-
-    # --- the control socket ----------------------------------------------------------------
-
-    async def _on_request(self, request: dict[str, Any]) -> dict[str, Any]:
-        cmd = str(request["cmd"])
-        handler = getattr(self, f"_cmd_{cmd.replace('-', '_')}", None)
-        if handler is None:
-            raise UsageError(f"unknown control command {cmd!r}")
-        result: dict[str, Any] = await handler(request)
-        return result
-
-    async def _cmd_ping(self, _: dict[str, Any]) -> dict[str, Any]:
-        return {"ok": True, "node_id": self.node_id, "pid": os.getpid()}
-
-    async def _cmd_info(self, _: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "ok": True,
-            "node_id": self.node_id,
-            "pid": os.getpid(),
-            "state": self.srp.state.name,
-            "ring_id": str(self.srp.ring_id),
-            "members": list(self.srp.members),
-            "quorate": self.services.quorum.quorate,
-            "store_synced": self.services.store.synced,
-            "store_version": self.memdb.version,
-            "store_hash": tree_hash(self.memdb),
-            "coupling": self.config.coupling,
-            "durability": self.config.durability.value,
-            "stats": {
-                **self.srp.stats,
-                "store_malformed": self.services.store.malformed,
-                "delivery_errors": self.delivery_errors,
-            },
-            "dropped": self.faults.dropped,
-            # for pvectl watch/exporter: token rotation before a second sample, and the
-            # recent config.db group commits (fsync) each write waited for, in ms
-            "uptime_s": (time.monotonic_ns() - self.started_ns) / 1e9,
-            "fsync_ms": [s.duration_ms for s in self.spans if s.phase is Phase.fsync][-256:],
-        }
-
-    def _status(self) -> QuorumStatus:
-        return quorum_status(
-            self.services.quorum,
-            self.services.ring_id,
-            self.config.names,
-            self.config.cluster,
-            source="lab",
-            addresses={p.node_id: (p.address,) for p in self.config.peers},
-            token_ms=round(self.srp.timeouts.token * 1000),
-            consensus_ms=round(self.srp.timeouts.consensus * 1000),
-        )
-
-    async def _cmd_status(self, _: dict[str, Any]) -> dict[str, Any]:
-        return {"ok": True, "status": to_jsonable(self._status())}
-
-    async def _cmd_nodes(self, _: dict[str, Any]) -> dict[str, Any]:
-        status = self._status()
-        return {"ok": True, "nodes": to_jsonable(NodeList(status.members, status.qdevice, "lab"))}
-
-    async def _cmd_expected(self, request: dict[str, Any]) -> dict[str, Any]:
-        requested = int(request["votes"])
-        before = self.services.quorum
-        self._services(self.services.set_expected(requested))
-        after = self.services.quorum
-        return {
-            "ok": True,
-            "requested": requested,
-            "previous_expected": before.expected_votes,
-            "total_votes": after.total_votes,
-            "quorum_before": before.quorum,
-            "quorum_after": after.quorum,
-            "quorate_after": after.quorate,
-            "warnings": [vq.expected_warning(requested, after.total_votes, before.expected_votes)],
-        }
-
-    async def _cmd_faults(self, request: dict[str, Any]) -> dict[str, Any]:
-        if "blocked" in request:
-            self.faults.blocked = {int(n) for n in request["blocked"]}
-        for key in ("loss_pct", "delay_ms", "duplicate_pct"):
-            if key in request:
-                setattr(self.faults, key, float(request[key]))
-        return {
-            "ok": True,
-            "blocked": sorted(self.faults.blocked),
-            "loss_pct": self.faults.loss_pct,
-        }
-
-    async def _cmd_slow_disk(self, request: dict[str, Any]) -> dict[str, Any]:
-        self.backing.extra_delay_s = float(request["ms"]) / 1000.0
-        return {"ok": True, "ms": float(request["ms"])}
-
-    async def _cmd_write(self, request: dict[str, Any]) -> dict[str, Any]:
-        path = str(request["path"])
-        data = base64.b64decode(request.get("data", ""))
-        level = str(request.get("level", "local"))
-        kind = str(request.get("op", "put"))
-        if kind == "put":  # create if needed, then replace the content (truncate)
-            created: dict[str, Any] = {}  # sync-trace follows both writes of a put
-            if self.memdb.lookup(path) is None:
-                created = await self._store_write(mdb.Create(path), level)
-                if not created["ok"] and created.get("errno") != errno.EEXIST:
-                    return created
-            written = await self._store_write(mdb.Write(path, 0, data, truncate=True), level)
-            if written["ok"] and created.get("ok"):
-                written["write_ids"] = created["write_ids"] + written["write_ids"]
-                written["retried"] = created["retried"] + written["retried"]
-            return written
-        operations: dict[str, mdb.Operation] = {
-            "create": mdb.Create(path),
-            "mkdir": mdb.Mkdir(path),
-            "delete": mdb.Delete(path),
-            "rename": mdb.Rename(path, str(request.get("to", ""))),
-            "mtime": mdb.SetMtime(path, int(request.get("mtime", 0))),
-            "pwrite": mdb.Write(
-                path, int(request.get("offset", 0)), data, bool(request.get("truncate", False))
-            ),
-        }
-        if kind not in operations:
-            raise UsageError(f"unknown store operation {kind!r}")
-        return await self._store_write(operations[kind], level)
-
-    async def _cmd_read(self, request: dict[str, Any]) -> dict[str, Any]:
-        entry = self.memdb.lookup(str(request["path"]))
-        if entry is None:
-            raise PvectlError(f"{request['path']}: no such file in the config store")
-        if entry.is_dir:
-            names = [
-                e.name + ("/" if e.is_dir else "") for e in self.memdb.listdir(str(request["path"]))
-            ]
-            return {"ok": True, "dir": True, "entries": names}
-        return {
-            "ok": True,
-            "dir": False,
-            "data": base64.b64encode(entry.data or b"").decode(),
-            "version": entry.version,
-            "writer": entry.writer,
-            "mtime": entry.mtime,
-        }
-
-    def _stat(self, entry: mdb.Entry) -> dict[str, Any]:
-        return {
-            "name": entry.name,
-            "inode": entry.inode,
-            "dir": entry.is_dir,
-            "size": entry.size,
-            "mtime": entry.mtime,
-            "version": entry.version,
-            "writer": entry.writer,
-        }
-
-    async def _cmd_stat(self, request: dict[str, Any]) -> dict[str, Any]:
-        """getattr for the FUSE layer: also says whether writes are allowed right now."""
-        entry = self.memdb.lookup(str(request["path"]))
-        if entry is None:
-            return {"ok": True, "exists": False, "writable": self.services.quorum.quorate}
-        return {
-            "ok": True,
-            "exists": True,
-            "writable": self.services.quorum.quorate,
-            **self._stat(entry),
-        }
-
-    async def _cmd_readdir(self, request: dict[str, Any]) -> dict[str, Any]:
-        entry = self.memdb.lookup(str(request["path"]))
-        if entry is None or not entry.is_dir:
-            return {"ok": False, "error": "ENOTDIR: not a directory", "errno": errno.ENOTDIR}
-        return {
-            "ok": True,
-            "entries": [self._stat(e) for e in self.memdb.listdir(str(request["path"]))],
-        }
-
-    async def _cmd_tree(self, _: dict[str, Any]) -> dict[str, Any]:
-        rows = [
-            [
-                e.inode,
-                e.parent,
-                e.version,
-                e.writer,
-                e.mtime,
-                e.type,
-                e.name,
-                base64.b64encode(e.data).decode() if e.data is not None else None,
-            ]
-            for e in self.memdb.entries()
-        ]
-        return {"ok": True, "rows": rows, "hash": tree_hash(self.memdb)}
-
-    async def _cmd_spans(self, request: dict[str, Any]) -> dict[str, Any]:
-        """The spans of the given writes, and the ring events since ``since_ns``."""
-        wanted = set(request.get("write_ids", []))
-        since = int(request.get("since_ns", 0))
-        spans = [to_jsonable(s) for s in self.spans if not wanted or s.write_id in wanted]
-        events = [to_jsonable(e) for e in self.ring_events if e.at_ns >= since]
-        return {
-            "ok": True,
-            "spans": spans,
-            "ring_events": events,
-            "ring_id": str(self.srp.ring_id),
-            "state": self.srp.state.name,
-            "members": list(self.srp.members),
-        }
-
-    async def _cmd_qdevice(self, _: dict[str, Any]) -> dict[str, Any]:
-        if self.qdevice is None:
-            return {"ok": True, "configured": False}
-        return {"ok": True, "configured": True, **self.qdevice.describe()}
-
-    async def _cmd_qdevice_daemon(self, request: dict[str, Any]) -> dict[str, Any]:
-        """Start or stop this node's qdevice client, as corosync-qdevice.service would: a
-        stop unregisters the device from votequorum (flags cleared, NODEINFO re-sent)."""
-        action = request.get("action")
-        if self.config.qdevice is None:
-            return {"ok": False, "error": "corosync.conf has no quorum.device"}
-        if action == "stop":
-            task, self.qdevice = self.qdevice, None
-            if task is not None:
-                if task.holding is not None:
-                    task.holding.cancel()
-                    task.holding = None
-                await task.stop()
-                self._services(
-                    self.services.set_qdevice(registered=False, alive=False, cast_vote=False)
-                )
-            return {"ok": True, "running": False}
-        if action == "start":
-            if self.qdevice is None:
-                self.qdevice = qdevice_task.start(self, self.config, self.state_dir)
-                assert self.qdevice is not None
-                self._services([self.services.local_nodeinfo()])
-                if self.last_regular is not None:
-                    self.qdevice.regular_configuration(*self.last_regular)
-            return {"ok": True, "running": True}
-        return {"ok": False, "error": f"qdevice_daemon: action start or stop, not {action!r}"}
-
-    async def _cmd_leave(self, _: dict[str, Any]) -> dict[str, Any]:
-        self.loop.call_soon(self.stopping.set)
-        return {"ok": True}
-
 
 QDEVICE_DISABLED = "qdevice.disabled"  # in a node's state dir: its qdevice does not start
 
@@ -966,8 +642,3 @@ def configure_logging(state_dir: Path, node_id: int) -> logging.Logger:
     )
     logger.addHandler(handler)
     return logger
-
-
-async def run_node(config: NodeConfig, state_dir: Path) -> None:
-    runtime = NodeRuntime(config, state_dir, configure_logging(state_dir, config.node_id))
-    await runtime.run()

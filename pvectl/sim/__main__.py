@@ -1,18 +1,24 @@
-"""``python -m pvectl.sim``: run the Totem simulator over a swarm of seeds, or replay one.
+"""``python -m pvectl.sim``: simulate whole nodes (Totem, votequorum, the config store with
+its commit pipeline, concurrent writers at levels local and all) over a swarm of seeds, or
+replay one. ``--totem-only`` runs Totem alone (faster, no store).
 
 Exit status 0 when every seed passed, 1 on the first violation (its seed, options and
-the last events are printed; ``--seed N`` replays it exactly), 64 on bad usage.
+the last events are printed, then one replay command), 64 on bad usage.
 """
 
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 from pvectl.cli.progress import Bar, bar
 from pvectl.sim.checker import InvariantViolation
+from pvectl.sim.store import NodeSimulator
 from pvectl.sim.world import Options, Simulator
 
 
@@ -27,6 +33,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--accelerated", action="store_true", help="run the Accelerated Ring (totem accelerated)"
     )
+    p.add_argument(
+        "--totem-only", action="store_true", help="simulate Totem alone (no quorum, no store)"
+    )
+    p.add_argument(
+        "--shrink",
+        action="store_true",
+        help="with --seed: drop faults while the seed still fails, print the minimal schedule",
+    )
+    p.add_argument(
+        "--skip-faults",
+        default="",
+        metavar="IDS",
+        help="comma-separated fault ids that do not happen (what --shrink prints)",
+    )
     try:
         args = p.parse_args(argv)
     except SystemExit as exc:
@@ -34,6 +54,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.nodes is not None and not 1 <= args.nodes <= 64:
         print("python -m pvectl.sim: error: --nodes must be 1..64", file=sys.stderr)
         return 64
+    try:
+        args.skip = frozenset(int(x) for x in args.skip_faults.split(",") if x.strip())
+    except ValueError:
+        print("python -m pvectl.sim: error: --skip-faults takes ids like 0,3,4", file=sys.stderr)
+        return 64
+    if args.shrink:
+        if args.seed is None:
+            print("python -m pvectl.sim: error: --shrink needs --seed", file=sys.stderr)
+            return 64
+        return _shrink(args)
     seeds = (
         [args.seed]
         if args.seed is not None
@@ -44,22 +74,113 @@ def main(argv: list[str] | None = None) -> int:
         return _swarm(args, seeds, trace, shown)
 
 
+def _commit() -> str:
+    """The commit of the code that failed, so a replay runs the same simulator."""
+    try:
+        found = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except OSError:
+        return "unknown"
+    return found.stdout.strip() or "unknown"
+
+
+def _run(args: argparse.Namespace, seed: int, skip: frozenset[int], trace_len: int) -> Any:
+    """One seed; returns the simulator (raises ``InvariantViolation``)."""
+    opts = Options.draw(seed, args.nodes, safety_s=args.safety, accelerated=args.accelerated)
+    if args.totem_only:
+        totem = Simulator(seed, opts, trace=True, trace_len=trace_len, skip_faults=skip)
+        totem.run()
+        return totem
+    nodes = NodeSimulator(seed, opts, trace=True, trace_len=trace_len, skip_faults=skip)
+    nodes.run_store()
+    return nodes
+
+
+def _replay(args: argparse.Namespace, seed: int, skip: frozenset[int]) -> str:
+    return (
+        f"python -m pvectl.sim --seed {seed} --safety {args.safety}"
+        + (f" --nodes {args.nodes}" if args.nodes else "")
+        + (" --accelerated" if args.accelerated else "")
+        + (" --totem-only" if args.totem_only else "")
+        + (f" --skip-faults {','.join(map(str, sorted(skip)))}" if skip else "")
+    )
+
+
+def _shrink(args: argparse.Namespace) -> int:
+    """Greedy: drop each fault in turn, keep it dropped while the seed still fails."""
+    seed = args.seed
+    skip: frozenset[int] = args.skip
+    try:
+        sim = _run(args, seed, skip, 60)
+    except InvariantViolation:
+        faults = _run_faults(args, seed)
+    else:
+        print(f"seed {seed} passes: nothing to shrink ({len(sim.faults)} faults)")
+        return 0
+    changed = True
+    while changed:
+        changed = False
+        for fid in range(len(faults)):
+            if fid in skip:
+                continue
+            try:
+                _run(args, seed, skip | {fid}, 60)
+            except InvariantViolation:
+                skip = skip | {fid}
+                changed = True
+    first = "passed?"
+    try:
+        _run(args, seed, skip, 60)
+    except InvariantViolation as exc:
+        first = str(exc).splitlines()[0]
+    kept = [f"  {fid}: {faults[fid]}" for fid in range(len(faults)) if fid not in skip]
+    print(f"seed {seed} still fails with {len(kept)} of {len(faults)} faults: {first}")
+    print("\n".join(kept) if kept else "  (no scheduled fault: network faults alone)")
+    print(f"replay: {_replay(args, seed, skip)}  # code {_commit()}")
+    return 1
+
+
+def _run_faults(args: argparse.Namespace, seed: int) -> list[str]:
+    """The seed's fault schedule (drawn before anything runs)."""
+    opts = Options.draw(seed, args.nodes, safety_s=args.safety, accelerated=args.accelerated)
+    sim = Simulator(seed, opts)
+    sim._schedule_faults()
+    return sim.faults
+
+
 def _swarm(args: argparse.Namespace, seeds: Sequence[int], trace: bool, shown: Bar) -> int:
     """Every seed in turn; a violation stops the swarm with its replay command."""
     started = time.perf_counter()
     simulated = 0.0
     done = 0
+    acknowledged = lost_local = 0
     for seed in seeds:
         opts = Options.draw(seed, args.nodes, safety_s=args.safety, accelerated=args.accelerated)
-        sim = Simulator(seed, opts, trace=True, trace_len=400 if trace else 60)
+        trace_len = 400 if trace else 60
+        sim: Simulator
         try:
-            result = sim.run()
+            if args.totem_only:
+                sim = Simulator(seed, opts, trace=True, trace_len=trace_len, skip_faults=args.skip)
+                result = sim.run()
+            else:
+                sim = NodeSimulator(
+                    seed, opts, trace=True, trace_len=trace_len, skip_faults=args.skip
+                )
+                stored = sim.run_store()
+                result = stored.totem
+                acknowledged += stored.acknowledged
+                lost_local += stored.lost_local
         except InvariantViolation as exc:
             print(f"VIOLATION {exc}", file=sys.stderr)
             print(
-                f"replay: python -m pvectl.sim --seed {seed} --safety {args.safety}"
-                + (f" --nodes {args.nodes}" if args.nodes else "")
-                + (" --accelerated" if args.accelerated else ""),
+                f"replay: {_replay(args, seed, args.skip)}  # {opts.nodes} nodes, "
+                f"code {_commit()}; shrink: add --shrink",
                 file=sys.stderr,
             )
             return 1
@@ -78,6 +199,12 @@ def _swarm(args: argparse.Namespace, seeds: Sequence[int], trace: bool, shown: B
     shown.echo(
         f"{done} seeds passed in {elapsed:.1f}s: {rate:.0f} seeds/minute, "
         f"{simulated / max(elapsed, 1e-9):.0f} simulated s per wall s"
+        + (
+            ""
+            if args.totem_only
+            else f", acknowledged writes: {acknowledged}, lost: 0"
+            f" (local ones overruled by a heal: {lost_local})"
+        )
     )
     return 0
 

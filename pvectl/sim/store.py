@@ -1,18 +1,28 @@
-"""The config store under the deterministic simulator: same Totem, votequorum and store code
-as the embedded nodes, with a simulated disk that is slow and loses what was not committed
-when its node crashes.
+"""Whole nodes under the deterministic simulator: Totem, votequorum, the config store and its
+commit pipeline, all through ``pvectl.nodecore.NodeCore``, the code the runtime drives.
 
-Each node runs ``NodeServices`` (votequorum + DFSM + memdb) on top of its simulated Totem
-node. Writes are creations of unique files, issued only where the node's partition is
-quorate (as pmxcfs refuses writes otherwise). A write is *acknowledged* when its sender
-has committed it to its simulated ``config.db`` (commit level ``local``). Disk commits
-complete after a per-node delay drawn from the seed (some nodes have a slow disk); a crash
-loses the memdb and every commit still in flight, and a restart loads the memdb from what
-was committed.
+On top of the Totem world (partitions, loss, duplication, reordering, crashes, clean
+leaves, pauses), each node has a simulated ``config.db``:
 
-Invariants checked at the end of a run, once the Totem invariants have passed: every live
-node's store is identical (same checksum), and every acknowledged write is present on
-every node: nothing acknowledged is lost.
+* the core's ``StartFsync(batch)`` completes after the node's disk delay (drawn per node
+  from the seed: some disks are slow); in coupled mode the node is stalled meanwhile, as
+  pmxcfs is when it commits in corosync's thread;
+* a crash loses the memdb and the fsync in flight (the lost fsync window); a restart loads
+  the store from what was durable, and Totem from the persisted ring seq.
+
+The workload: every node writes (unique creations) while it may, at commit levels
+``local`` and ``all`` mixed per seed. A write is *acknowledged* when the core answers its
+writer (``WriteDone`` without errno).
+
+Checkers (``InvariantViolation`` at the first bad step, or after heal):
+
+* an inquorate partition accepts no write: a node accepts a write, and applies one, only
+  within a configuration that holds a majority of the votes;
+* each node's quorum decision equals the pure votequorum model fed the same membership
+  history;
+* after heal: the stores are identical (tree rows), each node's ``config.db`` holds what its
+  memdb holds, and no write acknowledged at level ``all`` is lost (every node has it).
+  Writes acknowledged at ``local`` that the heal overruled are counted (``lost_local``).
 """
 
 from __future__ import annotations
@@ -22,30 +32,63 @@ from dataclasses import dataclass
 from typing import Any
 
 from pvectl.cfs.memdb import Create, Entry, MemDB
-from pvectl.node.services import (
+from pvectl.nodecore.commit import StartFsync, WriteDone
+from pvectl.nodecore.core import Command as CoreCommand
+from pvectl.nodecore.core import NodeCore
+from pvectl.nodecore.services import (
+    SERVICE_ACK,
     Multicast,
-    NodeServices,
+    QuorumChanged,
+    ServiceLog,
     StoreError,
     StoreInstalled,
     WriteApplied,
 )
-from pvectl.quorum import votequorum as vq
+from pvectl.quorum.votequorum import (
+    NodeFlag,
+    NodeInfo,
+    QuorumOptions,
+    VotequorumState,
+    initial_state,
+    membership_changed,
+    nodeinfo_received,
+    sync_completed,
+)
 from pvectl.sim.checker import InvariantViolation
 from pvectl.sim.world import _ACTION, Options, SimNode, SimResult, Simulator
 from pvectl.totem.srp import AppSend, Command, ConfigChange, ConfigKind, Deliver
 
 _SEP = b"|"
 
+Row = tuple[int, int, int, int, int, int, str, bytes | None]
+
+
+def _rows(entries: list[Entry]) -> list[Row]:
+    return sorted(
+        (e.inode, e.parent, e.version, e.writer, e.mtime, e.type, e.name, e.data) for e in entries
+    )
+
 
 @dataclass(frozen=True)
 class StoreResult:
     totem: SimResult
     acknowledged: int
+    acknowledged_all: int
     store_writes: int
+    lost_local: int
     checksum: str
 
 
-class StoreSimulator(Simulator):
+@dataclass(frozen=True)
+class Acknowledged:
+    path: str
+    level: str
+    node: int
+
+
+class NodeSimulator(Simulator):
+    """``Simulator`` whose nodes are whole nodes (see the module docstring)."""
+
     def __init__(
         self,
         seed: int,
@@ -53,201 +96,274 @@ class StoreSimulator(Simulator):
         *,
         nodes: int | None = None,
         trace: bool = False,
+        trace_len: int = 60,
+        skip_faults: frozenset[int] = frozenset(),
     ) -> None:
-        super().__init__(seed, options, nodes=nodes, trace=trace)
-        self.store_rng = random.Random(f"store-{seed}")
-        self.disk_delay = {i: self.store_rng.choice([0.0005, 0.002, 0.01, 0.3]) for i in self.ids}
+        super().__init__(
+            seed, options, nodes=nodes, trace=trace, trace_len=trace_len, skip_faults=skip_faults
+        )
+        r = random.Random(f"store-{seed}")
+        # coupled: every commit stalls the node, once per delivered write, so its disk must
+        # keep up with the write rate; a slower one gets the node declared dead (the failure
+        # the lab demonstrates), which would only fail the liveness check here
+        self.coupled = r.random() < 0.3
+        delays = [0.0002, 0.0005, 0.001] if self.coupled else [0.0005, 0.002, 0.01, 0.3]
+        self.disk_delay = {i: r.choice(delays) for i in self.ids}
+        self.all_share = r.choice([0.0, 0.3, 0.7])  # writes at level "all"
+        # the share of workload messages that are store writes (the rest is plain Totem
+        # traffic): memdb applies dominate the run time, so most seeds write moderately
+        self.write_share = r.choice([0.05, 0.1, 0.3])
         self.disk: dict[int, dict[int, Entry]] = {i: {} for i in self.ids}
-        self.services: dict[int, NodeServices] = {}
-        self.pending: dict[tuple[int, int, int], str] = {}  # (node, incarnation, count)
-        self.disk_queue: dict[int, list[WriteApplied | StoreInstalled]] = {i: [] for i in self.ids}
-        self.disk_busy: dict[int, bool] = {}
-        self.acknowledged: list[str] = []
+        self.cores: dict[int, NodeCore] = {}
+        self.quorum_options = QuorumOptions.build([(i, 1) for i in self.ids])
+        self.pending: dict[tuple[int, int, int], tuple[str, str]] = {}
+        self.acknowledged: list[Acknowledged] = []
         self.store_writes = 0
-        options_q = vq.QuorumOptions.build([(i, 1) for i in self.ids])
-        self.quorum_options = options_q
+        # per node: the configuration its deliveries happen in, and the model's decision
+        self.config_members: dict[int, tuple[int, ...]] = {}
+        self.model: dict[int, VotequorumState] = {}
 
     # --- node lifecycle ----------------------------------------------------------------
 
     def _start_node(self, n: SimNode) -> None:
         memdb = MemDB()
         memdb.load(sorted(self.disk[n.node_id].values(), key=lambda e: e.inode))
-        state = vq.initial_state(self.quorum_options, n.node_id)
-        self.services[n.node_id] = NodeServices(n.node_id, state, memdb)
+        state = initial_state(self.quorum_options, n.node_id)
+        self.cores[n.node_id] = NodeCore(n.node_id, state, memdb, coupled=self.coupled)
+        self.model[n.node_id] = initial_state(self.quorum_options, n.node_id)
+        self.config_members[n.node_id] = ()
         super()._start_node(n)
 
     def _crash(self, n: SimNode, *, clean: bool) -> None:
         if n.alive:
-            self.services.pop(n.node_id, None)
-            self.disk_queue[n.node_id] = []
-            self.disk_busy[n.node_id] = False
+            self.cores.pop(n.node_id, None)  # the fsync in flight dies with it (incarnation)
         super()._crash(n, clean=clean)
 
     # --- traffic -----------------------------------------------------------------------
 
-    def _wrap(self, n: SimNode, payload: bytes) -> bytes:
-        tagged = b"%d.%d.%d" % (n.node_id, n.incarnation, n.sent) + _SEP + payload
-        n.sent += 1
-        return tagged
-
     def _multicast(self, n: SimNode, payload: bytes) -> None:
         if n.srp is not None:
-            self._execute(n, n.srp.handle(AppSend(self._wrap(n, payload)), self.now))
+            tagged = b"%d.%d.%d" % (n.node_id, n.incarnation, n.sent) + _SEP + payload
+            n.sent += 1
+            self._execute(n, n.srp.handle(AppSend(tagged), self.now))
 
     def _send_app(self, n: SimNode) -> None:
-        services = self.services.get(n.node_id)
+        core = self.cores.get(n.node_id)
+        r = self.work_rng
         if (
-            services is None
+            core is None
             or not n.alive
             or n.paused_until > self.now
-            or self.work_rng.random() < 0.5
+            or r.random() > self.write_share
         ):
             super()._send_app(n)
             return
+        level = "all" if r.random() < self.all_share else "local"
         path = f"f{n.node_id}.{n.incarnation}.{self.store_writes}"
         try:
-            count, outputs = services.write(Create(path), int(self.now), 0)
+            count, outputs = core.write(Create(path), level, int(self.now))
         except StoreError:
             super()._send_app(n)  # not quorate or syncing: pmxcfs would refuse too
             return
+        self._check_majority(n.node_id, core.services.members, f"accepted write {path}")
         self.store_writes += 1
-        self.pending[(n.node_id, n.incarnation, count)] = path
-        self._outputs(n, outputs)
+        self.pending[(n.node_id, n.incarnation, count)] = (path, level)
+        if self.trace_on:
+            self._log(f"n{n.node_id} write {path} as {n.node_id}:{count} level {level}")
+        self._core(n, core, outputs)
 
     def _execute(self, n: SimNode, cmds: list[Command]) -> None:
         super()._execute(n, cmds)
-        services = self.services.get(n.node_id)
-        if services is None or not n.alive:
+        core = self.cores.get(n.node_id)
+        if core is None or not n.alive:
             return
+        nid = n.node_id
         for command in cmds:
-            if self.services.get(n.node_id) is not services:
+            if self.cores.get(nid) is not core:
                 return  # crashed while handling this batch
-            if isinstance(command, Deliver):
+            if type(command) is Deliver:
                 _, _, payload = command.payload.partition(_SEP)
-                self._outputs(n, services.deliver(command.sender, payload, int(self.now), 0))
-            elif isinstance(command, ConfigChange) and command.kind is ConfigKind.REGULAR:
-                self._outputs(
-                    n,
-                    services.regular_configuration(
-                        command.members, command.ring_id, int(self.now * 1000), int(self.now)
-                    ),
-                )
-            elif isinstance(command, ConfigChange):
-                self._outputs(n, services.transitional_configuration(command.members))
+                if payload and payload[0] <= SERVICE_ACK:  # not plain Totem workload
+                    self._core(n, core, core.deliver(command.sender, payload, int(self.now)))
+            elif type(command) is ConfigChange:
+                self.config_members[nid] = command.members
+                if command.kind is ConfigKind.REGULAR:
+                    self._model_regular(nid, command)
+                    out = core.regular(command.members, command.ring_id, self.now, int(self.now))
+                    self._core(n, core, out)
+                    self._arm_lms(n, core)
+                else:
+                    self._core(n, core, core.transitional(command.members))
 
-    def _outputs(self, n: SimNode, outputs: list[Any]) -> None:
-        for output in outputs:
-            if isinstance(output, Multicast):
-                self._multicast(n, output.payload)
-            elif isinstance(output, WriteApplied | StoreInstalled):
-                # the disk is a log: commits complete in order, a group at a time
-                self.disk_queue[n.node_id].append(output)
-                self._flush(n)
+    def _core(self, n: SimNode, core: NodeCore, commands: list[CoreCommand]) -> None:
+        nid = n.node_id
+        for command in commands:
+            kind = type(command)
+            if kind is Multicast:
+                self._multicast(n, command.payload)  # type: ignore[union-attr]
+            elif kind is WriteApplied:
+                assert isinstance(command, WriteApplied)
+                if command.applied.result.ok:
+                    applied = command.applied
+                    self._check_majority(
+                        nid, self.config_members[nid], f"applied {applied.sender}:{applied.count}"
+                    )
+            elif kind is StartFsync:
+                assert isinstance(command, StartFsync)
+                done = self.now + self.disk_delay[nid]
+                if command.inline:  # coupled: the node does nothing else meanwhile
+                    n.paused_until = max(n.paused_until, done)
+                self._push(done, _ACTION, nid, n.incarnation, ("fsync", n.incarnation, command))
+            elif kind is WriteDone:
+                assert isinstance(command, WriteDone)
+                found = self.pending.pop((nid, n.incarnation, command.count), None)
+                if found is not None and not command.errno_code:
+                    self.acknowledged.append(Acknowledged(found[0], found[1], nid))
+                if found is not None and self.trace_on:
+                    self._log(f"n{nid} answer {found[0]}: errno {command.errno_code}")
+            elif kind is QuorumChanged:
+                assert isinstance(command, QuorumChanged)
+                self._check_model(nid, core, command)
+            elif kind is ServiceLog and self.trace_on:
+                self._log(f"n{nid} {command.text}")  # type: ignore[union-attr]
+            elif kind is StoreInstalled and self.trace_on:
+                self._log(f"n{nid} store installed from the sync leader")
+            if self.cores.get(nid) is not core:
+                return
 
-    def _flush(self, n: SimNode) -> None:
-        node = n.node_id
-        if self.disk_busy.get(node) or not self.disk_queue[node]:
-            return
-        batch, self.disk_queue[node] = self.disk_queue[node], []
-        self.disk_busy[node] = True
-        self._push(
-            self.now + self.disk_delay[node],
-            _ACTION,
-            node,
-            n.incarnation,
-            ("flush", n.incarnation, batch),
-        )
+    def _arm_lms(self, n: SimNode, core: NodeCore) -> None:
+        deadline = core.next_deadline()
+        if deadline is not None:
+            self._push(deadline, _ACTION, n.node_id, n.incarnation, ("lms", n.incarnation))
 
     def _action(self, node: int, action: tuple[Any, ...]) -> None:
-        if action[0] != "flush":
+        kind = action[0]
+        if kind != "fsync" and kind != "lms":
             super()._action(node, action)
             return
-        _, incarnation, batch = action
         n = self.nodes[node]
-        if not n.alive or incarnation != n.incarnation:
-            return  # the disk write died with its node
+        core = self.cores.get(node)
+        if core is None or not n.alive or action[1] != n.incarnation:
+            return  # the disk write (or timer) died with its node
+        if kind == "lms":
+            self._core(n, core, core.timer_fired(self.now))
+            self._arm_lms(n, core)
+            return
+        command: StartFsync = action[2]
         disk = self.disk[node]
-        for item in batch:
+        for item in command.batch:
             if isinstance(item, StoreInstalled):
                 self.disk[node] = disk = {e.inode: e for e in item.entries.entries}
                 continue
-            applied = item.applied
-            if applied.result.ok:
-                for inode in applied.result.deletes:
+            result = item.applied.result
+            if result.ok:
+                for inode in result.deletes:
                     disk.pop(inode, None)
-                for entry in applied.result.upserts:
+                for entry in result.upserts:
                     disk[entry.inode] = entry
-            if applied.sender == node:
-                path = self.pending.pop((node, n.incarnation, applied.count), None)
-                if path is not None and applied.result.ok:
-                    self.acknowledged.append(path)
-        self.disk_busy[node] = False
-        self._flush(n)
+        self._core(n, core, core.fsync_done())
+
+    # --- checkers on every step ------------------------------------------------------------
+
+    def _check_majority(self, node: int, members: tuple[int, ...], what: str) -> None:
+        """Every node has one vote and expects all: a majority of all nodes is quorum."""
+        if 2 * len(members) <= len(self.ids):
+            raise InvariantViolation(
+                f"node {node} {what} in configuration {list(members)}: "
+                f"{len(members)} of {len(self.ids)} votes is no quorum"
+            )
+
+    def _model_regular(self, node: int, change: ConfigChange) -> None:
+        """The pure votequorum model, fed this node's membership history."""
+        state = membership_changed(self.model[node], change.members, int(self.now * 1000))
+        expected = len(self.ids)
+        for member in change.members:
+            state = nodeinfo_received(state, NodeInfo(member, 1, expected, NodeFlag.NONE), member)
+        self.model[node] = sync_completed(state)
+
+    def _check_model(self, node: int, core: NodeCore, change: QuorumChanged) -> None:
+        model = self.model[node]
+        if change.ring_id != core.services.ring_id:
+            return
+        if change.quorate != model.quorate or core.services.quorum.quorate != model.quorate:
+            raise InvariantViolation(
+                f"node {node} decided quorate={change.quorate} in ring {change.ring_id} "
+                f"with members {list(change.members)}; the votequorum model says "
+                f"{model.quorate} (quorum {model.quorum}, total votes {model.total_votes})"
+            )
 
     # --- the run -----------------------------------------------------------------------
 
+    def _drained(self) -> bool:
+        """Also wait for the group commits: each one multicasts an acknowledgement."""
+        for core in self.cores.values():
+            if core.commit.inflight is not None or core.commit.queue:
+                return False
+        return super()._drained()
+
+    def _check_drained(self) -> None:
+        deadline = self.now + self.drain_bound()
+        while not self._drained() and self.now < deadline:
+            self._run_until(self.now + 0.05)
+        self._run_until(self.now + 2 * self.timeouts.token_retransmit)
+        super()._check_drained()
+
     def run_store(self) -> StoreResult:
-        totem = self.run()
-        # let the last disk commits and a sync round finish
-        self._run_until(self.now + max(self.disk_delay.values()) + 1.0)
-        checksums = {}
-        for i in self.ids:
-            services = self.services.get(i)
-            if services is None:
-                raise InvariantViolation(f"seed {self.seed}: node {i} has no store after heal")
-            if not services.store.synced:
-                raise InvariantViolation(
-                    f"seed {self.seed}: node {i}'s store is not synced "
-                    f"(mode {services.store.mode.name})"
-                )
-            checksums[i] = services.memdb.checksum()
-        if len(set(checksums.values())) != 1:
-            raise InvariantViolation(f"seed {self.seed}: stores diverged: {checksums}")
-        for i in self.ids:
-            memdb = self.services[i].memdb
-            for path in self.acknowledged:
-                if memdb.lookup(path) is None:
-                    raise InvariantViolation(
-                        f"seed {self.seed}: acknowledged write {path} lost on node {i}"
-                    )
-        return StoreResult(
-            totem, len(self.acknowledged), self.store_writes, next(iter(checksums.values()))
-        )
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m pvectl.sim.store --seeds 100 [--seed-start S] [--nodes N] | --seed N``."""
-    import argparse
-    import time
-
-    parser = argparse.ArgumentParser(prog="python -m pvectl.sim.store")
-    parser.add_argument("--seeds", type=int, default=100)
-    parser.add_argument("--seed-start", type=int, default=1)
-    parser.add_argument("--seed", type=int, help="replay one seed with its trace")
-    parser.add_argument("--nodes", type=int)
-    args = parser.parse_args(argv)
-    seeds = (
-        [args.seed]
-        if args.seed is not None
-        else list(range(args.seed_start, args.seed_start + args.seeds))
-    )
-    started = time.monotonic()
-    acknowledged = 0
-    for seed in seeds:
         try:
-            result = StoreSimulator(seed, nodes=args.nodes, trace=args.seed is not None).run_store()
+            totem = self.run()
+            # let the last group commits, acknowledgements and a sync round finish
+            self._run_until(self.now + max(self.disk_delay.values()) * 3 + 1.0)
+            return self._check_healed(totem)
         except InvariantViolation as exc:
-            print(f"VIOLATION {exc}")
-            print(f"replay: python -m pvectl.sim.store --seed {seed}")
-            return 1
-        acknowledged += result.acknowledged
-    elapsed = time.monotonic() - started
-    print(
-        f"{len(seeds)} seeds ok, {acknowledged} acknowledged writes checked, "
-        f"{len(seeds) / elapsed * 60:.0f} seeds/minute"
-    )
-    return 0
+            if not exc.args[0].startswith(f"seed {self.seed}:"):
+                exc.args = (
+                    f"seed {self.seed}: {exc.args[0]}\noptions: {self.opt}\n"
+                    f"last events (t in seconds):\n" + "\n".join(self.trace),
+                )
+            raise
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    def _check_healed(self, totem: SimResult) -> StoreResult:
+        reference: list[Row] | None = None
+        for i in self.ids:
+            core = self.cores.get(i)
+            if core is None:
+                raise InvariantViolation(f"node {i} has no store after heal")
+            if not core.services.store.synced:
+                raise InvariantViolation(
+                    f"node {i}'s store is not synced (mode {core.services.store.mode.name})"
+                )
+            rows = _rows(core.memdb.entries())
+            if reference is None:
+                reference = rows
+            elif rows != reference:
+                diff = sorted(set(rows) ^ set(reference))[:3]
+                raise InvariantViolation(
+                    f"stores differ after heal: node {i} vs node {self.ids[0]}: {diff}"
+                )
+            restarted = MemDB()  # what a restart from this config.db would load
+            restarted.load(sorted(self.disk[i].values(), key=lambda e: e.inode))
+            on_disk = _rows(restarted.entries())
+            if on_disk != rows:
+                diff = sorted(set(rows) ^ set(on_disk))[:3]
+                raise InvariantViolation(f"node {i}'s config.db differs from its memdb: {diff}")
+        lost = 0
+        for ack in self.acknowledged:
+            missing = [i for i in self.ids if self.cores[i].memdb.lookup(ack.path) is None]
+            if missing and ack.level == "all":
+                raise InvariantViolation(
+                    f"acknowledged write {ack.path} (level all, on node {ack.node}) "
+                    f"lost on nodes {missing}"
+                )
+            # level local promises this node's disk only: a writer cut off right after its
+            # own agreed delivery (the others never got the write) is overruled by the
+            # sync after heal; counted, not a violation (see docs/simulator.md)
+            lost += bool(missing)
+        first = self.cores[self.ids[0]].memdb
+        return StoreResult(
+            totem,
+            len(self.acknowledged),
+            sum(a.level == "all" for a in self.acknowledged),
+            self.store_writes,
+            lost,
+            first.checksum(),
+        )

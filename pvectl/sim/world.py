@@ -76,6 +76,8 @@ class SharedDecodeCodec(Codec):
         return found
 
 
+_FAULT_KINDS = frozenset({"partition", "heal", "crash", "restart", "pause"})
+
 # heap event kinds
 _PKT = 0
 _TIMER = 1
@@ -154,8 +156,12 @@ class Simulator:
         nodes: int | None = None,
         trace: bool = False,
         trace_len: int = 60,
+        skip_faults: frozenset[int] = frozenset(),
     ) -> None:
         self.seed = seed
+        # fault ids (numbered in schedule order) that do not happen: for --shrink
+        self.skip_faults = skip_faults
+        self.faults: list[str] = []  # fault id -> what it is, for --shrink's report
         self.opt = options or Options.draw(seed, nodes)
         self.net_rng = random.Random(f"net-{seed}")
         self.fault_rng = random.Random(f"fault-{seed}")
@@ -336,35 +342,46 @@ class Simulator:
 
     # ---- faults ------------------------------------------------------------------------
 
+    def _fault(self, what: str) -> int:
+        self.faults.append(what)
+        return len(self.faults) - 1
+
     def _schedule_faults(self) -> None:
+        """Every fault carries its id last in its action tuple (``--shrink`` drops ids)."""
         r = self.fault_rng
         o = self.opt
         t_end = o.safety_s
         if o.partitions:
             t = r.uniform(0.3, 1.5)
             while t < t_end:
-                self._push(t, _ACTION, 0, 0, ("partition",))
+                start = t
                 t += r.uniform(0.5, 2.5)
-                self._push(min(t, t_end), _ACTION, 0, 0, ("heal",))
+                fid = self._fault(f"partition {start:.3f}-{min(t, t_end):.3f}s")
+                self._push(start, _ACTION, 0, 0, ("partition", fid))
+                self._push(min(t, t_end), _ACTION, 0, 0, ("heal", fid))
                 t += r.uniform(0.3, 2.0)
         if o.crashes or o.leaves:
             t = r.uniform(0.5, 2.0)
             while t < t_end:
                 victim = r.choice(self.ids)
                 clean = o.leaves and (not o.crashes or r.random() < 0.5)
-                self._push(t, _ACTION, victim, 0, ("crash", clean))
                 down = r.uniform(0.05, 2.0)
-                self._push(min(t + down, t_end), _ACTION, victim, 0, ("restart",))
+                what = "leave" if clean else "crash"
+                fid = self._fault(f"{what} n{victim} {t:.3f}-{min(t + down, t_end):.3f}s")
+                self._push(t, _ACTION, victim, 0, ("crash", clean, fid))
+                self._push(min(t + down, t_end), _ACTION, victim, 0, ("restart", fid))
                 t += r.uniform(0.5, 3.0)
         if o.pauses:
             t = r.uniform(0.5, 2.0)
             while t < t_end:
                 victim = r.choice(self.ids)
                 length = r.uniform(0.5, 2.0) * self.timeouts.token
-                self._push(t, _ACTION, victim, 0, ("pause", length))
+                fid = self._fault(f"pause n{victim} {t:.3f}s for {length:.3f}s")
+                self._push(t, _ACTION, victim, 0, ("pause", length, fid))
                 t += r.uniform(1.0, 3.0)
 
-    def _partition(self) -> None:
+    def _partition(self, apply: bool = True) -> None:
+        """``apply`` False: draw the cut all the same (later partitions stay as drawn)."""
         r = self.fault_rng
         ids = self.ids
         mode = r.choice(["split", "isolate", "asymmetric"])
@@ -389,10 +406,17 @@ class Simulator:
                 for y in ids:
                     if x != y and r.random() < 0.3:
                         self.blocked.add((x, y))
+        if not apply:
+            self.blocked = set()
+            return
         self._log(f"partition {mode}: {sorted(self.blocked)}")
 
     def _action(self, node: int, action: tuple[Any, ...]) -> None:
         kind = action[0]
+        if self.skip_faults and kind in _FAULT_KINDS and action[-1] in self.skip_faults:
+            if kind == "partition":
+                self._partition(apply=False)
+            return
         if kind == "partition":
             self._partition()
         elif kind == "heal":

@@ -9,7 +9,7 @@ import struct
 
 from pvectl.cfs import dfsm, messages
 from pvectl.cfs.memdb import Create, Delete, Entry, MemDB, Mkdir, Rename, SetMtime, Write
-from pvectl.node import services as svc
+from pvectl.nodecore import services as svc
 from pvectl.quorum import votequorum as vq
 from pvectl.results import RingId
 from tests.fuzz.harness import FuzzTarget

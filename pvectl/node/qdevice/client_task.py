@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from pvectl.node.config import NodeConfig, QdeviceNetConfig
-from pvectl.node.services import NodeServices
+from pvectl.nodecore.core import NodeCore
+from pvectl.nodecore.services import NodeServices, ServiceLog
 from pvectl.quorum import votequorum as vq
 from pvectl.quorum.qdevice.client import (
     ClientAction,
@@ -65,9 +66,12 @@ class Node(Protocol):
     """What the task needs from the node runtime."""
 
     services: NodeServices
+    core: NodeCore
     log: logging.Logger
 
     def _services(self, outputs: list[Any]) -> None: ...
+
+    def _core(self, commands: list[Any]) -> None: ...
 
 
 class _Dropped(Exception):
@@ -119,7 +123,6 @@ class QdeviceTask:
         self.connects = 0
         self.last_error = ""
         self.ring_known = asyncio.Event()  # connect once votequorum has a membership
-        self.holding: asyncio.TimerHandle | None = None  # our NODEINFO waits for qnetd
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -165,36 +168,17 @@ class QdeviceTask:
             )
         )
 
-    def hold_nodeinfo(self, outputs: list[Any]) -> list[Any]:
-        """Keep back this node's NODEINFO of a new ring until qnetd answers for it."""
-        if self.holding is not None:
-            self.holding.cancel()
-            self.holding = None
+    def hold_seconds(self) -> float | None:
+        """How long the core holds this node's NODEINFO of a new ring for qnetd's answer
+        (None: not connected, nothing to wait for)."""
         if self.client.state is not ClientState.CONNECTED:
-            return outputs
-        kept = [o for o in outputs if not NodeServices.is_nodeinfo(o)]
-        if len(kept) == len(outputs):
-            return outputs
-        loop = asyncio.get_running_loop()
-        self.holding = loop.call_later(
-            self.device.sync_timeout_ms / 1000, self._release, "sync_timeout expired"
-        )
-        return kept
+            return None
+        return self.device.sync_timeout_ms / 1000
 
     def _release(self, why: str) -> None:
-        if self.holding is None:
-            return
-        self.holding.cancel()
-        self.holding = None
-        wanted = self.client.casting_vote
-        services = self.node.services
-        services.quorum = vq.set_qdevice(
-            services.quorum, registered=True, alive=True, cast_vote=wanted
-        )
-        if wanted != self.casting:
-            self._log(f"cast vote {'ACK' if wanted else 'NACK'} ({why})")
-        self.casting = wanted
-        self.node._services([services.local_nodeinfo()])
+        core = self.node.core
+        core.qdevice_wants = self.client.casting_vote
+        self._apply(core.qdevice_release(why))
 
     def quorum_changed(self, quorate: bool, members: tuple[int, ...]) -> None:
         if self.quorum_sent == (quorate, members):
@@ -314,18 +298,22 @@ class QdeviceTask:
             self.writer = None
 
     def _sync_vote(self) -> None:
-        if self.holding is not None:
-            if self.client.answered_current_ring:
-                self._release("qnetd answered for the new ring")
-            return
-        wanted = self.client.casting_vote
-        if wanted == self.casting:
-            return
-        self.casting = wanted
-        self._log(f"cast vote {'ACK' if wanted else 'NACK'}")
-        self.node._services(
-            self.node.services.set_qdevice(registered=True, alive=True, cast_vote=wanted)
+        core = self.node.core
+        self._apply(
+            core.qdevice_poll(self.client.casting_vote, answered=self.client.answered_current_ring)
         )
+
+    def _apply(self, commands: list[Any]) -> None:
+        """Run the core's commands; its vote decisions are logged here as [QDEVICE]."""
+        rest = []
+        for command in commands:
+            if isinstance(command, ServiceLog) and command.text.startswith("qdevice: "):
+                self._log(command.text.removeprefix("qdevice: "))
+            else:
+                rest.append(command)
+        self.node._core(rest)
+        flags = self.node.services.quorum.us.flags
+        self.casting = bool(flags & vq.NodeFlag.QDEVICE_CAST_VOTE)
 
     def _log(self, text: str, level: int = logging.INFO) -> None:
         self.node.log.log(level, "[QDEVICE] %s", text)

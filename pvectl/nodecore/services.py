@@ -1,8 +1,9 @@
 """The services an embedded node runs on the agreed stream: votequorum and the config store.
 
 Pure: it takes Totem's ``ConfigChange``/``Deliver`` and a ``now``, and returns what to
-multicast and what happened. The runtime (``pvectl.node.runtime``) does the I/O, the
-simulator can drive the same code. Each Totem payload starts with a service byte:
+multicast and what happened. The node core (``pvectl.nodecore.core``) adds the commit
+pipeline; the runtime and the simulator both drive that core. Each Totem payload
+starts with a service byte:
 
 * ``1`` votequorum: NODEINFO (``ring seq u64, node u32, votes u32, expected u32,
   flags u32``), sent by every member after each regular configuration, and
@@ -24,7 +25,7 @@ from pvectl.cfs import dfsm, messages
 from pvectl.cfs.memdb import MAX_FILE_SIZE, ApplyResult, MemDB, Operation, Write
 from pvectl.errors import CommandRefused
 from pvectl.quorum import votequorum as vq
-from pvectl.results import RingId
+from pvectl.totem.ring_id import RingId
 
 SERVICE_VOTEQUORUM = 1
 SERVICE_CFS = 2
@@ -80,6 +81,12 @@ class ServiceLog:
 
 
 Output = Multicast | QuorumChanged | WriteApplied | StoreInstalled | Acked | ServiceLog
+
+
+def ack_message(upto: dict[int, int]) -> Multicast:
+    """ "I have made ``writer``'s writes durable up to ``upto``", for commit level ``all``."""
+    items = b"".join(_ACK_ITEM.pack(writer, upto[writer]) for writer in sorted(upto))
+    return Multicast(_ACK_HEAD.pack(SERVICE_ACK, len(upto)) + items)
 
 
 class StoreError(CommandRefused):
@@ -235,8 +242,7 @@ class NodeServices:
         return count, [Multicast(_CFS_HEAD.pack(SERVICE_CFS, send_ns) + raw)]
 
     def ack(self, upto: dict[int, int]) -> Multicast:
-        items = b"".join(_ACK_ITEM.pack(writer, upto[writer]) for writer in sorted(upto))
-        return Multicast(_ACK_HEAD.pack(SERVICE_ACK, len(upto)) + items)
+        return ack_message(upto)
 
     def set_qdevice(self, *, registered: bool, alive: bool, cast_vote: bool) -> list[Output]:
         """The local qdevice client's poll: new flags on our record, then our NODEINFO again

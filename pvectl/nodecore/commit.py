@@ -1,0 +1,138 @@
+"""The config store's commit pipeline: when an applied write is durable, and when its writer
+may be answered.
+
+Every write a node applies (and every state a DFSM sync installs) goes through one ordered
+queue into ``config.db``. The pipeline decides, the driver does the disk work:
+
+* ``StartFsync(batch)``: make this batch durable, in order, as one transaction. At most
+  one is in flight; what arrives meanwhile waits and goes as the next group commit.
+  ``inline`` (coupled mode) means the driver does it before handling anything else, as
+  pmxcfs does in corosync's thread; otherwise it runs beside the protocol.
+* ``fsync_done()``: the batch is on disk. The pipeline multicasts an acknowledgement
+  ("durable here up to count c of writer w") and answers local writers.
+
+A write at level ``local`` is answered once it is durable on its own node; at ``all``, once
+every member of the ring it was delivered in acknowledged it (EIO when one left first).
+Answers carry the errno a write got at its delivery position (EAGAIN when refused there).
+"""
+
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass, field
+
+from pvectl.nodecore.services import Multicast, StoreInstalled, WriteApplied, ack_message
+
+COMMIT_LEVELS = ("local", "all")
+
+Durable = WriteApplied | StoreInstalled
+
+
+@dataclass(frozen=True)
+class StartFsync:
+    """Write ``batch`` to the store's disk, in order, as one group commit."""
+
+    batch: tuple[Durable, ...]
+    inline: bool  # coupled: done before the next event; decoupled: beside the protocol
+
+
+@dataclass(frozen=True)
+class WriteDone:
+    """Answer the local writer of ``count``: ``errno_code`` 0 is success."""
+
+    count: int
+    level: str
+    errno_code: int
+
+
+Command = StartFsync | WriteDone | Multicast
+
+
+@dataclass
+class _Pending:
+    level: str
+    durable: bool = False
+    errno_code: int = 0
+    members: tuple[int, ...] | None = None  # the ring it was delivered in (level all)
+
+
+@dataclass
+class CommitPipeline:
+    node_id: int
+    coupled: bool = False
+    queue: list[Durable] = field(default_factory=list)
+    inflight: tuple[Durable, ...] | None = None
+    writes: dict[int, _Pending] = field(default_factory=dict)  # own writes by count
+    durable_upto: dict[int, int] = field(default_factory=dict)  # writer -> count, here
+    acked: dict[int, dict[int, int]] = field(default_factory=dict)  # node -> writer -> upto
+
+    def submitted(self, count: int, level: str) -> None:
+        """An own write was multicast; it will be answered once committed at ``level``."""
+        if level not in COMMIT_LEVELS:
+            raise ValueError(f"commit level must be local or all, not {level!r}")
+        self.writes[count] = _Pending(level)
+
+    def applied(self, item: Durable, members: tuple[int, ...] = ()) -> list[Command]:
+        """A write reached its delivery position in the ring of ``members`` (or a sync
+        installed a state)."""
+        if isinstance(item, WriteApplied):
+            applied = item.applied
+            pending = self.writes.get(applied.count) if applied.sender == self.node_id else None
+            if pending is not None:
+                pending.members = members
+            if pending is not None and not applied.result.ok:
+                pending.errno_code = applied.result.errno_code
+        self.queue.append(item)
+        return self._start()
+
+    def fsync_done(self, members: tuple[int, ...]) -> list[Command]:
+        """The batch in flight is durable: acknowledge it, answer writers, start the next."""
+        batch, self.inflight = self.inflight or (), None
+        upto: dict[int, int] = {}
+        for item in batch:
+            if isinstance(item, StoreInstalled):
+                continue
+            applied = item.applied
+            upto[applied.sender] = max(upto.get(applied.sender, 0), applied.count)
+            self.durable_upto[applied.sender] = max(
+                self.durable_upto.get(applied.sender, 0), applied.count
+            )
+            if applied.sender == self.node_id and applied.count in self.writes:
+                self.writes[applied.count].durable = True
+        out: list[Command] = [ack_message(upto)] if upto else []
+        out += self.answer(members)
+        return out + self._start()
+
+    def acked_by(
+        self, node: int, writer: int, upto: int, members: tuple[int, ...]
+    ) -> list[Command]:
+        known = self.acked.setdefault(node, {})
+        known[writer] = max(upto, known.get(writer, 0))
+        return self.answer(members) if writer == self.node_id else []
+
+    def answer(self, members: tuple[int, ...]) -> list[Command]:
+        """Writers whose level is reached (called again when the ring changes)."""
+        out: list[Command] = []
+        present = set(members)
+        for count, pending in list(self.writes.items()):
+            if not pending.durable:
+                continue
+            needed = pending.members if pending.members is not None else members
+            missing = [m for m in needed if self.acked.get(m, {}).get(self.node_id, 0) < count]
+            if pending.level == "all" and missing:
+                if all(m in present for m in missing):
+                    continue  # still waiting for members of this ring
+                # a member of the delivery ring left before acknowledging: the write may
+                # be overruled when the partition heals, so it is not acknowledged
+                del self.writes[count]
+                out.append(WriteDone(count, pending.level, pending.errno_code or errno.EIO))
+                continue
+            del self.writes[count]
+            out.append(WriteDone(count, pending.level, pending.errno_code))
+        return out
+
+    def _start(self) -> list[Command]:
+        if self.inflight is not None or not self.queue:
+            return []
+        self.inflight, self.queue = tuple(self.queue), []
+        return [StartFsync(self.inflight, self.coupled)]

@@ -1,0 +1,132 @@
+"""The pure node core: two cores joined by hand (what Totem would deliver, in agreed order),
+so each decision of the commit pipeline and the QDevice hold is visible step by step."""
+
+from __future__ import annotations
+
+import errno
+
+from pvectl.cfs.memdb import Create, MemDB
+from pvectl.nodecore.commit import StartFsync, WriteDone
+from pvectl.nodecore.core import Command, NodeCore
+from pvectl.nodecore.services import Multicast, NodeServices
+from pvectl.quorum import votequorum as vq
+from pvectl.totem.ring_id import RingId
+
+RING = RingId(1, 4)
+
+
+def cores(n: int = 2, *, coupled: bool = False) -> dict[int, NodeCore]:
+    options = vq.QuorumOptions.build([(i, 1) for i in range(1, n + 1)])
+    return {
+        i: NodeCore(i, vq.initial_state(options, i), MemDB(), coupled=coupled)
+        for i in range(1, n + 1)
+    }
+
+
+class Ring:
+    """Agreed order by hand: every multicast goes to every core, in send order."""
+
+    def __init__(self, nodes: dict[int, NodeCore]) -> None:
+        self.nodes = nodes
+        self.fsyncs: dict[int, list[StartFsync]] = {i: [] for i in nodes}
+        self.answers: dict[int, list[WriteDone]] = {i: [] for i in nodes}
+        self.queue: list[tuple[int, bytes]] = []
+
+    def run(self, node: int, commands: list[Command]) -> None:
+        for command in commands:
+            if isinstance(command, Multicast):
+                self.queue.append((node, command.payload))
+            elif isinstance(command, StartFsync):
+                self.fsyncs[node].append(command)
+            elif isinstance(command, WriteDone):
+                self.answers[node].append(command)
+
+    def deliver_all(self) -> None:
+        while self.queue:
+            sender, payload = self.queue.pop(0)
+            for i, core in self.nodes.items():
+                self.run(i, core.deliver(sender, payload, 0))
+
+    def form(self, members: tuple[int, ...], ring: RingId = RING) -> None:
+        for i in members:
+            self.run(i, self.nodes[i].regular(members, ring, 0.0, 0))
+        self.deliver_all()
+
+    def fsync_done(self, node: int) -> None:
+        self.fsyncs[node].pop(0)
+        self.run(node, self.nodes[node].fsync_done())
+        self.deliver_all()
+
+
+def test_local_write_is_answered_once_its_group_commit_is_durable() -> None:
+    ring = Ring(cores())
+    ring.form((1, 2))
+    count, out = ring.nodes[1].write(Create("a"), "local", 0)
+    ring.run(1, out)
+    ring.deliver_all()
+    assert ring.answers[1] == []  # applied, not durable yet
+    (batch,) = ring.fsyncs[1]
+    assert [item.applied.count for item in batch.batch] == [count]  # type: ignore[union-attr]
+    ring.fsync_done(1)
+    assert ring.answers[1] == [WriteDone(count, "local", 0)]
+
+
+def test_all_write_waits_for_every_member_then_group_commits_queue_behind() -> None:
+    ring = Ring(cores())
+    ring.form((1, 2))
+    first, out = ring.nodes[1].write(Create("a"), "all", 0)
+    ring.run(1, out)
+    ring.deliver_all()
+    second, out = ring.nodes[1].write(Create("b"), "all", 0)
+    ring.run(1, out)
+    ring.deliver_all()
+    assert len(ring.fsyncs[1]) == 1  # one group commit in flight, the second write waits
+    ring.fsync_done(1)
+    assert ring.answers[1] == []  # node 2 has not acknowledged yet
+    assert len(ring.fsyncs[1]) == 1  # the next group commit started at once
+    ring.fsync_done(2)
+    assert ring.answers[1] == [WriteDone(first, "all", 0)]
+    ring.fsync_done(1)
+    ring.fsync_done(2)
+    assert ring.answers[1][-1] == WriteDone(second, "all", 0)
+
+
+def test_all_write_fails_with_eio_when_a_member_leaves_before_acknowledging() -> None:
+    ring = Ring(cores(3))
+    ring.form((1, 2, 3))
+    count, out = ring.nodes[1].write(Create("a"), "all", 0)
+    ring.run(1, out)
+    ring.deliver_all()
+    ring.fsync_done(1)
+    ring.fsync_done(2)
+    assert ring.answers[1] == []  # node 3 still owes its acknowledgement
+    for i in (1, 2):
+        ring.run(i, ring.nodes[i].transitional((1, 2)))
+    ring.form((1, 2), RingId(1, 8))
+    assert ring.answers[1] == [WriteDone(count, "all", errno.EIO)]
+
+
+def test_coupled_mode_asks_for_the_fsync_inline() -> None:
+    ring = Ring(cores(coupled=True))
+    ring.form((1, 2))
+    _, out = ring.nodes[1].write(Create("a"), "local", 0)
+    ring.run(1, out)
+    ring.deliver_all()
+    assert [f.inline for f in ring.fsyncs[1]] == [True]
+
+
+def test_qdevice_vote_is_held_until_qnetd_answers_or_the_sync_timeout() -> None:
+    core = cores()[1]
+    out = core.regular((1, 2), RING, 10.0, 0, hold_nodeinfo_s=2.0)
+    assert not any(NodeServices.is_nodeinfo(c) for c in out)
+    assert core.next_deadline() == 12.0
+    assert core.qdevice_poll(True, answered=False) == []  # qnetd not yet for this ring
+    assert core.timer_fired(11.0) == []
+    released = core.qdevice_poll(True, answered=True)
+    assert any(NodeServices.is_nodeinfo(c) for c in released)
+    assert core.services.quorum.us.flags & vq.NodeFlag.QDEVICE_CAST_VOTE
+    assert core.next_deadline() is None
+    # a ring where qnetd never answers: the timeout sends the NODEINFO anyway
+    core.regular((1, 2), RingId(1, 8), 20.0, 0, hold_nodeinfo_s=2.0)
+    assert core.timer_fired(21.9) == []
+    assert any(NodeServices.is_nodeinfo(c) for c in core.timer_fired(22.0))
