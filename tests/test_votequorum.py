@@ -44,7 +44,7 @@ def view(model: cluster.ClusterModel, node_id: int) -> tuple[int, int, int, bool
     [(3, 2, True), (3, 1, False), (4, 2, False), (4, 3, True), (5, 3, True), (5, 2, False)],
 )
 def test_majority_as_in_the_seed_article(nodes: int, alive: int, quorate: bool) -> None:
-    model = cluster.reform(cluster.start(uniform(nodes)), [range(1, alive + 1)], 1000)
+    model = cluster.reform(cluster.start(uniform(nodes)), [range(1, alive + 1)], 1.0)
     assert view(model, 1)[3] is quorate
     assert model.state_of(1).quorum == nodes // 2 + 1
 
@@ -59,12 +59,12 @@ def test_flags_line_order_and_content() -> None:
 
 def test_lms_window_shrinks_8_to_5_into_expected_5_quorum_3() -> None:
     options = uniform(8, last_man_standing=True, last_man_standing_window_ms=10_000)
-    model = cluster.reform(cluster.start(options), [[1, 2, 3, 4, 5]], now_ms=1_000)
+    model = cluster.reform(cluster.start(options), [[1, 2, 3, 4, 5]], now=1.0)
     assert view(model, 1) == (8, 5, 5, True)
-    assert next_deadline(model.state_of(1)) == 11_000
-    model = cluster.advance(model, 10_999)  # not yet
+    assert next_deadline(model.state_of(1)) == 11.0
+    model = cluster.advance(model, 10.999)  # not yet
     assert view(model, 1) == (8, 5, 5, True)
-    model = cluster.advance(model, 11_000)
+    model = cluster.advance(model, 11.0)
     assert view(model, 1) == (5, 3, 5, True)
     assert next_deadline(model.state_of(1)) is None
 
@@ -72,17 +72,17 @@ def test_lms_window_shrinks_8_to_5_into_expected_5_quorum_3() -> None:
 def test_lms_lets_failures_one_at_a_time_go_below_half() -> None:
     options = uniform(5, last_man_standing=True)
     model = cluster.start(options)
-    for now, alive in ((1_000, [1, 2, 3, 4]), (20_000, [1, 2, 3]), (40_000, [1, 2])):
-        model = cluster.advance(cluster.reform(model, [alive], now), now + 15_000)
+    for now, alive in ((1.0, [1, 2, 3, 4]), (20.0, [1, 2, 3]), (40.0, [1, 2])):
+        model = cluster.advance(cluster.reform(model, [alive], now), now + 15.0)
     assert view(model, 1) == (2, 2, 2, True)
     # the same two survivors without the window in between: no quorum
-    abrupt = cluster.reform(cluster.start(options), [[1, 2]], 1_000)
+    abrupt = cluster.reform(cluster.start(options), [[1, 2]], 1.0)
     assert view(abrupt, 1)[3] is False
 
 
 def test_lms_not_applied_when_quorum_already_lost() -> None:
-    model = cluster.reform(cluster.start(uniform(4, last_man_standing=True)), [[1, 2]], 1_000)
-    model = cluster.advance(model, 60_000)
+    model = cluster.reform(cluster.start(uniform(4, last_man_standing=True)), [[1, 2]], 1.0)
+    model = cluster.advance(model, 60.0)
     assert view(model, 1) == (4, 3, 2, False)
 
 
@@ -97,25 +97,27 @@ def test_lms_disabled_by_a_node_with_more_than_one_vote() -> None:
 
 
 def test_atb_half_split_goes_to_the_lowest_node() -> None:
-    model = cluster.reform(cluster.start(uniform(4, auto_tie_breaker=True)), [[1, 2], [3, 4]], 1)
+    model = cluster.reform(
+        cluster.start(uniform(4, auto_tie_breaker=True)), [[1, 2], [3, 4]], 0.001
+    )
     assert view(model, 1) == (4, 3, 2, True)
     assert view(model, 3) == (4, 3, 2, False)
 
 
 def test_atb_highest_and_list() -> None:
     highest = uniform(4, auto_tie_breaker=True, auto_tie_breaker_node="highest")
-    model = cluster.reform(cluster.start(highest), [[1, 2], [3, 4]], 1)
+    model = cluster.reform(cluster.start(highest), [[1, 2], [3, 4]], 0.001)
     assert (view(model, 1)[3], view(model, 4)[3]) == (False, True)
     listed = uniform(4, auto_tie_breaker=True, auto_tie_breaker_node="3 1")
     assert listed.auto_tie_breaker is TieBreaker.LIST
-    model = cluster.reform(cluster.start(listed), [[1, 2], [3, 4]], 1)
+    model = cluster.reform(cluster.start(listed), [[1, 2], [3, 4]], 0.001)
     assert (view(model, 1)[3], view(model, 3)[3]) == (False, True)
 
 
 def test_atb_list_refuses_when_an_earlier_listed_node_may_be_on_the_other_side() -> None:
     listed = uniform(4, auto_tie_breaker=True, auto_tie_breaker_node="3 1")
     # node 3 is on neither side (down), node 1's side would win if 3 was not in the last ring
-    model = cluster.reform(cluster.start(listed), [[1, 2], [4]], 1)
+    model = cluster.reform(cluster.start(listed), [[1, 2], [4]], 0.001)
     assert view(model, 1)[3] is False
 
 
@@ -142,7 +144,7 @@ def test_atb_disables_two_node() -> None:
 def test_two_node_quorum_is_1_and_the_survivor_stays_quorate() -> None:
     model = cluster.start(uniform(2, two_node=True))
     assert view(model, 1) == (2, 1, 2, True)
-    model = cluster.reform(model, [[1]], 1_000)
+    model = cluster.reform(model, [[1]], 1.0)
     assert view(model, 1) == (2, 1, 1, True)
 
 
@@ -151,7 +153,7 @@ def test_two_node_implies_wait_for_all_a_lone_boot_waits() -> None:
     assert options.wait_for_all
     alone = cluster.start(options, [1])
     assert view(alone, 1) == (2, 1, 1, False)
-    joined = cluster.reform(alone, [[1, 2]], 5_000)
+    joined = cluster.reform(alone, [[1, 2]], 5.0)
     assert view(joined, 1)[3] is True
 
 
@@ -169,9 +171,9 @@ def test_wait_for_all_blocks_a_majority_at_boot_until_cancelled() -> None:
 
 def test_wait_for_all_is_cleared_by_joining_a_quorate_cluster() -> None:
     options = uniform(3, wait_for_all=True)
-    model = cluster.reform(cluster.start(options), [[1, 2]], 1_000)
+    model = cluster.reform(cluster.start(options), [[1, 2]], 1.0)
     assert view(model, 1)[3] is True  # WFA only matters before the first quorum
-    joined = cluster.reform(model, [[1, 2, 3]], 2_000)  # node 3 boots fresh, WFA armed
+    joined = cluster.reform(model, [[1, 2, 3]], 2.0)  # node 3 boots fresh, WFA armed
     assert view(joined, 3)[3] is True
 
 
@@ -182,16 +184,16 @@ def test_qdevice_default_votes_are_n_minus_1() -> None:
     options = uniform(5, qdevice_model="net", qdevice_algorithm="lms")
     assert options.qdevice_votes == 4
     assert options.configured_expected_votes == 9
-    model = cluster.reform(cluster.start(options), [[1]], 1_000)
+    model = cluster.reform(cluster.start(options), [[1]], 1.0)
     assert view(model, 1) == (9, 5, 5, True)  # the last node standing with qnetd's 4 votes
 
 
 def test_qdevice_vote_counts_only_where_the_local_daemon_casts_it() -> None:
     options = uniform(2, qdevice_model="net", qdevice_votes=1)
-    model = cluster.reform(cluster.start(options), [[1], [2]], 1_000)  # qnetd picks node 1
+    model = cluster.reform(cluster.start(options), [[1], [2]], 1.0)  # qnetd picks node 1
     assert view(model, 1) == (3, 2, 2, True)
     assert view(model, 2) == (3, 2, 1, False)
-    cut = cluster.reform(model, [[1, 2]], 2_000, qnetd_up=False)
+    cut = cluster.reform(model, [[1, 2]], 2.0, qnetd_up=False)
     assert view(cut, 1) == (3, 2, 2, True) and "Qdevice" in cut.state_of(1).flags
 
 
@@ -306,23 +308,23 @@ def test_setexpected_refused_when_a_quorate_partition_would_lose_quorum() -> Non
 
 
 def test_expected_1_recovers_the_lone_survivor() -> None:
-    model = cluster.reform(cluster.start(uniform(2)), [[1]], 1_000)
+    model = cluster.reform(cluster.start(uniform(2)), [[1]], 1.0)
     survivor = model.state_of(1)
     assert not survivor.quorate
     recovered = set_expected(survivor, 1)
     assert (recovered.expected_votes, recovered.quorum, recovered.quorate) == (1, 1, True)
     with pytest.raises(CommandRefused):
-        set_expected(cluster.reform(cluster.start(uniform(3)), [[1, 2]], 1).state_of(1), 1)
+        set_expected(cluster.reform(cluster.start(uniform(3)), [[1, 2]], 0.001).state_of(1), 1)
 
 
 def test_lowered_expected_spreads_to_joiners_and_rises_with_the_votes_present() -> None:
     """An inquorate joiner adopts the quorate node's expected (nodeinfo handler); expected
     then only rises again as votes come back ("keep expected at the highest votes")."""
-    model = cluster.reform(cluster.start(uniform(3)), [[1]], 1_000)
+    model = cluster.reform(cluster.start(uniform(3)), [[1]], 1.0)
     lowered = set_expected(model.state_of(1), 1)
     fresh = initial_state(uniform(3), 2)  # node 2 reboots with corosync.conf's expected 3
-    ours = membership_changed(lowered, (1, 2), 2_000)
-    theirs = membership_changed(fresh, (1, 2), 2_000)
+    ours = membership_changed(lowered, (1, 2), 2.0)
+    theirs = membership_changed(fresh, (1, 2), 2.0)
     infos = (local_nodeinfo(ours), local_nodeinfo(theirs))
     for info in infos:
         ours = nodeinfo_received(ours, info, info.node_id)
@@ -375,7 +377,7 @@ def test_state_renders_as_quorumtool_status() -> None:
     from pvectl.totem.ring_id import RingId
 
     options = uniform(2, qdevice_model="net", qdevice_votes=1)
-    model = cluster.reform(cluster.start(options), [[1], [2]], 1_000)
+    model = cluster.reform(cluster.start(options), [[1], [2]], 1.0)
     status = quorum_status(model.state_of(2), RingId(2, 0x1A8), {1: "pve1", 2: "pve2"})
     assert (status.nodes, status.quorate, status.total_votes, status.quorum) == (1, False, 1, 2)
     assert status.members[0].qdevice == "A,NV,NMW" and status.members[0].local
@@ -392,7 +394,7 @@ def test_expected_cannot_drop_below_configured_qdevice_votes_plus_members() -> N
     node of a 2-node + QDevice cluster is not rescued by 'expected 1'. This follows
     votequorum.c; votequorum(5) suggests only cast votes count (unverified on a live cluster)."""
     options = uniform(2, qdevice_model="net", qdevice_votes=1)
-    model = cluster.reform(cluster.start(options), [[1]], 1_000, qnetd_up=False)
+    model = cluster.reform(cluster.start(options), [[1]], 1.0, qnetd_up=False)
     lone = model.state_of(1)
     assert (lone.expected_votes, lone.total_votes, lone.quorate) == (3, 1, False)
     after = set_expected(lone, 1)

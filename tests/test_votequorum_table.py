@@ -165,7 +165,7 @@ def model_answer(s: Scenario) -> Expected:
         return Expected(error=str(exc))
     whole = cluster.start(options)
     survivors = [i + 1 for i in range(len(s.votes)) if i + 1 not in s.failed]
-    after = cluster.reform(whole, [survivors], now_ms=1_000, qnetd_up=s.qnetd_up)
+    after = cluster.reform(whole, [survivors], now=1.0, qnetd_up=s.qnetd_up)
     views = [after.state_of(node_id) for node_id in survivors]
     # every survivor must reach the same decision
     assert len({(v.quorate, v.quorum, v.total_votes) for v in views}) == 1, s.label()

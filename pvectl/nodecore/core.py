@@ -65,7 +65,7 @@ class NodeCore:
     ) -> list[Command]:
         """A new regular ring. ``hold_nodeinfo_s``: the local qdevice is connected; hold our
         NODEINFO (and so its vote) at most this long for qnetd's answer for this ring."""
-        outputs = self.services.regular_configuration(members, ring_id, int(now * 1000), wall_s)
+        outputs = self.services.regular_configuration(members, ring_id, now, wall_s)
         self.hold_until = None
         if hold_nodeinfo_s is not None:
             kept = [o for o in outputs if not NodeServices.is_nodeinfo(o)]
@@ -132,19 +132,16 @@ class NodeCore:
         return list(self.commit.fsync_done(self.services.members))
 
     def next_deadline(self) -> float | None:
-        deadline_ms = self.services.lms_deadline()
-        deadlines = [d for d in (self.hold_until,) if d is not None]
-        if deadline_ms is not None:
-            deadlines.append(deadline_ms / 1000)
+        deadlines = [d for d in (self.hold_until, self.services.lms_deadline()) if d is not None]
         return min(deadlines, default=None)
 
     def timer_fired(self, now: float) -> list[Command]:
         out: list[Command] = []
         if self.hold_until is not None and now >= self.hold_until:
             out += self._release("sync_timeout expired")
-        deadline_ms = self.services.lms_deadline()
-        if deadline_ms is not None and now * 1000 >= deadline_ms:
-            out += self.route(self.services.lms_timer(int(now * 1000)))
+        deadline = self.services.lms_deadline()
+        if deadline is not None and now >= deadline:
+            out += self.route(self.services.lms_timer(now))
         return out
 
     # --- internals -----------------------------------------------------------------------------

@@ -134,13 +134,13 @@ class NodeServices:
         ]
 
     def regular_configuration(
-        self, members: tuple[int, ...], ring_id: RingId, now_ms: int, wall_s: int
+        self, members: tuple[int, ...], ring_id: RingId, now: float, wall_s: int
     ) -> list[Output]:
         """A new ring is installed: votequorum sync, then DFSM sync, as corosync+pmxcfs."""
         self.members = tuple(sorted(members))
         self.ring_id = ring_id
         self.transitional_quorate = None
-        self.quorum = vq.membership_changed(self.quorum, self.members, now_ms)
+        self.quorum = vq.membership_changed(self.quorum, self.members, now)
         self.pending_nodeinfo = set(self.members)
         out: list[Output] = [Multicast(self._nodeinfo(vq.local_nodeinfo(self.quorum)))]
         out += self._from_store(self.store.membership_changed(self.members, wall_s), 0)
@@ -198,12 +198,12 @@ class NodeServices:
         applied = dfsm.Applied(sender, message.count, message.op, result)
         return WriteApplied(applied, send_ns, now_ns)
 
-    def lms_deadline(self) -> int | None:
+    def lms_deadline(self) -> float | None:
         return vq.next_deadline(self.quorum)
 
-    def lms_timer(self, now_ms: int) -> list[Output]:
+    def lms_timer(self, now: float) -> list[Output]:
         before = self.quorum.quorate
-        self.quorum = vq.lms_timer_fired(self.quorum, now_ms)
+        self.quorum = vq.lms_timer_fired(self.quorum, now)
         return self._quorum_outputs(before, force=True)
 
     # --- requests from this node -----------------------------------------------------------

@@ -36,7 +36,7 @@ class ClusterModel:
     states: tuple[VotequorumState, ...]  # running nodes, by node id
     partitions: tuple[tuple[int, ...], ...]
     qnetd_up: bool = True
-    now_ms: int = 0
+    now: float = 0.0
 
     def state_of(self, node_id: int) -> VotequorumState:
         for state in self.states:
@@ -52,19 +52,19 @@ class ClusterModel:
 def start(
     options: QuorumOptions,
     node_ids: Iterable[int] | None = None,
-    now_ms: int = 0,
+    now: float = 0.0,
     qnetd_up: bool = True,
 ) -> ClusterModel:
     """Boot ``node_ids`` (default: the whole nodelist) into one ring."""
     ids = tuple(sorted(options.node_ids if node_ids is None else node_ids))
-    model = ClusterModel(options, (), (), qnetd_up, now_ms)
-    return reform(model, [ids], now_ms, qnetd_up)
+    model = ClusterModel(options, (), (), qnetd_up, now)
+    return reform(model, [ids], now, qnetd_up)
 
 
 def reform(
     model: ClusterModel,
     partitions: Sequence[Iterable[int]],
-    now_ms: int,
+    now: float,
     qnetd_up: bool | None = None,
     observers: Collection[int] | None = None,
 ) -> ClusterModel:
@@ -84,7 +84,7 @@ def reform(
     winner = _qdevice_winner(model.options, groups, qnetd)
     for group in groups:
         for node_id in group:
-            state = membership_changed(states[node_id], group, now_ms)
+            state = membership_changed(states[node_id], group, now)
             if model.options.has_qdevice:
                 keeps_vote = (
                     not qnetd
@@ -111,13 +111,13 @@ def reform(
         for node_id in receivers:
             states[node_id] = sync_completed(states[node_id])
     ordered = tuple(states[node_id] for node_id in sorted(states))
-    return ClusterModel(model.options, ordered, groups, qnetd, now_ms)
+    return ClusterModel(model.options, ordered, groups, qnetd, now)
 
 
-def advance(model: ClusterModel, now_ms: int) -> ClusterModel:
+def advance(model: ClusterModel, now: float) -> ClusterModel:
     """Let time pass: fire the last_man_standing timers that are due."""
-    states = tuple(lms_timer_fired(state, now_ms) for state in model.states)
-    return replace(model, states=states, now_ms=now_ms)
+    states = tuple(lms_timer_fired(state, now) for state in model.states)
+    return replace(model, states=states, now=now)
 
 
 def _qdevice_winner(

@@ -2,15 +2,15 @@
 
 Each node decides quorum on its own, from the NODEINFO messages (votes, expected votes,
 flags) every member multicasts during the sync after a membership change, plus its local
-quorum device's vote. This module is that decision and nothing else: no clock (``now_ms``
+quorum device's vote. This module is that decision and nothing else: no clock (``now``
 comes in), no sockets. The embedded node runtime calls, on every membership change::
 
-    state = membership_changed(state, members, now_ms)       # corosync's sync_init
+    state = membership_changed(state, members, now)       # corosync's sync_init
     broadcast(local_nodeinfo(state))                        # sync_process
     for info in delivered_nodeinfos: state = nodeinfo_received(state, info)
     state = sync_completed(state)                           # sync_activate
 
-and ``lms_timer_fired(state, now_ms)`` once ``next_deadline(state)`` has passed. Other
+and ``lms_timer_fired(state, now)`` once ``next_deadline(state)`` has passed. Other
 inputs: ``set_expected`` (the local ``expected N``: guard + apply; multicast the value and
 let the other nodes call ``expected_reconfigured``), ``set_qdevice`` (the local qdevice
 daemon's registration/poll; then re-send ``local_nodeinfo``), ``leaving`` (NODEINFO to
@@ -321,7 +321,7 @@ class VotequorumState:
     two_node: bool = False
     wait_for_all_status: bool = False
     last_man_standing: bool = False
-    lms_deadline_ms: int | None = None
+    lms_deadline: float | None = None  # seconds, the caller's clock (one timer convention)
     members: tuple[int, ...] = ()  # quorum_members: the current ring
     previous_members: tuple[int, ...] = ()
     lowest_node_id: int = -1  # as of the last time this node was quorate (ATB)
@@ -422,7 +422,7 @@ def initial_state(
 
 
 def membership_changed(
-    state: VotequorumState, members: tuple[int, ...] | list[int], now_ms: int
+    state: VotequorumState, members: tuple[int, ...] | list[int], now: float
 ) -> VotequorumState:
     """A new ring is installed (sync_init): mark leavers dead, (re)arm the LMS window."""
     ring = tuple(members)
@@ -432,7 +432,7 @@ def membership_changed(
     left = tuple(node_id for node_id in state.members if node_id not in ring)
     nodes = tuple(replace(n, state=NodeState.DEAD) if n.node_id in left else n for n in state.nodes)
     state = replace(state, nodes=nodes)
-    deadline = state.lms_deadline_ms
+    deadline = state.lms_deadline
     if state.last_man_standing and (
         (len(ring) >= state.quorum and left)
         or (
@@ -441,13 +441,13 @@ def membership_changed(
             and _member_present(state, state.lowest_node_id)
         )
     ):
-        deadline = now_ms + state.options.last_man_standing_window_ms
-        events.append(f"last_man_standing window armed until {deadline} ms")
+        deadline = now + state.options.last_man_standing_window_ms / 1000
+        events.append(f"last_man_standing window armed until {deadline:.3f} s")
     return replace(
         state,
         previous_members=state.members,
         members=ring,
-        lms_deadline_ms=deadline,
+        lms_deadline=deadline,
         events=tuple(events),
     )
 
@@ -499,7 +499,7 @@ def nodeinfo_received(
         state = replace(
             state,
             last_man_standing=False,
-            lms_deadline_ms=None,
+            lms_deadline=None,
             events=(*state.events, "last_man_standing disabled: a node has more than 1 vote"),
         )
     changed = (
@@ -527,16 +527,17 @@ def sync_completed(state: VotequorumState) -> VotequorumState:
     return _recalculate(state, allow_decrease=False, by_current_nodes=False)
 
 
-def next_deadline(state: VotequorumState) -> int | None:
-    """When the runtime must call ``lms_timer_fired`` (None: no timer pending)."""
-    return state.lms_deadline_ms
+def next_deadline(state: VotequorumState) -> float | None:
+    """When the caller must call ``lms_timer_fired``, in seconds of its clock (None: no
+    timer pending). Every pure core says when it next needs to be called this way."""
+    return state.lms_deadline
 
 
-def lms_timer_fired(state: VotequorumState, now_ms: int) -> VotequorumState:
+def lms_timer_fired(state: VotequorumState, now: float) -> VotequorumState:
     """The last_man_standing window expired: if still quorate, shrink expected to the members."""
-    if state.lms_deadline_ms is None or now_ms < state.lms_deadline_ms:
+    if state.lms_deadline is None or now < state.lms_deadline:
         return state
-    state = replace(state, lms_deadline_ms=None)
+    state = replace(state, lms_deadline=None)
     if state.quorate:
         state = _recalculate(state, allow_decrease=True, by_current_nodes=True)
     return state

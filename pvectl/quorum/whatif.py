@@ -172,7 +172,7 @@ def _failure(
     if not survivors:
         return FailureOutcome(failed_names, (), 0, whole.states[0].expected_votes, 0, False)
     after = cluster.reform(
-        whole, [survivors], now_ms=1_000, qnetd_up=qnetd_up, observers=(survivors[0],)
+        whole, [survivors], now=1.0, qnetd_up=qnetd_up, observers=(survivors[0],)
     )
     view = after.state_of(survivors[0])
     one_at_a_time: bool | None = None
@@ -194,14 +194,14 @@ def _one_at_a_time(
 ) -> bool:
     model = whole
     remaining = list(options.node_ids)
-    now = 0
-    step = options.last_man_standing_window_ms + 1_000
+    now = 0.0
+    step = options.last_man_standing_window_ms / 1000 + 1.0
     for node_id in failed:
         remaining.remove(node_id)
         if not remaining:
             return False
-        now += 1_000
-        model = cluster.reform(model, [remaining], now_ms=now, qnetd_up=qnetd_up)
+        now += 1.0
+        model = cluster.reform(model, [remaining], now=now, qnetd_up=qnetd_up)
         now += step
         model = cluster.advance(model, now)
     return model.state_of(remaining[0]).quorate
@@ -221,9 +221,7 @@ def _splits(
     outcomes: list[SplitOutcome] = []
     for side_a in sides:
         side_b = tuple(node_id for node_id in ids if node_id not in side_a)
-        after = cluster.reform(
-            whole, [side_a, side_b], now_ms=1_000, observers=(side_a[0], side_b[0])
-        )
+        after = cluster.reform(whole, [side_a, side_b], now=1.0, observers=(side_a[0], side_b[0]))
         quorate_a = after.state_of(side_a[0]).quorate
         quorate_b = after.state_of(side_b[0]).quorate
         outcomes.append(

@@ -275,7 +275,7 @@ class NodeSimulator(Simulator):
 
     def _model_regular(self, node: int, change: ConfigChange) -> None:
         """The pure votequorum model, fed this node's membership history."""
-        state = membership_changed(self.model[node], change.members, int(self.now * 1000))
+        state = membership_changed(self.model[node], change.members, self.now)
         expected = len(self.ids)
         for member in change.members:
             state = nodeinfo_received(state, NodeInfo(member, 1, expected, NodeFlag.NONE), member)
