@@ -14,7 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -216,34 +216,24 @@ def test_watch_over_ssh_in_tmux_shows_kill_then_stale(lab: Lab) -> None:
     pane = TmuxPane("watch", command, lab.root / "tmux.sock")
     pane.start()
     try:
-        screen = wait_for(lambda: _screen(pane, lambda s: s.count(" ok") >= 3), 60, "rows")
+        screen = pane.wait_screen(lambda s: s.count(" ok") >= 3, 90, "rows")
         assert "failures survivable: 1" in screen, screen
         lab.lab("kill", "3")
         # Both events must show; the log is a few lines at 80x24, so under load (more link
         # events at once) one may scroll off before the other appears: collect across frames.
         seen: set[str] = set()
-        last = [""]
 
-        def both_events() -> bool:
-            last[0] = pane.capture()
-            seen.update(e for e in ("left 3", "node3 not answering") if e in last[0])
+        def both_events(screen: str) -> bool:
+            seen.update(e for e in ("left 3", "node3 not answering") if e in screen)
             return len(seen) == 2
 
-        try:
-            wait_for(both_events, 60, "the kill in the event log")
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}; seen {sorted(seen)}; screen:\n{last[0]}") from None
+        pane.wait_screen(both_events, 60, "the kill in the event log")
         sshd = lab.sshds[2]
         sshd.stop()
         for pid in _sshd_sessions(lab.state.node(2).namespace):
             os.kill(pid, signal.SIGTERM)
-        screen = wait_for(
-            lambda: _screen(
-                pane,
-                lambda s: any(
-                    line.startswith("node2") and "STALE" in line for line in s.splitlines()
-                ),
-            ),
+        screen = pane.wait_screen(
+            lambda s: any(line.startswith("node2") and "STALE" in line for line in s.splitlines()),
             60,
             "node2 marked stale",
         )
@@ -255,11 +245,6 @@ def test_watch_over_ssh_in_tmux_shows_kill_then_stale(lab: Lab) -> None:
         wait_for(lambda: not pane.alive(), 15, "q to quit")
     finally:
         pane.stop()
-
-
-def _screen(pane: TmuxPane, wanted: Callable[[str], bool]) -> str:
-    text = pane.capture()
-    return text if wanted(text) else ""
 
 
 def _try_get(url: str) -> str:

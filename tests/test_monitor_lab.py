@@ -9,7 +9,7 @@ import os
 import shlex
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,15 +105,13 @@ def test_watch_dashboard_in_tmux_shows_rows_then_a_kill(lab: Lab) -> None:
     pane = TmuxPane("watch", command, lab.root / "tmux.sock")
     pane.start()
     try:
-        screen = wait_for(lambda: _screen(pane, lambda s: s.count(" ok") >= 3), 30, "rows")
+        screen = pane.wait_screen(lambda s: s.count(" ok") >= 3, 30, "rows")
         assert "failures survivable: 1" in screen
         lines = screen.splitlines()
         assert len(lines) <= 24 and all(len(line) <= 80 for line in lines)
         lab.lab("kill", "3")
-        screen = wait_for(
-            lambda: _screen(pane, lambda s: "left 3" in s and "not answering" in s),
-            30,
-            "the kill in the event log",
+        screen = pane.wait_screen(
+            lambda s: "left 3" in s and "not answering" in s, 30, "the kill in the event log"
         )
         assert "failures survivable: 0" in screen
         assert any(line.startswith("node3") and "STALE" in line for line in screen.splitlines())
@@ -175,11 +173,6 @@ def test_exporter_scraped_by_prometheus_sees_partition_and_kills(lab: Lab) -> No
         exporter.terminate()
         exporter.wait(10)
     assert exporter.returncode == 0, exporter.stderr.read() if exporter.stderr else ""
-
-
-def _screen(pane: TmuxPane, wanted: Callable[[str], bool]) -> str:
-    text = pane.capture()
-    return text if wanted(text) else ""
 
 
 def _try_get(url: str) -> str:

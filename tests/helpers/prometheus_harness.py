@@ -112,49 +112,59 @@ class Prometheus:
 
 @dataclass
 class TmuxPane:
-    """A detached tmux session of 80x24 running one command, read with capture-pane."""
+    """A detached tmux session of 80x24 running one command, read with capture-pane.
+
+    The pane stays after its command exits (``remain-on-exit``), so a command that dies
+    at once leaves its last words on the screen for the failure message."""
 
     name: str
     command: str
     socket: Path
+    last: str = ""
+
+    def _tmux(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["tmux", "-S", str(self.socket), *args], capture_output=True, text=True, check=False
+        )
 
     def start(self) -> None:
         subprocess.run(
             [
                 "tmux", "-S", str(self.socket), "new-session", "-d", "-s", self.name,
-                "-x", "80", "-y", "24", self.command,
+                "-x", "80", "-y", "24", "sleep 3600",
             ],
             check=True,
         )  # fmt: skip
+        self._tmux("set-option", "-t", self.name, "remain-on-exit", "on")
+        self._tmux("respawn-pane", "-k", "-t", self.name, self.command)
 
     def capture(self) -> str:
-        out = subprocess.run(
-            ["tmux", "-S", str(self.socket), "capture-pane", "-p", "-t", self.name],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        return out.stdout
+        self.last = self._tmux("capture-pane", "-p", "-t", self.name).stdout
+        return self.last
 
     def keys(self, *keys: str) -> None:
-        subprocess.run(
-            ["tmux", "-S", str(self.socket), "send-keys", "-t", self.name, *keys], check=False
-        )
+        self._tmux("send-keys", "-t", self.name, *keys)
 
     def alive(self) -> bool:
-        return (
-            subprocess.run(
-                ["tmux", "-S", str(self.socket), "has-session", "-t", self.name],
-                capture_output=True,
-                check=False,
-            ).returncode
-            == 0
+        """The command still runs (a dead pane is kept for its output, not counted)."""
+        shown = self._tmux("display-message", "-p", "-t", self.name, "#{pane_dead}")
+        return shown.returncode == 0 and shown.stdout.strip() == "0"
+
+    def wait_screen(self, wanted: Callable[[str], bool], timeout: float, what: str) -> str:
+        """The first screen that shows ``what``; on timeout the last screen is in the error."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if wanted(self.capture()):
+                return self.last
+            time.sleep(0.3)
+        state = "running" if self.alive() else "EXITED"
+        raise AssertionError(
+            f"timed out after {timeout:g} s waiting for {what}; the command is {state}; "
+            f"last screen:\n{self.last}"
         )
 
     def stop(self) -> None:
-        subprocess.run(
-            ["tmux", "-S", str(self.socket), "kill-server"], capture_output=True, check=False
-        )
+        self._tmux("kill-server")
 
 
 def exporter_command(python: str, *args: str) -> list[str]:
