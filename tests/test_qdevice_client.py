@@ -276,9 +276,16 @@ class _LogOnlyNode:
     log = logging.getLogger("test-qdevice-task")
 
     def __init__(self) -> None:
-        self.services = SimpleNamespace(set_qdevice=lambda **_: [])
+        no_flags = SimpleNamespace(us=SimpleNamespace(flags=0))
+        self.services = SimpleNamespace(set_qdevice=lambda **_: [], quorum=no_flags)
+        self.core = SimpleNamespace(
+            qdevice_poll=lambda *_, **__: [], qdevice_release=lambda *_: [], qdevice_wants=False
+        )
 
     def _services(self, outputs: list[object]) -> None:
+        pass
+
+    def _core(self, commands: list[object]) -> None:
         pass
 
 
