@@ -380,7 +380,7 @@ def up(
             connect_timeout=connect_timeout,
         ),
     )
-    from pvectl.cli.progress import activity
+    from pvectl.progress import activity
 
     with activity(f"lab {name!r}: starting {nodes} node(s)") as shown:
         state = module.up(name, options, report=shown.say, progress=shown.now)
@@ -749,7 +749,7 @@ def compare(
     chosen, notes = scenario_run.choose_engines(requested)
     for note in notes:
         _say(f"note: {note}")
-    from pvectl.cli.progress import activity
+    from pvectl.progress import activity
 
     with activity(f"scenario {parsed.name}") as shown:
         result = scenario_run.compare(
@@ -775,7 +775,7 @@ def run_scenario(
 
     parsed = sc.load(scenario_run.resolve(scenario))
     chosen, _ = scenario_run.choose_engines([engine.value])
-    from pvectl.cli.progress import activity
+    from pvectl.progress import activity
 
     with activity(f"scenario {parsed.name}") as shown:
         result = scenario_run.compare(parsed, chosen, name, report=shown.say, progress=shown.now)

@@ -19,9 +19,9 @@ from pvectl.cli.options import (
     OutputFormatOption,
 )
 from pvectl.cli.output import OutputFormat, emit
-from pvectl.cli.progress import Activity, activity
 from pvectl.cli.remote import DEFAULT_CONNECT_TIMEOUT, open_session, remote_hosts
 from pvectl.errors import ExitCode, UsageError
+from pvectl.progress import Activity, activity
 
 qdevice_app = PvectlTyper(
     help="QDevice: serve a qnetd (the tie-breaker vote), its certificates, local status.",

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from pvectl.progress import stderr_console as stderr_console  # one stderr console
+
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
 
@@ -75,18 +77,6 @@ def stdout_console() -> Console:
     from rich.console import Console
 
     return Console(
-        no_color="NO_COLOR" in os.environ,
-        highlight=False,
-        soft_wrap=True,
-        emoji=False,
-    )
-
-
-def stderr_console() -> Console:
-    from rich.console import Console
-
-    return Console(
-        stderr=True,
         no_color="NO_COLOR" in os.environ,
         highlight=False,
         soft_wrap=True,

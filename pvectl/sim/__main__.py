@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pvectl.cli.progress import Bar, bar
+from pvectl.progress import Bar, bar
 from pvectl.sim.checker import InvariantViolation
 from pvectl.sim.store import NodeSimulator
 from pvectl.sim.world import Options, Simulator

@@ -12,9 +12,25 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = ["Activity", "Bar", "activity", "bar", "enabled"]
+
+
+def stderr_console() -> Console:
+    """The console for everything pvectl says on stderr (progress, warnings, errors)."""
+    from rich.console import Console  # deferred for start-up time
+
+    return Console(
+        stderr=True,
+        no_color="NO_COLOR" in os.environ,
+        highlight=False,
+        soft_wrap=True,
+        emoji=False,
+    )
 
 
 def enabled() -> bool:
@@ -61,8 +77,6 @@ def activity(title: str) -> Iterator[Activity]:
         return
     from rich.text import Text
 
-    from pvectl.cli.output import stderr_console
-
     console = stderr_console()
     with console.status(Text(title), spinner="dots") as status:
         yield Activity(status, console)
@@ -101,8 +115,6 @@ def bar(title: str, total: int) -> Iterator[Bar]:
         TimeElapsedColumn,
         TimeRemainingColumn,
     )
-
-    from pvectl.cli.output import stderr_console
 
     with Progress(
         TextColumn("{task.description}"),
