@@ -29,7 +29,13 @@ from tests.helpers.prometheus_harness import (
     prometheus_skip_reason,
     wait_for,
 )
-from tests.helpers.sshd_harness import SshClientHome, Sshd, free_port, sshd_skip_reason
+from tests.helpers.sshd_harness import (
+    SshClientHome,
+    Sshd,
+    corosync_lab_with_sshd,
+    free_port,
+    sshd_skip_reason,
+)
 
 
 def _skip_reason() -> str | None:
@@ -73,62 +79,11 @@ class Lab:
         assert run.returncode == 0, run.stderr
 
 
-def _ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True)
-
-
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    from pvectl.lab import corosync_engine
-    from pvectl.lab import state as lab_state
-
     root = tmp_path_factory.mktemp("monlab")
-    home = SshClientHome(root / "home")
-    up = subprocess.run(
-        [sys.executable, "-m", "pvectl", "lab", "up", "3", "--engine", "corosync", "--name", LAB],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    assert up.returncode == 0, up.stderr
-    sshds: dict[int, Sshd] = {}
-    try:
-        state = lab_state.load(LAB)
-        assert state is not None
-        prefix_net = state.subnet.split("/")[0].rsplit(".", 1)[0] + "."
-        _ip("netns", "add", CLIENT_NS)  # the laptop, on the lab's bridge
-        _ip("-n", CLIENT_NS, "link", "set", "lo", "up")
-        _ip("-n", CLIENT_NS, "link", "add", "eth0", "type", "veth", "peer", "name", "pvtmon")
-        _ip("-n", CLIENT_NS, "link", "set", "pvtmon", "netns", state.hub_namespace)
-        _ip("-n", state.hub_namespace, "link", "set", "pvtmon", "master", "br0", "up")
-        _ip("-n", CLIENT_NS, "addr", "add", prefix_net + "201/24", "dev", "eth0")
-        _ip("-n", CLIENT_NS, "link", "set", "eth0", "up")
-        for node in state.nodes:
-            server = Sshd(
-                root / f"sshd{node.node_id}",
-                address=node.address,
-                port=22,
-                netns=node.namespace,
-                prefix=corosync_engine.node_prefix(node),
-                privsep_dir=Path(node.dir) / "run" / "sshd",
-            )
-            server.authorize(home.pubkey)
-            server.start()
-            sshds[node.node_id] = server
-            home.add_alias(f"node{node.node_id}", server)
-            home.trust(server)
+    with corosync_lab_with_sshd(LAB, root, CLIENT_NS, 201, "pvtmon") as (state, home, sshds):
         yield Lab(LAB, state, home, sshds, root)
-    finally:
-        for server in sshds.values():
-            server.stop()
-        subprocess.run(
-            [sys.executable, "-m", "pvectl", "lab", "down", "--name", LAB],
-            capture_output=True,
-            timeout=120,
-            check=False,
-        )
-        subprocess.run(["ip", "netns", "del", CLIENT_NS], capture_output=True, check=False)
 
 
 def test_exporter_on_corosync_sees_knet_links_go_down_under_partition(lab: Lab) -> None:

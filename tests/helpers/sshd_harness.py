@@ -12,8 +12,14 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pvectl.lab.state import LabState
 
 SSHD = "/usr/sbin/sshd"
 
@@ -188,3 +194,67 @@ class SshClientHome:
         """Every base64 line of the private key (what a leak would show)."""
         lines = self.key.read_text().splitlines()
         return [line for line in lines if line and not line.startswith("-----")]
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True)
+
+
+@contextmanager
+def corosync_lab_with_sshd(
+    name: str, root: Path, client_ns: str, client_octet: int, veth: str
+) -> Iterator[tuple[LabState, SshClientHome, dict[int, Sshd]]]:
+    """A 3-node corosync lab whose nodes each run a real sshd (``nodeN`` aliases, trusted
+    host keys in ``home``), and a client namespace on the lab's bridge at ``.client_octet``:
+    the laptop a user runs pvectl from. Everything is removed on exit."""
+    import sys
+
+    from pvectl.lab import corosync_engine
+    from pvectl.lab import state as lab_state
+
+    home = SshClientHome(root / "home")
+    up = subprocess.run(
+        [sys.executable, "-m", "pvectl", "lab", "up", "3", "--engine", "corosync", "--name", name],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert up.returncode == 0, up.stderr
+    sshds: dict[int, Sshd] = {}
+    try:
+        state = lab_state.load(name)
+        assert state is not None
+        prefix_net = state.subnet.split("/")[0].rsplit(".", 1)[0] + "."
+        _ip("netns", "add", client_ns)
+        _ip("-n", client_ns, "link", "set", "lo", "up")
+        _ip("-n", client_ns, "link", "add", "eth0", "type", "veth", "peer", "name", veth)
+        _ip("-n", client_ns, "link", "set", veth, "netns", state.hub_namespace)
+        _ip("-n", state.hub_namespace, "link", "set", veth, "master", "br0", "up")
+        _ip("-n", client_ns, "addr", "add", f"{prefix_net}{client_octet}/24", "dev", "eth0")
+        _ip("-n", client_ns, "link", "set", "eth0", "up")
+        for node in state.nodes:
+            server = Sshd(
+                root / f"sshd{node.node_id}",
+                address=node.address,
+                port=22,
+                netns=node.namespace,
+                prefix=corosync_engine.node_prefix(node),
+                privsep_dir=Path(node.dir) / "run" / "sshd",
+            )
+            server.authorize(home.pubkey)
+            server.start()
+            sshds[node.node_id] = server
+            home.add_alias(f"node{node.node_id}", server)
+            home.trust(server)
+        yield state, home, sshds
+    finally:
+        for server in sshds.values():
+            server.stop()
+        subprocess.run(
+            [sys.executable, "-m", "pvectl", "lab", "down", "--name", name],
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )
+        subprocess.run(["ip", "netns", "del", client_ns], capture_output=True, check=False)
