@@ -17,7 +17,7 @@ from typing import Any
 
 import typer
 from typer import _click as click
-from typer.core import TyperCommand, TyperGroup, TyperOption
+from typer.core import TyperCommand, TyperGroup
 
 from pvectl.cli import coerce
 
@@ -139,18 +139,29 @@ def summary(command: click.Command) -> str:
     return " ".join(text.split("\n\n", 1)[0].split())
 
 
-class HelpCommand(TyperCommand):
-    """A leaf command with pvectl's help layout and pydantic-free value parsing."""
+class _HelpLayout(click.Command):
+    """What a leaf command and a group share: pydantic-free value parsing for every
+    parameter (the help option included) and pvectl's help text and options layout."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         for param in self.params:
             coerce.install(param)
 
-    def get_help_option(self, ctx: click.Context) -> TyperOption | None:
+    def get_help_option(self, ctx: click.Context) -> Any:
         option = super().get_help_option(ctx)
         coerce.install(option)
         return option
+
+    def format_help_text(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        _format_help_text(self, formatter)
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        _format_params(self, ctx, formatter)
+
+
+class HelpCommand(_HelpLayout, TyperCommand):
+    """A leaf command with pvectl's help layout and pydantic-free value parsing."""
 
     def collect_usage_pieces(self, ctx: click.Context) -> list[str]:
         pieces = [self.options_metavar] if self.options_metavar else []
@@ -159,35 +170,16 @@ class HelpCommand(TyperCommand):
                 pieces.append(_usage_piece(param))
         return pieces
 
-    def format_help_text(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        _format_help_text(self, formatter)
 
-    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        _format_params(self, ctx, formatter)
-
-
-class HelpGroup(TyperGroup):
+class HelpGroup(_HelpLayout, TyperGroup):
     """A command group with pvectl's help layout; subcommand summaries are never cut."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        for param in self.params:
-            coerce.install(param)
-
-    def get_help_option(self, ctx: click.Context) -> TyperOption | None:
-        option = super().get_help_option(ctx)
-        coerce.install(option)
-        return option
 
     def collect_usage_pieces(self, ctx: click.Context) -> list[str]:
         pieces = [self.options_metavar] if self.options_metavar else []
         return [*pieces, self.subcommand_metavar]
 
-    def format_help_text(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        _format_help_text(self, formatter)
-
     def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        _format_params(self, ctx, formatter)
+        super().format_options(ctx, formatter)
         rows = []
         for name in self.list_commands(ctx):
             sub = self.get_command(ctx, name)
