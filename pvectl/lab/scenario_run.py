@@ -92,7 +92,11 @@ def _free_loopback_subnet(nodes: int) -> str | None:
     import socket
 
     used = {lab.subnet for lab in lab_state.all_labs()}
-    for third in range(1, 255):
+    # A probe is released before the lab binds, so two runs probing at once could pick the
+    # same subnet: each process starts its search at its own place (pid) to keep them apart.
+    start = os.getpid() % 254
+    for offset in range(254):
+        third = 1 + (start + offset) % 254
         subnet = f"127.79.{third}.0/24"
         if subnet in used:
             continue
