@@ -15,9 +15,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -25,13 +23,12 @@ from tests.helpers.prometheus_harness import (
     Prometheus,
     TmuxPane,
     exporter_command,
-    get,
+    first_scrape,
     prometheus_skip_reason,
     wait_for,
 )
 from tests.helpers.sshd_harness import (
-    SshClientHome,
-    Sshd,
+    SshLab,
     corosync_lab_with_sshd,
     free_port,
     sshd_skip_reason,
@@ -60,13 +57,8 @@ LAB = f"tmcs{os.getpid() % 100000}"
 CLIENT_NS = f"pvt-mon-c{os.getpid() % 100000}"
 
 
-@dataclass
-class Lab:
-    name: str
-    state: Any
-    home: SshClientHome
-    sshds: dict[int, Sshd]
-    root: Path
+class Lab(SshLab):
+    """The shared SSH lab, with this module's way of running pvectl in it."""
 
     def lab(self, *args: str) -> None:
         run = subprocess.run(
@@ -82,8 +74,8 @@ class Lab:
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     root = tmp_path_factory.mktemp("monlab")
-    with corosync_lab_with_sshd(LAB, root, CLIENT_NS, 201, "pvtmon") as (state, home, sshds):
-        yield Lab(LAB, state, home, sshds, root)
+    with corosync_lab_with_sshd(LAB, root, CLIENT_NS, 201, "pvtmon") as made:
+        yield Lab(**vars(made))
 
 
 def test_exporter_on_corosync_sees_knet_links_go_down_under_partition(lab: Lab) -> None:
@@ -99,11 +91,7 @@ def test_exporter_on_corosync_sees_knet_links_go_down_under_partition(lab: Lab) 
     )  # fmt: skip
     prometheus = Prometheus(lab.root / "prometheus", f"127.0.0.1:{port}")
     try:
-        scrape = wait_for(lambda: _try_get(f"http://127.0.0.1:{port}/metrics"), 60, "a scrape")
-        check = subprocess.run(
-            ["promtool", "check", "metrics"], input=scrape, capture_output=True, text=True
-        )
-        assert check.returncode == 0, check.stdout + check.stderr
+        scrape = first_scrape(port, 60)
         assert "pvectl_token_rotation_seconds" in scrape
         prometheus.start()
         wait_for(
@@ -200,10 +188,3 @@ def test_watch_over_ssh_in_tmux_shows_kill_then_stale(lab: Lab) -> None:
         wait_for(lambda: not pane.alive(), 15, "q to quit")
     finally:
         pane.stop()
-
-
-def _try_get(url: str) -> str:
-    try:
-        return get(url)
-    except OSError:
-        return ""

@@ -15,12 +15,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from tests.helpers.sshd_harness import SshClientHome, Sshd, corosync_lab_with_sshd, sshd_skip_reason
+from tests.helpers.sshd_harness import (
+    SshLab,
+    corosync_lab_with_sshd,
+    sshd_skip_reason,
+)
 
 
 def _skip_reason() -> str | None:
@@ -47,12 +50,8 @@ LAB = f"tssh{os.getpid() % 100000}"
 CLIENT_NS = f"pvt-ssh-c{os.getpid() % 100000}"
 
 
-@dataclass
-class Lab:
-    name: str
-    state: Any
-    home: SshClientHome
-    sshds: dict[int, Sshd]
+class Lab(SshLab):
+    """The shared SSH lab, with this module's way of running pvectl in it."""
 
     def pvectl(self, *args: str, local: bool = False) -> subprocess.CompletedProcess[str]:
         """pvectl as a user runs it: from the laptop namespace (or this machine)."""
@@ -84,8 +83,8 @@ class Lab:
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     root = tmp_path_factory.mktemp("sshlab")
-    with corosync_lab_with_sshd(LAB, root, CLIENT_NS, 200, "pvtssh") as (state, home, sshds):
-        yield Lab(LAB, state, home, sshds)
+    with corosync_lab_with_sshd(LAB, root, CLIENT_NS, 200, "pvtssh") as made:
+        yield Lab(**vars(made))
 
 
 def _json(proc: subprocess.CompletedProcess[str]) -> Any:

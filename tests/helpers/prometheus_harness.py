@@ -167,5 +167,23 @@ class TmuxPane:
         self._tmux("kill-server")
 
 
+def first_scrape(port: int, timeout: float) -> str:
+    """The exporter's first answer on ``port``, after ``promtool check metrics`` passed it."""
+    url = f"http://127.0.0.1:{port}/metrics"
+
+    def scrape() -> str:
+        try:
+            return get(url)
+        except OSError:
+            return ""
+
+    text: str = wait_for(scrape, timeout, "a scrape")
+    check = subprocess.run(
+        ["promtool", "check", "metrics"], input=text, capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    return text
+
+
 def exporter_command(python: str, *args: str) -> list[str]:
     return [python, "-m", "pvectl", "exporter", *args]

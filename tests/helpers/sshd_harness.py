@@ -200,10 +200,21 @@ def _ip(*args: str) -> None:
     subprocess.run(["ip", *args], check=True, capture_output=True)
 
 
+@dataclass
+class SshLab:
+    """A corosync lab whose nodes run real sshds, as the SSH tests use it."""
+
+    name: str
+    state: LabState
+    home: SshClientHome
+    sshds: dict[int, Sshd]
+    root: Path
+
+
 @contextmanager
 def corosync_lab_with_sshd(
     name: str, root: Path, client_ns: str, client_octet: int, veth: str
-) -> Iterator[tuple[LabState, SshClientHome, dict[int, Sshd]]]:
+) -> Iterator[SshLab]:
     """A 3-node corosync lab whose nodes each run a real sshd (``nodeN`` aliases, trusted
     host keys in ``home``), and a client namespace on the lab's bridge at ``.client_octet``:
     the laptop a user runs pvectl from. Everything is removed on exit."""
@@ -247,7 +258,7 @@ def corosync_lab_with_sshd(
             sshds[node.node_id] = server
             home.add_alias(f"node{node.node_id}", server)
             home.trust(server)
-        yield state, home, sshds
+        yield SshLab(name, state, home, sshds, root)
     finally:
         for server in sshds.values():
             server.stop()
