@@ -72,6 +72,7 @@ MODULE_TIERS: dict[str, str] = {
     "test_lab_pure": "unit",
     "test_lab_quorum_compare": "integration",
     "test_lab_quorum_embedded": "integration",
+    "test_lab_subnet_race": "integration",
     "test_lab_quorum_reach": "unit",
     "test_lab_qdevice": "integration",
     "test_lab_results": "integration",

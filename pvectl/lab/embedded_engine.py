@@ -271,7 +271,8 @@ def _wait_control(node: LabNode, timeout: float) -> None:
         starting = not node.host and node.pid is not None and not _gone(node.pid)
         if pid is None and not starting:
             detail = access(node).log_tail()
-            raise PvectlError(
+            kind = _AddressTaken if "is already in use" in detail else PvectlError
+            raise kind(
                 f"node {node.node_id}{where} exited at start" + (f": {detail}" if detail else "")
             )
         return seen is not None
@@ -313,10 +314,31 @@ def _timeouts(state: LabState) -> float:
     return max(15.0, 4 * 2.2 * effective / 1000)
 
 
+class _AddressTaken(PvectlError):
+    """A node found its UDP port taken: another lab bound the /24 between our probe and
+    the node's own bind (a probe must be released before the node can bind)."""
+
+
+ADDRESS_ATTEMPTS = 3
+
+
 def up(
     name: str, options: UpOptions, report: Report = _quiet, progress: Report = _quiet
 ) -> LabState:
     check_options(options)
+    picks_subnet = not options.subnet and not options.embedded.hosts
+    for attempt in range(1, ADDRESS_ATTEMPTS + 1):
+        try:
+            return _up_once(name, options, report, progress)
+        except _AddressTaken:
+            if not picks_subnet or attempt == ADDRESS_ATTEMPTS:
+                raise
+            down(name)
+            progress(f"lab {name!r}: its subnet was taken meanwhile; picking another")
+    raise AssertionError("unreachable")
+
+
+def _up_once(name: str, options: UpOptions, report: Report, progress: Report) -> LabState:
     existing = lab_state.load(name)
     if existing is not None and any(_node_alive(existing, n) for n in existing.nodes):
         raise CommandRefused(

@@ -102,6 +102,8 @@ class UdpTransport:
         except OSError as exc:
             sock.close()
             if exc.errno == errno.EADDRINUSE:
+                # 'lab up' reads "is already in use" in the node's last words to pick
+                # another subnet: keep the phrase
                 raise PvectlError(
                     f"UDP {local[0]}:{local[1]} is already in use (corosync or another lab "
                     "node?): stop it, or give this lab another port with 'lab up --port N'",
