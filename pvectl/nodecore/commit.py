@@ -27,7 +27,7 @@ import errno
 from dataclasses import dataclass, field
 
 from pvectl.nodecore.services import Multicast, StoreInstalled, WriteApplied, ack_message
-from pvectl.results import RingId
+from pvectl.totem.ring_id import RingId
 
 COMMIT_LEVELS = ("local", "all")
 
