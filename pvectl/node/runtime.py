@@ -218,6 +218,7 @@ class NodeRuntime:
         self.receiving = False
         if self.pending:
             self._flush()
+        self._core(self.core.stable(*self.srp.stable))
         if self.burst is not None:
             self._refill()
 
@@ -290,6 +291,8 @@ class NodeRuntime:
                 self._traced_send(command)  # type: ignore[arg-type]
         if self.pending and not self.receiving:
             self._flush()
+        if not self.receiving:  # a token may have made own writes stable (see NodeCore)
+            self._core(self.core.stable(*self.srp.stable))
 
     def _flush(self) -> None:
         """Hand deliveries and configuration changes to the services, in agreed order.
@@ -318,9 +321,13 @@ class NodeRuntime:
             if payload and payload[0] == bench.SERVICE_BENCH:
                 self._bench_delivered(command.sender, payload)
             else:
-                self._services(
-                    self.services.deliver(
-                        command.sender, payload, int(time.time()), time.monotonic_ns()
+                self._core(
+                    self.core.deliver(
+                        command.sender,
+                        payload,
+                        int(time.time()),
+                        time.monotonic_ns(),
+                        (command.ring_id, command.seq),
                     )
                 )
         else:

@@ -5,6 +5,8 @@ deliveries, local writes, fsync completions and timer expiries, each with ``now`
 seconds, and carries out what comes back:
 
 * ``Multicast``: hand the payload to Totem (an own write's comes from ``write``);
+* after each Totem event, ``stable(*srp.stable)``: a ``local`` write is answered once it is
+  durable here and every member of its ring holds it;
 * ``StartFsync`` / ``WriteDone``: the commit pipeline's disk work and answers;
 * ``WriteApplied``, ``StoreInstalled``, ``QuorumChanged``, ``ServiceLog``: what happened,
   for traces and logs (the pipeline has already taken the first two).
@@ -48,6 +50,7 @@ class NodeCore:
         self.commit = CommitPipeline(node_id, coupled)
         self.hold_until: float | None = None  # our NODEINFO waits for qnetd until then
         self.qdevice_wants = False  # the local qdevice client's current decision
+        self._position: tuple[RingId, int] | None = None
 
     # --- Totem -------------------------------------------------------------------------------
 
@@ -65,6 +68,8 @@ class NodeCore:
     ) -> list[Command]:
         """A new regular ring. ``hold_nodeinfo_s``: the local qdevice is connected; hold our
         NODEINFO (and so its vote) at most this long for qnetd's answer for this ring."""
+        moved_quorate = bool(self.services.transitional_quorate)
+        out: list[Command] = list(self.commit.ring_changed(ring_id, moved_quorate))
         outputs = self.services.regular_configuration(members, ring_id, now, wall_s)
         self.hold_until = None
         if hold_nodeinfo_s is not None:
@@ -72,7 +77,7 @@ class NodeCore:
             if len(kept) != len(outputs):
                 self.hold_until = now + hold_nodeinfo_s
                 outputs = kept
-        out = self.route(outputs)
+        out += self.route(outputs)
         return out + self.commit.answer(self.services.members)  # fewer members to wait for
 
     @property
@@ -112,8 +117,24 @@ class NodeCore:
             *self.route([self.services.local_nodeinfo()]),
         ]
 
-    def deliver(self, sender: int, payload: bytes, wall_s: int, now_ns: int = 0) -> list[Command]:
-        return self.route(self.services.deliver(sender, payload, wall_s, now_ns))
+    def deliver(
+        self,
+        sender: int,
+        payload: bytes,
+        wall_s: int,
+        now_ns: int = 0,
+        position: tuple[RingId, int] | None = None,
+    ) -> list[Command]:
+        """``position``: Totem's (ring id, frame seq) of this delivery, for ``stable``."""
+        self._position = position
+        try:
+            return self.route(self.services.deliver(sender, payload, wall_s, now_ns))
+        finally:
+            self._position = None
+
+    def stable(self, ring_id: RingId, seq: int) -> list[Command]:
+        """Totem's stability mark (``Srp.stable``), reported after each event."""
+        return list(self.commit.stable(ring_id, seq, self.services.members))
 
     # --- local requests and completions --------------------------------------------------------
 
@@ -158,5 +179,5 @@ class NodeCore:
                 continue
             out.append(output)
             if isinstance(output, WriteApplied | StoreInstalled):
-                out += self.commit.applied(output, self.services.members)
+                out += self.commit.applied(output, self.services.members, self._position)
         return out

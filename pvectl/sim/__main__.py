@@ -159,7 +159,7 @@ def _swarm(args: argparse.Namespace, seeds: Sequence[int], trace: bool, shown: B
     started = time.perf_counter()
     simulated = 0.0
     done = 0
-    acknowledged = lost_local = 0
+    acknowledged = 0
     for seed in seeds:
         opts = Options.draw(seed, args.nodes, safety_s=args.safety, accelerated=args.accelerated)
         trace_len = 400 if trace else 60
@@ -175,7 +175,6 @@ def _swarm(args: argparse.Namespace, seeds: Sequence[int], trace: bool, shown: B
                 stored = sim.run_store()
                 result = stored.totem
                 acknowledged += stored.acknowledged
-                lost_local += stored.lost_local
         except InvariantViolation as exc:
             print(f"VIOLATION {exc}", file=sys.stderr)
             print(
@@ -199,12 +198,7 @@ def _swarm(args: argparse.Namespace, seeds: Sequence[int], trace: bool, shown: B
     shown.echo(
         f"{done} seeds passed in {elapsed:.1f}s: {rate:.0f} seeds/minute, "
         f"{simulated / max(elapsed, 1e-9):.0f} simulated s per wall s"
-        + (
-            ""
-            if args.totem_only
-            else f", acknowledged writes: {acknowledged}, lost: 0"
-            f" (local ones overruled by a heal: {lost_local})"
-        )
+        + ("" if args.totem_only else f", acknowledged writes: {acknowledged}, lost: 0")
     )
     return 0
 
