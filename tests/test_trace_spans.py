@@ -48,6 +48,7 @@ def _spans(
             Span(write_id, node, Phase.apply, delivered, delivered + MS // 5),
             Span(write_id, node, Phase.fsync, b + 6 * MS, b + 6 * MS + fsync),
         ]
+    spans.append(Span(write_id, 1, Phase.stable, b + 8 * MS, b + 8 * MS))
     spans.append(Span(write_id, 1, Phase.commit, b + 8 * MS, b + 8 * MS + MS // 10))
     return spans
 
@@ -163,6 +164,23 @@ def test_verdict_tells_a_held_token_without_a_ring_change() -> None:
     held = trace.verdict
     assert "held the token" in held and "domino" not in held and "ring" not in held
     assert "held the token" not in _trace((), "coupled", token_wait_ms=0).verdict
+
+
+def test_a_local_write_waiting_for_stability_is_token_time() -> None:
+    """Coupled mode, the slow node holds the token after the write went out: the write is
+    durable on the sender but not yet held by every member; that wait is the token's."""
+    spans = [s for s in _spans(200.0) if s.phase not in (Phase.stable, Phase.commit)]
+    spans += [
+        Span("1:7", 1, Phase.stable, 8 * MS, 2400 * MS),
+        Span("1:7", 1, Phase.commit, 2400 * MS, 2400 * MS),
+    ]
+    result = journey("1:7", spans)
+    costs = {c.cost: c for c in result.costs}
+    assert costs[Cost.token_wait].ms == pytest.approx(2392 + 2)  # stable wait + queue wait
+    assert result.slowest_phase == (1, Phase.stable, pytest.approx(2392.0))
+    phases = summarize([result])
+    verdict = explain(phases, summarize_costs([result]), result.total_ms, EVENTS, "coupled")
+    assert "held the token, writes waited up to 2394 ms" in verdict, verdict
 
 
 def test_json_schema_round_trips() -> None:

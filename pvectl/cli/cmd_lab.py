@@ -636,8 +636,8 @@ def mount(
         CommitLevel,
         typer.Option(
             "--level",
-            help="A write returns once this node applied and committed it (local, like "
-            "pmxcfs) or once every member did (all).",
+            help="A write returns once this node committed it and every member holds it "
+            "(local) or once every member committed it (all).",
             case_sensitive=False,
         ),
     ] = CommitLevel.local,
@@ -792,7 +792,11 @@ StorePath = Annotated[
 ]
 LevelOption = Annotated[
     CommitLevel,
-    typer.Option("--level", help="Return once committed here (local) or on every member (all)."),
+    typer.Option(
+        "--level",
+        help="Return once committed here and held by every member (local) or committed "
+        "on every member (all).",
+    ),
 ]
 
 

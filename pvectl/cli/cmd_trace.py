@@ -34,7 +34,7 @@ def sync_trace_command(
         CommitLevel,
         typer.Option(
             "--level",
-            help="Commit level: local (this node applied and fsync'd, like pmxcfs) or all "
+            help="Commit level: local (fsync'd here, held by every member) or all "
             "(every member fsync'd).",
         ),
     ] = CommitLevel.local,

@@ -19,7 +19,8 @@ PHASE_HELP = {
     "delivery": "sender's multicast -> agreed delivery here",
     "apply": "delivered -> applied to the SQLite memdb",
     "fsync": "group commit -> config.db durable",
-    "commit": "own fsync -> commit level reached",
+    "stable": "own fsync -> every member holds it (local)",
+    "commit": "-> level reached (all: every member's fsync ack)",
 }
 
 PHASE_STYLE = {
@@ -29,6 +30,7 @@ PHASE_STYLE = {
     "delivery": "blue",
     "apply": "green",
     "fsync": "red",
+    "stable": "bright_magenta",
     "commit": "magenta",
 }
 EVENT_STYLE = {"token_lost": "bold red", "transitional": "bright_black", "regular": "bold"}

@@ -535,6 +535,9 @@ class NodeRuntime:
             return
         now = time.monotonic_ns()
         durable = now if pending.durable_ns is None else min(pending.durable_ns, now)
+        if done.level == "local":  # durable, then waited until every member held it
+            self._span(self.node_id, count, Phase.stable, durable, now)
+            durable = now
         self._span(self.node_id, count, Phase.commit, durable, now)
         if done.errno_code:
             code = done.errno_code

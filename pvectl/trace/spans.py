@@ -22,6 +22,7 @@ class Phase(StrEnum):
     delivery = "delivery"  # sender's multicast -> agreed delivery on this node (network)
     apply = "apply"  # delivered -> applied to the in-memory SQLite memdb
     fsync = "fsync"  # (group commit starts) -> backing config.db committed, fsync'd
+    stable = "stable"  # own fsync done -> every member holds the write (level local, sender)
     commit = "commit"  # own fsync done -> commit level reached, the writer returns (sender)
 
 
@@ -34,6 +35,7 @@ ENDS_AT = {
     Phase.delivery: "delivered",
     Phase.apply: "applied",
     Phase.fsync: "fsync done",
+    Phase.stable: "stable",
     Phase.commit: "committed",
 }
 
@@ -53,6 +55,7 @@ COST_OF = {
     Phase.delivery: Cost.network,
     Phase.apply: Cost.apply,
     Phase.fsync: Cost.fsync,
+    Phase.stable: Cost.token_wait,  # stability comes with the token's next visits
 }
 
 
