@@ -149,7 +149,7 @@ def _shrink(args: argparse.Namespace) -> int:
 def _run_faults(args: argparse.Namespace, seed: int) -> list[str]:
     """The seed's fault schedule (drawn before anything runs)."""
     opts = Options.draw(seed, args.nodes, safety_s=args.safety, accelerated=args.accelerated)
-    sim = Simulator(seed, opts)
+    sim = Simulator(seed, opts) if args.totem_only else NodeSimulator(seed, opts)
     sim._schedule_faults()
     return sim.faults
 

@@ -52,9 +52,11 @@ from pvectl.quorum.votequorum import (
     initial_state,
     membership_changed,
     nodeinfo_received,
+    set_qdevice,
     sync_completed,
 )
 from pvectl.sim.checker import InvariantViolation
+from pvectl.sim.qdevice import CAST, QdeviceSetup, SimQdevice
 from pvectl.sim.world import _ACTION, Options, SimNode, SimResult, Simulator
 from pvectl.totem.srp import AppSend, Command, ConfigChange, ConfigKind, Deliver
 
@@ -121,6 +123,13 @@ class NodeSimulator(Simulator):
         # per node: the configuration its deliveries happen in, and the model's decision
         self.config_members: dict[int, tuple[int, ...]] = {}
         self.model: dict[int, VotequorumState] = {}
+        self.qdevice: SimQdevice | None = None  # a qnetd and a qdevice per node (some seeds)
+        if self.opt.qdevice:
+            self.quorum_options = SimQdevice.quorum_options(self.ids, self.opt.qdevice)
+            setup = QdeviceSetup.draw(
+                random.Random(f"qdevice-setup-{seed}"), self.opt.qdevice, len(self.ids)
+            )
+            self.qdevice = SimQdevice(self, setup)
 
     # --- node lifecycle ----------------------------------------------------------------
 
@@ -129,6 +138,8 @@ class NodeSimulator(Simulator):
         memdb.load(sorted(self.disk[n.node_id].values(), key=lambda e: e.inode))
         state = initial_state(self.quorum_options, n.node_id)
         self.cores[n.node_id] = NodeCore(n.node_id, state, memdb, coupled=self.coupled)
+        if self.qdevice is not None:
+            self.qdevice.node_started(n.node_id, self.cores[n.node_id])
         self.model[n.node_id] = initial_state(self.quorum_options, n.node_id)
         self.config_members[n.node_id] = ()
         super()._start_node(n)
@@ -136,6 +147,8 @@ class NodeSimulator(Simulator):
     def _crash(self, n: SimNode, *, clean: bool) -> None:
         if n.alive:
             self.cores.pop(n.node_id, None)  # the fsync in flight dies with it (incarnation)
+            if self.qdevice is not None:
+                self.qdevice.node_stopped(n.node_id, clean=clean)
         super()._crash(n, clean=clean)
 
     # --- traffic -----------------------------------------------------------------------
@@ -190,7 +203,17 @@ class NodeSimulator(Simulator):
                 self.config_members[nid] = command.members
                 if command.kind is ConfigKind.REGULAR:
                     self._model_regular(nid, command)
-                    out = core.regular(command.members, command.ring_id, self.now, int(self.now))
+                    hold = None
+                    if self.qdevice is not None:  # as the runtime: withdraw the vote, then hold
+                        self.qdevice.regular_configuration(nid, command.members, command.ring_id)
+                        hold = self.qdevice.hold_seconds(nid)
+                    out = core.regular(
+                        command.members,
+                        command.ring_id,
+                        self.now,
+                        int(self.now),
+                        hold_nodeinfo_s=hold,
+                    )
                     self._core(n, core, out)
                     self._arm_lms(n, core)
                 else:
@@ -227,12 +250,16 @@ class NodeSimulator(Simulator):
             elif kind is QuorumChanged:
                 assert isinstance(command, QuorumChanged)
                 self._check_model(nid, core, command)
+                if self.qdevice is not None:
+                    self.qdevice.quorum_changed(nid, command.quorate, command.members)
             elif kind is ServiceLog and self.trace_on:
                 self._log(f"n{nid} {command.text}")  # type: ignore[union-attr]
             elif kind is StoreInstalled and self.trace_on:
                 self._log(f"n{nid} store installed from the sync leader")
             if self.cores.get(nid) is not core:
                 return
+        if self.qdevice is not None:
+            self.qdevice.observe(nid, core)
 
     def _arm_lms(self, n: SimNode, core: NodeCore) -> None:
         deadline = core.next_deadline()
@@ -241,6 +268,10 @@ class NodeSimulator(Simulator):
 
     def _action(self, node: int, action: tuple[Any, ...]) -> None:
         kind = action[0]
+        if kind == "qdevice":
+            assert self.qdevice is not None
+            self.qdevice.action(node, action)
+            return
         if kind != "fsync" and kind != "lms":
             super()._action(node, action)
             return
@@ -269,17 +300,23 @@ class NodeSimulator(Simulator):
     # --- checkers on every step ------------------------------------------------------------
 
     def _check_majority(self, node: int, members: tuple[int, ...], what: str) -> None:
-        """Every node has one vote and expects all: a majority of all nodes is quorum."""
-        if 2 * len(members) <= len(self.ids):
+        """Every node has one vote and expects all: a majority of all votes is quorum (the
+        qdevice's votes count where this node counts them)."""
+        votes = len(members)
+        total = self.quorum_options.configured_expected_votes
+        core = self.cores.get(node)
+        if self.qdevice is not None and core is not None and core.services.quorum.us.flags & CAST:
+            votes += self.quorum_options.qdevice_votes
+        if 2 * votes <= total:
             raise InvariantViolation(
                 f"node {node} {what} in configuration {list(members)}: "
-                f"{len(members)} of {len(self.ids)} votes is no quorum"
+                f"{votes} of {total} votes is no quorum"
             )
 
     def _model_regular(self, node: int, change: ConfigChange) -> None:
         """The pure votequorum model, fed this node's membership history."""
         state = membership_changed(self.model[node], change.members, self.now)
-        expected = len(self.ids)
+        expected = self.quorum_options.configured_expected_votes
         for member in change.members:
             state = nodeinfo_received(state, NodeInfo(member, 1, expected, NodeFlag.NONE), member)
         self.model[node] = sync_completed(state)
@@ -288,6 +325,9 @@ class NodeSimulator(Simulator):
         model = self.model[node]
         if change.ring_id != core.services.ring_id:
             return
+        if self.qdevice is not None:  # the vote as the local qdevice gave it to votequorum
+            cast = bool(core.services.quorum.us.flags & CAST)
+            model = sync_completed(set_qdevice(model, registered=True, alive=True, cast_vote=cast))
         if change.quorate != model.quorate or core.services.quorum.quorate != model.quorate:
             raise InvariantViolation(
                 f"node {node} decided quorate={change.quorate} in ring {change.ring_id} "
@@ -316,6 +356,8 @@ class NodeSimulator(Simulator):
             totem = self.run()
             # let the last group commits, acknowledgements and a sync round finish
             self._run_until(self.now + max(self.disk_delay.values()) * 3 + 1.0)
+            if self.qdevice is not None:
+                self._check_qdevice_healed()
             return self._check_healed(totem)
         except InvariantViolation as exc:
             if not exc.args[0].startswith(f"seed {self.seed}:"):
@@ -324,6 +366,21 @@ class NodeSimulator(Simulator):
                     f"last events (t in seconds):\n" + "\n".join(self.trace),
                 )
             raise
+
+    def _check_qdevice_healed(self) -> None:
+        """Every qdevice reconnects and every node counts the vote again."""
+        assert self.qdevice is not None
+        self.qdevice.heal()
+        deadline = self.now + self.qdevice.heal_bound()
+        while (why := self.qdevice.check_healed()) is not None:
+            if self.now >= deadline:
+                raise InvariantViolation(f"qdevice liveness after the heal: {why}")
+            self._run_until(self.now + 0.1)
+
+    def _schedule_faults(self) -> None:
+        super()._schedule_faults()
+        if self.qdevice is not None:
+            self.qdevice.schedule_faults(self.opt.safety_s)
 
     def _check_healed(self, totem: SimResult) -> StoreResult:
         reference: list[Row] | None = None
