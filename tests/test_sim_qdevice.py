@@ -178,3 +178,12 @@ def test_client_state_after_heal_is_connected() -> None:
     sim.run_store()
     assert sim.qdevice is not None
     assert {c.client.state for c in sim.qdevice.clients.values()} == {ClientState.CONNECTED}
+
+
+@pytest.mark.xfail(raises=InvariantViolation, strict=True, reason="open finding: lms")
+def test_lms_keeps_the_vote_with_one_partition() -> None:
+    """Open finding, why the swarm draws no lms: a partition that got ACK keeps it while a
+    better partition gets ACK later (here 4 nodes, device votes 3: [1, 3] and [2, 4] both
+    count the vote). Turns into a failure (strict) once lms is fixed: then draw lms."""
+    opts = dataclasses.replace(Options.draw(47, 4, safety_s=6.0), qdevice="lms")
+    NodeSimulator(47, opts).run_store()

@@ -657,10 +657,9 @@ class SimQdevice:
             self.quorate.pop(node, None)
 
     def check_holders(self, node: int) -> None:
-        """ffsplit: the vote is with one partition at a time (lms promises no such thing:
-        a partition keeps its ACK while a better one gets one, see docs/simulator.md)."""
-        if self.setup.algorithm == "ffsplit":
-            self._check_disjoint(node, self.holding, "counts the qdevice vote")
+        """The vote is with one partition at a time (ffsplit's NACK-before-ACK; lms fails
+        it, which is why the swarm draws no lms, see docs/simulator.md)."""
+        self._check_disjoint(node, self.holding, "counts the qdevice vote")
 
     def check_quorate(self, node: int) -> None:
         self._check_disjoint(node, self.quorate, "is quorate")
