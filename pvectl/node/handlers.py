@@ -140,7 +140,7 @@ async def cmd_info(node: NodeRuntime, _: dict[str, Any]) -> dict[str, Any]:
         # for pvectl watch/exporter: token rotation before a second sample, and the
         # recent config.db group commits (fsync) each write waited for, in ms
         "uptime_s": (time.monotonic_ns() - node.started_ns) / 1e9,
-        "fsync_ms": [s.duration_ms for s in node.spans if s.phase is Phase.fsync][-256:],
+        "fsync_ms": [s.duration_ms for s in node.trace.spans if s.phase is Phase.fsync][-256:],
     }
 
 
@@ -307,8 +307,8 @@ async def cmd_spans(node: NodeRuntime, request: dict[str, Any]) -> dict[str, Any
     """The spans of the given writes, and the ring events since ``since_ns``."""
     wanted = set(request.get("write_ids", []))
     since = int(request.get("since_ns", 0))
-    spans = [to_jsonable(s) for s in node.spans if not wanted or s.write_id in wanted]
-    events = [to_jsonable(e) for e in node.ring_events if e.at_ns >= since]
+    spans = [to_jsonable(s) for s in node.trace.spans if not wanted or s.write_id in wanted]
+    events = [to_jsonable(e) for e in node.trace.ring_events if e.at_ns >= since]
     return {
         "ok": True,
         "spans": spans,

@@ -14,10 +14,8 @@ import contextlib
 import errno
 import logging
 import os
-import re
 import signal
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +26,9 @@ from pvectl.errors import UsageError
 from pvectl.node import bench, control_socket
 from pvectl.node.backing_store import BackingStore
 from pvectl.node.config import NodeConfig
+from pvectl.node.corosync_conf_sync import CorosyncConfSync
 from pvectl.node.qdevice import client_task as qdevice_task
+from pvectl.node.tracing import Tracer
 from pvectl.node.transport import FaultFilter, UdpTransport
 from pvectl.nodecore.commit import COMMIT_LEVELS, StartFsync, WriteDone
 from pvectl.nodecore.core import Command as CoreCommand
@@ -44,17 +44,7 @@ from pvectl.nodecore.services import (
 from pvectl.quorum import votequorum as vq
 from pvectl.totem import srp
 from pvectl.totem.wire import Codec, is_token
-from pvectl.trace.spans import Phase, RingEvent, Span
-
-MAX_TRACED_WRITES = 2000
-MAX_RING_EVENTS = 500
-COROSYNC_CONF = "corosync.conf"  # in the store, as /etc/pve/corosync.conf
-
-
-def _config_version(text: str) -> int | None:
-    match = re.search(r"(?m)^\s*config_version\s*:\s*(\d+)\s*$", text)
-    return int(match.group(1)) if match else None
-
+from pvectl.trace.spans import Phase
 
 # pmxcfs queues a write while the store synchronises instead of failing it; a write here
 # waits out a ring change or a DFSM sync this long before its writer sees EAGAIN
@@ -81,8 +71,6 @@ class NodeRuntime:
     state_dir: Path
     log: logging.Logger
     faults: FaultFilter = field(default_factory=FaultFilter)
-    spans: deque[Span] = field(default_factory=lambda: deque(maxlen=MAX_TRACED_WRITES * 8))
-    ring_events: deque[RingEvent] = field(default_factory=lambda: deque(maxlen=MAX_RING_EVENTS))
     # the control commands (pvectl.node.handlers.dispatch; run_node wires it)
     on_request: Callable[[NodeRuntime, dict[str, Any]], Awaitable[dict[str, Any]]] = field(
         default=_no_commands
@@ -107,6 +95,7 @@ class NodeRuntime:
             self.config.totem,
             ring_seq=self._load_ring_seq(),
         )
+        self.trace = Tracer(self.node_id)
         self.memdb = mdb.MemDB()
         self.backing = BackingStore(self.state_dir / "config.db", self.config.durability)
         self.memdb.load(self.backing.load())
@@ -131,7 +120,7 @@ class NodeRuntime:
         self.qdevice: qdevice_task.QdeviceTask | None = None
         self.last_regular: tuple[tuple[int, ...], Any] | None = None
         self.started_ns = time.monotonic_ns()
-        self.corosync_conf_seen = -1
+        self.conf_sync = CorosyncConfSync(self.memdb, self.state_dir, self.log)
         self.bench = bench.Recorder()
         self.burst: bench.Burst | None = None
         self.burst_done: asyncio.Future[None] | None = None
@@ -142,11 +131,8 @@ class NodeRuntime:
         self.receiving = False  # inside a receive batch: deliveries wait for its end
         self.flushing = False
         # sync-trace: when the event being handled reached the machine (loop.time(), the
-        # same CLOCK_MONOTONIC as monotonic_ns), and own writes queued in Totem by count
+        # same CLOCK_MONOTONIC as monotonic_ns)
         self.event_time = 0.0
-        self.queued_ns: dict[int, int] = {}
-        self.token_ns: dict[int, int] = {}
-        self.left_last: tuple[int, ...] = ()
         self.delivery_errors = 0  # deliveries whose handling raised (a bug; logged once)
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -226,7 +212,7 @@ class NodeRuntime:
         self.timers.pop(kind, None)
         self.event_time = now = self.loop.time()
         if kind is srp.TimerKind.TOKEN_LOSS and self.srp.state is not srp.State.GATHER:
-            self._ring_event("token_lost", self.srp.members)
+            self.trace.ring_event("token_lost", self.srp.members)
         self._execute(self.srp.handle(srp.TimerFired(kind), now))
         if self.burst is not None:
             self._refill()
@@ -288,7 +274,7 @@ class NodeRuntime:
                     else "info",
                 )("[TOTEM ] %s", command.text)
             elif kind is srp.Multicasted or kind is srp.MulticastStarted:
-                self._traced_send(command)  # type: ignore[arg-type]
+                self.trace.sent(command, self.event_time)  # type: ignore[arg-type]
         if self.pending and not self.receiving:
             self._flush()
         if not self.receiving:  # a token may have made own writes stable (see NodeCore)
@@ -342,28 +328,8 @@ class NodeRuntime:
             os.fsync(handle.fileno())
         os.replace(tmp, self.ring_file)
 
-    def _ring_event(
-        self,
-        kind: str,
-        members: tuple[int, ...],
-        ring_id: str = "",
-        left: tuple[int, ...] = (),
-        joined: tuple[int, ...] = (),
-    ) -> None:
-        self.ring_events.append(
-            RingEvent(self.node_id, kind, time.monotonic_ns(), ring_id, members, left, joined)
-        )
-
     def _config_change(self, change: srp.ConfigChange) -> None:
-        if change.kind is srp.ConfigKind.TRANSITIONAL:
-            self.left_last = change.left  # EVS names who left here, who joined in REGULAR
-        self._ring_event(
-            change.kind.value,
-            change.members,
-            str(change.ring_id),
-            change.left or self.left_last,
-            change.joined,
-        )
+        self.trace.config_change(change)
         members = " ".join(str(m) for m in change.members)
         self.log.info(
             "[TOTEM ] %s configuration %s: members %s", change.kind.value, change.ring_id, members
@@ -406,9 +372,10 @@ class NodeRuntime:
             elif isinstance(command, QuorumChanged):
                 self._log_quorum(command)
             elif isinstance(command, WriteApplied):
-                self._write_applied(command)
+                self.trace.applied(command)
+                self.conf_sync.sync()
             elif isinstance(command, StoreInstalled):
-                self.loop.call_soon(self._sync_corosync_conf)
+                self.loop.call_soon(self.conf_sync.sync)
             elif isinstance(command, StartFsync):
                 self._start_fsync(command)
             elif isinstance(command, WriteDone):
@@ -432,63 +399,6 @@ class NodeRuntime:
             )
 
     # --- the config store's write path -----------------------------------------------------
-
-    def _span(self, writer: int, count: int, phase: Phase, start: int, end: int) -> None:
-        self.spans.append(Span(f"{writer}:{count}", self.node_id, phase, start, end))
-
-    def _traced_send(self, command: srp.Multicasted | srp.MulticastStarted) -> None:
-        """An own write leaves on the token (its tag is the write's count): the token visit
-        that started it ends the token wait; the command comes right before the send of
-        its last datagram."""
-        count = command.tag
-        if not isinstance(count, int):
-            return
-        token_ns = self.token_ns.setdefault(count, int(self.event_time * 1e9))
-        if type(command) is srp.MulticastStarted:
-            return
-        sent_ns = time.monotonic_ns()
-        del self.token_ns[count]
-        queued = self.queued_ns.pop(count, None)
-        if queued is None:
-            return
-        token_ns = max(token_ns, queued)  # loop.time() is a float: no sub-us inversions
-        self._span(self.node_id, count, Phase.token_wait, queued, token_ns)
-        self._span(self.node_id, count, Phase.multicast, token_ns, sent_ns)
-
-    def _write_applied(self, event: WriteApplied) -> None:
-        applied = event.applied
-        applied_ns = time.monotonic_ns()
-        if event.send_ns:  # journey() starts it at the sender's multicast when it knows it
-            self._span(
-                applied.sender, applied.count, Phase.delivery, event.send_ns, event.delivered_ns
-            )
-        self._span(applied.sender, applied.count, Phase.apply, event.delivered_ns, applied_ns)
-        self._sync_corosync_conf()
-
-    def _sync_corosync_conf(self) -> None:
-        """pmxcfs's dcdb_sync_corosync_conf: when the store's ``corosync.conf`` carries a
-        higher ``config_version`` than this node's local copy, write it there (atomically).
-        The running node keeps its configuration until restarted, as corosync does for
-        most keys."""
-        entry = self.memdb.lookup(COROSYNC_CONF)
-        if entry is None or entry.is_dir or entry.version == self.corosync_conf_seen:
-            return
-        self.corosync_conf_seen = entry.version
-        text = (entry.data or b"").decode(errors="replace")
-        new = _config_version(text)
-        local = self.state_dir / COROSYNC_CONF
-        try:
-            old = _config_version(local.read_text(errors="replace"))
-        except FileNotFoundError:
-            old = None
-        if new is None or (old is not None and new <= old):
-            if new is None:
-                self.log.warning("[PVECFS] corosync.conf in the store has no config_version")
-            return
-        tmp = local.with_suffix(".new")
-        tmp.write_text(text)
-        os.replace(tmp, local)
-        self.log.info("[PVECFS] wrote new corosync config '%s' (version = %d)", local, new)
 
     def _persist(self, batch: tuple[WriteApplied | StoreInstalled, ...]) -> None:
         """One group commit, in order; an install starts a transaction of its own."""
@@ -523,7 +433,7 @@ class NodeRuntime:
             if isinstance(event, StoreInstalled):
                 continue
             applied = event.applied
-            self._span(applied.sender, applied.count, Phase.fsync, start, end)
+            self.trace.span(applied.sender, applied.count, Phase.fsync, start, end)
             if applied.sender == self.node_id and applied.count in self.writes:
                 self.writes[applied.count].durable_ns = end
         self._core(self.core.fsync_done())
@@ -536,9 +446,9 @@ class NodeRuntime:
         now = time.monotonic_ns()
         durable = now if pending.durable_ns is None else min(pending.durable_ns, now)
         if done.level == "local":  # durable, then waited until every member held it
-            self._span(self.node_id, count, Phase.stable, durable, now)
+            self.trace.span(self.node_id, count, Phase.stable, durable, now)
             durable = now
-        self._span(self.node_id, count, Phase.commit, durable, now)
+        self.trace.span(self.node_id, count, Phase.commit, durable, now)
         if done.errno_code:
             code = done.errno_code
             pending.future.set_result(
@@ -585,9 +495,7 @@ class NodeRuntime:
         self.writes[count] = PendingWrite(count, future)
         for output in outputs:  # the write itself, tagged with its count for sync-trace
             if isinstance(output, Multicast):
-                queued = time.monotonic_ns()
-                self._span(self.node_id, count, Phase.submit, submitted, queued)
-                self.queued_ns[count] = queued
+                self.trace.submitted(count, submitted)
                 self._multicast(output.payload, tag=count)
             else:
                 self._core([output])
