@@ -209,10 +209,10 @@ async def cmd_write(node: NodeRuntime, request: dict[str, Any]) -> dict[str, Any
     if kind == "put":  # create if needed, then replace the content (truncate)
         created: dict[str, Any] = {}  # sync-trace follows both writes of a put
         if node.memdb.lookup(path) is None:
-            created = await node._store_write(mdb.Create(path), level)
+            created = await node.write_path.store_write(mdb.Create(path), level)
             if not created["ok"] and created.get("errno") != errno.EEXIST:
                 return created
-        written = await node._store_write(mdb.Write(path, 0, data, truncate=True), level)
+        written = await node.write_path.store_write(mdb.Write(path, 0, data, truncate=True), level)
         if written["ok"] and created.get("ok"):
             written["write_ids"] = created["write_ids"] + written["write_ids"]
             written["retried"] = created["retried"] + written["retried"]
@@ -229,7 +229,7 @@ async def cmd_write(node: NodeRuntime, request: dict[str, Any]) -> dict[str, Any
     }
     if kind not in operations:
         raise UsageError(f"unknown store operation {kind!r}")
-    return await node._store_write(operations[kind], level)
+    return await node.write_path.store_write(operations[kind], level)
 
 
 async def cmd_read(node: NodeRuntime, request: dict[str, Any]) -> dict[str, Any]:
