@@ -11,16 +11,14 @@ import base64
 import errno
 import os
 import time
-from pathlib import Path
 from typing import Any
 
 from pvectl.cfs import memdb as mdb
 from pvectl.cfs.dfsm import tree_hash
 from pvectl.errors import CommandRefused, ExitCode, PvectlError, UsageError
 from pvectl.node import bench
-from pvectl.node.config import NodeConfig
 from pvectl.node.qdevice import client_task as qdevice_task
-from pvectl.node.runtime import NodeRuntime, configure_logging
+from pvectl.node.runtime import NodeRuntime
 from pvectl.quorum import votequorum as vq
 from pvectl.quorum.status_report import quorum_status
 from pvectl.results import NodeList, QuorumStatus, to_jsonable
@@ -343,10 +341,3 @@ async def cmd_qdevice_daemon(node: NodeRuntime, request: dict[str, Any]) -> dict
 async def cmd_leave(node: NodeRuntime, _: dict[str, Any]) -> dict[str, Any]:
     node.loop.call_soon(node.stopping.set)
     return {"ok": True}
-
-
-async def run_node(config: NodeConfig, state_dir: Path) -> None:
-    runtime = NodeRuntime(
-        config, state_dir, configure_logging(state_dir, config.node_id), on_request=dispatch
-    )
-    await runtime.run()

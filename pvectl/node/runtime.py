@@ -64,7 +64,7 @@ class NodeRuntime:
     state_dir: Path
     log: logging.Logger
     faults: FaultFilter = field(default_factory=FaultFilter)
-    # the control commands (pvectl.node.handlers.dispatch; run_node wires it)
+    # the control commands (pvectl.node.handlers.dispatch; __main__.run_node wires it)
     on_request: Callable[[NodeRuntime, dict[str, Any]], Awaitable[dict[str, Any]]] = field(
         default=_no_commands
     )
@@ -296,14 +296,3 @@ class NodeRuntime:
             if change.quorate
             else "non-primary component and will NOT provide any services.",
         )
-
-
-def configure_logging(state_dir: Path, node_id: int) -> logging.Logger:
-    logger = logging.getLogger(f"pvectl.node.{node_id}")
-    logger.setLevel(logging.INFO)
-    handler = logging.FileHandler(state_dir / "node.log")
-    handler.setFormatter(
-        logging.Formatter(f"%(asctime)s.%(msecs)03d [{node_id}] %(message)s", "%b %d %H:%M:%S")
-    )
-    logger.addHandler(handler)
-    return logger
