@@ -356,6 +356,12 @@ class MemDB:
         parent = self.lookup("/".join(parts[:-1]))
         return parent, parts[-1]
 
+    @staticmethod
+    def _reserved(parent: Entry, name: str) -> bool:
+        """``/__version__`` is the version row's own key (parent 0, that name): a file of
+        that name would replace it and break the store."""
+        return parent.inode == 0 and name == VERSION_ROW_NAME
+
     def _create(self, path: str, kind: int, writer: int, mtime: int) -> ApplyResult:
         parent, name = self._parent_of(path)
         if name in ("", ".", ".."):
@@ -364,6 +370,8 @@ class MemDB:
             return self._fail(errno.ENOENT)
         if not parent.is_dir:
             return self._fail(errno.ENOTDIR)
+        if self._reserved(parent, name):
+            return self._fail(errno.EACCES)
         if self.lookup(path) is not None:
             return self._fail(errno.EEXIST)
         root = self._bump(writer, mtime)
@@ -446,6 +454,8 @@ class MemDB:
             return self._fail(errno.ENOENT if parent is None else errno.EACCES)
         if not parent.is_dir:
             return self._fail(errno.ENOTDIR)
+        if self._reserved(parent, name):
+            return self._fail(errno.EACCES)
         deletes: tuple[int, ...] = ()
         target = self.lookup(op.to)
         if target is not None and target.inode != entry.inode:
