@@ -85,8 +85,9 @@ class StoreResult:
     acknowledged_all: int
     store_writes: int
     checksum: str
-    # set when a lowered expected let two disjoint configurations be quorate at once: then
-    # acknowledged writes may legitimately be lost (counted), as ``pvecm expected`` warns
+    # set when a lowered expected let a configuration be quorate without any node of an
+    # earlier quorate one: then acknowledged writes may legitimately be lost (counted), as
+    # ``pvecm expected`` warns
     split_brain: str | None = None
     lost_to_split_brain: int = 0
 
@@ -170,6 +171,8 @@ class NodeSimulator(Simulator):
         self.expected_applied = 0
         self.expected_refused = 0
         self.split_brain: str | None = None
+        # every quorate configuration seen, in order (a dict: no set iteration)
+        self.quorate_sets: dict[frozenset[int], None] = {}
 
     def _schedule_faults(self) -> None:
         super()._schedule_faults()
@@ -439,23 +442,25 @@ class NodeSimulator(Simulator):
         self.model[node] = model if pending else sync_completed(model)
 
     def _note_split_brain(self, node: int, members: tuple[int, ...]) -> None:
-        """After a lowered expected: is another node quorate in a configuration disjoint
-        from this one? Then both sides may write, and the sync at the heal keeps one
-        side's tree (pvecm expected warns of this split brain)."""
-        if self.split_brain is not None or not self.expected_applied:
+        """After a lowered expected: was this configuration's quorum reached without any
+        node of an earlier (or concurrent) quorate configuration? Majorities of the same
+        votes always share a node; a majority of a lowered expected need not. Then each
+        side may write on its own tree, and the sync at the heal keeps one of them: the
+        split brain ``pvecm expected`` warns of (also when the other side is already down,
+        e.g. an isolated node with a stale tree told ``expected 1``)."""
+        mine = frozenset(members)
+        if mine in self.quorate_sets:
             return
-        mine = set(members)
-        for other in self.ids:
-            core = self.cores.get(other)
-            if other in mine or core is None or not core.services.quorum.quorate:
-                continue
-            if not mine.intersection(core.services.members):
-                self.split_brain = (
-                    f"at {self.now:.3f}s node {node} is quorate in {list(members)} and node "
-                    f"{other} in {list(core.services.members)}"
-                )
-                self._log(f"split brain {self.split_brain}")
-                return
+        if self.split_brain is None and self.expected_applied:
+            for earlier in self.quorate_sets:
+                if not mine & earlier:
+                    self.split_brain = (
+                        f"at {self.now:.3f}s node {node} is quorate in {sorted(mine)}, "
+                        f"disjoint from the quorate configuration {sorted(earlier)}"
+                    )
+                    self._log(f"split brain {self.split_brain}")
+                    break
+        self.quorate_sets[mine] = None
 
     def _check_model(self, node: int, core: NodeCore, change: QuorumChanged) -> None:
         model = self.model[node]
