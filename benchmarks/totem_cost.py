@@ -219,7 +219,7 @@ def runtime_receiver_us(
         (tmp / "corosync.conf").write_text(CONF % netmtu)
         cfg = node_config.load(tmp / "corosync.conf", 2)
         runtime = NodeRuntime(cfg, tmp, logging.getLogger("bench"))
-        runtime.srp = receiver
+        runtime.totem.srp = receiver
         rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
         rx.bind(("127.0.0.1", 0))
@@ -232,10 +232,10 @@ def runtime_receiver_us(
         transport = UdpTransport(
             rx,
             {1: tx.getsockname(), 3: sink.getsockname()},
-            runtime._on_datagram,
-            on_batch_end=runtime._on_batch_end,
+            runtime.totem.on_datagram,
+            on_batch_end=runtime.totem.on_batch_end,
         )
-        runtime.transport = transport
+        runtime.totem.transport = transport
         dest = rx.getsockname()
         spent = 0.0
         sent = 0
@@ -256,14 +256,16 @@ def runtime_receiver_us(
                     except BlockingIOError:
                         pass
         finally:
-            for timer in runtime.timers.values():
+            for timer in runtime.totem.timers.values():
                 timer.cancel()
             transport.close()
             tx.close()
             sink.close()
             runtime.backing.close()
-        if runtime.bench.count < len(tokens) * per_token * min(per_frame, 1.0) - 1:
-            raise RuntimeError(f"only {runtime.bench.count} deliveries: the harness is broken")
+        if runtime.bench.recorder.count < len(tokens) * per_token * min(per_frame, 1.0) - 1:
+            raise RuntimeError(
+                f"only {runtime.bench.recorder.count} deliveries: the harness is broken"
+            )
         return spent / sent * 1e6
 
     with tempfile.TemporaryDirectory(prefix="totem-cost-") as tmp:

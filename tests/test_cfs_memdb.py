@@ -176,3 +176,81 @@ def test_decode_mutated_messages_raises_only_message_error() -> None:
             raw[rng.randrange(len(raw))] = rng.randrange(256)
         with contextlib.suppress(messages.MessageError):
             messages.decode(bytes(raw[: rng.randint(0, len(raw))]))
+
+
+def _table(db: MemDB) -> list[tuple[object, ...]]:
+    """What the SQLite table holds, read past the mirror."""
+    return db.db.execute("SELECT * FROM tree ORDER BY inode").fetchall()
+
+
+def _assert_mirror_matches_table(db: MemDB) -> None:
+    table = _table(db)
+    assert [tuple(vars(e).values()) for e in db.entries()] == table
+    for inode, parent, *_ in table:
+        names = [r[6] for r in table if r[1] == inode and r[0] != 0]
+        found = db._children.get(inode, {})
+        assert sorted(n for n, i in found.items() if i != 0) == sorted(names), parent
+    fresh = MemDB()  # the digests the mirror caches are those of the rows in the table
+    fresh.db.execute("DELETE FROM tree")
+    fresh.db.executemany("INSERT INTO tree VALUES (?, ?, ?, ?, ?, ?, ?, ?)", table)
+    fresh._reload()
+    assert fresh.index() == db.index() and fresh.checksum() == db.checksum()
+
+
+mirror_ops = st.one_of(
+    ops,
+    st.builds(Create, st.sampled_from(["__version__", "d/__version__", "x/y"])),
+    st.builds(Rename, st.sampled_from(["x", "d", "d/e"]), st.sampled_from(["d", "x", "q"])),
+)
+
+
+@given(st.lists(st.tuples(mirror_ops, st.integers(1, 5), st.integers(0, 2**31)), max_size=40))
+def test_reads_answer_what_the_table_holds(history: list[tuple[object, int, int]]) -> None:
+    """Reads come from a Python mirror of ``tree``: after any history (clashing names
+    included, as SQLite's REPLACE resolves them) it holds exactly the table's rows."""
+    db = MemDB()
+    for op, writer, when in history:
+        db.apply(op, writer, when)  # type: ignore[arg-type]
+        assert 0 in {row[0] for row in _table(db)}  # /__version__ is refused (EACCES)
+        _assert_mirror_matches_table(db)
+        index = db.index()
+        assert index == db.index()  # the digest cache gives the same answer twice
+        assert [e.name for e in db.listdir("d")] == [
+            row[0]
+            for row in db.db.execute(
+                "SELECT name FROM tree WHERE parent = ? AND inode != 0 ORDER BY name",
+                (db.lookup("d").inode if db.lookup("d") else -1,),  # type: ignore[union-attr]
+            )
+        ]
+
+
+def test_a_failed_transaction_leaves_table_and_mirror_as_before() -> None:
+    """Rename over a file deletes the target first; a failure after that (an mtime SQLite
+    cannot store) rolls both the table and the mirror back."""
+    db = MemDB()
+    db.apply(Create("a"), 1, 1)
+    db.apply(Create("b"), 1, 1)
+    before = db.entries()
+    with pytest.raises(OverflowError):
+        db.apply(Rename("a", "b"), 1, 2**70)
+    assert db.entries() == before
+    assert db.lookup("b") == before[-1]
+    _assert_mirror_matches_table(db)
+    assert db.apply(Rename("a", "b"), 1, 3).ok  # and the store goes on
+    _assert_mirror_matches_table(db)
+
+
+def test_the_version_rows_name_is_refused_at_the_root() -> None:
+    """A file or directory ``/__version__`` would take the version row's key (parent 0,
+    that name): SQLite's REPLACE dropped the version row and every later operation
+    failed. Elsewhere the name is an ordinary one."""
+    db = MemDB()
+    db.apply(Mkdir("d"), 1, 1)
+    db.apply(Create("x"), 1, 1)
+    for op in (Create("__version__"), Mkdir("__version__"), Rename("x", "__version__")):
+        result = db.apply(op, 1, 2)
+        assert result.errno_code == errno.EACCES, op
+    assert db.root().name == "__version__" and db.root().version == 3
+    assert db.apply(Create("d/__version__"), 1, 3).ok
+    assert db.apply(Write("x", 0, b"still works"), 1, 4).ok
+    assert db.read("x") == b"still works"

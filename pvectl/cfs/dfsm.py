@@ -24,6 +24,7 @@ A sync message whose *content* is bad (a STATE index, an UPDATE entry) still end
 from __future__ import annotations
 
 import hashlib
+import struct
 from dataclasses import dataclass, field
 from enum import IntEnum
 
@@ -98,22 +99,17 @@ class Log:
 Command = Send | Applied | Installed | SyncDone | Failed | Malformed | Log
 
 
-def _decode_index(raw: bytes) -> MemdbIndex:
-    import struct
+_INDEX_ENTRY = struct.Struct("<Q32s")
 
+
+def _decode_index(raw: bytes) -> MemdbIndex:
     head = struct.Struct("<QQIII")
     if len(raw) < head.size:
         raise MessageError("state index too short")
     version, last_inode, writer, mtime, size = head.unpack_from(raw)
     if len(raw) != head.size + size * 40:
         raise MessageError("state index length does not match its entry count")
-    entries = tuple(
-        (
-            int.from_bytes(raw[offset : offset + 8], "little"),
-            bytes(raw[offset + 8 : offset + 40]),
-        )
-        for offset in range(head.size, len(raw), 40)
-    )
+    entries = tuple(_INDEX_ENTRY.iter_unpack(raw[head.size :]))  # (inode, digest) pairs
     return MemdbIndex(version, last_inode, writer, mtime, entries)
 
 

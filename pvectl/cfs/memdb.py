@@ -171,25 +171,49 @@ class MemdbIndex:
         return hashlib.sha256(self.encode()).hexdigest()
 
 
+_EMPTY_IMAGE: list[bytes] = []
+
+
+def _empty_image() -> bytes:
+    """A fresh memdb's database image (schema, index, version row), built once: loading
+    it costs a sixth of creating the schema again (the simulator starts many nodes)."""
+    if not _EMPTY_IMAGE:
+        db = sqlite3.connect(":memory:", isolation_level=None)
+        db.executescript(SCHEMA)
+        db.execute("CREATE UNIQUE INDEX IF NOT EXISTS tree_parent_name ON tree(parent, name)")
+        root = (0, 0, 1, 0, 0, DT_REG, VERSION_ROW_NAME, None)
+        db.execute("INSERT INTO tree VALUES (?, ?, ?, ?, ?, ?, ?, ?)", root)
+        _EMPTY_IMAGE.append(db.serialize())
+        db.close()
+    return _EMPTY_IMAGE[0]
+
+
 def split_path(path: str) -> list[str]:
     return [part for part in path.split("/") if part]
 
 
 class MemDB:
-    """The in-RAM tree; authoritative, like pmxcfs's (the backing file is its copy)."""
+    """The in-RAM tree; authoritative, like pmxcfs's (the backing file is its copy).
+
+    Every change goes to the SQLite table and to a Python mirror of it (rows by inode, and
+    children by name per parent, as ``tree``'s primary key and unique index): reads are
+    served from the mirror, which the simulator and the FUSE layer do far more often than
+    SQLite can answer them. The mirror follows SQLite's ``REPLACE`` (a row clashing on
+    inode or on (parent, name) is deleted first); a transaction that fails half-way is
+    rolled back in SQLite and the mirror reloaded from it."""
 
     def __init__(self) -> None:
         self.db = sqlite3.connect(":memory:", isolation_level=None)
-        self.db.executescript(SCHEMA)
-        self.db.execute("CREATE UNIQUE INDEX IF NOT EXISTS tree_parent_name ON tree(parent, name)")
-        self.db.execute(
-            "INSERT INTO tree VALUES (0, 0, 1, 0, 0, ?, ?, NULL)", (DT_REG, VERSION_ROW_NAME)
-        )
+        self.db.deserialize(_empty_image())
+        root = Entry(0, 0, 1, 0, 0, DT_REG, VERSION_ROW_NAME, None)
+        self._rows: dict[int, Entry] = {0: root}
+        self._children: dict[int, dict[str, int]] = {0: {VERSION_ROW_NAME: 0}}
+        self._digests: dict[int, bytes] = {}  # inode -> digest of its current row
 
     # --- reading ---------------------------------------------------------------------------
 
     def root(self) -> Entry:
-        found = self._row("SELECT * FROM tree WHERE inode = 0", ())
+        found = self._rows.get(0)
         assert found is not None
         return found
 
@@ -197,20 +221,19 @@ class MemDB:
     def version(self) -> int:
         return self.root().version
 
-    def _row(self, sql: str, args: tuple[object, ...]) -> Entry | None:
-        row = self.db.execute(sql, args).fetchone()
-        return _entry(row) if row else None
+    def _child(self, parent: int, name: str) -> Entry | None:
+        """``tree``'s row (parent, name), never the version row."""
+        names = self._children.get(parent)
+        inode = names.get(name) if names is not None else None
+        return self._rows[inode] if inode else None
 
     def lookup(self, path: str) -> Entry | None:
-        parent = 0
         found: Entry | None = self.root()
         for part in split_path(path):
-            found = self._row(
-                "SELECT * FROM tree WHERE parent = ? AND name = ? AND inode != 0", (parent, part)
-            )
+            assert found is not None
+            found = self._child(found.inode, part)
             if found is None:
                 return None
-            parent = found.inode
         return found
 
     def read(self, path: str) -> bytes | None:
@@ -221,33 +244,42 @@ class MemDB:
         entry = self.lookup(path)
         if entry is None or not entry.is_dir:
             return []
-        return [
-            _entry(row)
-            for row in self.db.execute(
-                "SELECT * FROM tree WHERE parent = ? AND inode != 0 ORDER BY name", (entry.inode,)
-            )
-        ]
+        # str order is code point order, as SQLite's BINARY collation on UTF-8
+        names = self._children.get(entry.inode, {})
+        rows = self._rows
+        return [rows[names[name]] for name in sorted(names) if names[name] != 0]
 
     def entries(self) -> list[Entry]:
         """Every row, sorted by inode (the order the index and the verify checksum use)."""
-        return [_entry(row) for row in self.db.execute("SELECT * FROM tree ORDER BY inode")]
+        rows = self._rows
+        return [rows[inode] for inode in sorted(rows)]
+
+    def _digest(self, entry: Entry) -> bytes:
+        """``entry.digest()``, computed once per row version (the index and the verify
+        checksum hash every row, the rows rarely change between two syncs)."""
+        found = self._digests.get(entry.inode)
+        if found is None:
+            found = self._digests[entry.inode] = entry.digest()
+        return found
 
     def index(self) -> MemdbIndex:
         root = self.root()
         rows = [e for e in self.entries() if e.inode != 0]
+        digest = self._digest
         return MemdbIndex(
             version=root.version,
             last_inode=max((e.inode for e in rows), default=0),
             writer=root.writer,
             mtime=root.mtime,
-            entries=tuple((e.inode, e.digest()) for e in rows),
+            entries=tuple((e.inode, digest(e)) for e in rows),
         )
 
     def checksum(self) -> str:
         """SHA-256 over the whole tree, version row included (pmxcfs's verify checksum)."""
         hasher = hashlib.sha256()
+        digest = self._digest
         for entry in self.entries():
-            hasher.update(entry.digest())
+            hasher.update(digest(entry))
         return hasher.hexdigest()
 
     # --- writing ---------------------------------------------------------------------------
@@ -259,9 +291,23 @@ class MemDB:
             result = self._apply(op, writer, mtime)
         except Exception:
             self.db.execute("ROLLBACK")
+            self._reload()
             raise
-        self.db.execute("COMMIT" if result.ok else "ROLLBACK")
+        if result.ok:
+            self.db.execute("COMMIT")
+        else:  # refused before any change: the mirror is untouched
+            self.db.execute("ROLLBACK")
         return result
+
+    def _reload(self) -> None:
+        """Rebuild the mirror from SQLite (after a rollback)."""
+        self._rows = {}
+        self._children = {}
+        self._digests = {}
+        for row in self.db.execute("SELECT * FROM tree ORDER BY inode"):
+            entry = _entry(row)
+            self._rows[entry.inode] = entry
+            self._children.setdefault(entry.parent, {})[entry.name] = entry.inode
 
     def _fail(self, code: int) -> ApplyResult:
         return ApplyResult(code, self.version)
@@ -274,6 +320,34 @@ class MemDB:
 
     def _put(self, entry: Entry) -> None:
         self.db.execute(REPLACE_ROW, entry_row(entry))
+        self._mirror_put(entry)
+
+    def _mirror_put(self, entry: Entry) -> None:
+        """SQLite's ``REPLACE``: drop the rows clashing on inode or (parent, name)."""
+        inode = entry.inode
+        self._mirror_delete(inode)
+        names = self._children.get(entry.parent)
+        if names is None:
+            names = self._children[entry.parent] = {}
+        clash = names.get(entry.name)
+        if clash is not None:
+            self._mirror_delete(clash)
+        names[entry.name] = inode
+        self._rows[inode] = entry
+
+    def _delete_row(self, inode: int) -> None:
+        self.db.execute("DELETE FROM tree WHERE inode = ?", (inode,))
+        self._mirror_delete(inode)
+
+    def _mirror_delete(self, inode: int) -> None:
+        old = self._rows.pop(inode, None)
+        if old is None:
+            return
+        self._digests.pop(inode, None)
+        names = self._children[old.parent]
+        del names[old.name]
+        if not names:
+            del self._children[old.parent]
 
     def _parent_of(self, path: str) -> tuple[Entry | None, str]:
         parts = split_path(path)
@@ -281,6 +355,12 @@ class MemDB:
             return None, ""
         parent = self.lookup("/".join(parts[:-1]))
         return parent, parts[-1]
+
+    @staticmethod
+    def _reserved(parent: Entry, name: str) -> bool:
+        """``/__version__`` is the version row's own key (parent 0, that name): a file of
+        that name would replace it and break the store."""
+        return parent.inode == 0 and name == VERSION_ROW_NAME
 
     def _create(self, path: str, kind: int, writer: int, mtime: int) -> ApplyResult:
         parent, name = self._parent_of(path)
@@ -290,6 +370,8 @@ class MemDB:
             return self._fail(errno.ENOENT)
         if not parent.is_dir:
             return self._fail(errno.ENOTDIR)
+        if self._reserved(parent, name):
+            return self._fail(errno.EACCES)
         if self.lookup(path) is not None:
             return self._fail(errno.EEXIST)
         root = self._bump(writer, mtime)
@@ -344,10 +426,8 @@ class MemDB:
         return ApplyResult(0, root.version, (new, root))
 
     def _has_children(self, inode: int) -> bool:
-        found = self.db.execute(
-            "SELECT 1 FROM tree WHERE parent = ? AND inode != 0 LIMIT 1", (inode,)
-        ).fetchone()
-        return found is not None
+        names = self._children.get(inode)
+        return names is not None and any(child != 0 for child in names.values())
 
     def _delete(self, path: str, writer: int, mtime: int) -> ApplyResult:
         entry = self.lookup(path)
@@ -357,7 +437,7 @@ class MemDB:
             return self._fail(errno.EACCES)
         if entry.is_dir and self._has_children(entry.inode):
             return self._fail(errno.ENOTEMPTY)
-        self.db.execute("DELETE FROM tree WHERE inode = ?", (entry.inode,))
+        self._delete_row(entry.inode)
         root = self._bump(writer, mtime)
         return ApplyResult(0, root.version, (root,), (entry.inode,))
 
@@ -374,6 +454,8 @@ class MemDB:
             return self._fail(errno.ENOENT if parent is None else errno.EACCES)
         if not parent.is_dir:
             return self._fail(errno.ENOTDIR)
+        if self._reserved(parent, name):
+            return self._fail(errno.EACCES)
         deletes: tuple[int, ...] = ()
         target = self.lookup(op.to)
         if target is not None and target.inode != entry.inode:
@@ -381,7 +463,7 @@ class MemDB:
                 return self._fail(errno.EISDIR if target.is_dir else errno.ENOTDIR)
             if target.is_dir and self._has_children(target.inode):
                 return self._fail(errno.ENOTEMPTY)
-            self.db.execute("DELETE FROM tree WHERE inode = ?", (target.inode,))
+            self._delete_row(target.inode)
             deletes = (target.inode,)
         root = self._bump(writer, mtime)
         moved = Entry(
@@ -413,10 +495,18 @@ class MemDB:
     def replace_all(self, entries: list[Entry]) -> None:
         """Install a leader's tree (DFSM update) as one transaction."""
         self.db.execute("BEGIN")
-        self.db.execute("DELETE FROM tree")
-        for entry in entries:
-            self._put(entry)
+        try:
+            self.db.execute("DELETE FROM tree")
+            self.db.executemany(REPLACE_ROW, [entry_row(entry) for entry in entries])
+        except Exception:
+            self.db.execute("ROLLBACK")
+            raise
         self.db.execute("COMMIT")
+        self._rows = {}
+        self._children = {}
+        self._digests = {}
+        for entry in entries:
+            self._mirror_put(entry)
 
     def load(self, entries: list[Entry]) -> None:
         """Load rows from a backing config.db, with pmxcfs's load checks."""

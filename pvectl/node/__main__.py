@@ -8,12 +8,33 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 from pathlib import Path
 
 from pvectl.errors import PvectlError
 from pvectl.node import config as node_config
-from pvectl.node.handlers import run_node
+from pvectl.node.handlers import dispatch
+from pvectl.node.runtime import NodeRuntime
+
+
+def configure_logging(state_dir: Path, node_id: int) -> logging.Logger:
+    """``node.log`` in the node's state dir, lines stamped like corosync's."""
+    logger = logging.getLogger(f"pvectl.node.{node_id}")
+    logger.setLevel(logging.INFO)
+    handler = logging.FileHandler(state_dir / "node.log")
+    handler.setFormatter(
+        logging.Formatter(f"%(asctime)s.%(msecs)03d [{node_id}] %(message)s", "%b %d %H:%M:%S")
+    )
+    logger.addHandler(handler)
+    return logger
+
+
+async def run_node(config: node_config.NodeConfig, state_dir: Path) -> None:
+    runtime = NodeRuntime(
+        config, state_dir, configure_logging(state_dir, config.node_id), on_request=dispatch
+    )
+    await runtime.run()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,26 +1,24 @@
-"""The embedded node's control-socket commands and its benchmark service (service 4).
+"""The embedded node's control-socket commands, the benchmark service's among them.
 
 Each ``cmd_<name>`` answers the control command ``<name>`` (``-`` read as ``_``) for one
-``NodeRuntime``; they read and drive the runtime, which keeps the protocol state.
+``NodeRuntime``: it checks the request, reads or drives the runtime's parts (which keep
+the protocol state) and shapes the reply.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import errno
 import os
 import time
-from pathlib import Path
 from typing import Any
 
 from pvectl.cfs import memdb as mdb
 from pvectl.cfs.dfsm import tree_hash
 from pvectl.errors import CommandRefused, ExitCode, PvectlError, UsageError
 from pvectl.node import bench
-from pvectl.node.config import NodeConfig
 from pvectl.node.qdevice import client_task as qdevice_task
-from pvectl.node.runtime import NodeRuntime, configure_logging
+from pvectl.node.runtime import NodeRuntime
 from pvectl.quorum import votequorum as vq
 from pvectl.quorum.status_report import quorum_status
 from pvectl.results import NodeList, QuorumStatus, to_jsonable
@@ -43,7 +41,7 @@ async def dispatch(node: NodeRuntime, request: dict[str, Any]) -> dict[str, Any]
 async def cmd_bench_send(node: NodeRuntime, request: dict[str, Any]) -> dict[str, Any]:
     """Multicast ``count`` messages of ``size`` bytes, at most ``rate`` per second if
     given; answers when all are queued."""
-    if node.burst is not None:
+    if node.bench.burst is not None:
         raise CommandRefused("a benchmark burst is already being sent from this node")
     count, size = int(request["count"]), int(request["size"])
     rate = float(request.get("rate", 0.0))
@@ -55,10 +53,7 @@ async def cmd_bench_send(node: NodeRuntime, request: dict[str, Any]) -> dict[str
         raise UsageError(str(exc)) from None
     queue_limit = int(request.get("queue_bytes", 0)) or bench.default_queue_bytes(size)
     burst = bench.Burst(count, size, queue_limit, rate=rate, started_ns=time.monotonic_ns())
-    node.burst = burst
-    node.burst_done = node.loop.create_future()
-    node._refill()
-    await node.burst_done
+    await node.bench.send(burst)
     return {
         "ok": True,
         "sent": burst.sent,
@@ -69,7 +64,7 @@ async def cmd_bench_send(node: NodeRuntime, request: dict[str, Any]) -> dict[str
 
 async def cmd_bench_echo(node: NodeRuntime, request: dict[str, Any]) -> dict[str, Any]:
     """Round trips: send one message, wait for its own agreed delivery, ``count`` times."""
-    if node.burst is not None or node.echo_wait is not None:
+    if node.bench.busy:
         raise CommandRefused("a benchmark is already running on this node")
     count, size = int(request["count"]), int(request["size"])
     try:
@@ -78,35 +73,27 @@ async def cmd_bench_echo(node: NodeRuntime, request: dict[str, Any]) -> dict[str
         raise UsageError(str(exc)) from None
     timeout = float(request.get("timeout", 5.0))
     burst = bench.Burst(count, size, 0)
-    samples: list[int] = []
     try:
-        while not burst.done:
-            node.echo_wait = node.loop.create_future()
-            sent_ns = time.monotonic_ns()
-            node._multicast(burst.message(sent_ns))
-            delivered_ns = await asyncio.wait_for(node.echo_wait, timeout)
-            samples.append(delivered_ns - sent_ns)
+        samples = await node.bench.echo(burst, timeout)
     except TimeoutError:
         raise PvectlError(
             f"own message not delivered within {timeout:g} s (is the ring formed?)",
             ExitCode.TEMP_FAIL,
         ) from None
-    finally:
-        node.echo_wait = None
     samples.sort()
     return {"ok": True, "count": len(samples), "round_trip_ms": bench.summary_ms(samples)}
 
 
 async def cmd_bench_reset(node: NodeRuntime, _: dict[str, Any]) -> dict[str, Any]:
-    node.bench = bench.Recorder()
+    node.bench.recorder = bench.Recorder()
     return {"ok": True}
 
 
 async def cmd_bench_result(node: NodeRuntime, request: dict[str, Any]) -> dict[str, Any]:
     """Deliveries so far; ``count_only`` is the cheap form for polling during a run."""
     if request.get("count_only"):
-        return {"ok": True, "node_id": node.node_id, "count": node.bench.count}
-    result = node.bench.result(with_order=bool(request.get("order", False)))
+        return {"ok": True, "node_id": node.node_id, "count": node.bench.recorder.count}
+    result = node.bench.recorder.result(with_order=bool(request.get("order", False)))
     return {"ok": True, "node_id": node.node_id, **result}
 
 
@@ -122,9 +109,9 @@ async def cmd_info(node: NodeRuntime, _: dict[str, Any]) -> dict[str, Any]:
         "ok": True,
         "node_id": node.node_id,
         "pid": os.getpid(),
-        "state": node.srp.state.name,
-        "ring_id": str(node.srp.ring_id),
-        "members": list(node.srp.members),
+        "state": node.totem.srp.state.name,
+        "ring_id": str(node.totem.srp.ring_id),
+        "members": list(node.totem.srp.members),
         "quorate": node.services.quorum.quorate,
         "store_synced": node.services.store.synced,
         "store_version": node.memdb.version,
@@ -132,15 +119,15 @@ async def cmd_info(node: NodeRuntime, _: dict[str, Any]) -> dict[str, Any]:
         "coupling": node.config.coupling,
         "durability": node.config.durability.value,
         "stats": {
-            **node.srp.stats,
+            **node.totem.srp.stats,
             "store_malformed": node.services.store.malformed,
-            "delivery_errors": node.delivery_errors,
+            "delivery_errors": node.totem.delivery_errors,
         },
         "dropped": node.faults.dropped,
         # for pvectl watch/exporter: token rotation before a second sample, and the
         # recent config.db group commits (fsync) each write waited for, in ms
         "uptime_s": (time.monotonic_ns() - node.started_ns) / 1e9,
-        "fsync_ms": [s.duration_ms for s in node.spans if s.phase is Phase.fsync][-256:],
+        "fsync_ms": [s.duration_ms for s in node.trace.spans if s.phase is Phase.fsync][-256:],
     }
 
 
@@ -152,8 +139,8 @@ def quorum_status_of(node: NodeRuntime) -> QuorumStatus:
         node.config.cluster,
         source="lab",
         addresses={p.node_id: (p.address,) for p in node.config.peers},
-        token_ms=round(node.srp.timeouts.token * 1000),
-        consensus_ms=round(node.srp.timeouts.consensus * 1000),
+        token_ms=round(node.totem.srp.timeouts.token * 1000),
+        consensus_ms=round(node.totem.srp.timeouts.consensus * 1000),
     )
 
 
@@ -209,10 +196,10 @@ async def cmd_write(node: NodeRuntime, request: dict[str, Any]) -> dict[str, Any
     if kind == "put":  # create if needed, then replace the content (truncate)
         created: dict[str, Any] = {}  # sync-trace follows both writes of a put
         if node.memdb.lookup(path) is None:
-            created = await node._store_write(mdb.Create(path), level)
+            created = await node.write_path.store_write(mdb.Create(path), level)
             if not created["ok"] and created.get("errno") != errno.EEXIST:
                 return created
-        written = await node._store_write(mdb.Write(path, 0, data, truncate=True), level)
+        written = await node.write_path.store_write(mdb.Write(path, 0, data, truncate=True), level)
         if written["ok"] and created.get("ok"):
             written["write_ids"] = created["write_ids"] + written["write_ids"]
             written["retried"] = created["retried"] + written["retried"]
@@ -229,7 +216,7 @@ async def cmd_write(node: NodeRuntime, request: dict[str, Any]) -> dict[str, Any
     }
     if kind not in operations:
         raise UsageError(f"unknown store operation {kind!r}")
-    return await node._store_write(operations[kind], level)
+    return await node.write_path.store_write(operations[kind], level)
 
 
 async def cmd_read(node: NodeRuntime, request: dict[str, Any]) -> dict[str, Any]:
@@ -307,15 +294,15 @@ async def cmd_spans(node: NodeRuntime, request: dict[str, Any]) -> dict[str, Any
     """The spans of the given writes, and the ring events since ``since_ns``."""
     wanted = set(request.get("write_ids", []))
     since = int(request.get("since_ns", 0))
-    spans = [to_jsonable(s) for s in node.spans if not wanted or s.write_id in wanted]
-    events = [to_jsonable(e) for e in node.ring_events if e.at_ns >= since]
+    spans = [to_jsonable(s) for s in node.trace.spans if not wanted or s.write_id in wanted]
+    events = [to_jsonable(e) for e in node.trace.ring_events if e.at_ns >= since]
     return {
         "ok": True,
         "spans": spans,
         "ring_events": events,
-        "ring_id": str(node.srp.ring_id),
-        "state": node.srp.state.name,
-        "members": list(node.srp.members),
+        "ring_id": str(node.totem.srp.ring_id),
+        "state": node.totem.srp.state.name,
+        "members": list(node.totem.srp.members),
     }
 
 
@@ -354,10 +341,3 @@ async def cmd_qdevice_daemon(node: NodeRuntime, request: dict[str, Any]) -> dict
 async def cmd_leave(node: NodeRuntime, _: dict[str, Any]) -> dict[str, Any]:
     node.loop.call_soon(node.stopping.set)
     return {"ok": True}
-
-
-async def run_node(config: NodeConfig, state_dir: Path) -> None:
-    runtime = NodeRuntime(
-        config, state_dir, configure_logging(state_dir, config.node_id), on_request=dispatch
-    )
-    await runtime.run()

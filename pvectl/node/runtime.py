@@ -5,19 +5,21 @@ One asyncio loop runs the protocol. The config store's disk work runs either in 
 (``coupled``: a slow fsync stalls token handling, so the node is declared dead, as the seed
 article describes for pmxcfs+corosync) or in a worker thread with group commit
 (``decoupled``: a slow disk only delays durability).
+
+This module wires the parts and routes the node core's commands; the parts live beside it:
+``totem_binding`` (Totem's commands on the loop), ``write_path`` (own writes and the group
+commit), ``tracing`` (sync-trace's records), ``bench_driver`` (the benchmark service),
+``corosync_conf_sync``, and ``handlers`` (the control commands).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
 import os
-import re
 import signal
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,48 +29,29 @@ from pvectl.cfs import memdb as mdb
 from pvectl.errors import UsageError
 from pvectl.node import bench, control_socket
 from pvectl.node.backing_store import BackingStore
+from pvectl.node.bench_driver import BenchDriver
 from pvectl.node.config import NodeConfig
+from pvectl.node.corosync_conf_sync import CorosyncConfSync
 from pvectl.node.qdevice import client_task as qdevice_task
+from pvectl.node.totem_binding import TotemBinding, load_ring_seq
+from pvectl.node.tracing import Tracer
 from pvectl.node.transport import FaultFilter, UdpTransport
-from pvectl.nodecore.commit import COMMIT_LEVELS, StartFsync, WriteDone
+from pvectl.node.write_path import WritePath
+from pvectl.nodecore.commit import StartFsync, WriteDone
 from pvectl.nodecore.core import Command as CoreCommand
 from pvectl.nodecore.core import NodeCore
 from pvectl.nodecore.services import (
     Multicast,
     QuorumChanged,
     ServiceLog,
-    StoreError,
     StoreInstalled,
     WriteApplied,
 )
 from pvectl.quorum import votequorum as vq
 from pvectl.totem import srp
 from pvectl.totem.wire import Codec, is_token
-from pvectl.trace.spans import Phase, RingEvent, Span
 
-MAX_TRACED_WRITES = 2000
-MAX_RING_EVENTS = 500
-COROSYNC_CONF = "corosync.conf"  # in the store, as /etc/pve/corosync.conf
-
-
-def _config_version(text: str) -> int | None:
-    match = re.search(r"(?m)^\s*config_version\s*:\s*(\d+)\s*$", text)
-    return int(match.group(1)) if match else None
-
-
-# pmxcfs queues a write while the store synchronises instead of failing it; a write here
-# waits out a ring change or a DFSM sync this long before its writer sees EAGAIN
-TRANSIENT_WAIT_S = 10.0
-TRANSIENT_RETRY_S = 0.05
-
-
-@dataclass
-class PendingWrite:
-    """An own write's waiting client (the core decides when it is answered)."""
-
-    count: int
-    future: asyncio.Future[dict[str, Any]]
-    durable_ns: int | None = None  # when its group commit ended here (None: not yet)
+QDEVICE_DISABLED = "qdevice.disabled"  # in a node's state dir: its qdevice does not start
 
 
 async def _no_commands(_node: NodeRuntime, request: dict[str, Any]) -> dict[str, Any]:
@@ -81,9 +64,7 @@ class NodeRuntime:
     state_dir: Path
     log: logging.Logger
     faults: FaultFilter = field(default_factory=FaultFilter)
-    spans: deque[Span] = field(default_factory=lambda: deque(maxlen=MAX_TRACED_WRITES * 8))
-    ring_events: deque[RingEvent] = field(default_factory=lambda: deque(maxlen=MAX_RING_EVENTS))
-    # the control commands (pvectl.node.handlers.dispatch; run_node wires it)
+    # the control commands (pvectl.node.handlers.dispatch; __main__.run_node wires it)
     on_request: Callable[[NodeRuntime, dict[str, Any]], Awaitable[dict[str, Any]]] = field(
         default=_no_commands
     )
@@ -99,13 +80,25 @@ class NodeRuntime:
             encrypt=self.config.encrypt,
             nonce_source=os.urandom,
         )
-        self.ring_file = self.state_dir / f"ringid_{self.node_id}"
-        self.srp = srp.Srp(
+        ring_file = self.state_dir / f"ringid_{self.node_id}"
+        machine = srp.Srp(
             self.node_id,
             [p.node_id for p in self.config.peers],
             codec,
             self.config.totem,
-            ring_seq=self._load_ring_seq(),
+            ring_seq=load_ring_seq(ring_file, self.log),
+        )
+        self.trace = Tracer(self.node_id)
+        self.totem = TotemBinding(
+            machine,
+            self.loop,
+            self.log,
+            ring_file,
+            tuple(p.node_id for p in self.config.peers if p.node_id != self.node_id),
+            self.trace,
+            deliver=self._handle_delivered,
+            settled=self._settled,
+            drained=self._drained,
         )
         self.memdb = mdb.MemDB()
         self.backing = BackingStore(self.state_dir / "config.db", self.config.durability)
@@ -121,57 +114,39 @@ class NodeRuntime:
             coupled=self.config.coupling == "coupled",
         )
         self.services = self.core.services
-        self.timers: dict[srp.TimerKind, asyncio.TimerHandle] = {}
+        self.write_path = WritePath(
+            self.node_id,
+            self.loop,
+            self.core,
+            self.backing,
+            self.trace,
+            multicast=self.totem.multicast,
+            run_core=self._core,
+        )
+        self.conf_sync = CorosyncConfSync(self.memdb, self.state_dir, self.log)
+        self.bench = BenchDriver(self.totem, self.node_id)
         self.lms_timer: asyncio.TimerHandle | None = None
-        self.writes: dict[int, PendingWrite] = {}
-        self.fsync_started_ns = 0
-        self.transport: UdpTransport | None = None
         self.stopping = asyncio.Event()
         self.ring_formed = asyncio.Event()
         self.qdevice: qdevice_task.QdeviceTask | None = None
         self.last_regular: tuple[tuple[int, ...], Any] | None = None
         self.started_ns = time.monotonic_ns()
-        self.corosync_conf_seen = -1
-        self.bench = bench.Recorder()
-        self.burst: bench.Burst | None = None
-        self.burst_done: asyncio.Future[None] | None = None
-        self.pace_timer: asyncio.TimerHandle | None = None
-        self.echo_wait: asyncio.Future[int] | None = None  # own delivery time, for bench_echo
-        self.other_nodes = tuple(p.node_id for p in self.config.peers if p.node_id != self.node_id)
-        self.pending: list[srp.Deliver | srp.ConfigChange] = []
-        self.receiving = False  # inside a receive batch: deliveries wait for its end
-        self.flushing = False
-        # sync-trace: when the event being handled reached the machine (loop.time(), the
-        # same CLOCK_MONOTONIC as monotonic_ns), and own writes queued in Totem by count
-        self.event_time = 0.0
-        self.queued_ns: dict[int, int] = {}
-        self.token_ns: dict[int, int] = {}
-        self.left_last: tuple[int, ...] = ()
-        self.delivery_errors = 0  # deliveries whose handling raised (a bug; logged once)
 
     # --- lifecycle -----------------------------------------------------------------------
-
-    def _load_ring_seq(self) -> int:
-        try:
-            return int(self.ring_file.read_text().strip() or "0", 16)
-        except FileNotFoundError:
-            return 0
-        except ValueError:
-            self.log.warning("ignoring a corrupt ring id file %s", self.ring_file)
-            return 0
 
     async def run(self) -> None:
         peers = {p.node_id: (p.address, p.port) for p in self.config.peers}
         me = self.config.me
-        self.transport = await UdpTransport.bind(
+        totem = self.totem
+        transport = totem.transport = await UdpTransport.bind(
             (me.address, me.port),
             peers,
-            self._on_datagram,
+            totem.on_datagram,
             self.faults,
-            on_batch_end=self._on_batch_end,
+            on_batch_end=totem.on_batch_end,
         )
         # the token before the frames that came in the same wake-up (see UdpTransport)
-        self.transport.urgent = is_token
+        transport.urgent = is_token
         server = await control_socket.serve(self.state_dir / "control.sock", self._on_request)
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(sig, self.stopping.set)
@@ -183,7 +158,7 @@ class NodeRuntime:
             me.address,
             me.port,
         )
-        timeouts = self.srp.timeouts
+        timeouts = totem.srp.timeouts
         self.log.info(
             "[TOTEM ] token %d ms, consensus %d ms, join %d ms",
             timeouts.token * 1000,
@@ -192,134 +167,53 @@ class NodeRuntime:
         )
         if not (self.state_dir / QDEVICE_DISABLED).exists():
             self.qdevice = qdevice_task.start(self, self.config, self.state_dir)
-        self._execute(self.srp.handle(srp.Start(), self.loop.time()))
+        totem.execute(totem.srp.handle(srp.Start(), self.loop.time()))
         await self.stopping.wait()
         if self.qdevice is not None:
             await self.qdevice.stop()
         await self._announce_leaving()
         self.log.info("[MAIN  ] leaving the ring (clean shutdown)")
-        self._execute(self.srp.handle(srp.Shutdown(), self.loop.time()))
+        totem.execute(totem.srp.handle(srp.Shutdown(), self.loop.time()))
         await asyncio.sleep(0.01)
         server.close()
-        self.transport.close()
+        transport.close()
         self.backing.close()
         with contextlib.suppress(FileNotFoundError):
             (self.state_dir / "control.sock").unlink()
-
-    # --- driving the protocol ---------------------------------------------------------------
-
-    def _on_datagram(self, _peer: int, data: bytes) -> None:
-        self.receiving = True
-        self.event_time = now = self.loop.time()
-        self._execute(self.srp.receive(data, now))
-
-    def _on_batch_end(self) -> None:
-        """The socket is drained: now deliver what the batch brought (tokens went on)."""
-        self.receiving = False
-        if self.pending:
-            self._flush()
-        self._core(self.core.stable(*self.srp.stable))
-        if self.burst is not None:
-            self._refill()
-
-    def _on_timer(self, kind: srp.TimerKind) -> None:
-        self.timers.pop(kind, None)
-        self.event_time = now = self.loop.time()
-        if kind is srp.TimerKind.TOKEN_LOSS and self.srp.state is not srp.State.GATHER:
-            self._ring_event("token_lost", self.srp.members)
-        self._execute(self.srp.handle(srp.TimerFired(kind), now))
-        if self.burst is not None:
-            self._refill()
 
     async def _announce_leaving(self) -> None:
         """With allow_downscale, corosync's votequorum tells the others on a clean exit that
         this node leaves (NODEINFO with LEAVING), so they lower expected votes: wait for
         that message to come back in agreed order (bounded by the token timeout)."""
-        if not self.config.quorum.allow_downscale or len(self.srp.members) < 2:
+        if not self.config.quorum.allow_downscale or len(self.totem.srp.members) < 2:
             return
-        self._multicast(self.services.leaving_nodeinfo())
-        deadline = self.loop.time() + self.srp.timeouts.token * 2
+        self.totem.multicast(self.services.leaving_nodeinfo())
+        deadline = self.loop.time() + self.totem.srp.timeouts.token * 2
         while self.loop.time() < deadline:
             if self.services.quorum.us.state is vq.NodeState.LEAVING:
                 return
             await asyncio.sleep(0.01)
         self.log.warning("[VOTEQ ] the leaving NODEINFO was not delivered before the exit")
 
-    def _multicast(self, payload: bytes, tag: int | None = None) -> None:
-        self.event_time = now = self.loop.time()
-        self._execute(self.srp.handle(srp.AppSend(payload, tag), now))
+    async def _on_request(self, request: dict[str, Any]) -> dict[str, Any]:
+        return await self.on_request(self, request)
 
-    def _execute(self, commands: list[srp.Command]) -> None:
-        """Run the machine's commands: network and timers at once; deliveries and
-        configuration changes (in their order) once the current receive batch is over,
-        so a token is forwarded before this node works through the frames it came with."""
-        transport = self.transport
-        assert transport is not None
-        for command in commands:
-            kind = type(command)
-            if kind is srp.Deliver or kind is srp.ConfigChange:
-                self.pending.append(command)  # type: ignore[arg-type]
-            elif kind is srp.SendAll:
-                transport.send_many(self.other_nodes, command.data)  # type: ignore[union-attr]
-            elif kind is srp.SendTo:
-                transport.send(command.node, command.data)  # type: ignore[union-attr]
-            elif kind is srp.SetTimer:
-                assert isinstance(command, srp.SetTimer)
-                old = self.timers.pop(command.kind, None)
-                if old is not None:
-                    old.cancel()
-                self.timers[command.kind] = self.loop.call_at(
-                    command.deadline, self._on_timer, command.kind
-                )
-            elif kind is srp.CancelTimer:
-                assert isinstance(command, srp.CancelTimer)
-                handle = self.timers.pop(command.kind, None)
-                if handle is not None:
-                    handle.cancel()
-            elif kind is srp.PersistRingSeq:
-                assert isinstance(command, srp.PersistRingSeq)
-                self._persist_ring_seq(command.seq)
-            elif kind is srp.Log:
-                assert isinstance(command, srp.Log)
-                getattr(
-                    self.log,
-                    command.level
-                    if command.level in ("debug", "info", "warning", "error")
-                    else "info",
-                )("[TOTEM ] %s", command.text)
-            elif kind is srp.Multicasted or kind is srp.MulticastStarted:
-                self._traced_send(command)  # type: ignore[arg-type]
-        if self.pending and not self.receiving:
-            self._flush()
-        if not self.receiving:  # a token may have made own writes stable (see NodeCore)
-            self._core(self.core.stable(*self.srp.stable))
+    # --- what Totem delivers, to the node core ------------------------------------------
 
-    def _flush(self) -> None:
-        """Hand deliveries and configuration changes to the services, in agreed order.
-        Re-entrant calls (a service multicasting) only queue; the outer loop drains."""
-        if self.flushing:
-            return
-        self.flushing = True
-        try:
-            pending = self.pending
-            while pending:
-                batch, self.pending = pending, []
-                for command in batch:
-                    try:
-                        self._handle_delivered(command)
-                    except Exception:  # one bad delivery must not lose the rest of the batch
-                        self.delivery_errors += 1
-                        if self.delivery_errors == 1:
-                            self.log.exception("[MAIN  ] handling a delivery failed")
-                pending = self.pending
-        finally:
-            self.flushing = False
+    def _settled(self) -> None:
+        """After each event: a token may have made own writes stable (see NodeCore)."""
+        self._core(self.core.stable(*self.totem.srp.stable))
+
+    def _drained(self) -> None:
+        """After a receive batch or a timer: a running benchmark burst tops Totem up."""
+        if self.bench.burst is not None:
+            self.bench.refill()
 
     def _handle_delivered(self, command: srp.Deliver | srp.ConfigChange) -> None:
         if type(command) is srp.Deliver:
             payload = command.payload
             if payload and payload[0] == bench.SERVICE_BENCH:
-                self._bench_delivered(command.sender, payload)
+                self.bench.delivered(command.sender, payload)
             else:
                 self._core(
                     self.core.deliver(
@@ -334,36 +228,8 @@ class NodeRuntime:
             assert isinstance(command, srp.ConfigChange)
             self._config_change(command)
 
-    def _persist_ring_seq(self, seq: int) -> None:
-        tmp = self.ring_file.with_suffix(".tmp")
-        with open(tmp, "w") as handle:
-            handle.write(f"{seq:x}\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.ring_file)
-
-    def _ring_event(
-        self,
-        kind: str,
-        members: tuple[int, ...],
-        ring_id: str = "",
-        left: tuple[int, ...] = (),
-        joined: tuple[int, ...] = (),
-    ) -> None:
-        self.ring_events.append(
-            RingEvent(self.node_id, kind, time.monotonic_ns(), ring_id, members, left, joined)
-        )
-
     def _config_change(self, change: srp.ConfigChange) -> None:
-        if change.kind is srp.ConfigKind.TRANSITIONAL:
-            self.left_last = change.left  # EVS names who left here, who joined in REGULAR
-        self._ring_event(
-            change.kind.value,
-            change.members,
-            str(change.ring_id),
-            change.left or self.left_last,
-            change.joined,
-        )
+        self.trace.config_change(change)
         members = " ".join(str(m) for m in change.members)
         self.log.info(
             "[TOTEM ] %s configuration %s: members %s", change.kind.value, change.ring_id, members
@@ -395,6 +261,8 @@ class NodeRuntime:
         self._core(self.core.timer_fired(self.loop.time()))
         self._arm_lms_timer()
 
+    # --- the node core's commands ---------------------------------------------------------
+
     def _services(self, outputs: list[Any]) -> None:
         """Outputs of ``NodeServices`` called directly (QDevice), through the core."""
         self._core(self.core.route(outputs))
@@ -402,17 +270,18 @@ class NodeRuntime:
     def _core(self, commands: list[CoreCommand]) -> None:
         for command in commands:
             if isinstance(command, Multicast):
-                self._multicast(command.payload)
+                self.totem.multicast(command.payload)
             elif isinstance(command, QuorumChanged):
                 self._log_quorum(command)
             elif isinstance(command, WriteApplied):
-                self._write_applied(command)
+                self.trace.applied(command)
+                self.conf_sync.sync()
             elif isinstance(command, StoreInstalled):
-                self.loop.call_soon(self._sync_corosync_conf)
+                self.loop.call_soon(self.conf_sync.sync)
             elif isinstance(command, StartFsync):
-                self._start_fsync(command)
+                self.write_path.start_fsync(command)
             elif isinstance(command, WriteDone):
-                self._finish(command)
+                self.write_path.finish(command)
             elif isinstance(command, ServiceLog):
                 self.log.info("[PVECFS] %s", command.text)
 
@@ -421,234 +290,9 @@ class NodeRuntime:
             self.qdevice.quorum_changed(change.quorate, change.members)
         members = " ".join(str(m) for m in change.members)
         self.log.info("[QUORUM] Members[%d]: %s", len(change.members), members)
-        if change.quorate:
-            self.log.info(
-                "[QUORUM] This node is within the primary component and will provide service."
-            )
-        else:
-            self.log.info(
-                "[QUORUM] This node is within the non-primary component and will "
-                "NOT provide any services."
-            )
-
-    # --- the config store's write path -----------------------------------------------------
-
-    def _span(self, writer: int, count: int, phase: Phase, start: int, end: int) -> None:
-        self.spans.append(Span(f"{writer}:{count}", self.node_id, phase, start, end))
-
-    def _traced_send(self, command: srp.Multicasted | srp.MulticastStarted) -> None:
-        """An own write leaves on the token (its tag is the write's count): the token visit
-        that started it ends the token wait; the command comes right before the send of
-        its last datagram."""
-        count = command.tag
-        if not isinstance(count, int):
-            return
-        token_ns = self.token_ns.setdefault(count, int(self.event_time * 1e9))
-        if type(command) is srp.MulticastStarted:
-            return
-        sent_ns = time.monotonic_ns()
-        del self.token_ns[count]
-        queued = self.queued_ns.pop(count, None)
-        if queued is None:
-            return
-        token_ns = max(token_ns, queued)  # loop.time() is a float: no sub-us inversions
-        self._span(self.node_id, count, Phase.token_wait, queued, token_ns)
-        self._span(self.node_id, count, Phase.multicast, token_ns, sent_ns)
-
-    def _write_applied(self, event: WriteApplied) -> None:
-        applied = event.applied
-        applied_ns = time.monotonic_ns()
-        if event.send_ns:  # journey() starts it at the sender's multicast when it knows it
-            self._span(
-                applied.sender, applied.count, Phase.delivery, event.send_ns, event.delivered_ns
-            )
-        self._span(applied.sender, applied.count, Phase.apply, event.delivered_ns, applied_ns)
-        self._sync_corosync_conf()
-
-    def _sync_corosync_conf(self) -> None:
-        """pmxcfs's dcdb_sync_corosync_conf: when the store's ``corosync.conf`` carries a
-        higher ``config_version`` than this node's local copy, write it there (atomically).
-        The running node keeps its configuration until restarted, as corosync does for
-        most keys."""
-        entry = self.memdb.lookup(COROSYNC_CONF)
-        if entry is None or entry.is_dir or entry.version == self.corosync_conf_seen:
-            return
-        self.corosync_conf_seen = entry.version
-        text = (entry.data or b"").decode(errors="replace")
-        new = _config_version(text)
-        local = self.state_dir / COROSYNC_CONF
-        try:
-            old = _config_version(local.read_text(errors="replace"))
-        except FileNotFoundError:
-            old = None
-        if new is None or (old is not None and new <= old):
-            if new is None:
-                self.log.warning("[PVECFS] corosync.conf in the store has no config_version")
-            return
-        tmp = local.with_suffix(".new")
-        tmp.write_text(text)
-        os.replace(tmp, local)
-        self.log.info("[PVECFS] wrote new corosync config '%s' (version = %d)", local, new)
-
-    def _persist(self, batch: tuple[WriteApplied | StoreInstalled, ...]) -> None:
-        """One group commit, in order; an install starts a transaction of its own."""
-        pending: list[mdb.ApplyResult] = []
-        for item in batch:
-            if isinstance(item, StoreInstalled):
-                if pending:
-                    self.backing.commit(pending)
-                    pending = []
-                self.backing.replace_all(item.entries.entries)
-            elif item.applied.result.ok:
-                pending.append(item.applied.result)
-        if pending or not batch:
-            self.backing.commit(pending)
-
-    def _start_fsync(self, command: StartFsync) -> None:
-        """Coupled: in this loop, now (a slow disk stalls Totem); else in a worker thread."""
-        self.fsync_started_ns = time.monotonic_ns()
-        if command.inline:
-            self._persist(command.batch)
-            self._fsync_done(command.batch)
-        else:
-            self.loop.create_task(self._fsync_in_background(command.batch))
-
-    async def _fsync_in_background(self, batch: tuple[WriteApplied | StoreInstalled, ...]) -> None:
-        await asyncio.to_thread(self._persist, batch)
-        self._fsync_done(batch)
-
-    def _fsync_done(self, batch: tuple[WriteApplied | StoreInstalled, ...]) -> None:
-        start, end = self.fsync_started_ns, time.monotonic_ns()
-        for event in batch:
-            if isinstance(event, StoreInstalled):
-                continue
-            applied = event.applied
-            self._span(applied.sender, applied.count, Phase.fsync, start, end)
-            if applied.sender == self.node_id and applied.count in self.writes:
-                self.writes[applied.count].durable_ns = end
-        self._core(self.core.fsync_done())
-
-    def _finish(self, done: WriteDone) -> None:
-        count = done.count
-        pending = self.writes.pop(count, None)
-        if pending is None or pending.future.done():
-            return
-        now = time.monotonic_ns()
-        durable = now if pending.durable_ns is None else min(pending.durable_ns, now)
-        if done.level == "local":  # durable, then waited until every member held it
-            self._span(self.node_id, count, Phase.stable, durable, now)
-            durable = now
-        self._span(self.node_id, count, Phase.commit, durable, now)
-        if done.errno_code:
-            code = done.errno_code
-            pending.future.set_result(
-                {
-                    "ok": False,
-                    "error": f"{errno.errorcode.get(code, code)}: {os.strerror(code)}",
-                    "errno": code,
-                    "write_id": f"{self.node_id}:{count}",
-                }
-            )
-        else:
-            pending.future.set_result(
-                {"ok": True, "write_id": f"{self.node_id}:{count}", "level": done.level}
-            )
-
-    async def _store_write(self, op: mdb.Operation, level: str) -> dict[str, Any]:
-        """One store write; EAGAIN (ring re-forming, store syncing, write caught in a
-        transitional configuration) is retried, which is safe since a refused write was
-        applied nowhere."""
-        if level not in COMMIT_LEVELS:
-            raise UsageError(f"commit level must be local or all, not {level!r}")
-        deadline = self.loop.time() + TRANSIENT_WAIT_S
-        first_try_ns = time.monotonic_ns()
-        retried: list[str] = []  # attempts refused after they were sent, for sync-trace
-        while True:
-            reply = await self._store_write_once(op, level, first_try_ns)
-            if reply.get("errno") != errno.EAGAIN or self.loop.time() >= deadline:
-                if reply.get("ok"):
-                    reply["write_ids"] = [*retried, reply["write_id"]]
-                    reply["retried"] = retried
-                return reply
-            if "write_id" in reply:
-                retried.append(reply["write_id"])
-            await asyncio.sleep(TRANSIENT_RETRY_S)
-
-    async def _store_write_once(
-        self, op: mdb.Operation, level: str, submitted: int
-    ) -> dict[str, Any]:
-        try:
-            count, outputs = self.core.write(op, level, int(time.time()), time.monotonic_ns())
-        except StoreError as exc:
-            return {"ok": False, "error": str(exc), "errno": exc.errno_code}
-        future: asyncio.Future[dict[str, Any]] = self.loop.create_future()
-        self.writes[count] = PendingWrite(count, future)
-        for output in outputs:  # the write itself, tagged with its count for sync-trace
-            if isinstance(output, Multicast):
-                queued = time.monotonic_ns()
-                self._span(self.node_id, count, Phase.submit, submitted, queued)
-                self.queued_ns[count] = queued
-                self._multicast(output.payload, tag=count)
-            else:
-                self._core([output])
-        return await future
-
-    # --- the control socket (commands in pvectl.node.handlers) ---------------------------
-
-    async def _on_request(self, request: dict[str, Any]) -> dict[str, Any]:
-        return await self.on_request(self, request)
-
-    # --- the benchmark service (service 4) -------------------------------------------------
-
-    def _bench_delivered(self, sender: int, payload: bytes) -> None:
-        now_ns = time.monotonic_ns()
-        self.bench.delivered(sender, payload, now_ns)
-        waiter = self.echo_wait
-        if waiter is not None and sender == self.node_id and not waiter.done():
-            waiter.set_result(now_ns)
-
-    def _refill(self) -> None:
-        """Top the Totem send queue up to the burst's limit (called after every event);
-        a paced burst only sends what its rate allows by now, and sets a timer for more."""
-        burst = self.burst
-        assert burst is not None
-        handle = self.srp.handle
-        queue_limit = burst.queue_limit
-        now = self.loop.time()
-        allowed = burst.allowed(time.monotonic_ns())
-        pushed = False
-        while burst.sent < allowed and self.srp.send_queue_bytes < queue_limit:
-            commands = handle(srp.AppSend(burst.message(time.monotonic_ns())), now)
-            if commands:
-                self._execute(commands)
-            pushed = True
-        if burst.done:
-            burst.finished_ns = time.monotonic_ns()
-            self.burst = None
-            if self.burst_done is not None and not self.burst_done.done():
-                self.burst_done.set_result(None)
-        elif burst.sent < allowed:
-            if pushed:
-                burst.waits += 1
-        elif self.pace_timer is None:
-            delay = (burst.due_ns(burst.sent) - time.monotonic_ns()) / 1e9
-            self.pace_timer = self.loop.call_later(max(delay, 0.0), self._paced)
-
-    def _paced(self) -> None:
-        self.pace_timer = None
-        if self.burst is not None:
-            self._refill()
-
-
-QDEVICE_DISABLED = "qdevice.disabled"  # in a node's state dir: its qdevice does not start
-
-
-def configure_logging(state_dir: Path, node_id: int) -> logging.Logger:
-    logger = logging.getLogger(f"pvectl.node.{node_id}")
-    logger.setLevel(logging.INFO)
-    handler = logging.FileHandler(state_dir / "node.log")
-    handler.setFormatter(
-        logging.Formatter(f"%(asctime)s.%(msecs)03d [{node_id}] %(message)s", "%b %d %H:%M:%S")
-    )
-    logger.addHandler(handler)
-    return logger
+        self.log.info(
+            "[QUORUM] This node is within the %s",
+            "primary component and will provide service."
+            if change.quorate
+            else "non-primary component and will NOT provide any services.",
+        )

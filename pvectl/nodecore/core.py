@@ -134,6 +134,9 @@ class NodeCore:
 
     def stable(self, ring_id: RingId, seq: int) -> list[Command]:
         """Totem's stability mark (``Srp.stable``), reported after each event."""
+        mark = self.commit.stable_mark  # unchanged after most events: nothing to answer
+        if mark is not None and mark[1] == seq and mark[0] == ring_id:
+            return []
         return list(self.commit.stable(ring_id, seq, self.services.members))
 
     # --- local requests and completions --------------------------------------------------------

@@ -160,6 +160,8 @@ def _swarm(args: argparse.Namespace, seeds: Sequence[int], trace: bool, shown: B
     simulated = 0.0
     done = 0
     acknowledged = 0
+    split_brains = 0  # seeds where a lowered expected let two sides be quorate
+    lost_to_split_brain = 0
     for seed in seeds:
         opts = Options.draw(seed, args.nodes, safety_s=args.safety, accelerated=args.accelerated)
         trace_len = 400 if trace else 60
@@ -175,6 +177,8 @@ def _swarm(args: argparse.Namespace, seeds: Sequence[int], trace: bool, shown: B
                 stored = sim.run_store()
                 result = stored.totem
                 acknowledged += stored.acknowledged
+                split_brains += stored.split_brain is not None
+                lost_to_split_brain += stored.lost_to_split_brain
         except InvariantViolation as exc:
             print(f"VIOLATION {exc}", file=sys.stderr)
             print(
@@ -199,6 +203,12 @@ def _swarm(args: argparse.Namespace, seeds: Sequence[int], trace: bool, shown: B
         f"{done} seeds passed in {elapsed:.1f}s: {rate:.0f} seeds/minute, "
         f"{simulated / max(elapsed, 1e-9):.0f} simulated s per wall s"
         + ("" if args.totem_only else f", acknowledged writes: {acknowledged}, lost: 0")
+        + (
+            f" (split brain after pvecm expected in {split_brains} seed(s): "
+            f"{lost_to_split_brain} acknowledged writes overruled there, as it warns)"
+            if split_brains
+            else ""
+        )
     )
     return 0
 

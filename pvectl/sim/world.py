@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
+import math
 import random
 from collections import deque
 from dataclasses import dataclass, field
@@ -49,7 +50,7 @@ from pvectl.totem.srp import (
     TimerKind,
     TotemConfig,
 )
-from pvectl.totem.wire import Codec, Message, is_token
+from pvectl.totem.wire import Codec, Mcast, Message, Token
 
 KEY = b"pvectl-sim-cluster-key-0123456789"
 
@@ -59,15 +60,32 @@ DECODED_CACHE_SIZE = 4096
 class SharedDecodeCodec(Codec):
     """Every simulated node holds the same key, so a datagram sent to four receivers
     authenticates and parses to the same frozen message four times: decode it once.
-    Only successes are kept (a rejection still counts on the receiving node's codec)."""
+    Tokens and frames are remembered as they are encoded, so receivers skip the parse and
+    the MAC check altogether (``decode(encode(m)) == m`` is the codec's own contract, held
+    by its tests). Only successes are kept (a rejection still counts on the receiving
+    node's codec)."""
 
     def __init__(self, node_id: int, cache: dict[bytes, tuple[int, Message]], **kw: Any) -> None:
         super().__init__(node_id, "sim", KEY, **kw)
         self._decoded = cache
 
+    def _remember(self, data: bytes, msg: Message) -> None:
+        cache = self._decoded
+        if len(cache) >= DECODED_CACHE_SIZE:
+            cache.clear()
+        cache[data] = (self.node_id, msg)
+
+    def encode_token(self, t: Token) -> bytes:
+        data = super().encode_token(t)
+        self._remember(data, t)
+        return data
+
+    def encode_mcast(self, m: Mcast) -> bytes:
+        data = super().encode_mcast(m)
+        self._remember(data, m)
+        return data
+
     def decode(self, data: bytes) -> tuple[int, Message]:
-        if is_token(data):
-            return super().decode(data)  # a token has one receiver: nothing to share
         found = self._decoded.get(data)
         if found is None:
             found = super().decode(data)
@@ -83,6 +101,7 @@ _FAULT_KINDS = frozenset({"partition", "heal", "crash", "restart", "pause"})
 _PKT = 0
 _TIMER = 1
 _ACTION = 2
+_CORRUPTED = -2  # a packet's incarnation field: its bytes were damaged in flight
 
 
 @dataclass(frozen=True)
@@ -105,6 +124,11 @@ class Options:
     encrypt: bool = False
     netmtu: int = 1400
     accelerated: bool = False  # the Accelerated Ring (its own CI seeds; not drawn)
+    # drawn last, so the fields above stay what they were for every seed
+    corrupt: float = 0.0  # share of datagrams with flipped bits or truncated in flight
+    clock_skew: bool = False  # each node's clock: its own offset and drift
+    disk_stalls: bool = False  # (whole nodes) one node's fsync stalls past the token timeout
+    expected_requests: bool = False  # (whole nodes) ``pvecm expected`` during the faults
     qdevice: str = ""  # whole nodes: a qnetd and a qdevice per node, "ffsplit" (or "lms")
 
     @classmethod
@@ -133,6 +157,10 @@ class Options:
             safety_s=safety_s,
             encrypt=r.random() < 0.2,
             accelerated=accelerated,
+            corrupt=r.choice([0.0, 0.0, 0.0, 0.002, 0.02]),
+            clock_skew=r.random() < 0.5,
+            disk_stalls=r.random() < 0.3,
+            expected_requests=r.random() < 0.25,
         )
         # a QDevice as pvecm sets it up for an even node count: ffsplit, one device vote;
         # drawn last, so every draw above stays as it was (and Totem alone ignores it).
@@ -154,6 +182,11 @@ class SimNode:
     timers: dict[TimerKind, float] = field(default_factory=dict)
     scheduled: dict[TimerKind, float] = field(default_factory=dict)  # heap entry per kind
     sent: int = 0
+    # the node's clocks: local = clock_offset + clock_rate * global simulated time, and its
+    # wall clock (store mtimes) = wall_offset + local; Totem and the core see only these
+    clock_offset: float = 0.0
+    clock_rate: float = 1.0
+    wall_offset: float = 0.0
 
 
 class Simulator:
@@ -176,6 +209,11 @@ class Simulator:
         self.fault_rng = random.Random(f"fault-{seed}")
         self.work_rng = random.Random(f"work-{seed}")
         self.nonce_rng = random.Random(f"nonce-{seed}")
+        self.corrupt_rng = random.Random(f"corrupt-{seed}")
+        self.clock_rng = random.Random(f"clock-{seed}")
+        self.corrupting = False  # set when the corruption fault is scheduled (not skipped)
+        self.corrupted_sent = 0
+        self.corrupted_rejected = 0
         self.config = TotemConfig(
             token=self.opt.token_ms,
             token_coefficient=50,
@@ -199,6 +237,27 @@ class Simulator:
 
     def _nonce(self, size: int) -> bytes:
         return self.nonce_rng.randbytes(size)
+
+    # ---- node clocks ----------------------------------------------------------------------
+
+    @staticmethod
+    def _local(n: SimNode, t: float) -> float:
+        """Node ``n``'s monotonic clock at global simulated time ``t`` (what its Totem and
+        core get as ``now``); exactly ``t`` for a node without skew."""
+        return n.clock_offset + n.clock_rate * t
+
+    @staticmethod
+    def _global(n: SimNode, local: float) -> float:
+        """The global time at which node ``n``'s clock reads ``local`` (a deadline it set),
+        rounded up so that the node's clock has reached the deadline when it fires."""
+        t = (local - n.clock_offset) / n.clock_rate
+        while n.clock_offset + n.clock_rate * t < local:
+            t = math.nextafter(t, math.inf)
+        return t
+
+    def _wall_s(self, n: SimNode) -> int:
+        """Node ``n``'s wall clock in whole seconds (store mtimes, DFSM epochs)."""
+        return int(n.wall_offset + self._local(n, self.now))
 
     # ---- scheduling ---------------------------------------------------------------------
 
@@ -253,14 +312,14 @@ class Simulator:
         n.srp = Srp(n.node_id, self.ids, codec, self.config, ring_seq=n.ring_seq)
         self.checker.node_started(n.node_id, n.incarnation)
         self._log(f"n{n.node_id} start (incarnation {n.incarnation}, ring seq {n.ring_seq})")
-        self._execute(n, n.srp.handle(Start(), self.now))
+        self._execute(n, n.srp.handle(Start(), self._local(n, self.now)))
 
     def _crash(self, n: SimNode, *, clean: bool) -> None:
         if not n.alive:
             return
         if clean and n.srp is not None:
             self._log(f"n{n.node_id} leave")
-            self._execute(n, n.srp.handle(Shutdown(), self.now))
+            self._execute(n, n.srp.handle(Shutdown(), self._local(n, self.now)))
         self._log(f"n{n.node_id} crash")
         n.alive = False
         n.srp = None
@@ -278,7 +337,7 @@ class Simulator:
             size = r.choice([0, 16, 64, 200])
         payload = b"%d.%d.%d|" % (n.node_id, n.incarnation, n.sent) + b"x" * size
         n.sent += 1
-        self._execute(n, n.srp.handle(AppSend(payload), self.now))
+        self._execute(n, n.srp.handle(AppSend(payload), self._local(n, self.now)))
 
     # ---- command execution -------------------------------------------------------------
 
@@ -298,7 +357,7 @@ class Simulator:
                 # lazy timers: one heap entry per kind, moved only when it must fire
                 # earlier; a later deadline is honoured when the early entry pops
                 timer: TimerKind = c.kind  # type: ignore[union-attr,assignment]
-                deadline: float = c.deadline  # type: ignore[union-attr]
+                deadline: float = self._global(n, c.deadline)  # type: ignore[union-attr]
                 n.timers[timer] = deadline
                 sched = n.scheduled.get(timer)
                 if sched is None or deadline < sched:
@@ -311,11 +370,12 @@ class Simulator:
             elif isinstance(c, SetTimer):
                 # lazy timers: one heap entry per kind, moved only when it must fire
                 # earlier; a later deadline is honoured when the early entry pops
-                n.timers[c.kind] = c.deadline
+                at = self._global(n, c.deadline)
+                n.timers[c.kind] = at
                 sched = n.scheduled.get(c.kind)
-                if sched is None or c.deadline < sched:
-                    n.scheduled[c.kind] = c.deadline
-                    self._push(c.deadline, _TIMER, nid, n.incarnation, c.kind)
+                if sched is None or at < sched:
+                    n.scheduled[c.kind] = at
+                    self._push(at, _TIMER, nid, n.incarnation, c.kind)
             elif isinstance(c, CancelTimer):
                 n.timers.pop(c.kind, None)
             elif isinstance(c, ConfigChange):
@@ -347,7 +407,25 @@ class Simulator:
             if o.jitter_s:
                 delay += r.expovariate(1 / o.jitter_s)
             self._ctr += 1
+            if self.corrupting and self.faults_on and self.corrupt_rng.random() < o.corrupt:
+                self.corrupted_sent += 1
+                damaged = self._damage(data)
+                heapq.heappush(
+                    self._heap, (self.now + delay, self._ctr, _PKT, dst, _CORRUPTED, damaged)
+                )
+                continue
             heapq.heappush(self._heap, (self.now + delay, self._ctr, _PKT, dst, -1, data))
+
+    def _damage(self, data: bytes) -> bytes:
+        """A datagram as a bad link or NIC delivers it: one to three bits flipped anywhere
+        (header, body or MAC), or cut short. Always different from what was sent."""
+        r = self.corrupt_rng
+        if len(data) > 1 and r.random() < 0.25:
+            return data[: r.randrange(1, len(data))]
+        damaged = bytearray(data)
+        for bit in r.sample(range(len(data) * 8), min(r.randint(1, 3), len(data) * 8)):
+            damaged[bit >> 3] ^= 1 << (bit & 7)
+        return bytes(damaged)
 
     # ---- faults ------------------------------------------------------------------------
 
@@ -388,6 +466,29 @@ class Simulator:
                 fid = self._fault(f"pause n{victim} {t:.3f}s for {length:.3f}s")
                 self._push(t, _ACTION, victim, 0, ("pause", length, fid))
                 t += r.uniform(1.0, 3.0)
+        # the kinds below draw from their own generators: the faults above stay as they were
+        if o.corrupt:
+            fid = self._fault(f"corrupt {o.corrupt:.1%} of the datagrams (bits flipped, cut)")
+            self.corrupting = fid not in self.skip_faults
+        if o.clock_skew:
+            self._skew_clocks()
+
+    def _skew_clocks(self) -> None:
+        """Each node's clocks: a monotonic clock offset (its boot time) and drift up to
+        +-1000 ppm (a bad crystal; NTP keeps real ones within about 500 ppm), and a wall
+        clock seconds apart from the others. Totem's timeouts are local durations, so drift
+        stretches or shortens them; nothing may compare one node's clock with another's."""
+        r = self.clock_rng
+        for i in self.ids:
+            offset = r.uniform(0.0, 5.0)
+            ppm = r.uniform(-1000.0, 1000.0)
+            wall = r.uniform(0.0, 4.0)
+            fid = self._fault(
+                f"clock n{i} offset {offset:.3f}s drift {ppm:+.0f} ppm wall +{wall:.3f}s"
+            )
+            if fid not in self.skip_faults:
+                n = self.nodes[i]
+                n.clock_offset, n.clock_rate, n.wall_offset = offset, 1.0 + ppm * 1e-6, wall
 
     def _partition(self, apply: bool = True) -> None:
         """``apply`` False: draw the cut all the same (later partitions stay as drawn)."""
@@ -457,8 +558,6 @@ class Simulator:
             return max(0, round(r.gauss(lam, lam**0.5)))
         k = 0
         p = r.random()
-        import math
-
         limit = math.exp(-lam)
         while p > limit:
             k += 1
@@ -499,15 +598,34 @@ class Simulator:
             self.now = t
             self.steps += 1
             del n.timers[payload]
-            self._execute(n, n.srp.handle(TimerFired(payload), t))
+            self._execute(n, n.srp.handle(TimerFired(payload), self._local(n, t)))
             return True
         if n.paused_until > t:
             self._push(n.paused_until, kind, nid, inc, payload)
             return True
         self.now = t
         self.steps += 1
-        self._execute(n, n.srp.receive(payload, t))
+        if inc == _CORRUPTED:
+            self._receive_damaged(n, payload)
+            return True
+        self._execute(n, n.srp.receive(payload, self._local(n, t)))
         return True
+
+    def _receive_damaged(self, n: SimNode, data: bytes) -> None:
+        """Checker: a damaged datagram never decodes (the MAC must reject it). Totem counts
+        every datagram its codec rejects in ``bad_packets``; one that decodes is not counted
+        there, whatever Totem then does with it."""
+        srp = n.srp
+        assert srp is not None
+        before = srp.stats["bad_packets"]
+        commands = srp.receive(data, self._local(n, self.now))
+        if srp.stats["bad_packets"] == before:
+            raise InvariantViolation(
+                f"node {n.node_id} accepted a datagram damaged in flight "
+                f"({len(data)} bytes, {data[:12].hex()}...): the MAC must reject it"
+            )
+        self.corrupted_rejected += 1
+        self._execute(n, commands)
 
     def _run_until(self, t_end: float) -> None:
         heap = self._heap
@@ -533,9 +651,9 @@ class Simulator:
         """Run the three phases; raises InvariantViolation with the trace attached."""
         o = self.opt
         try:
+            self._schedule_faults()  # first: it sets the nodes' clocks
             for i in self.ids:
                 self._start_node(self.nodes[i])
-            self._schedule_faults()
             self._schedule_workload(0.05, o.safety_s)
             self._run_until(o.safety_s)
             # heal
