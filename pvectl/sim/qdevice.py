@@ -707,6 +707,10 @@ class SimQdevice:
                 return f"node {node} has no qdevice"
             if c.client.state is not ClientState.CONNECTED:
                 return f"node {node}'s qdevice is {c.client.state.value} ({c.last_error})"
+            if c.conn is None or c.conn.server_epoch != self.server_epoch:
+                # a connection to a qnetd that died with its host looks connected until
+                # the client next sends and gets the restarted qnetd's reset
+                return f"node {node}'s qdevice still talks to a qnetd that restarted"
             if not c.casting:
                 return f"node {node} does not count the qdevice vote ({c.client.vote.name})"
         return None
