@@ -58,9 +58,9 @@ class Ring:
         self.deliver_all()
 
 
-def test_local_write_is_answered_once_its_group_commit_is_durable() -> None:
-    ring = Ring(cores())
-    ring.form((1, 2))
+def test_local_write_is_answered_once_durable_on_a_quorum() -> None:
+    ring = Ring(cores(3))
+    ring.form((1, 2, 3))
     count, out = ring.nodes[1].write(Create("a"), "local", 0)
     ring.run(1, out)
     ring.deliver_all()
@@ -68,7 +68,46 @@ def test_local_write_is_answered_once_its_group_commit_is_durable() -> None:
     (batch,) = ring.fsyncs[1]
     assert [item.applied.count for item in batch.batch] == [count]  # type: ignore[union-attr]
     ring.fsync_done(1)
+    assert ring.answers[1] == []  # durable on 1 vote of 3: a crash here could lose it
+    ring.fsync_done(3)
+    assert ring.answers[1] == [WriteDone(count, "local", 0)]  # 2 of 3 votes: quorum
+
+
+def test_local_write_gets_eio_when_the_ring_changes_without_quorum() -> None:
+    ring = Ring(cores(3))
+    ring.form((1, 2, 3))
+    count, out = ring.nodes[1].write(Create("a"), "local", 0)
+    ring.run(1, out)
+    ring.deliver_all()
+    ring.fsync_done(1)
+    ring.run(1, ring.nodes[1].transitional((1,)))  # cut off before anyone acknowledged
+    ring.form((1,), RingId(1, 8))
+    assert ring.answers[1] == [WriteDone(count, "local", errno.EIO)]
+
+
+def test_local_write_keeps_waiting_when_a_quorum_moves_on_together() -> None:
+    ring = Ring(cores(3))
+    ring.form((1, 2, 3))
+    count, out = ring.nodes[1].write(Create("a"), "local", 0)
+    ring.run(1, out)
+    ring.deliver_all()
+    ring.fsync_done(1)
+    for i in (1, 2):
+        ring.run(i, ring.nodes[i].transitional((1, 2)))
+    ring.form((1, 2), RingId(1, 8))
+    assert ring.answers[1] == []  # {1, 2} hold quorum: node 2's copy may still come
+    ring.fsync_done(2)
     assert ring.answers[1] == [WriteDone(count, "local", 0)]
+
+
+def test_writes_stamp_the_store_with_the_ring_seq_they_were_applied_in() -> None:
+    ring = Ring(cores(3))
+    ring.form((1, 2, 3), RingId(1, 12))
+    _, out = ring.nodes[1].write(Create("a"), "local", 0)
+    ring.run(1, out)
+    ring.deliver_all()
+    assert [ring.nodes[i].memdb.epoch for i in (1, 2, 3)] == [12, 12, 12]
+    assert ring.nodes[2].memdb.index().epoch == 12
 
 
 def test_all_write_waits_for_every_member_then_group_commits_queue_behind() -> None:
