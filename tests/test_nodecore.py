@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import errno
 
-from pvectl.cfs.memdb import Create, MemDB
-from pvectl.nodecore.commit import StartFsync, WriteDone
+from pvectl.cfs import dfsm
+from pvectl.cfs.memdb import ApplyResult, Create, MemDB
+from pvectl.nodecore.commit import CommitPipeline, StartFsync, Votes, WriteDone
 from pvectl.nodecore.core import Command, NodeCore
-from pvectl.nodecore.services import Multicast, NodeServices
+from pvectl.nodecore.services import Multicast, NodeServices, WriteApplied
 from pvectl.quorum import votequorum as vq
 from pvectl.totem.ring_id import RingId
 
@@ -98,6 +99,24 @@ def test_local_write_keeps_waiting_when_a_quorum_moves_on_together() -> None:
     assert ring.answers[1] == []  # {1, 2} hold quorum: node 2's copy may still come
     ring.fsync_done(2)
     assert ring.answers[1] == [WriteDone(count, "local", 0)]
+
+
+def test_local_write_gets_eio_when_the_present_nodes_cannot_make_a_quorum() -> None:
+    """Quorate only thanks to a quorum device's vote (2 nodes + qdevice, quorum 2, node 2
+    down): no data lives on the device, so a quorum of durable copies cannot be reached."""
+    pipeline = CommitPipeline(1)
+    pipeline.submitted(1, "local")
+    applied = dfsm.Applied(1, 1, Create("a"), ApplyResult(0, 2))
+    (fsync,) = pipeline.applied(WriteApplied(applied, 0, 0), (1,))
+    assert isinstance(fsync, StartFsync)
+    votes = Votes({1: 1, 2: 1}, quorum=2)
+    assert WriteDone(1, "local", errno.EIO) in pipeline.fsync_done((1,), votes)
+    # with node 2 present it waits for node 2's copy instead
+    pipeline = CommitPipeline(1)
+    pipeline.submitted(1, "local")
+    pipeline.applied(WriteApplied(applied, 0, 0), (1, 2))
+    assert not [c for c in pipeline.fsync_done((1, 2), votes) if isinstance(c, WriteDone)]
+    assert pipeline.acked_by(2, 1, 1, (1, 2), votes) == [WriteDone(1, "local", 0)]
 
 
 def test_writes_stamp_the_store_with_the_ring_seq_they_were_applied_in() -> None:

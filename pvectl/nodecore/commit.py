@@ -161,12 +161,21 @@ class CommitPipeline:
             if not pending.durable:
                 continue
             if pending.level == "local":
-                if pending.errno_code == 0 and self.durable_votes(count, votes) < max(
-                    votes.quorum, 1
-                ):
-                    continue  # not yet durable on a quorum
+                code = pending.errno_code
+                have, quorum = self.durable_votes(count, votes), max(votes.quorum, 1)
+                if not code and have < quorum:
+                    owed = sum(
+                        votes.per_node.get(m, 0)
+                        for m in present - {self.node_id}
+                        if self.acked.get(m, {}).get(self.node_id, 0) < count
+                    )
+                    if have + owed >= quorum:
+                        continue  # not yet durable on a quorum; the members present can
+                    # the nodes present cannot make it durable on a quorum (quorate only with
+                    # a quorum device's votes, which hold no data): unknown outcome, not a hang
+                    code = errno.EIO
                 del self.writes[count]
-                out.append(WriteDone(count, pending.level, pending.errno_code))
+                out.append(WriteDone(count, pending.level, code))
                 continue
             needed = pending.members if pending.members is not None else members
             missing = [m for m in needed if self.acked.get(m, {}).get(self.node_id, 0) < count]
