@@ -98,6 +98,7 @@ MODULE_TIERS: dict[str, str] = {
     "test_qnetd_control_private": "integration",
     "test_qnetd_server": "integration",
     "test_qnetd_wire": "unit",
+    "test_sim_qdevice": "sim",
     "test_sim_store": "sim",
     "test_sim_faults": "sim",
     "test_ssh": "integration",

@@ -9,7 +9,13 @@ from pvectl.cfs import dfsm
 from pvectl.cfs.memdb import ApplyResult, Create, MemDB
 from pvectl.nodecore.commit import CommitPipeline, StartFsync, Votes, WriteDone
 from pvectl.nodecore.core import Command, NodeCore
-from pvectl.nodecore.services import Multicast, NodeServices, WriteApplied
+from pvectl.nodecore.services import (
+    Multicast,
+    NodeServices,
+    QuorumChanged,
+    StoreError,
+    WriteApplied,
+)
 from pvectl.quorum import votequorum as vq
 from pvectl.totem.ring_id import RingId
 
@@ -188,3 +194,51 @@ def test_qdevice_vote_is_held_until_qnetd_answers_or_the_sync_timeout() -> None:
     core.regular((1, 2), RingId(1, 8), 20.0, 0, hold_nodeinfo_s=2.0)
     assert core.timer_fired(21.9) == []
     assert any(NodeServices.is_nodeinfo(c) for c in core.timer_fired(22.0))
+
+
+def qdevice_core() -> tuple[NodeCore, Ring]:
+    """Node 1 of a two-node cluster with an ffsplit qdevice (expected 3, quorum 2), alone
+    in its ring: quorate exactly while it counts the device's vote."""
+    options = vq.QuorumOptions.build([(1, 1), (2, 1)], qdevice_model="net", qdevice_votes=1)
+    core = NodeCore(1, vq.initial_state(options, 1), MemDB())
+    core.services.quorum = vq.set_qdevice(
+        core.services.quorum, registered=True, alive=True, cast_vote=False
+    )
+    ring = Ring({1: core})
+    ring.form((1,))
+    assert not core.services.quorum.quorate
+    return core, ring
+
+
+def test_own_nodeinfo_in_flight_does_not_bring_back_a_withdrawn_vote() -> None:
+    """ACK then NACK before the ACK's NODEINFO is delivered: that stale NODEINFO must not
+    set the cast-vote flag again (qnetd may already give the vote to the other side).
+    Found by the simulator (a seed where two disjoint partitions counted the vote)."""
+    core, ring = qdevice_core()
+    ring.run(1, core.qdevice_poll(True, answered=True))
+    ring.run(1, core.qdevice_poll(False, answered=True))
+    sender, stale = ring.queue.pop(0)  # the NODEINFO with the vote, delivered late
+    ring.run(1, core.deliver(sender, stale, 0))
+    assert not core.services.quorum.us.flags & vq.NodeFlag.QDEVICE_CAST_VOTE
+    assert not core.services.quorum.quorate
+    ring.deliver_all()
+    assert not core.services.quorum.quorate
+
+
+def test_withdrawn_vote_ends_quorum_before_qnetd_hears_the_reply() -> None:
+    """A NACK takes the device's vote away at once: the client answers qnetd's VOTE_INFO
+    right away and qnetd then ACKs the other partition, so this node must not stay quorate
+    (and accept writes) until its NODEINFO comes round. Found by the simulator."""
+    core, ring = qdevice_core()
+    ring.run(1, core.qdevice_poll(True, answered=True))
+    ring.deliver_all()
+    assert core.services.quorum.quorate
+    out = core.qdevice_poll(False, answered=True)
+    assert not core.services.quorum.quorate
+    assert any(isinstance(c, QuorumChanged) and not c.quorate for c in out)
+    try:
+        core.write(Create("a"), "local", 0)
+    except StoreError as exc:
+        assert exc.errno_code == errno.EACCES
+    else:
+        raise AssertionError("an inquorate node accepted a write")

@@ -247,14 +247,23 @@ class NodeServices:
 
     def set_qdevice(self, *, registered: bool, alive: bool, cast_vote: bool) -> list[Output]:
         """The local qdevice client's poll: new flags on our record, then our NODEINFO again
-        (corosync does the same); the vote counts once that NODEINFO is delivered."""
+        (corosync does the same); a vote cast counts once that NODEINFO is delivered, a
+        vote withdrawn stops counting at once."""
         before = self.quorum.us.flags
+        quorate = self.quorum.quorate
         self.quorum = vq.set_qdevice(
             self.quorum, registered=registered, alive=alive, cast_vote=cast_vote
         )
         if self.quorum.us.flags == before:
             return []
-        return [Multicast(self._nodeinfo(vq.local_nodeinfo(self.quorum)))]
+        out: list[Output] = [Multicast(self._nodeinfo(vq.local_nodeinfo(self.quorum)))]
+        withdrawn = before & vq.NodeFlag.QDEVICE_CAST_VOTE and not cast_vote
+        if withdrawn and not self.pending_nodeinfo:
+            # the client answers qnetd's NACK at once, and qnetd then gives the vote to
+            # another partition: stop counting it now, not when the NODEINFO comes round
+            self.quorum = vq.sync_completed(self.quorum)
+            out += self._quorum_outputs(quorate)
+        return out
 
     def local_nodeinfo(self) -> Multicast:
         return Multicast(self._nodeinfo(vq.local_nodeinfo(self.quorum)))

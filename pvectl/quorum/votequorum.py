@@ -493,7 +493,12 @@ def nodeinfo_received(
         node_expected = info.expected_votes
     else:
         node_expected = state.us.expected_votes
-    record = NodeRecord(info.node_id, node_state, info.votes, node_expected, NodeFlag(info.flags))
+    flags = NodeFlag(info.flags)
+    if is_us:
+        # the local qdevice's bits are set here, at once (``set_qdevice``): an own NODEINFO
+        # still in flight carries older ones and must not bring back a withdrawn vote
+        flags = (flags & ~_QDEVICE_FLAGS) | (state.us.flags & _QDEVICE_FLAGS)
+    record = NodeRecord(info.node_id, node_state, info.votes, node_expected, flags)
     state = _replace_node(state, record)
     if state.last_man_standing and info.votes > 1:
         state = replace(
@@ -541,6 +546,9 @@ def lms_timer_fired(state: VotequorumState, now: float) -> VotequorumState:
     if state.quorate:
         state = _recalculate(state, allow_decrease=True, by_current_nodes=True)
     return state
+
+
+_QDEVICE_FLAGS = NodeFlag.QDEVICE_REGISTERED | NodeFlag.QDEVICE_ALIVE | NodeFlag.QDEVICE_CAST_VOTE
 
 
 def set_qdevice(

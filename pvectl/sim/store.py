@@ -47,6 +47,7 @@ from pvectl.nodecore.services import (
     WriteApplied,
 )
 from pvectl.quorum.votequorum import (
+    NodeFlag,
     NodeInfo,
     QuorumOptions,
     VotequorumState,
@@ -56,9 +57,11 @@ from pvectl.quorum.votequorum import (
     membership_changed,
     nodeinfo_received,
     set_expected,
+    set_qdevice,
     sync_completed,
 )
 from pvectl.sim.checker import InvariantViolation
+from pvectl.sim.qdevice import CAST, QDEVICE_FLAGS, QdeviceSetup, SimQdevice
 from pvectl.sim.world import _ACTION, Options, SimNode, SimResult, Simulator
 from pvectl.totem.srp import AppSend, Command, ConfigChange, ConfigKind, Deliver
 
@@ -136,6 +139,13 @@ class NodeSimulator(Simulator):
         self.config_members: dict[int, tuple[int, ...]] = {}
         self.model: dict[int, VotequorumState] = {}
         self._init_node_faults(seed)
+        self.qdevice: SimQdevice | None = None  # a qnetd and a qdevice per node (some seeds)
+        if self.opt.qdevice:
+            self.quorum_options = SimQdevice.quorum_options(self.ids, self.opt.qdevice)
+            setup = QdeviceSetup.draw(
+                random.Random(f"qdevice-setup-{seed}"), self.opt.qdevice, len(self.ids)
+            )
+            self.qdevice = SimQdevice(self, setup)
 
     # --- node lifecycle ----------------------------------------------------------------
 
@@ -144,15 +154,20 @@ class NodeSimulator(Simulator):
         memdb.load(sorted(self.disk[n.node_id].values(), key=lambda e: e.inode))
         state = initial_state(self.quorum_options, n.node_id)
         self.cores[n.node_id] = NodeCore(n.node_id, state, memdb, coupled=self.coupled)
+        if self.qdevice is not None:
+            self.qdevice.node_started(n.node_id, self.cores[n.node_id])
         self.model[n.node_id] = initial_state(self.quorum_options, n.node_id)
         self.model_pending[n.node_id] = set()
-        self.lowest_expected[n.node_id] = len(self.ids)  # runtime-only: a restart resets it
+        # runtime-only: a restart resets it
+        self.lowest_expected[n.node_id] = self.quorum_options.configured_expected_votes
         self.config_members[n.node_id] = ()
         super()._start_node(n)
 
     def _crash(self, n: SimNode, *, clean: bool) -> None:
         if n.alive:
             self.cores.pop(n.node_id, None)  # the fsync in flight dies with it (incarnation)
+            if self.qdevice is not None:
+                self.qdevice.node_stopped(n.node_id, clean=clean)
         super()._crash(n, clean=clean)
 
     # --- faults of whole nodes: stalled disks, ``pvecm expected`` -----------------------
@@ -177,6 +192,8 @@ class NodeSimulator(Simulator):
     def _schedule_faults(self) -> None:
         super()._schedule_faults()
         o = self.opt
+        if self.qdevice is not None:
+            self.qdevice.schedule_faults(o.safety_s)
         if o.disk_stalls:
             r = self.stall_rng
             t = r.uniform(0.3, 2.0)
@@ -211,9 +228,10 @@ class NodeSimulator(Simulator):
         # what an operator would ask where votes are missing: from the votes present up to
         # all of them (with all present, only all: nothing to ask)
         present = max(1, core.services.quorum.total_votes)
-        if present >= len(self.ids):
+        configured = self.quorum_options.configured_expected_votes  # the device's included
+        if present >= configured:
             return
-        value = min(len(self.ids), present + int(action[1] * (len(self.ids) - present + 1)))
+        value = min(configured, present + int(action[1] * (configured - present + 1)))
         try:
             out = core.set_expected(value)
         except CommandRefused as exc:
@@ -295,7 +313,17 @@ class NodeSimulator(Simulator):
                 if command.kind is ConfigKind.REGULAR:
                     local = self._local(n, self.now)
                     self._model_regular(nid, command, local)
-                    out = core.regular(command.members, command.ring_id, local, self._wall_s(n))
+                    hold = None
+                    if self.qdevice is not None:  # as the runtime: withdraw the vote, then hold
+                        self.qdevice.regular_configuration(nid, command.members, command.ring_id)
+                        hold = self.qdevice.hold_seconds(nid)
+                    out = core.regular(
+                        command.members,
+                        command.ring_id,
+                        local,
+                        self._wall_s(n),
+                        hold_nodeinfo_s=hold,
+                    )
                     self._core(n, core, out)
                     self._arm_lms(n, core)
                 else:
@@ -329,15 +357,21 @@ class NodeSimulator(Simulator):
                     self._log(f"n{nid} answer {found[0]}: errno {command.errno_code}")
             elif kind is QuorumChanged:
                 assert isinstance(command, QuorumChanged)
+                self._model_qdevice(nid)
                 self._check_model(nid, core, command)
                 if command.quorate:
                     self._note_split_brain(nid, command.members)
+                if self.qdevice is not None:
+                    self.qdevice.quorum_changed(nid, command.quorate, command.members)
             elif kind is ServiceLog and self.trace_on:
                 self._log(f"n{nid} {command.text}")  # type: ignore[union-attr]
             elif kind is StoreInstalled and self.trace_on:
                 self._log(f"n{nid} store installed from the sync leader")
             if self.cores.get(nid) is not core:
                 return
+        if self.qdevice is not None:
+            self._model_qdevice(nid)
+            self.qdevice.observe(nid, core)
 
     def _arm_lms(self, n: SimNode, core: NodeCore) -> None:
         deadline = core.next_deadline()
@@ -347,6 +381,10 @@ class NodeSimulator(Simulator):
 
     def _action(self, node: int, action: tuple[Any, ...]) -> None:
         kind = action[0]
+        if kind == "qdevice":
+            assert self.qdevice is not None
+            self.qdevice.action(node, action)
+            return
         if kind == "stall" or kind == "expected":
             self._node_fault(node, action)
             return
@@ -392,12 +430,17 @@ class NodeSimulator(Simulator):
         NODEINFO (votequorum does). Votequorum never goes below the lowest E that reached a
         node, so that is the bound; a node that restarts has the configured expected again.
         """
-        expected = min(self.lowest_expected.get(node, len(self.ids)), len(self.ids))
-        if len(members) < expected // 2 + 1:
-            lowered = f" (expected lowered to {expected})" if expected < len(self.ids) else ""
+        configured = self.quorum_options.configured_expected_votes
+        expected = min(self.lowest_expected.get(node, configured), configured)
+        votes = len(members)
+        core = self.cores.get(node)
+        if self.qdevice is not None and core is not None and core.services.quorum.us.flags & CAST:
+            votes += self.quorum_options.qdevice_votes  # where this node counts the device
+        if votes < expected // 2 + 1:
+            lowered = f" (expected lowered to {expected})" if expected < configured else ""
             raise InvariantViolation(
                 f"node {node} {what} in configuration {list(members)}: "
-                f"{len(members)} of {len(self.ids)} votes is no quorum{lowered}"
+                f"{votes} of {configured} votes is no quorum{lowered}"
             )
 
     def _model_regular(self, node: int, change: ConfigChange, now: float) -> None:
@@ -411,6 +454,7 @@ class NodeSimulator(Simulator):
         """The node multicasts its NODEINFO: the model predicts what it carries (its own
         state, not the bytes sent), and the lowest expected that may travel with it."""
         nid = n.node_id
+        self._model_qdevice(nid)
         info = local_nodeinfo(self.model[nid])
         self.predicted[(nid, n.incarnation, n.sent)] = (info, self.lowest_expected[nid])
 
@@ -436,6 +480,28 @@ class NodeSimulator(Simulator):
         pending.discard(sender)
         self.lowest_expected[node] = min(self.lowest_expected[node], lowest)
         self.model[node] = model if pending else sync_completed(model)
+
+    def _model_qdevice(self, node: int) -> None:
+        """The local qdevice's poll as the node took it (the cast-vote flag is this node's
+        own input to votequorum): the model takes the same flags, and a withdrawn vote
+        stops counting at once, outside a sync (``NodeServices.set_qdevice``)."""
+        core = self.cores.get(node)
+        if self.qdevice is None or core is None:
+            return
+        flags = core.services.quorum.us.flags & QDEVICE_FLAGS
+        model = self.model[node]
+        if model.us.flags & QDEVICE_FLAGS == flags:
+            return
+        casting = bool(model.us.flags & CAST)
+        model = set_qdevice(
+            model,
+            registered=bool(flags & NodeFlag.QDEVICE_REGISTERED),
+            alive=bool(flags & NodeFlag.QDEVICE_ALIVE),
+            cast_vote=bool(flags & CAST),
+        )
+        if casting and not flags & CAST and not self.model_pending[node]:
+            model = sync_completed(model)
+        self.model[node] = model
 
     def _note_split_brain(self, node: int, members: tuple[int, ...]) -> None:
         """After a lowered expected: was this configuration's quorum reached without any
@@ -493,6 +559,8 @@ class NodeSimulator(Simulator):
         return super()._drained()
 
     def _check_drained(self) -> None:
+        if self.qdevice is not None:  # the vote's NODEINFOs go out before the last drain
+            self._check_qdevice_healed()
         deadline = self.now + self.drain_bound()
         while not self._drained() and self.now < deadline:
             self._run_until(self.now + 0.05)
@@ -512,6 +580,16 @@ class NodeSimulator(Simulator):
                     f"last events (t in seconds):\n" + "\n".join(self.trace),
                 )
             raise
+
+    def _check_qdevice_healed(self) -> None:
+        """Every qdevice reconnects and every node counts the vote again."""
+        assert self.qdevice is not None
+        self.qdevice.heal()
+        deadline = self.now + self.qdevice.heal_bound()
+        while (why := self.qdevice.check_healed()) is not None:
+            if self.now >= deadline:
+                raise InvariantViolation(f"qdevice liveness after the heal: {why}")
+            self._run_until(self.now + 0.1)
 
     def _check_healed(self, totem: SimResult) -> StoreResult:
         reference: list[Row] | None = None

@@ -22,6 +22,7 @@ codec (HMAC included), and the checkers see every Deliver and ConfigChange.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import math
 import random
@@ -128,6 +129,7 @@ class Options:
     clock_skew: bool = False  # each node's clock: its own offset and drift
     disk_stalls: bool = False  # (whole nodes) one node's fsync stalls past the token timeout
     expected_requests: bool = False  # (whole nodes) ``pvecm expected`` during the faults
+    qdevice: str = ""  # whole nodes: a qnetd and a qdevice per node, "ffsplit" (or "lms")
 
     @classmethod
     def draw(
@@ -139,7 +141,7 @@ class Options:
         accelerated: bool = False,
     ) -> Options:
         r = random.Random(f"options-{seed}")
-        return cls(
+        drawn = cls(
             nodes=nodes if nodes is not None else r.randint(3, 7),
             token_ms=r.choice([200, 300, 500]),
             loss=r.choice([0.0, 0.0, 0.01, 0.05, 0.2]),
@@ -160,6 +162,13 @@ class Options:
             disk_stalls=r.random() < 0.3,
             expected_requests=r.random() < 0.25,
         )
+        # a QDevice as pvecm sets it up for an even node count: ffsplit, one device vote;
+        # drawn last, so every draw above stays as it was (and Totem alone ignores it).
+        # lms (odd counts) is not drawn: it lets two partitions hold the vote (see
+        # docs/simulator.md); ``--nodes 2`` gives the classic two-node cluster
+        if drawn.nodes % 2 == 0 and r.random() < 0.75:
+            return dataclasses.replace(drawn, qdevice="ffsplit")
+        return drawn
 
 
 @dataclass
