@@ -34,7 +34,7 @@ from __future__ import annotations
 import random
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from pvectl.nodecore.core import NodeCore
 from pvectl.nodecore.services import ServiceLog
@@ -61,11 +61,30 @@ from pvectl.quorum.qdevice.wire import (
     server_error,
 )
 from pvectl.sim.checker import InvariantViolation
-from pvectl.sim.world import _ACTION
+from pvectl.sim.world import _ACTION, SimNode
 from pvectl.totem.ring_id import RingId
 
-if TYPE_CHECKING:
-    from pvectl.sim.store import NodeSimulator
+
+class NodeSimulator(Protocol):
+    """What the QDevice part uses of the whole-node simulator that owns it (a protocol, so
+    this module does not import ``store`` back)."""
+
+    seed: int
+    now: float
+    ids: list[int]
+    nodes: dict[int, SimNode]
+    trace_on: bool
+    skip_faults: frozenset[int]
+    expected_applied: int
+
+    def _push(self, t: float, kind: int, node: int, inc: int, payload: Any) -> None: ...
+
+    def _log(self, text: str) -> None: ...
+
+    def _fault(self, what: str) -> int: ...
+
+    def _core(self, n: SimNode, core: NodeCore, commands: list[Any]) -> None: ...
+
 
 CLUSTER = "sim"
 ALGORITHMS = {"ffsplit": Algorithm.FFSPLIT, "lms": Algorithm.LMS}
