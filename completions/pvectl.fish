@@ -247,7 +247,7 @@ complete -c pvectl -n '__pvectl_at \'lab exec\'' -l name -x -d 'Lab name: severa
 complete -c pvectl -n '__pvectl_at \'lab exec\'' -s h -l help -d 'Show this message and exit.'
 complete -c pvectl -n '__pvectl_at \'lab exec\'' -l debug -d 'Show tracebacks on errors (also accepted after the subcommand).'
 complete -c pvectl -n '__pvectl_at \'lab mount\'' -l name -x -d 'Lab name: several labs can run side by side.'
-complete -c pvectl -n '__pvectl_at \'lab mount\'' -l level -x -a 'local all' -d 'A write returns once this node committed it and every member holds it (local) or once every member committed it (all).'
+complete -c pvectl -n '__pvectl_at \'lab mount\'' -l level -x -a 'local all' -d 'A write returns once this node and members holding quorum committed it (local) or once every member committed it (all).'
 complete -c pvectl -n '__pvectl_at \'lab mount\'' -l foreground -d 'Serve in this process until unmounted (Ctrl-C).'
 complete -c pvectl -n '__pvectl_at \'lab mount\'' -l output-format -x -a 'text json json-pretty yaml' -d 'text for people; json, json-pretty or yaml for scripts (Proxmox\'s name).'
 complete -c pvectl -n '__pvectl_at \'lab mount\'' -s h -l help -d 'Show this message and exit.'

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import signal
 import sqlite3
 import subprocess
@@ -36,6 +37,29 @@ def test_stock_sqlite3_reads_the_same_tree(tmp_path: Path, durability: Durabilit
     reloaded = MemDB()
     reloaded.load(BackingStore(tmp_path / "config.db", durability).load())
     assert reloaded.checksum() == memdb.checksum()
+
+
+def test_the_epoch_of_what_was_committed_survives_a_restart(tmp_path: Path) -> None:
+    """The store's epoch (ring seq of its last write) lives in the version row, so a
+    restart ranks its tree by what reached config.db, not by what was in memory."""
+    memdb = MemDB()
+    store = BackingStore(tmp_path / "config.db")
+    store.commit([memdb.apply(Create("a"), 1, 10, epoch=40)])
+    uncommitted = memdb.apply(Create("b"), 1, 11, epoch=44)  # its fsync never ran
+    assert uncommitted.ok and memdb.epoch == 44
+    store.close()
+    reloaded = MemDB()
+    reloaded.load(BackingStore(tmp_path / "config.db").load())
+    assert reloaded.epoch == 40 and reloaded.lookup("b") is None
+    assert reloaded.index().epoch == 40
+    assert reloaded.lookup("/") is not None and reloaded.listdir("/")[0].name == "a"
+
+
+def test_a_version_row_with_a_bad_epoch_is_refused(tmp_path: Path) -> None:
+    memdb = MemDB()
+    root = memdb.root()
+    with pytest.raises(ValueError, match="epoch of 3 bytes"):
+        memdb.load([dataclasses.replace(root, data=b"abc")])
 
 
 WRITER = textwrap.dedent(

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from pvectl.cfs import messages
 from pvectl.cfs.dfsm import Applied, Dfsm, Failed, Malformed, Mode, Send, SyncDone
+from pvectl.cfs.dfsm import _decode_index as dfsm_decode_index
 from pvectl.cfs.memdb import Create, MemDB, Mkdir, Operation, Write
 from pvectl.nodecore.services import Multicast
 from pvectl.totem.ring_id import RingId
@@ -31,11 +34,11 @@ class Bus:
             elif isinstance(command, Failed):
                 self.failures.append(f"{node}: {command.reason}")
 
-    def change(self, members: tuple[int, ...]) -> None:
+    def change(self, members: tuple[int, ...], ring_seq: int | None = None) -> None:
         self.pending = [(s, m) for s, m in self.pending if s in members]
         self.members = members
         for node in members:
-            self._run(node, self.nodes[node].membership_changed(members, self.now))
+            self._run(node, self.nodes[node].membership_changed(members, self.now, ring_seq))
 
     def write(self, node: int, op: Operation) -> int:
         count, raw = self.nodes[node].write(op, self.now)
@@ -115,6 +118,38 @@ def test_leader_is_highest_version_then_mtime_then_lowest_id() -> None:
     assert bus.nodes[1].memdb.read("y2") == b""
     assert bus.nodes[1].memdb.lookup("x") is None
     assert bus.nodes[1].leader == 2
+
+
+def test_leader_is_the_newest_epoch_before_the_highest_version() -> None:
+    """Node 1 wrote once in ring 20, node 2 three times in the older ring 12 (e.g. before it
+    crashed): ring 20's history is the newer quorate one and wins, whatever the versions."""
+    bus = Bus([1, 2])
+    bus.change((2,), ring_seq=12)
+    for i in range(3):
+        bus.write(2, Create(f"old{i}"))
+    bus.settle()
+    bus.change((1,), ring_seq=20)
+    bus.write(1, Create("new"))
+    bus.settle()
+    assert bus.nodes[2].memdb.version > bus.nodes[1].memdb.version
+    bus.change((1, 2), ring_seq=24)
+    bus.settle()
+    assert not bus.failures
+    assert bus.nodes[1].leader == 1
+    assert bus.nodes[2].memdb.read("new") == b""
+    assert bus.nodes[2].memdb.lookup("old0") is None
+    # the installed tree carries the leader's epoch: identical stores, identical checksums
+    assert bus.nodes[2].memdb.epoch == 20
+    assert len(bus.checksums((1, 2))) == 1
+
+
+def test_state_index_carries_the_epoch_and_rejects_a_short_one() -> None:
+    memdb = MemDB()
+    memdb.apply(Create("a"), 1, 0, epoch=7)
+    index = memdb.index()
+    assert dfsm_decode_index(index.encode()) == index and index.epoch == 7
+    with pytest.raises(messages.MessageError):
+        dfsm_decode_index(index.encode()[:-1])
 
 
 def test_random_membership_churn_converges() -> None:

@@ -180,7 +180,7 @@ SENDER_EVENTS = [
     "delivered",
     "applied",
     "fsync done",
-    "stable",  # level local: answered once every member holds the write
+    "stable",  # level local: answered once durable on members holding quorum
     "committed",
 ]
 

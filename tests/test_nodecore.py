@@ -5,10 +5,17 @@ from __future__ import annotations
 
 import errno
 
-from pvectl.cfs.memdb import Create, MemDB
-from pvectl.nodecore.commit import StartFsync, WriteDone
+from pvectl.cfs import dfsm
+from pvectl.cfs.memdb import ApplyResult, Create, MemDB
+from pvectl.nodecore.commit import CommitPipeline, StartFsync, Votes, WriteDone
 from pvectl.nodecore.core import Command, NodeCore
-from pvectl.nodecore.services import Multicast, NodeServices, QuorumChanged, StoreError
+from pvectl.nodecore.services import (
+    Multicast,
+    NodeServices,
+    QuorumChanged,
+    StoreError,
+    WriteApplied,
+)
 from pvectl.quorum import votequorum as vq
 from pvectl.totem.ring_id import RingId
 
@@ -58,9 +65,9 @@ class Ring:
         self.deliver_all()
 
 
-def test_local_write_is_answered_once_its_group_commit_is_durable() -> None:
-    ring = Ring(cores())
-    ring.form((1, 2))
+def test_local_write_is_answered_once_durable_on_a_quorum() -> None:
+    ring = Ring(cores(3))
+    ring.form((1, 2, 3))
     count, out = ring.nodes[1].write(Create("a"), "local", 0)
     ring.run(1, out)
     ring.deliver_all()
@@ -68,7 +75,64 @@ def test_local_write_is_answered_once_its_group_commit_is_durable() -> None:
     (batch,) = ring.fsyncs[1]
     assert [item.applied.count for item in batch.batch] == [count]  # type: ignore[union-attr]
     ring.fsync_done(1)
+    assert ring.answers[1] == []  # durable on 1 vote of 3: a crash here could lose it
+    ring.fsync_done(3)
+    assert ring.answers[1] == [WriteDone(count, "local", 0)]  # 2 of 3 votes: quorum
+
+
+def test_local_write_gets_eio_when_the_ring_changes_without_quorum() -> None:
+    ring = Ring(cores(3))
+    ring.form((1, 2, 3))
+    count, out = ring.nodes[1].write(Create("a"), "local", 0)
+    ring.run(1, out)
+    ring.deliver_all()
+    ring.fsync_done(1)
+    ring.run(1, ring.nodes[1].transitional((1,)))  # cut off before anyone acknowledged
+    ring.form((1,), RingId(1, 8))
+    assert ring.answers[1] == [WriteDone(count, "local", errno.EIO)]
+
+
+def test_local_write_keeps_waiting_when_a_quorum_moves_on_together() -> None:
+    ring = Ring(cores(3))
+    ring.form((1, 2, 3))
+    count, out = ring.nodes[1].write(Create("a"), "local", 0)
+    ring.run(1, out)
+    ring.deliver_all()
+    ring.fsync_done(1)
+    for i in (1, 2):
+        ring.run(i, ring.nodes[i].transitional((1, 2)))
+    ring.form((1, 2), RingId(1, 8))
+    assert ring.answers[1] == []  # {1, 2} hold quorum: node 2's copy may still come
+    ring.fsync_done(2)
     assert ring.answers[1] == [WriteDone(count, "local", 0)]
+
+
+def test_local_write_gets_eio_when_the_present_nodes_cannot_make_a_quorum() -> None:
+    """Quorate only thanks to a quorum device's vote (2 nodes + qdevice, quorum 2, node 2
+    down): no data lives on the device, so a quorum of durable copies cannot be reached."""
+    pipeline = CommitPipeline(1)
+    pipeline.submitted(1, "local")
+    applied = dfsm.Applied(1, 1, Create("a"), ApplyResult(0, 2))
+    (fsync,) = pipeline.applied(WriteApplied(applied, 0, 0), (1,))
+    assert isinstance(fsync, StartFsync)
+    votes = Votes({1: 1, 2: 1}, quorum=2)
+    assert WriteDone(1, "local", errno.EIO) in pipeline.fsync_done((1,), votes)
+    # with node 2 present it waits for node 2's copy instead
+    pipeline = CommitPipeline(1)
+    pipeline.submitted(1, "local")
+    pipeline.applied(WriteApplied(applied, 0, 0), (1, 2))
+    assert not [c for c in pipeline.fsync_done((1, 2), votes) if isinstance(c, WriteDone)]
+    assert pipeline.acked_by(2, 1, 1, (1, 2), votes) == [WriteDone(1, "local", 0)]
+
+
+def test_writes_stamp_the_store_with_the_ring_seq_they_were_applied_in() -> None:
+    ring = Ring(cores(3))
+    ring.form((1, 2, 3), RingId(1, 12))
+    _, out = ring.nodes[1].write(Create("a"), "local", 0)
+    ring.run(1, out)
+    ring.deliver_all()
+    assert [ring.nodes[i].memdb.epoch for i in (1, 2, 3)] == [12, 12, 12]
+    assert ring.nodes[2].memdb.index().epoch == 12
 
 
 def test_all_write_waits_for_every_member_then_group_commits_queue_behind() -> None:

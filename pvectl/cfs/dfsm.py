@@ -6,8 +6,13 @@ sees the same messages in the same order, every member takes the same decisions:
 
 1. On a membership change every member enters START_SYNC; the lowest node id sends
    SYNC_START carrying its epoch; everyone answers STATE = its memdb index.
-2. When all STATEs are in, the leader is the member with the highest version, then the
-   latest mtime, then the lowest node id. Members whose index equals the leader's are synced;
+2. When all STATEs are in, the leader is the member with the highest (epoch, version), then
+   the latest mtime, then the lowest node id. The epoch is the ring seq of the configuration
+   a tree's last write was applied in (persisted with the tree, see ``memdb``): writes are
+   only applied in quorate configurations, so a higher epoch is a newer quorate history,
+   whatever its version (a node that restarted on an older disk may have written fewer
+   versions in a newer quorate ring; by version alone its acknowledged writes would lose).
+   Members whose index equals the leader's are synced;
    the leader sends UPDATE for every entry some unsynced member lacks, then UPDATE_COMPLETE.
 3. An unsynced member installs the leader's tree at UPDATE_COMPLETE and checks that its new
    index equals the leader's (byte for byte); a mismatch is an error, never silent.
@@ -29,7 +34,16 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 
 from pvectl.cfs import messages
-from pvectl.cfs.memdb import DT_REG, ApplyResult, Entry, MemDB, MemdbIndex, Operation
+from pvectl.cfs.memdb import (
+    DT_REG,
+    INDEX_HEAD,
+    ApplyResult,
+    Entry,
+    MemDB,
+    MemdbIndex,
+    Operation,
+    encode_epoch,
+)
 from pvectl.cfs.messages import Epoch, MessageError, NormalMessage, StateMessage
 
 
@@ -103,14 +117,20 @@ _INDEX_ENTRY = struct.Struct("<Q32s")
 
 
 def _decode_index(raw: bytes) -> MemdbIndex:
-    head = struct.Struct("<QQIII")
+    head = INDEX_HEAD
     if len(raw) < head.size:
         raise MessageError("state index too short")
-    version, last_inode, writer, mtime, size = head.unpack_from(raw)
+    epoch, version, last_inode, writer, mtime, size = head.unpack_from(raw)
     if len(raw) != head.size + size * 40:
         raise MessageError("state index length does not match its entry count")
     entries = tuple(_INDEX_ENTRY.iter_unpack(raw[head.size :]))  # (inode, digest) pairs
-    return MemdbIndex(version, last_inode, writer, mtime, entries)
+    return MemdbIndex(version, last_inode, writer, mtime, entries, epoch)
+
+
+def _leader_rank(state: tuple[int, MemdbIndex]) -> tuple[int, int, int, int]:
+    """Sort key of (node, index): the newest quorate history first (see step 2 above)."""
+    node, index = state
+    return (-index.epoch, -index.version, -index.mtime, node)
 
 
 @dataclass
@@ -131,6 +151,7 @@ class Dfsm:
     verify_checksums: dict[int, str] = field(default_factory=dict)
     verify_counter: int = 0
     malformed: int = 0  # messages dropped because they could not be decoded
+    ring_seq: int = 0  # the configuration's Totem ring seq: the epoch writes stamp
 
     @property
     def synced(self) -> bool:
@@ -141,9 +162,14 @@ class Dfsm:
         self.send_count += 1
         return self.send_count, messages.encode_op(op, self.send_count, now_s)
 
-    def membership_changed(self, members: tuple[int, ...], now_s: int) -> list[Command]:
+    def membership_changed(
+        self, members: tuple[int, ...], now_s: int, ring_seq: int | None = None
+    ) -> list[Command]:
+        """``ring_seq``: the new configuration's Totem ring seq (``None``: keep the last)."""
         if self.mode >= Mode.LEAVE:
             return []
+        if ring_seq is not None:
+            self.ring_seq = ring_seq
         self.members = tuple(sorted(members))
         self.epoch_counter += 1
         self.epoch = Epoch(self.epoch_counter, now_s, self.node_id, self.pid)
@@ -181,7 +207,7 @@ class Dfsm:
             return [Malformed(sender, str(exc), self.malformed)]
 
     def _apply(self, sender: int, message: NormalMessage) -> Applied:
-        result = self.memdb.apply(message.op, sender, message.time)
+        result = self.memdb.apply(message.op, sender, message.time, self.ring_seq)
         return Applied(sender, message.count, message.op, result)
 
     def _drain_queue(self) -> list[Command]:
@@ -243,9 +269,7 @@ class Dfsm:
         return [Send(messages.encode_state(messages.VERIFY_REQUEST, self.epoch, now_s, payload))]
 
     def _all_states_received(self, now_s: int) -> list[Command]:
-        ranked = sorted(
-            self.states.items(), key=lambda item: (-item[1].version, -item[1].mtime, item[0])
-        )
+        ranked = sorted(self.states.items(), key=_leader_rank)
         leader, leader_index = ranked[0]
         self.leader, self.leader_index = leader, leader_index
         encoded = leader_index.encode()
@@ -295,7 +319,7 @@ class Dfsm:
             self.leader_index.mtime,
             DT_REG,
             "__version__",
-            None,
+            encode_epoch(self.leader_index.epoch),
         )
         new_rows = [root, *(rows[inode] for inode in sorted(rows))]
         previous = self.memdb.entries()

@@ -3,7 +3,11 @@
 Every node applies the same operations in the same (agreed) order, so every node's tree is
 identical, row for row. Semantics follow pmxcfs's memdb (pve-cluster's memdb.c):
 
-* inode 0 is the ``__version__`` row carrying the global version, writer and mtime;
+* inode 0 is the ``__version__`` row carrying the global version, writer and mtime, and in
+  its ``data`` the store's *epoch* (``u64`` little endian; none before the first write): the
+  Totem ring seq of the configuration the last write was applied in. Writes are only
+  applied in quorate configurations and ring seqs grow, so the tree with the highest
+  (epoch, version) holds the newest quorate history (the DFSM sync leader rule);
 * every mutating operation bumps the global version and stamps the touched entry with it;
 * a new inode number is the global version at its creation (unique, increasing);
 * ``writer`` is the node id whose message caused the change; ``mtime`` is the sender's clock,
@@ -27,6 +31,17 @@ DT_DIR = 4
 DT_REG = 8
 MAX_FILE_SIZE = 1024 * 1024
 VERSION_ROW_NAME = "__version__"
+_EPOCH = struct.Struct("<Q")
+
+
+def encode_epoch(epoch: int) -> bytes | None:
+    """The version row's ``data``: no bytes for epoch 0 (a store never written in a ring)."""
+    return _EPOCH.pack(epoch) if epoch else None
+
+
+def decode_epoch(data: bytes | None) -> int:
+    return _EPOCH.unpack(data)[0] if data else 0
+
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tree (
@@ -78,7 +93,8 @@ class Entry:
 
     @property
     def size(self) -> int:
-        return len(self.data) if self.data is not None else 0
+        """Bytes of a file (the version row's data is its epoch, not content)."""
+        return len(self.data) if self.data is not None and self.inode != 0 else 0
 
     def digest(self) -> bytes:
         """SHA-256 over what makes two entries the same (pmxcfs's index digest fields)."""
@@ -151,19 +167,28 @@ class ApplyResult:
         return self.errno_code == 0
 
 
+INDEX_HEAD = struct.Struct("<QQQIII")  # epoch, version, last inode, writer, mtime, entries
+
+
 @dataclass(frozen=True)
 class MemdbIndex:
-    """What DFSM state sync compares: the global version plus a digest per inode."""
+    """What DFSM state sync compares: the epoch and global version plus a digest per inode."""
 
     version: int
     last_inode: int
     writer: int
     mtime: int
     entries: tuple[tuple[int, bytes], ...]
+    epoch: int = 0  # ring seq of the configuration the last write was applied in
 
     def encode(self) -> bytes:
-        head = struct.pack(
-            "<QQIII", self.version, self.last_inode, self.writer, self.mtime, len(self.entries)
+        head = INDEX_HEAD.pack(
+            self.epoch,
+            self.version,
+            self.last_inode,
+            self.writer,
+            self.mtime,
+            len(self.entries),
         )
         return head + b"".join(struct.pack("<Q", inode) + d for inode, d in self.entries)
 
@@ -209,6 +234,7 @@ class MemDB:
         self._rows: dict[int, Entry] = {0: root}
         self._children: dict[int, dict[str, int]] = {0: {VERSION_ROW_NAME: 0}}
         self._digests: dict[int, bytes] = {}  # inode -> digest of its current row
+        self._stamp = 0  # the epoch the operation being applied stamps the store with
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -220,6 +246,11 @@ class MemDB:
     @property
     def version(self) -> int:
         return self.root().version
+
+    @property
+    def epoch(self) -> int:
+        """Ring seq of the configuration the last write was applied in (0: none yet)."""
+        return decode_epoch(self.root().data)
 
     def _child(self, parent: int, name: str) -> Entry | None:
         """``tree``'s row (parent, name), never the version row."""
@@ -272,6 +303,7 @@ class MemDB:
             writer=root.writer,
             mtime=root.mtime,
             entries=tuple((e.inode, digest(e)) for e in rows),
+            epoch=decode_epoch(root.data),
         )
 
     def checksum(self) -> str:
@@ -284,8 +316,12 @@ class MemDB:
 
     # --- writing ---------------------------------------------------------------------------
 
-    def apply(self, op: Operation, writer: int, mtime: int) -> ApplyResult:
-        """Apply one operation as one transaction; on error nothing changes."""
+    def apply(
+        self, op: Operation, writer: int, mtime: int, epoch: int | None = None
+    ) -> ApplyResult:
+        """Apply one operation as one transaction; on error nothing changes. ``epoch``: the
+        ring seq of the configuration it is applied in (``None``: keep the store's)."""
+        self._stamp = self.epoch if epoch is None else epoch
         self.db.execute("BEGIN")
         try:
             result = self._apply(op, writer, mtime)
@@ -314,7 +350,8 @@ class MemDB:
 
     def _bump(self, writer: int, mtime: int) -> Entry:
         root = self.root()
-        new_root = Entry(0, 0, root.version + 1, writer, mtime, DT_REG, VERSION_ROW_NAME, None)
+        data = encode_epoch(self._stamp)
+        new_root = Entry(0, 0, root.version + 1, writer, mtime, DT_REG, VERSION_ROW_NAME, data)
         self._put(new_root)
         return new_root
 
@@ -516,6 +553,8 @@ class MemDB:
             if entry.inode == 0:
                 if entry.name != VERSION_ROW_NAME:
                     raise ValueError(f"inode 0 must be {VERSION_ROW_NAME!r}, found {entry.name!r}")
+                if entry.data is not None and len(entry.data) != _EPOCH.size:
+                    raise ValueError(f"inode 0: epoch of {len(entry.data)} bytes, not 8")
                 continue
             if entry.type not in (DT_DIR, DT_REG):
                 raise ValueError(f"inode {entry.inode}: unknown type {entry.type}")

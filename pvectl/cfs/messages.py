@@ -25,7 +25,9 @@ from pvectl.cfs.memdb import (
     Write,
 )
 
-PROTOCOL_VERSION = 1
+# 2: the STATE index carries the store's epoch (ring seq of its last write) ahead of its
+# version; a node speaking 1 would rank sync leaders by version alone, so the two must not mix
+PROTOCOL_VERSION = 2
 
 NORMAL, SYNC_START, STATE, UPDATE, UPDATE_COMPLETE, VERIFY_REQUEST, VERIFY = range(7)
 WRITE, MKDIR, DELETE, RENAME, CREATE, MTIME = 1, 2, 3, 4, 5, 6

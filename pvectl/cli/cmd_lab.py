@@ -636,7 +636,7 @@ def mount(
         CommitLevel,
         typer.Option(
             "--level",
-            help="A write returns once this node committed it and every member holds it "
+            help="A write returns once this node and members holding quorum committed it "
             "(local) or once every member committed it (all).",
             case_sensitive=False,
         ),

@@ -19,7 +19,7 @@ PHASE_HELP = {
     "delivery": "sender's multicast -> agreed delivery here",
     "apply": "delivered -> applied to the SQLite memdb",
     "fsync": "group commit -> config.db durable",
-    "stable": "own fsync -> every member holds it (local)",
+    "stable": "own fsync -> durable on a quorum (local)",
     "commit": "-> level reached (all: every member's fsync ack)",
 }
 

@@ -97,7 +97,6 @@ class NodeRuntime:
             tuple(p.node_id for p in self.config.peers if p.node_id != self.node_id),
             self.trace,
             deliver=self._handle_delivered,
-            settled=self._settled,
             drained=self._drained,
         )
         self.memdb = mdb.MemDB()
@@ -200,10 +199,6 @@ class NodeRuntime:
 
     # --- what Totem delivers, to the node core ------------------------------------------
 
-    def _settled(self) -> None:
-        """After each event: a token may have made own writes stable (see NodeCore)."""
-        self._core(self.core.stable(*self.totem.srp.stable))
-
     def _drained(self) -> None:
         """After a receive batch or a timer: a running benchmark burst tops Totem up."""
         if self.bench.burst is not None:
@@ -221,7 +216,6 @@ class NodeRuntime:
                         payload,
                         int(time.time()),
                         time.monotonic_ns(),
-                        (command.ring_id, command.seq),
                     )
                 )
         else:

@@ -40,9 +40,8 @@ def persist_ring_seq(ring_file: Path, seq: int) -> None:
 
 
 class TotemBinding:
-    """``srp`` driven by the loop. ``settled`` runs after every event handled outside a
-    receive batch and at each batch's end (own writes Totem made stable get answered);
-    ``drained`` after a batch or a timer (room in the send queue)."""
+    """``srp`` driven by the loop. ``drained`` runs after a batch or a timer (room in the
+    send queue)."""
 
     def __init__(
         self,
@@ -54,7 +53,6 @@ class TotemBinding:
         tracer: Tracer,
         *,
         deliver: Callable[[srp.Deliver | srp.ConfigChange], None],
-        settled: Callable[[], None],
         drained: Callable[[], None],
     ) -> None:
         self.srp = machine
@@ -64,7 +62,6 @@ class TotemBinding:
         self.other_nodes = other_nodes
         self.tracer = tracer
         self.deliver = deliver
-        self.settled = settled
         self.drained = drained
         self.transport: UdpTransport | None = None
         self.timers: dict[srp.TimerKind, asyncio.TimerHandle] = {}
@@ -86,7 +83,6 @@ class TotemBinding:
         self.receiving = False
         if self.pending:
             self._flush()
-        self.settled()
         self.drained()
 
     def _on_timer(self, kind: srp.TimerKind) -> None:
@@ -143,8 +139,6 @@ class TotemBinding:
                 self.tracer.sent(command, self.event_time)  # type: ignore[arg-type]
         if self.pending and not self.receiving:
             self._flush()
-        if not self.receiving:  # a token may have made own writes stable (see NodeCore)
-            self.settled()
 
     def _flush(self) -> None:
         """Hand deliveries and configuration changes over, in agreed order. Re-entrant

@@ -148,7 +148,7 @@ class WritePath:
             return
         now = time.monotonic_ns()
         durable = now if pending.durable_ns is None else min(pending.durable_ns, now)
-        if done.level == "local":  # durable, then waited until every member held it
+        if done.level == "local":  # durable here, then waited until durable on a quorum
             self.tracer.span(self.node_id, count, Phase.stable, durable, now)
             durable = now
         self.tracer.span(self.node_id, count, Phase.commit, durable, now)

@@ -11,23 +11,26 @@ queue into ``config.db``. The pipeline decides, the driver does the disk work:
 * ``fsync_done()``: the batch is on disk. The pipeline multicasts an acknowledgement
   ("durable here up to count c of writer w") and answers local writers.
 
-A write at level ``local`` is answered once it is durable on its own node and *stable* in
-Totem (every member of its ring holds it, so a partition cannot leave it with this node
-alone: agreed delivery lets a node deliver its own message before anyone else got it); at
-``all``, once every member of the ring it was delivered in acknowledged it. When the ring
-changes first, the write counts as stable if the members that moved on with this node hold
-quorum (they all delivered it, by EVS); otherwise the writer gets EIO: the outcome is
-unknown, the write may or may not stay.
+A write at level ``local`` is answered once it is durable on its own node and on members
+holding a quorum of votes (votequorum's current quorum value; the writer's own votes count),
+learnt from those acknowledgements. Writes are only applied in quorate configurations and
+the DFSM sync leader is the tree with the newest (epoch, version), so a write durable on a
+majority survives any crash and partition: every later quorate configuration holds one of
+those disks (Raft's commit rule). Durable on the writer and held in memory by the others is
+not enough: a crash loses memory, and two quorate histories could diverge. At ``all``, once
+every member of the ring it was delivered in acknowledged it. When the ring changes first
+and the members that moved on with this node do not hold quorum, or quorum is lost, the
+writer gets EIO: the outcome is unknown, the write may or may not stay.
 Answers carry the errno a write got at its delivery position (EAGAIN when refused there).
 """
 
 from __future__ import annotations
 
 import errno
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from pvectl.nodecore.services import Multicast, StoreInstalled, WriteApplied, ack_message
-from pvectl.totem.ring_id import RingId
 
 COMMIT_LEVELS = ("local", "all")
 
@@ -54,13 +57,20 @@ class WriteDone:
 Command = StartFsync | WriteDone | Multicast
 
 
+@dataclass(frozen=True)
+class Votes:
+    """What a quorum of durable copies is: votes per node and the quorum value."""
+
+    per_node: Mapping[int, int]
+    quorum: int
+
+
 @dataclass
 class _Pending:
     level: str
     durable: bool = False
     errno_code: int = 0
-    members: tuple[int, ...] | None = None  # the ring it was delivered in (level all)
-    position: tuple[RingId, int] | None = None  # (ring, frame seq) of its delivery
+    members: tuple[int, ...] | None = None  # the ring it was delivered in (None: not yet)
 
 
 @dataclass
@@ -72,7 +82,6 @@ class CommitPipeline:
     writes: dict[int, _Pending] = field(default_factory=dict)  # own writes by count
     durable_upto: dict[int, int] = field(default_factory=dict)  # writer -> count, here
     acked: dict[int, dict[int, int]] = field(default_factory=dict)  # node -> writer -> upto
-    stable_mark: tuple[RingId, int] | None = None  # Totem: held by every member up to here
 
     def submitted(self, count: int, level: str) -> None:
         """An own write was multicast; it will be answered once committed at ``level``."""
@@ -80,26 +89,19 @@ class CommitPipeline:
             raise ValueError(f"commit level must be local or all, not {level!r}")
         self.writes[count] = _Pending(level)
 
-    def applied(
-        self,
-        item: Durable,
-        members: tuple[int, ...] = (),
-        position: tuple[RingId, int] | None = None,
-    ) -> list[Command]:
-        """A write reached its delivery ``position`` in the ring of ``members`` (or a sync
-        installed a state). Without a position the write counts as stable at once."""
+    def applied(self, item: Durable, members: tuple[int, ...] = ()) -> list[Command]:
+        """A write was delivered in the ring of ``members`` (or a sync installed a state)."""
         if isinstance(item, WriteApplied):
             applied = item.applied
             pending = self.writes.get(applied.count) if applied.sender == self.node_id else None
             if pending is not None:
                 pending.members = members
-                pending.position = position
             if pending is not None and not applied.result.ok:
                 pending.errno_code = applied.result.errno_code
         self.queue.append(item)
         return self._start()
 
-    def fsync_done(self, members: tuple[int, ...]) -> list[Command]:
+    def fsync_done(self, members: tuple[int, ...], votes: Votes) -> list[Command]:
         """The batch in flight is durable: acknowledge it, answer writers, start the next."""
         batch, self.inflight = self.inflight or (), None
         upto: dict[int, int] = {}
@@ -114,60 +116,70 @@ class CommitPipeline:
             if applied.sender == self.node_id and applied.count in self.writes:
                 self.writes[applied.count].durable = True
         out: list[Command] = [ack_message(upto)] if upto else []
-        out += self.answer(members)
+        out += self.answer(members, votes)
         return out + self._start()
 
     def acked_by(
-        self, node: int, writer: int, upto: int, members: tuple[int, ...]
+        self, node: int, writer: int, upto: int, members: tuple[int, ...], votes: Votes
     ) -> list[Command]:
         known = self.acked.setdefault(node, {})
         known[writer] = max(upto, known.get(writer, 0))
-        return self.answer(members) if writer == self.node_id else []
+        return self.answer(members, votes) if writer == self.node_id else []
 
-    def stable(self, ring: RingId, seq: int, members: tuple[int, ...]) -> list[Command]:
-        """Totem's stability mark moved (the driver reports it after each event)."""
-        if self.stable_mark == (ring, seq):
-            return []
-        self.stable_mark = (ring, seq)
-        return self.answer(members)
+    def ring_changed(self, moved_quorate: bool) -> list[Command]:
+        """A new regular ring. The members that moved on with this node (the transitional
+        configuration) delivered the same writes (EVS); if they hold quorum, a ``local``
+        write still waiting for durable copies keeps waiting for them there. Otherwise the
+        heal may overrule it: EIO."""
+        return [] if moved_quorate else self.quorum_lost()
 
-    def ring_changed(self, ring: RingId, moved_quorate: bool) -> list[Command]:
-        """A new regular ring: a local write not yet stable in its old ring never will be.
-
-        EVS: the members that moved on with this node (the transitional configuration)
-        delivered the same messages, so they all applied it; if they hold quorum it stays
-        (``moved_quorate``). Otherwise the writer gets EIO: the heal may overrule it."""
+    def quorum_lost(self) -> list[Command]:
+        """This node's configuration is not quorate: a delivered ``local`` write that is not
+        yet durable on a quorum may never be (and may be overruled): EIO."""
         out: list[Command] = []
         for count, pending in list(self.writes.items()):
-            position = pending.position
-            if pending.level != "local" or position is None or position[0] == ring:
-                continue
-            if self._is_stable(position):
-                continue
-            if moved_quorate:
-                pending.position = None  # as safe as a stable one
+            if pending.level != "local" or pending.members is None:
                 continue
             del self.writes[count]
             out.append(WriteDone(count, pending.level, pending.errno_code or errno.EIO))
         return out
 
-    def _is_stable(self, position: tuple[RingId, int]) -> bool:
-        mark = self.stable_mark
-        return mark is not None and mark[0] == position[0] and position[1] <= mark[1]
+    def durable_votes(self, count: int, votes: Votes) -> int:
+        """Votes of the nodes where own write ``count`` is known durable (this one too)."""
+        pending = self.writes.get(count)
+        total = votes.per_node.get(self.node_id, 0) if pending and pending.durable else 0
+        for node, known in self.acked.items():
+            if node != self.node_id and known.get(self.node_id, 0) >= count:
+                total += votes.per_node.get(node, 0)
+        return total
 
-    def answer(self, members: tuple[int, ...]) -> list[Command]:
+    def answer(self, members: tuple[int, ...], votes: Votes) -> list[Command]:
         """Writers whose level is reached (called again when the ring changes)."""
         out: list[Command] = []
         present = set(members)
         for count, pending in list(self.writes.items()):
             if not pending.durable:
                 continue
-            position = pending.position
-            if pending.level == "local" and position is not None and not self._is_stable(position):
+            if pending.level == "local":
+                code = pending.errno_code
+                have, quorum = self.durable_votes(count, votes), max(votes.quorum, 1)
+                if not code and have < quorum:
+                    owed = sum(
+                        votes.per_node.get(m, 0)
+                        for m in present - {self.node_id}
+                        if self.acked.get(m, {}).get(self.node_id, 0) < count
+                    )
+                    if have + owed >= quorum:
+                        continue  # not yet durable on a quorum; the members present can
+                    # the nodes present cannot make it durable on a quorum (quorate only with
+                    # a quorum device's votes, which hold no data): unknown outcome, not a hang
+                    code = errno.EIO
+                del self.writes[count]
+                out.append(WriteDone(count, pending.level, code))
                 continue
             needed = pending.members if pending.members is not None else members
             missing = [m for m in needed if self.acked.get(m, {}).get(self.node_id, 0) < count]
-            if pending.level == "all" and missing:
+            if missing:
                 if all(m in present for m in missing):
                     continue  # still waiting for members of this ring
                 # a member of the delivery ring left before acknowledging: the write may

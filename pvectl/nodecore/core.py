@@ -5,9 +5,8 @@ deliveries, local writes, fsync completions and timer expiries, each with ``now`
 seconds, and carries out what comes back:
 
 * ``Multicast``: hand the payload to Totem (an own write's comes from ``write``);
-* after each Totem event, ``stable(*srp.stable)``: a ``local`` write is answered once it is
-  durable here and every member of its ring holds it;
-* ``StartFsync`` / ``WriteDone``: the commit pipeline's disk work and answers;
+* ``StartFsync`` / ``WriteDone``: the commit pipeline's disk work and answers (a ``local``
+  write once it is durable here and on members holding quorum, see ``commit``);
 * ``WriteApplied``, ``StoreInstalled``, ``QuorumChanged``, ``ServiceLog``: what happened,
   for traces and logs (the pipeline has already taken the first two).
 
@@ -22,7 +21,7 @@ counts in this one.
 from __future__ import annotations
 
 from pvectl.cfs.memdb import MemDB, Operation
-from pvectl.nodecore.commit import CommitPipeline, StartFsync, WriteDone
+from pvectl.nodecore.commit import CommitPipeline, StartFsync, Votes, WriteDone
 from pvectl.nodecore.services import (
     Acked,
     Multicast,
@@ -50,7 +49,6 @@ class NodeCore:
         self.commit = CommitPipeline(node_id, coupled)
         self.hold_until: float | None = None  # our NODEINFO waits for qnetd until then
         self.qdevice_wants = False  # the local qdevice client's current decision
-        self._position: tuple[RingId, int] | None = None
 
     # --- Totem -------------------------------------------------------------------------------
 
@@ -69,7 +67,7 @@ class NodeCore:
         """A new regular ring. ``hold_nodeinfo_s``: the local qdevice is connected; hold our
         NODEINFO (and so its vote) at most this long for qnetd's answer for this ring."""
         moved_quorate = bool(self.services.transitional_quorate)
-        out: list[Command] = list(self.commit.ring_changed(ring_id, moved_quorate))
+        out: list[Command] = list(self.commit.ring_changed(moved_quorate))
         outputs = self.services.regular_configuration(members, ring_id, now, wall_s)
         self.hold_until = None
         if hold_nodeinfo_s is not None:
@@ -78,7 +76,7 @@ class NodeCore:
                 self.hold_until = now + hold_nodeinfo_s
                 outputs = kept
         out += self.route(outputs)
-        return out + self.commit.answer(self.services.members)  # fewer members to wait for
+        return out + self._answer()  # fewer members to wait for
 
     @property
     def holding(self) -> bool:
@@ -117,27 +115,8 @@ class NodeCore:
             *self.route([self.services.local_nodeinfo()]),
         ]
 
-    def deliver(
-        self,
-        sender: int,
-        payload: bytes,
-        wall_s: int,
-        now_ns: int = 0,
-        position: tuple[RingId, int] | None = None,
-    ) -> list[Command]:
-        """``position``: Totem's (ring id, frame seq) of this delivery, for ``stable``."""
-        self._position = position
-        try:
-            return self.route(self.services.deliver(sender, payload, wall_s, now_ns))
-        finally:
-            self._position = None
-
-    def stable(self, ring_id: RingId, seq: int) -> list[Command]:
-        """Totem's stability mark (``Srp.stable``), reported after each event."""
-        mark = self.commit.stable_mark  # unchanged after most events: nothing to answer
-        if mark is not None and mark[1] == seq and mark[0] == ring_id:
-            return []
-        return list(self.commit.stable(ring_id, seq, self.services.members))
+    def deliver(self, sender: int, payload: bytes, wall_s: int, now_ns: int = 0) -> list[Command]:
+        return self.route(self.services.deliver(sender, payload, wall_s, now_ns))
 
     # --- local requests and completions --------------------------------------------------------
 
@@ -153,7 +132,16 @@ class NodeCore:
         return self.route(self.services.set_expected(votes))
 
     def fsync_done(self) -> list[Command]:
-        return list(self.commit.fsync_done(self.services.members))
+        return list(self.commit.fsync_done(self.services.members, self.votes()))
+
+    def votes(self) -> Votes:
+        """Votequorum's view now: each node's votes and the quorum value (a quorum of
+        durable copies for ``local``)."""
+        quorum = self.services.quorum
+        return Votes({r.node_id: r.votes for r in quorum.nodes}, quorum.quorum)
+
+    def _answer(self) -> list[Command]:
+        return list(self.commit.answer(self.services.members, self.votes()))
 
     def next_deadline(self) -> float | None:
         deadlines = [d for d in (self.hold_until, self.services.lms_deadline()) if d is not None]
@@ -177,10 +165,12 @@ class NodeCore:
         for output in outputs:
             if isinstance(output, Acked):
                 out += self.commit.acked_by(
-                    output.node, output.writer, output.upto, self.services.members
+                    output.node, output.writer, output.upto, self.services.members, self.votes()
                 )
                 continue
             out.append(output)
             if isinstance(output, WriteApplied | StoreInstalled):
-                out += self.commit.applied(output, self.services.members, self._position)
+                out += self.commit.applied(output, self.services.members)
+            elif isinstance(output, QuorumChanged):
+                out += self.commit.quorum_lost() if not output.quorate else self._answer()
         return out

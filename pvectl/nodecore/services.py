@@ -143,7 +143,8 @@ class NodeServices:
         self.quorum = vq.membership_changed(self.quorum, self.members, now)
         self.pending_nodeinfo = set(self.members)
         out: list[Output] = [Multicast(self._nodeinfo(vq.local_nodeinfo(self.quorum)))]
-        out += self._from_store(self.store.membership_changed(self.members, wall_s), 0)
+        changed = self.store.membership_changed(self.members, wall_s, ring_id.seq)
+        out += self._from_store(changed, 0)
         return out
 
     def deliver(self, sender: int, payload: bytes, wall_s: int, now_ns: int) -> list[Output]:

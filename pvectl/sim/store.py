@@ -304,9 +304,7 @@ class NodeSimulator(Simulator):
                 if payload and payload[0] <= SERVICE_ACK:  # not plain Totem workload
                     if payload[0] == SERVICE_VOTEQUORUM:
                         self._model_deliver(nid, command.sender, command.payload, payload)
-                    position = (command.ring_id, command.seq)
-                    wall = self._wall_s(n)
-                    out = core.deliver(command.sender, payload, wall, 0, position)
+                    out = core.deliver(command.sender, payload, self._wall_s(n))
                     self._core(n, core, out)
                     if payload[0] == SERVICE_VOTEQUORUM and self.cores.get(nid) is core:
                         self._check_model_state(nid, core)
@@ -330,8 +328,6 @@ class NodeSimulator(Simulator):
                     self._arm_lms(n, core)
                 else:
                     self._core(n, core, core.transitional(command.members))
-        if self.cores.get(nid) is core and n.srp is not None:
-            self._core(n, core, core.stable(*n.srp.stable))
 
     def _core(self, n: SimNode, core: NodeCore, commands: list[CoreCommand]) -> None:
         nid = n.node_id

@@ -22,7 +22,7 @@ class Phase(StrEnum):
     delivery = "delivery"  # sender's multicast -> agreed delivery on this node (network)
     apply = "apply"  # delivered -> applied to the in-memory SQLite memdb
     fsync = "fsync"  # (group commit starts) -> backing config.db committed, fsync'd
-    stable = "stable"  # own fsync done -> every member holds the write (level local, sender)
+    stable = "stable"  # own fsync done -> durable on a quorum of votes (level local, sender)
     commit = "commit"  # own fsync done -> commit level reached, the writer returns (sender)
 
 
@@ -55,7 +55,7 @@ COST_OF = {
     Phase.delivery: Cost.network,
     Phase.apply: Cost.apply,
     Phase.fsync: Cost.fsync,
-    Phase.stable: Cost.token_wait,  # stability comes with the token's next visits
+    Phase.stable: Cost.token_wait,  # the others' acknowledgements ride the token's next visits
 }
 
 
