@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import random
 
 import pytest
@@ -255,3 +256,27 @@ def test_oversize_write_is_refused_before_it_is_multicast() -> None:
         services.write(Write("big", MAX_FILE_SIZE, b"x"), 0, 0)
     count, fits = services.write(Write("big", 0, b"x" * MAX_FILE_SIZE), 0, 0)
     assert count == 1 and len(fits) == 1
+
+
+def test_writes_queued_in_a_sync_that_never_ended_are_refused_on_the_next_change() -> None:
+    """Nodes 2 and 3 queue node 3's write while their sync runs; the ring changes before it
+    ends and node 1 (which never saw the write) joins. Applying the old queue after the new
+    sync would give nodes 2 and 3 a write node 1 lacks (simulator seed 2641): it is refused
+    with EAGAIN on both, applied nowhere."""
+    bus = Bus([1, 2, 3])
+    bus.change((2, 3))
+    count = bus.write(3, Create("queued"))
+    # node 3's write arrives before the sync's state messages: both queue it
+    bus.pending.sort(key=lambda item: item[0] != 3)
+    sender, raw = bus.pending.pop(0)
+    for node in (2, 3):
+        bus._run(node, bus.nodes[node].deliver(sender, raw, bus.now))
+    assert all(bus.nodes[n].mode != Mode.SYNCED for n in (2, 3))
+    bus.pending.clear()  # the ring breaks before the sync ends
+    bus.change((1, 2, 3))
+    bus.settle()
+    assert not bus.failures
+    refused = [a for a in bus.applied[3] if a.sender == 3 and a.count == count]
+    assert [a.result.errno_code for a in refused] == [errno.EAGAIN]
+    assert all(bus.nodes[n].memdb.lookup("queued") is None for n in (1, 2, 3))
+    assert len(bus.checksums((1, 2, 3))) == 1

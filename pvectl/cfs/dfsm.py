@@ -28,6 +28,7 @@ A sync message whose *content* is bad (a STATE index, an UPDATE entry) still end
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import struct
 from dataclasses import dataclass, field
@@ -170,6 +171,15 @@ class Dfsm:
             return []
         if ring_seq is not None:
             self.ring_seq = ring_seq
+        # Writes queued while the last configuration synchronised were delivered to its
+        # members only; a new configuration's members come from elsewhere with other
+        # queues, so applying them after its sync would split the trees. Every member of
+        # the old configuration refuses them here alike (EAGAIN: applied nowhere).
+        refused: list[Command] = [
+            Applied(s, m.count, m.op, ApplyResult(errno.EAGAIN, self.memdb.version))
+            for s, m in self.queue
+        ]
+        self.queue = []
         self.members = tuple(sorted(members))
         self.epoch_counter += 1
         self.epoch = Epoch(self.epoch_counter, now_s, self.node_id, self.pid)
@@ -179,13 +189,14 @@ class Dfsm:
         self.leader_index = None
         if self.node_id not in self.members:
             self.mode = Mode.LEAVE
-            return [Log("this node is no longer a member: leaving")]
+            return [*refused, Log("this node is no longer a member: leaving")]
         if len(self.members) == 1:
             self.mode = Mode.SYNCED
-            return [SyncDone(self.node_id, False), *self._drain_queue()]
+            return [*refused, SyncDone(self.node_id, False)]
         self.mode = Mode.START_SYNC
         out: list[Command] = [
-            Log(f"starting data synchronisation with {len(self.members)} members")
+            *refused,
+            Log(f"starting data synchronisation with {len(self.members)} members"),
         ]
         if self.node_id == self.members[0]:
             out.append(Send(messages.encode_state(messages.SYNC_START, self.epoch, now_s)))
