@@ -225,6 +225,24 @@ def test_own_nodeinfo_in_flight_does_not_bring_back_a_withdrawn_vote() -> None:
     assert not core.services.quorum.quorate
 
 
+def test_nodeinfo_sent_for_a_withdrawn_vote_does_not_claim_quorum() -> None:
+    """The NODEINFO that announces a NACK goes out after the node stopped counting the
+    vote, so it must not carry the QUORATE flag of before: an inquorate member takes a
+    quorate member's expected votes and may lower its quorum on that claim (simulator seed
+    2624: node 5 became quorate with 3 votes on such a stale flag from node 6)."""
+    core, ring = qdevice_core()
+    ring.run(1, core.qdevice_poll(True, answered=True))
+    ring.deliver_all()
+    assert core.services.quorum.quorate
+    out = core.qdevice_poll(False, answered=True)
+    sent = [c.payload for c in out if isinstance(c, Multicast) and NodeServices.is_nodeinfo(c)]
+    assert len(sent) == 1
+    flags = vq.NodeFlag(int.from_bytes(sent[0][-4:], "little"))
+    assert not flags & vq.NodeFlag.QDEVICE_CAST_VOTE
+    assert not flags & vq.NodeFlag.QUORATE
+    assert flags == core.services.quorum.us.flags  # what the node decided, no older state
+
+
 def test_withdrawn_vote_ends_quorum_before_qnetd_hears_the_reply() -> None:
     """A NACK takes the device's vote away at once: the client answers qnetd's VOTE_INFO
     right away and qnetd then ACKs the other partition, so this node must not stay quorate

@@ -256,12 +256,17 @@ class NodeServices:
         )
         if self.quorum.us.flags == before:
             return []
-        out: list[Output] = [Multicast(self._nodeinfo(vq.local_nodeinfo(self.quorum)))]
         withdrawn = before & vq.NodeFlag.QDEVICE_CAST_VOTE and not cast_vote
-        if withdrawn and not self.pending_nodeinfo:
+        recomputed = bool(withdrawn and not self.pending_nodeinfo)
+        if recomputed:
             # the client answers qnetd's NACK at once, and qnetd then gives the vote to
             # another partition: stop counting it now, not when the NODEINFO comes round
             self.quorum = vq.sync_completed(self.quorum)
+        # the NODEINFO carries the decision just made: a QUORATE flag from before the
+        # withdrawal would let an inquorate member adopt our expected votes and lower its
+        # quorum on a claim we no longer make
+        out: list[Output] = [Multicast(self._nodeinfo(vq.local_nodeinfo(self.quorum)))]
+        if recomputed:
             out += self._quorum_outputs(quorate)
         return out
 
