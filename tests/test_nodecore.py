@@ -296,3 +296,53 @@ def test_writes_queued_during_a_sync_from_departed_senders_are_dropped() -> None
     assert [c for c in alone if isinstance(c, WriteApplied) and c.applied.result.ok] == []
     assert nodes[3].memdb.lookup("new") is None
     assert nodes[2].memdb.lookup("new") is not None  # the same lookup finds it where applied
+
+
+def _durable_write(pipeline: CommitPipeline, count: int, level: str, ring: tuple[int, ...]) -> None:
+    pipeline.submitted(count, level)
+    applied = dfsm.Applied(1, count, Create(f"f{count}"), ApplyResult(0, count + 1))
+    pipeline.applied(WriteApplied(applied, 0, 0), ring)
+    pipeline.fsync_done(ring, Votes({1: 1, 2: 1, 3: 1}, quorum=2))
+
+
+def test_an_acknowledgement_from_a_member_that_left_first_does_not_count() -> None:
+    """Write 54 was delivered in ring {1, 2, 3}; node 3 left before acknowledging it (it
+    may never have delivered it), came back, and acknowledged a later write 57 of node 1:
+    "durable up to 57" covers a gap at 54 (simulator seed 1066 answered a level-all write
+    that no other node held)."""
+    votes = Votes({1: 1, 2: 1, 3: 1}, quorum=2)
+    everyone = (1, 2, 3)
+    done = []
+    for level in ("all", "local"):
+        pipeline = CommitPipeline(1)
+        _durable_write(pipeline, 54, level, everyone)
+        pipeline.ring_changed(True, (1, 2))  # node 3 left; {1, 2} hold quorum
+        answers = pipeline.acked_by(3, 1, 57, everyone, votes)  # node 3 is back
+        done += [(level, c.errno_code) for c in answers if isinstance(c, WriteDone)]
+        if level == "local":
+            assert done[-1:] != [("local", 0)]  # one durable copy besides this one? no
+            answers = pipeline.acked_by(2, 1, 54, everyone, votes)
+            done += [(level, c.errno_code) for c in answers if isinstance(c, WriteDone)]
+    assert done == [("all", errno.EIO), ("local", 0)]  # local: once node 2's copy is there
+
+
+def test_a_writer_that_joins_again_starts_its_counts_afresh_here() -> None:
+    """Node 3 made node 1's writes durable up to 290; node 1 restarts (its counts start at
+    1 again) and joins. Node 3's acknowledgements must not tell the new node 1 that its
+    write 54 is durable here, not even from a group commit of the old writes still in
+    flight when node 1 joined."""
+    pipeline = CommitPipeline(3)
+    old = dfsm.Applied(1, 290, Create("old"), ApplyResult(0, 300))
+    (fsync,) = pipeline.applied(WriteApplied(old, 0, 0), (1, 3))
+    assert isinstance(fsync, StartFsync)
+    pipeline.joined((1,))  # node 1 restarted and joined while that fsync ran
+    out = pipeline.fsync_done((1, 3), Votes({1: 1, 3: 1}, quorum=2))
+    assert not [c for c in out if isinstance(c, Multicast)], out  # no "durable up to 290"
+    new = dfsm.Applied(1, 1, Create("new"), ApplyResult(0, 301))
+    pipeline.applied(WriteApplied(new, 0, 0), (1, 3))
+    (_ack,) = [
+        c
+        for c in pipeline.fsync_done((1, 3), Votes({1: 1, 3: 1}, quorum=2))
+        if isinstance(c, Multicast)
+    ]
+    assert pipeline.durable_upto == {1: 1}

@@ -114,6 +114,15 @@ def test_regression_acknowledged_write_survives_a_newer_quorate_history_on_an_ol
     assert result.acknowledged > 0 and result.split_brain is None
 
 
+def test_regression_an_all_write_is_not_acknowledged_by_a_member_that_left_first() -> None:
+    """Seed 1066 (6 s of faults): node 1 delivers its level-all write 54 in ring {1, 3}
+    after node 3 left (node 1's disk stalled it in coupled mode); node 3 comes back and
+    acknowledges node 1's later write 57, "durable up to 57", which covered the gap at 54:
+    node 1 answered a write only it held, and the heal's sync dropped it."""
+    result = NodeSimulator(1066, Options.draw(1066, safety_s=6.0)).run_store()
+    assert result.acknowledged_all > 0 and result.split_brain is None
+
+
 def test_mutant_stalled_disks_leader_by_version_only(monkeypatch: pytest.MonkeyPatch) -> None:
     """Rank sync leaders by version alone (the epoch ignored): a node that restarted on an
     older disk and wrote in a newer quorate ring loses those acknowledged writes."""

@@ -71,6 +71,10 @@ class _Pending:
     durable: bool = False
     errno_code: int = 0
     members: tuple[int, ...] | None = None  # the ring it was delivered in (None: not yet)
+    # members of that ring whose acknowledgement can no longer count: they left this
+    # node's configuration before acknowledging, so they may never have delivered it (an
+    # acknowledgement "durable up to c" they send later would cover a gap)
+    cannot_ack: frozenset[int] = frozenset()
 
 
 @dataclass
@@ -82,6 +86,19 @@ class CommitPipeline:
     writes: dict[int, _Pending] = field(default_factory=dict)  # own writes by count
     durable_upto: dict[int, int] = field(default_factory=dict)  # writer -> count, here
     acked: dict[int, dict[int, int]] = field(default_factory=dict)  # node -> writer -> upto
+    # A writer's counts start again at 1 when it restarts: what this node knew of a writer
+    # that joined (restarted or not) belongs to an earlier generation of its counts
+    generation: dict[int, int] = field(default_factory=dict)  # writer -> generation
+    applied_in: dict[tuple[int, int], int] = field(default_factory=dict)  # queued -> gen
+
+    def joined(self, nodes: tuple[int, ...]) -> None:
+        """``nodes`` joined this node's ring (a new regular configuration without them in
+        the transitional one): forget how far their writes are durable here, and keep the
+        writes of theirs still queued or in flight from counting, or a restarted writer's
+        new write 54 would pass for durable here because its write 290 of before was."""
+        for node in nodes:
+            self.durable_upto.pop(node, None)
+            self.generation[node] = self.generation.get(node, 0) + 1
 
     def submitted(self, count: int, level: str) -> None:
         """An own write was multicast; it will be answered once committed at ``level``."""
@@ -98,6 +115,8 @@ class CommitPipeline:
                 pending.members = members
             if pending is not None and not applied.result.ok:
                 pending.errno_code = applied.result.errno_code
+            key = (applied.sender, applied.count)
+            self.applied_in[key] = self.generation.get(applied.sender, 0)
         self.queue.append(item)
         return self._start()
 
@@ -109,6 +128,9 @@ class CommitPipeline:
             if isinstance(item, StoreInstalled):
                 continue
             applied = item.applied
+            gen = self.applied_in.pop((applied.sender, applied.count), None)
+            if gen != self.generation.get(applied.sender, 0):
+                continue  # its writer joined again since: an earlier generation's count
             upto[applied.sender] = max(upto.get(applied.sender, 0), applied.count)
             self.durable_upto[applied.sender] = max(
                 self.durable_upto.get(applied.sender, 0), applied.count
@@ -126,11 +148,23 @@ class CommitPipeline:
         known[writer] = max(upto, known.get(writer, 0))
         return self.answer(members, votes) if writer == self.node_id else []
 
-    def ring_changed(self, moved_quorate: bool) -> list[Command]:
+    def ring_changed(self, moved_quorate: bool, moved_on: tuple[int, ...] = ()) -> list[Command]:
         """A new regular ring. The members that moved on with this node (the transitional
-        configuration) delivered the same writes (EVS); if they hold quorum, a ``local``
-        write still waiting for durable copies keeps waiting for them there. Otherwise the
-        heal may overrule it: EIO."""
+        configuration ``moved_on``) delivered the same writes (EVS); if they hold quorum, a
+        ``local`` write still waiting for durable copies keeps waiting for them there.
+        Otherwise the heal may overrule it: EIO. A member of a write's delivery ring that
+        did not move on with this node and had not acknowledged it never counts for it."""
+        stay = set(moved_on) | {self.node_id}
+        for count, pending in self.writes.items():
+            if pending.members is None:
+                continue
+            gone = {
+                m
+                for m in pending.members
+                if m not in stay and self.acked.get(m, {}).get(self.node_id, 0) < count
+            }
+            if gone:
+                pending.cannot_ack |= gone
         return [] if moved_quorate else self.quorum_lost()
 
     def quorum_lost(self) -> list[Command]:
@@ -147,9 +181,13 @@ class CommitPipeline:
     def durable_votes(self, count: int, votes: Votes) -> int:
         """Votes of the nodes where own write ``count`` is known durable (this one too)."""
         pending = self.writes.get(count)
-        total = votes.per_node.get(self.node_id, 0) if pending and pending.durable else 0
-        for node, known in self.acked.items():
-            if node != self.node_id and known.get(self.node_id, 0) >= count:
+        if pending is None or pending.members is None:
+            return 0
+        total = votes.per_node.get(self.node_id, 0) if pending.durable else 0
+        for node in pending.members:  # only its delivery ring's members delivered it
+            if node == self.node_id or node in pending.cannot_ack:
+                continue
+            if self.acked.get(node, {}).get(self.node_id, 0) >= count:
                 total += votes.per_node.get(node, 0)
         return total
 
@@ -166,8 +204,9 @@ class CommitPipeline:
                 if not code and have < quorum:
                     owed = sum(
                         votes.per_node.get(m, 0)
-                        for m in present - {self.node_id}
-                        if self.acked.get(m, {}).get(self.node_id, 0) < count
+                        for m in present - {self.node_id} - pending.cannot_ack
+                        if m in (pending.members or ())
+                        and self.acked.get(m, {}).get(self.node_id, 0) < count
                     )
                     if have + owed >= quorum:
                         continue  # not yet durable on a quorum; the members present can
@@ -178,9 +217,13 @@ class CommitPipeline:
                 out.append(WriteDone(count, pending.level, code))
                 continue
             needed = pending.members if pending.members is not None else members
-            missing = [m for m in needed if self.acked.get(m, {}).get(self.node_id, 0) < count]
+            missing = [
+                m
+                for m in needed
+                if m in pending.cannot_ack or self.acked.get(m, {}).get(self.node_id, 0) < count
+            ]
             if missing:
-                if all(m in present for m in missing):
+                if all(m in present and m not in pending.cannot_ack for m in missing):
                     continue  # still waiting for members of this ring
                 # a member of the delivery ring left before acknowledging: the write may
                 # be overruled when the partition heals, so it is not acknowledged

@@ -49,10 +49,12 @@ class NodeCore:
         self.commit = CommitPipeline(node_id, coupled)
         self.hold_until: float | None = None  # our NODEINFO waits for qnetd until then
         self.qdevice_wants = False  # the local qdevice client's current decision
+        self.moved_on: tuple[int, ...] | None = None  # the last transitional configuration
 
     # --- Totem -------------------------------------------------------------------------------
 
     def transitional(self, members: tuple[int, ...]) -> list[Command]:
+        self.moved_on = members
         return self.route(self.services.transitional_configuration(members))
 
     def regular(
@@ -67,7 +69,10 @@ class NodeCore:
         """A new regular ring. ``hold_nodeinfo_s``: the local qdevice is connected; hold our
         NODEINFO (and so its vote) at most this long for qnetd's answer for this ring."""
         moved_quorate = bool(self.services.transitional_quorate)
-        out: list[Command] = list(self.commit.ring_changed(moved_quorate))
+        moved_on = self.moved_on if self.moved_on is not None else self.services.members
+        self.moved_on = None
+        self.commit.joined(tuple(m for m in members if m not in moved_on))
+        out: list[Command] = list(self.commit.ring_changed(moved_quorate, moved_on))
         outputs = self.services.regular_configuration(members, ring_id, now, wall_s)
         self.hold_until = None
         if hold_nodeinfo_s is not None:

@@ -514,16 +514,6 @@ class Srp:
         return len(self._sendq)
 
     @property
-    def stable(self) -> tuple[RingId, int]:
-        """Frames of this ring up to this seq are held by every member (released after two
-        token visits with ``aru >= seq``): a delivery up to here reaches every member even
-        if the ring breaks now. In a ring of one, everything delivered is."""
-        buf = self._reg
-        if len(self.members) == 1:
-            return buf.ring, buf.high_delivered
-        return buf.ring, buf.last_released
-
-    @property
     def is_representative(self) -> bool:
         return self.ring_id.rep_node_id == self.node_id
 
