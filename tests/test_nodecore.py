@@ -225,6 +225,24 @@ def test_own_nodeinfo_in_flight_does_not_bring_back_a_withdrawn_vote() -> None:
     assert not core.services.quorum.quorate
 
 
+def test_nodeinfo_sent_for_a_withdrawn_vote_does_not_claim_quorum() -> None:
+    """The NODEINFO that announces a NACK goes out after the node stopped counting the
+    vote, so it must not carry the QUORATE flag of before: an inquorate member takes a
+    quorate member's expected votes and may lower its quorum on that claim (simulator seed
+    2624: node 5 became quorate with 3 votes on such a stale flag from node 6)."""
+    core, ring = qdevice_core()
+    ring.run(1, core.qdevice_poll(True, answered=True))
+    ring.deliver_all()
+    assert core.services.quorum.quorate
+    out = core.qdevice_poll(False, answered=True)
+    sent = [c.payload for c in out if isinstance(c, Multicast) and NodeServices.is_nodeinfo(c)]
+    assert len(sent) == 1
+    flags = vq.NodeFlag(int.from_bytes(sent[0][-4:], "little"))
+    assert not flags & vq.NodeFlag.QDEVICE_CAST_VOTE
+    assert not flags & vq.NodeFlag.QUORATE
+    assert flags == core.services.quorum.us.flags  # what the node decided, no older state
+
+
 def test_withdrawn_vote_ends_quorum_before_qnetd_hears_the_reply() -> None:
     """A NACK takes the device's vote away at once: the client answers qnetd's VOTE_INFO
     right away and qnetd then ACKs the other partition, so this node must not stay quorate
@@ -242,6 +260,42 @@ def test_withdrawn_vote_ends_quorum_before_qnetd_hears_the_reply() -> None:
         assert exc.errno_code == errno.EACCES
     else:
         raise AssertionError("an inquorate node accepted a write")
+
+
+def test_writes_queued_during_a_sync_from_departed_senders_are_dropped() -> None:
+    """A member still waiting for the leader's updates queues the writes delivered
+    meanwhile (they belong on the leader's tree). If the ring then breaks and the node is
+    left alone, it becomes synced on its own older tree: the queued writes of senders no
+    longer members must be dropped (pmxcfs's queue delivery does so), not applied there,
+    before its alone ring's quorum is even known. Simulator seed 2329: node 5 applied node
+    3's write alone in ``[5]`` (1 of 5 votes)."""
+    nodes = cores(3)
+    pair = Ring({1: nodes[1], 2: nodes[2]})
+    pair.form((1, 2))
+    _, commands = nodes[1].write(Create("old"), "local", 0)
+    pair.run(1, commands)
+    pair.deliver_all()  # nodes 1 and 2 have "old", node 3 does not
+    nodes[3].regular((3,), RingId(3, 4), 0.0, 0)
+    ring = Ring(nodes)
+    joined = RingId(1, 8)
+    for i in (1, 2, 3):
+        ring.run(i, nodes[i].regular((1, 2, 3), joined, 0.0, 0))
+    # deliver the NODEINFOs, SYNC_START and the states, not yet the leader's updates
+    while nodes[3].services.store.mode is not dfsm.Mode.UPDATE:
+        sender, payload = ring.queue.pop(0)
+        for i, core in nodes.items():
+            ring.run(i, core.deliver(sender, payload, 0))
+    assert nodes[2].services.store.synced  # node 2 had the leader's tree already
+    ring.queue.clear()  # the leader's updates never arrive: the ring breaks
+    _, commands = nodes[2].write(Create("new"), "local", 0)
+    sender, payload = next((2, c.payload) for c in commands if isinstance(c, Multicast))
+    nodes[2].deliver(sender, payload, 0)
+    applied = [c for c in nodes[3].deliver(sender, payload, 0) if isinstance(c, WriteApplied)]
+    assert applied == []  # queued behind the updates
+    alone = nodes[3].regular((3,), RingId(3, 12), 0.0, 0)
+    assert [c for c in alone if isinstance(c, WriteApplied) and c.applied.result.ok] == []
+    assert nodes[3].memdb.lookup("new") is None
+    assert nodes[2].memdb.lookup("new") is not None  # the same lookup finds it where applied
 
 
 def _durable_write(pipeline: CommitPipeline, count: int, level: str, ring: tuple[int, ...]) -> None:

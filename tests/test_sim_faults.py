@@ -280,3 +280,11 @@ def test_shrink_lists_and_skips_the_new_fault_kinds(capsys: pytest.CaptureFixtur
     assert all(quiet.nodes[i].clock_rate == 1.0 for i in quiet.ids)
     assert main(["--seeds", "2", "--seed-start", "4", "--safety", "2", "--quiet"]) == 0
     assert "seeds passed" in capsys.readouterr().out
+
+
+def test_seed_2329_sync_queue_of_departed_senders_is_not_applied_alone() -> None:
+    """Regression (shrunk schedule of seed 2329, ``--safety 6``): node 5 waited for the
+    leader's updates with node 3's write queued, was cut off alone, and applied that write
+    on its own tree in ``[5]`` (1 of 5 votes, expected lowered to 2)."""
+    skip = frozenset({4, 6, 7, 8, 10, 11, 12})
+    NodeSimulator(2329, Options.draw(2329, safety_s=6.0), skip_faults=skip).run_store()

@@ -143,6 +143,12 @@ class NodeServices:
         self.quorum = vq.membership_changed(self.quorum, self.members, now)
         self.pending_nodeinfo = set(self.members)
         out: list[Output] = [Multicast(self._nodeinfo(vq.local_nodeinfo(self.quorum)))]
+        # Writes queued while this node waited for the sync leader's updates belong on the
+        # leader's tree. Those of senders that are no longer members are dropped, as
+        # pmxcfs's queue delivery drops them: alone, the node is synced at once on its own
+        # older tree, and applying them there (before this ring's quorum is known) would
+        # write in a configuration that may hold no quorum. The next sync brings them back.
+        self.store.queue = [item for item in self.store.queue if item[0] in self.members]
         changed = self.store.membership_changed(self.members, wall_s, ring_id.seq)
         out += self._from_store(changed, 0)
         return out
@@ -256,12 +262,17 @@ class NodeServices:
         )
         if self.quorum.us.flags == before:
             return []
-        out: list[Output] = [Multicast(self._nodeinfo(vq.local_nodeinfo(self.quorum)))]
         withdrawn = before & vq.NodeFlag.QDEVICE_CAST_VOTE and not cast_vote
-        if withdrawn and not self.pending_nodeinfo:
+        recomputed = bool(withdrawn and not self.pending_nodeinfo)
+        if recomputed:
             # the client answers qnetd's NACK at once, and qnetd then gives the vote to
             # another partition: stop counting it now, not when the NODEINFO comes round
             self.quorum = vq.sync_completed(self.quorum)
+        # the NODEINFO carries the decision just made: a QUORATE flag from before the
+        # withdrawal would let an inquorate member adopt our expected votes and lower its
+        # quorum on a claim we no longer make
+        out: list[Output] = [Multicast(self._nodeinfo(vq.local_nodeinfo(self.quorum)))]
+        if recomputed:
             out += self._quorum_outputs(quorate)
         return out
 
