@@ -143,12 +143,9 @@ class NodeServices:
         self.quorum = vq.membership_changed(self.quorum, self.members, now)
         self.pending_nodeinfo = set(self.members)
         out: list[Output] = [Multicast(self._nodeinfo(vq.local_nodeinfo(self.quorum)))]
-        # Writes queued while this node waited for the sync leader's updates belong on the
-        # leader's tree. Those of senders that are no longer members are dropped, as
-        # pmxcfs's queue delivery drops them: alone, the node is synced at once on its own
-        # older tree, and applying them there (before this ring's quorum is known) would
-        # write in a configuration that may hold no quorum. The next sync brings them back.
-        self.store.queue = [item for item in self.store.queue if item[0] in self.members]
+        # the store refuses the writes it queued during an unfinished sync (EAGAIN): alone,
+        # a node is synced at once on its own older tree, and applying them there would
+        # write in a configuration that may hold no quorum (seed 2329)
         changed = self.store.membership_changed(self.members, wall_s, ring_id.seq)
         out += self._from_store(changed, 0)
         return out
