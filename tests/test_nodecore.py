@@ -13,6 +13,7 @@ from pvectl.nodecore.services import (
     Multicast,
     NodeServices,
     QuorumChanged,
+    Refused,
     StoreError,
     WriteApplied,
 )
@@ -346,3 +347,32 @@ def test_a_writer_that_joins_again_starts_its_counts_afresh_here() -> None:
         if isinstance(c, Multicast)
     ]
     assert pipeline.durable_upto == {1: 1}
+
+
+def test_a_member_that_refused_the_write_never_counts_for_it() -> None:
+    """Nodes decide at a delivery position from their own quorum, and a QDevice vote is
+    withdrawn node by node: node 2 (vote already withdrawn) refused node 3's write that
+    node 3 applied. Node 2 says so; its "durable up to 17" later does not cover write 16
+    (simulator seed 7120 lost a level-all write that way)."""
+    votes = Votes({2: 1, 3: 1}, quorum=2)
+    for level, expected in (("all", errno.EIO), ("local", errno.EIO)):
+        pipeline = CommitPipeline(3)
+        pipeline.submitted(16, level)
+        applied = dfsm.Applied(3, 16, Create("f"), ApplyResult(0, 20))
+        pipeline.applied(WriteApplied(applied, 0, 0), (2, 3))
+        pipeline.fsync_done((2, 3), votes)
+        assert pipeline.refused_by(2, 16, (2, 3), votes) == [WriteDone(16, level, expected)]
+        assert pipeline.acked_by(2, 3, 17, (2, 3), votes) == []
+
+
+def test_a_refused_write_is_announced_to_its_writer() -> None:
+    services = NodeServices(
+        2, vq.initial_state(vq.QuorumOptions.build([(2, 1), (3, 1)]), 2), MemDB()
+    )
+    _, raw = dfsm.Dfsm(3, MemDB()).write(Create("f"), 0)
+    payload = bytes([2]) + (0).to_bytes(8, "little") + raw  # SERVICE_CFS, send_ns, op
+    out = services.deliver(3, payload, 0, 0)  # not quorate: refused here
+    refused = [o for o in out if isinstance(o, WriteApplied)]
+    assert [o.applied.result.errno_code for o in refused] == [errno.EAGAIN]
+    (notice,) = [o for o in out if isinstance(o, Multicast)]
+    assert services.deliver(2, notice.payload, 0, 0) == [Refused(2, 3, 1)]

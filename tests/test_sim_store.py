@@ -90,9 +90,11 @@ def run_stalled(seed: int) -> StoreResult:
     return NodeSimulator(seed, options).run_store()
 
 
-# seeds 0..299 with stalled disks: both mutants below are caught at seed 71 (the first one
-# for each; a quorum of durable copies is also missed at 107, 122 and 233)
-STALL_BUDGET = range(72)
+# seeds with stalled disks: the mutant below is caught at seed 107 (and 233). A sync leader
+# ranked by version alone (the epoch ignored) is no longer caught in 600 seeds since the
+# queue and acknowledgement fixes closed seed 71's path another way; the epoch rule is kept
+# as a second line and pinned by tests/test_cfs_dfsm.py's leader test.
+STALL_BUDGET = range(108)
 
 
 def first_stalled_violation() -> str:
@@ -123,14 +125,12 @@ def test_regression_an_all_write_is_not_acknowledged_by_a_member_that_left_first
     assert result.acknowledged_all > 0 and result.split_brain is None
 
 
-def test_mutant_stalled_disks_leader_by_version_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Rank sync leaders by version alone (the epoch ignored): a node that restarted on an
-    older disk and wrote in a newer quorate ring loses those acknowledged writes."""
-    monkeypatch.setattr(
-        dfsm, "_leader_rank", lambda state: (-state[1].version, -state[1].mtime, state[0])
-    )
-    found = first_stalled_violation()
-    assert "level local" in found and "lost" in found
+def test_regression_a_write_refused_by_a_member_is_not_acknowledged() -> None:
+    """Seed 7120 (QDevice, qnetd down): nodes 2 and 3 withdraw the device's vote a moment
+    apart; node 3's level-all write delivered between is refused on node 2 and applied on
+    node 3, and node 2's later "durable up to 17" counted for it."""
+    result = NodeSimulator(7120, Options.draw(7120, safety_s=6.0)).run_store()
+    assert result.acknowledged > 0
 
 
 def test_mutant_stalled_disks_local_answered_when_durable_here_only(

@@ -148,6 +148,17 @@ class CommitPipeline:
         known[writer] = max(upto, known.get(writer, 0))
         return self.answer(members, votes) if writer == self.node_id else []
 
+    def refused_by(
+        self, node: int, count: int, members: tuple[int, ...], votes: Votes
+    ) -> list[Command]:
+        """``node`` refused own write ``count`` at its delivery position (its quorum view
+        differed from this node's): its copy never counts, whatever it acknowledges."""
+        pending = self.writes.get(count)
+        if pending is None or node == self.node_id:
+            return []
+        pending.cannot_ack |= {node}
+        return self.answer(members, votes)
+
     def ring_changed(self, moved_quorate: bool, moved_on: tuple[int, ...] = ()) -> list[Command]:
         """A new regular ring. The members that moved on with this node (the transitional
         configuration ``moved_on``) delivered the same writes (EVS); if they hold quorum, a

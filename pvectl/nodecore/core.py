@@ -28,6 +28,7 @@ from pvectl.nodecore.services import (
     NodeServices,
     Output,
     QuorumChanged,
+    Refused,
     ServiceLog,
     StoreInstalled,
     WriteApplied,
@@ -172,6 +173,12 @@ class NodeCore:
                 out += self.commit.acked_by(
                     output.node, output.writer, output.upto, self.services.members, self.votes()
                 )
+                continue
+            if isinstance(output, Refused):
+                if output.writer == self.node_id:
+                    out += self.commit.refused_by(
+                        output.node, output.count, self.services.members, self.votes()
+                    )
                 continue
             out.append(output)
             if isinstance(output, WriteApplied | StoreInstalled):

@@ -30,6 +30,8 @@ from pvectl.totem.ring_id import RingId
 SERVICE_VOTEQUORUM = 1
 SERVICE_CFS = 2
 SERVICE_ACK = 3
+SERVICE_REFUSED = 5  # "I refused writer w's write c at its delivery position" (4: bench)
+NODE_SERVICES = frozenset({SERVICE_VOTEQUORUM, SERVICE_CFS, SERVICE_ACK, SERVICE_REFUSED})
 
 _VQ_NODEINFO = 1
 _VQ_EXPECTED = 2
@@ -38,6 +40,7 @@ _EXPECTED = struct.Struct("<BBI")
 _CFS_HEAD = struct.Struct("<BQ")
 _ACK_HEAD = struct.Struct("<BI")
 _ACK_ITEM = struct.Struct("<IQ")
+_REFUSED = struct.Struct("<BIQ")
 
 
 @dataclass(frozen=True)
@@ -76,11 +79,21 @@ class Acked:
 
 
 @dataclass(frozen=True)
+class Refused:
+    """Node ``node`` refused ``writer``'s write ``count`` where it was delivered: its later
+    acknowledgements ("durable up to c") do not cover that write."""
+
+    node: int
+    writer: int
+    count: int
+
+
+@dataclass(frozen=True)
 class ServiceLog:
     text: str
 
 
-Output = Multicast | QuorumChanged | WriteApplied | StoreInstalled | Acked | ServiceLog
+Output = Multicast | QuorumChanged | WriteApplied | StoreInstalled | Acked | Refused | ServiceLog
 
 
 def ack_message(upto: dict[int, int]) -> Multicast:
@@ -163,9 +176,19 @@ class NodeServices:
             if not self._may_apply_writes():
                 refused = self._refuse_write(sender, raw, send_ns, now_ns)
                 if refused is not None:
-                    return [refused]
+                    # Whether a write may apply is decided here from this node's quorum,
+                    # and a QDevice vote is withdrawn node by node (each on its own
+                    # connection): another member may have applied it. Tell the writer,
+                    # so it never counts this node's copy (simulator seed 7120).
+                    notice = _REFUSED.pack(SERVICE_REFUSED, sender, refused.applied.count)
+                    return [refused, Multicast(notice)]
             commands = self.store.deliver(sender, raw, wall_s)
             return self._from_store(commands, send_ns, now_ns)
+        if service == SERVICE_REFUSED:
+            if len(payload) != _REFUSED.size:
+                return [ServiceLog(f"malformed refusal notice from node {sender}")]
+            _, writer, count = _REFUSED.unpack(payload)
+            return [Refused(sender, writer, count)]
         if service == SERVICE_ACK and len(payload) >= _ACK_HEAD.size:
             _, count = _ACK_HEAD.unpack_from(payload)
             if len(payload) != _ACK_HEAD.size + count * _ACK_ITEM.size:

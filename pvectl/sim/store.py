@@ -37,7 +37,7 @@ from pvectl.nodecore.commit import StartFsync, WriteDone
 from pvectl.nodecore.core import Command as CoreCommand
 from pvectl.nodecore.core import NodeCore
 from pvectl.nodecore.services import (
-    SERVICE_ACK,
+    NODE_SERVICES,
     SERVICE_VOTEQUORUM,
     Multicast,
     QuorumChanged,
@@ -301,7 +301,7 @@ class NodeSimulator(Simulator):
                 return  # crashed while handling this batch
             if type(command) is Deliver:
                 _, _, payload = command.payload.partition(_SEP)
-                if payload and payload[0] <= SERVICE_ACK:  # not plain Totem workload
+                if payload and payload[0] in NODE_SERVICES:  # not plain Totem workload
                     if payload[0] == SERVICE_VOTEQUORUM:
                         self._model_deliver(nid, command.sender, command.payload, payload)
                     out = core.deliver(command.sender, payload, self._wall_s(n))
