@@ -261,8 +261,12 @@ def _gone(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
 
 
+EXIT_GRACE_S = 2.0  # a node seen gone without last words is looked at again this long
+
+
 def _wait_control(node: LabNode, timeout: float) -> None:
     where = f" on {node.host}" if node.host else ""
+    gone_since: list[float] = []
 
     def answers() -> bool:
         pid, _, seen = access(node).probe()
@@ -271,6 +275,11 @@ def _wait_control(node: LabNode, timeout: float) -> None:
         starting = not node.host and node.pid is not None and not _gone(node.pid)
         if pid is None and not starting:
             detail = access(node).log_tail()
+            # on a remote host the same moment looks like an exit, with no last words
+            # yet: look again before calling it one
+            gone_since[:] = gone_since or [time.monotonic()]
+            if not detail and time.monotonic() - gone_since[0] < EXIT_GRACE_S:
+                return False
             kind = _AddressTaken if "is already in use" in detail else PvectlError
             raise kind(
                 f"node {node.node_id}{where} exited at start" + (f": {detail}" if detail else "")
