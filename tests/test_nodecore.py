@@ -136,6 +136,32 @@ def test_writes_stamp_the_store_with_the_ring_seq_they_were_applied_in() -> None
     assert ring.nodes[2].memdb.index().epoch == 12
 
 
+def test_writes_delivered_in_a_quorate_transitional_configuration_take_the_next_epoch() -> None:
+    """Ring 12 breaks: node 3 is cut off and may have delivered its own writes in ring 12
+    before it knew. Nodes 1 and 2 (a quorum) deliver the rest of ring 12 in their
+    transitional configuration: those writes carry the next ring's epoch (16), so this
+    history outranks node 3's at the next sync even at an equal version (seed 7404)."""
+    ring = Ring(cores(3))
+    ring.form((1, 2, 3), RingId(1, 12))
+    _, out = ring.nodes[1].write(Create("a"), "local", 0)
+    ring.run(1, out)
+    for i in (1, 2):
+        ring.run(i, ring.nodes[i].transitional((1, 2), RingId(1, 16)))
+    ring.nodes = {i: ring.nodes[i] for i in (1, 2)}
+    ring.deliver_all()
+    assert [ring.nodes[i].memdb.epoch for i in (1, 2)] == [16, 16]
+    assert ring.nodes[1].memdb.lookup("a") is not None
+    # a minority's transitional configuration keeps the old epoch (and refuses the write)
+    lone = Ring(cores(3))
+    lone.form((1, 2, 3), RingId(1, 12))
+    _, out = lone.nodes[1].write(Create("b"), "local", 0)
+    lone.run(1, out)
+    lone.run(1, lone.nodes[1].transitional((1,), RingId(1, 16)))
+    lone.nodes = {1: lone.nodes[1]}
+    lone.deliver_all()
+    assert lone.nodes[1].memdb.epoch == 0 and lone.nodes[1].memdb.lookup("b") is None
+
+
 def test_all_write_waits_for_every_member_then_group_commits_queue_behind() -> None:
     ring = Ring(cores())
     ring.form((1, 2))

@@ -133,6 +133,15 @@ def test_regression_a_write_refused_by_a_member_is_not_acknowledged() -> None:
     assert result.acknowledged > 0
 
 
+def test_regression_a_cut_off_nodes_tree_does_not_tie_with_the_quorums() -> None:
+    """Seed 7404: node 2, cut off, delivered its own write in the old ring before it knew;
+    nodes 1 and 3 delivered the rest of that ring in their (quorate) transitional
+    configuration. Both trees reached (epoch 9, version 41) with other content, and the
+    tie-break chose node 2's, dropping a write nodes 1 and 3 had acknowledged."""
+    result = NodeSimulator(7404, Options.draw(7404, safety_s=6.0)).run_store()
+    assert result.acknowledged > 0
+
+
 def test_mutant_stalled_disks_local_answered_when_durable_here_only(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -229,7 +229,7 @@ class NodeRuntime:
             "[TOTEM ] %s configuration %s: members %s", change.kind.value, change.ring_id, members
         )
         if change.kind is not srp.ConfigKind.REGULAR:
-            self._core(self.core.transitional(change.members))
+            self._core(self.core.transitional(change.members, change.ring_id))
             return
         self.ring_formed.set()
         self.last_regular = (change.members, change.ring_id)

@@ -54,9 +54,14 @@ class NodeCore:
 
     # --- Totem -------------------------------------------------------------------------------
 
-    def transitional(self, members: tuple[int, ...]) -> list[Command]:
+    def transitional(
+        self, members: tuple[int, ...], ring_id: RingId | None = None
+    ) -> list[Command]:
+        """``ring_id``: the ring that follows (Totem names the transitional configuration
+        after it)."""
         self.moved_on = members
-        return self.route(self.services.transitional_configuration(members))
+        ring_seq = ring_id.seq if ring_id is not None else None
+        return self.route(self.services.transitional_configuration(members, ring_seq))
 
     def regular(
         self,

@@ -126,7 +126,9 @@ class NodeServices:
 
     # --- inputs ----------------------------------------------------------------------------
 
-    def transitional_configuration(self, members: tuple[int, ...]) -> list[Output]:
+    def transitional_configuration(
+        self, members: tuple[int, ...], ring_seq: int | None = None
+    ) -> list[Output]:
         """Totem's transitional configuration: the members that move on together.
 
         Writes still delivered from now until the regular configuration reached only these
@@ -137,6 +139,12 @@ class NodeServices:
         votes = sum(record.votes for record in self.quorum.nodes if record.node_id in set(members))
         self.transitional_quorate = self.quorum.quorate and votes >= self.quorum.quorum
         if self.transitional_quorate:
+            # Writes applied from here were delivered to these members only, and a member
+            # cut off from them may have delivered others in the old ring before it knew:
+            # stamp them with the next ring's epoch, so this quorate history outranks that
+            # one at the next sync even when both reach the same version (seed 7404).
+            if ring_seq is not None:
+                self.store.ring_seq = max(self.store.ring_seq, ring_seq)
             return []
         return [
             ServiceLog(

@@ -327,7 +327,7 @@ class NodeSimulator(Simulator):
                     self._core(n, core, out)
                     self._arm_lms(n, core)
                 else:
-                    self._core(n, core, core.transitional(command.members))
+                    self._core(n, core, core.transitional(command.members, command.ring_id))
 
     def _core(self, n: SimNode, core: NodeCore, commands: list[CoreCommand]) -> None:
         nid = n.node_id
