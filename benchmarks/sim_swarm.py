@@ -97,6 +97,8 @@ def main() -> int:
     p.add_argument("--safety", type=float, default=6.0, help="simulated seconds with faults")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     args = p.parse_args()
+    if args.seeds < 1 or args.jobs < 1 or args.safety <= 0:
+        p.error("--seeds and --jobs must be at least 1, --safety above 0")
     jobs = [(s, args.safety) for s in range(args.seed_start, args.seed_start + args.seeds)]
     totals = Totals()
     started = time.perf_counter()
