@@ -22,8 +22,9 @@ names mirror corosync's so the two can be read side by side.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from enum import IntEnum, IntFlag, StrEnum
+from typing import TypeVar
 
 from pvectl.errors import CommandRefused, ConfigError, ExitCode
 
@@ -52,6 +53,21 @@ QUORUM_KEYS = (
     "auto_tie_breaker_node",
 )
 _UINT_RANGE = {8: 255, 32: 4_294_967_295}
+
+
+_Record = TypeVar("_Record", "NodeInfo", "NodeRecord", "VotequorumState")
+
+
+def replace(record: _Record, /, **changes: object) -> _Record:
+    """A copy of a frozen record with ``changes``: ``dataclasses.replace`` without its
+    ``__init__`` call (these records validate nothing there), about three times faster;
+    the simulator replaces them some 10,000 times per seed."""
+    unknown = changes.keys() - record.__dataclass_fields__.keys()
+    if unknown:
+        raise TypeError(f"{type(record).__name__} has no field {sorted(unknown)[0]!r}")
+    copy = object.__new__(type(record))
+    copy.__dict__.update(record.__dict__, **changes)
+    return copy
 
 
 class QuorumConfigError(ConfigError):
