@@ -4,6 +4,8 @@ import contextlib
 import errno
 import random
 import sqlite3
+import tempfile
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -16,12 +18,14 @@ from pvectl.cfs.memdb import (
     MAX_FILE_SIZE,
     Create,
     Delete,
+    Entry,
     MemDB,
     Mkdir,
     Rename,
     SetMtime,
     Write,
 )
+from pvectl.node.backing_store import BackingStore, Durability
 
 
 def test_versions_writer_mtime_and_inode_numbers() -> None:
@@ -103,16 +107,20 @@ def test_rename_keeps_inode_and_replaces_target() -> None:
     assert db.lookup("b").mtime == 4242  # type: ignore[union-attr]
 
 
-def test_schema_is_pmxcfs_tree() -> None:
+def test_schema_is_pmxcfs_tree(tmp_path: Path) -> None:
+    """The rows a node persists are pmxcfs's ``tree`` rows, and a stock SQLite reads them."""
     db = MemDB()
-    db.apply(Mkdir("priv"), 1, 1)
-    db.apply(Create("priv/key"), 1, 1)
-    rows = db.db.execute("SELECT inode, parent, type, name FROM tree ORDER BY inode").fetchall()
-    assert rows == [(0, 0, DT_REG, "__version__"), (2, 0, DT_DIR, "priv"), (3, 2, DT_REG, "key")]
-    copy = sqlite3.connect(":memory:")
-    copy.executescript(
-        "".join(line for line in db.db.iterdump() if not line.startswith("CREATE UNIQUE"))
-    )
+    config_db = BackingStore(tmp_path / "config.db", Durability.wal_normal)
+    config_db.replace_all(db.entries())
+    config_db.commit([db.apply(Mkdir("priv"), 1, 1), db.apply(Create("priv/key"), 1, 1)])
+    config_db.close()
+    with contextlib.closing(sqlite3.connect(tmp_path / "config.db")) as stock:
+        rows = stock.execute("SELECT inode, parent, type, name FROM tree ORDER BY inode")
+        assert rows.fetchall() == [
+            (0, 0, DT_REG, "__version__"),
+            (2, 0, DT_DIR, "priv"),
+            (3, 2, DT_REG, "key"),
+        ]
 
 
 def test_load_checks() -> None:
@@ -178,22 +186,31 @@ def test_decode_mutated_messages_raises_only_message_error() -> None:
             messages.decode(bytes(raw[: rng.randint(0, len(raw))]))
 
 
-def _table(db: MemDB) -> list[tuple[object, ...]]:
-    """What the SQLite table holds, read past the mirror."""
-    return db.db.execute("SELECT * FROM tree ORDER BY inode").fetchall()
+class _ConfigDb:
+    """What a node persists: the rows every applied result changes, written to a real
+    config.db (``BackingStore``); the memdb must hold exactly what that file holds."""
+
+    def __init__(self, db: MemDB, directory: Path) -> None:
+        self.store = BackingStore(directory / "config.db", Durability.wal_normal)
+        self.store.replace_all(db.entries())
+
+    def apply(self, db: MemDB, op: object, writer: int, when: int) -> None:
+        result = db.apply(op, writer, when)  # type: ignore[arg-type]
+        self.store.commit([result])
+
+    def table(self) -> list[tuple[object, ...]]:
+        return self.store.db.execute("SELECT * FROM tree ORDER BY inode").fetchall()
 
 
-def _assert_mirror_matches_table(db: MemDB) -> None:
-    table = _table(db)
+def _assert_memdb_matches_file(db: MemDB, config_db: _ConfigDb) -> None:
+    table = config_db.table()
     assert [tuple(vars(e).values()) for e in db.entries()] == table
     for inode, parent, *_ in table:
         names = [r[6] for r in table if r[1] == inode and r[0] != 0]
         found = db._children.get(inode, {})
         assert sorted(n for n, i in found.items() if i != 0) == sorted(names), parent
-    fresh = MemDB()  # the digests the mirror caches are those of the rows in the table
-    fresh.db.execute("DELETE FROM tree")
-    fresh.db.executemany("INSERT INTO tree VALUES (?, ?, ?, ?, ?, ?, ?, ?)", table)
-    fresh._reload()
+    fresh = MemDB()  # the digests the memdb caches are those of the rows in the file
+    fresh.load(config_db.store.load())
     assert fresh.index() == db.index() and fresh.checksum() == db.checksum()
 
 
@@ -205,39 +222,65 @@ mirror_ops = st.one_of(
 
 
 @given(st.lists(st.tuples(mirror_ops, st.integers(1, 5), st.integers(0, 2**31)), max_size=40))
-def test_reads_answer_what_the_table_holds(history: list[tuple[object, int, int]]) -> None:
-    """Reads come from a Python mirror of ``tree``: after any history (clashing names
-    included, as SQLite's REPLACE resolves them) it holds exactly the table's rows."""
+def test_memdb_holds_what_config_db_holds(history: list[tuple[object, int, int]]) -> None:
+    """After any history (clashing names and refused operations included) the memdb holds
+    exactly the rows of the config.db written from the results it returned."""
     db = MemDB()
-    for op, writer, when in history:
-        db.apply(op, writer, when)  # type: ignore[arg-type]
-        assert 0 in {row[0] for row in _table(db)}  # /__version__ is refused (EACCES)
-        _assert_mirror_matches_table(db)
-        index = db.index()
-        assert index == db.index()  # the digest cache gives the same answer twice
-        assert [e.name for e in db.listdir("d")] == [
-            row[0]
-            for row in db.db.execute(
-                "SELECT name FROM tree WHERE parent = ? AND inode != 0 ORDER BY name",
-                (db.lookup("d").inode if db.lookup("d") else -1,),  # type: ignore[union-attr]
-            )
-        ]
+    with tempfile.TemporaryDirectory() as directory:
+        config_db = _ConfigDb(db, Path(directory))
+        for op, writer, when in history:
+            config_db.apply(db, op, writer, when)
+            assert 0 in {row[0] for row in config_db.table()}  # /__version__ is refused
+            _assert_memdb_matches_file(db, config_db)
+            index = db.index()
+            assert index == db.index()  # the digest cache gives the same answer twice
+        config_db.store.close()
 
 
-def test_a_failed_transaction_leaves_table_and_mirror_as_before() -> None:
-    """Rename over a file deletes the target first; a failure after that (an mtime SQLite
-    cannot store) rolls both the table and the mirror back."""
+def test_a_failed_operation_leaves_the_tree_as_before(tmp_path: Path) -> None:
+    """Rename over a file deletes the target first; a failure after that (here a planted
+    one in the last step) puts every row back."""
+    db = MemDB()
+    config_db = _ConfigDb(db, tmp_path)
+    config_db.apply(db, Create("a"), 1, 1)
+    config_db.apply(db, Create("b"), 1, 1)
+    before = db.entries()
+    index = db.index()
+    real_put = db._put
+
+    def put_then_fail(entry: Entry) -> None:
+        real_put(entry)
+        if entry.name == "b" and entry.inode != 3:
+            raise MemoryError("planted")
+
+    db._put = put_then_fail  # type: ignore[method-assign]
+    with pytest.raises(MemoryError):
+        db.apply(Rename("a", "b"), 1, 2)
+    del db._put
+    assert db.entries() == before and db.index() == index
+    assert db.lookup("b") == before[-1] and db.lookup("a") == before[-2]
+    _assert_memdb_matches_file(db, config_db)
+    config_db.apply(db, Rename("a", "b"), 1, 3)  # and the store goes on
+    assert db.lookup("a") is None and db.read("b") == b""
+    _assert_memdb_matches_file(db, config_db)
+
+
+def test_numbers_config_db_cannot_store_are_refused_before_any_change() -> None:
     db = MemDB()
     db.apply(Create("a"), 1, 1)
-    db.apply(Create("b"), 1, 1)
     before = db.entries()
+    for op, writer, mtime in (
+        (Create("b"), 1, 2**70),
+        (Create("b"), 2**64, 1),
+        (SetMtime("a", 2**63), 1, 1),
+    ):
+        with pytest.raises(OverflowError):
+            db.apply(op, writer, mtime)
+        assert db.entries() == before
+    huge = Entry(5, 0, 2**64, 1, 1, DT_REG, "x", b"")
     with pytest.raises(OverflowError):
-        db.apply(Rename("a", "b"), 1, 2**70)
+        db.replace_all([*before, huge])
     assert db.entries() == before
-    assert db.lookup("b") == before[-1]
-    _assert_mirror_matches_table(db)
-    assert db.apply(Rename("a", "b"), 1, 3).ok  # and the store goes on
-    _assert_mirror_matches_table(db)
 
 
 def test_the_version_rows_name_is_refused_at_the_root() -> None:

@@ -1,4 +1,4 @@
-"""The config store's memdb: pmxcfs's ``tree`` table, held in an in-memory SQLite database.
+"""The config store's memdb: pmxcfs's ``tree`` table, held in RAM (rows by inode).
 
 Every node applies the same operations in the same (agreed) order, so every node's tree is
 identical, row for row. Semantics follow pmxcfs's memdb (pve-cluster's memdb.c):
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import sqlite3
 import struct
 from dataclasses import dataclass
 
@@ -196,21 +195,18 @@ class MemdbIndex:
         return hashlib.sha256(self.encode()).hexdigest()
 
 
-_EMPTY_IMAGE: list[bytes] = []
+INT64 = range(-(2**63), 2**63)  # what an INTEGER column of config.db holds
 
 
-def _empty_image() -> bytes:
-    """A fresh memdb's database image (schema, index, version row), built once: loading
-    it costs a sixth of creating the schema again (the simulator starts many nodes)."""
-    if not _EMPTY_IMAGE:
-        db = sqlite3.connect(":memory:", isolation_level=None)
-        db.executescript(SCHEMA)
-        db.execute("CREATE UNIQUE INDEX IF NOT EXISTS tree_parent_name ON tree(parent, name)")
-        root = (0, 0, 1, 0, 0, DT_REG, VERSION_ROW_NAME, None)
-        db.execute("INSERT INTO tree VALUES (?, ?, ?, ?, ?, ?, ?, ?)", root)
-        _EMPTY_IMAGE.append(db.serialize())
-        db.close()
-    return _EMPTY_IMAGE[0]
+def _check_int64(op: Operation, writer: int, mtime: int) -> None:
+    """Refuse numbers config.db could not store, before anything changes (an ``mtime`` or a
+    writer comes from the caller; every other number the memdb makes itself)."""
+    if (
+        writer not in INT64
+        or mtime not in INT64
+        or (isinstance(op, SetMtime) and op.mtime not in INT64)
+    ):
+        raise OverflowError("writer or mtime does not fit config.db's 64-bit INTEGER")
 
 
 def split_path(path: str) -> list[str]:
@@ -218,23 +214,23 @@ def split_path(path: str) -> list[str]:
 
 
 class MemDB:
-    """The in-RAM tree; authoritative, like pmxcfs's (the backing file is its copy).
+    """The in-RAM tree; authoritative, like pmxcfs's (the backing config.db is its copy,
+    written from the row changes ``apply`` returns).
 
-    Every change goes to the SQLite table and to a Python mirror of it (rows by inode, and
-    children by name per parent, as ``tree``'s primary key and unique index): reads are
-    served from the mirror, which the simulator and the FUSE layer do far more often than
-    SQLite can answer them. The mirror follows SQLite's ``REPLACE`` (a row clashing on
-    inode or on (parent, name) is deleted first); a transaction that fails half-way is
-    rolled back in SQLite and the mirror reloaded from it."""
+    Rows by inode, and children by name per parent: ``tree``'s primary key and its unique
+    (parent, name). A row put on a clashing inode or (parent, name) replaces the row there,
+    as SQLite's ``REPLACE`` would. An operation that fails half-way is undone from a log of
+    the rows it replaced, so the tree is never left half-changed."""
 
     def __init__(self) -> None:
-        self.db = sqlite3.connect(":memory:", isolation_level=None)
-        self.db.deserialize(_empty_image())
         root = Entry(0, 0, 1, 0, 0, DT_REG, VERSION_ROW_NAME, None)
         self._rows: dict[int, Entry] = {0: root}
         self._children: dict[int, dict[str, int]] = {0: {VERSION_ROW_NAME: 0}}
         self._digests: dict[int, bytes] = {}  # inode -> digest of its current row
         self._stamp = 0  # the epoch the operation being applied stamps the store with
+        self._undo: list[tuple[int, Entry | None]] | None = (
+            None  # during apply: (inode, row before)
+        )
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -319,31 +315,28 @@ class MemDB:
     def apply(
         self, op: Operation, writer: int, mtime: int, epoch: int | None = None
     ) -> ApplyResult:
-        """Apply one operation as one transaction; on error nothing changes. ``epoch``: the
-        ring seq of the configuration it is applied in (``None``: keep the store's)."""
+        """Apply one operation, all or nothing; a refused one (an errno) changes nothing.
+        ``epoch``: the ring seq of the configuration it is applied in (``None``: keep the
+        store's)."""
+        _check_int64(op, writer, mtime)
         self._stamp = self.epoch if epoch is None else epoch
-        self.db.execute("BEGIN")
+        undo: list[tuple[int, Entry | None]] = []
+        self._undo = undo
         try:
-            result = self._apply(op, writer, mtime)
-        except Exception:
-            self.db.execute("ROLLBACK")
-            self._reload()
+            return self._apply(op, writer, mtime)
+        except BaseException:
+            self._rollback(undo)
             raise
-        if result.ok:
-            self.db.execute("COMMIT")
-        else:  # refused before any change: the mirror is untouched
-            self.db.execute("ROLLBACK")
-        return result
+        finally:
+            self._undo = None
 
-    def _reload(self) -> None:
-        """Rebuild the mirror from SQLite (after a rollback)."""
-        self._rows = {}
-        self._children = {}
-        self._digests = {}
-        for row in self.db.execute("SELECT * FROM tree ORDER BY inode"):
-            entry = _entry(row)
-            self._rows[entry.inode] = entry
-            self._children.setdefault(entry.parent, {})[entry.name] = entry.inode
+    def _rollback(self, undo: list[tuple[int, Entry | None]]) -> None:
+        """Put back, newest first, every row the failed operation replaced or added."""
+        self._undo = None
+        for inode, before in reversed(undo):
+            self._delete_row(inode)
+            if before is not None:
+                self._insert(before)
 
     def _fail(self, code: int) -> ApplyResult:
         return ApplyResult(code, self.version)
@@ -356,30 +349,31 @@ class MemDB:
         return new_root
 
     def _put(self, entry: Entry) -> None:
-        self.db.execute(REPLACE_ROW, entry_row(entry))
-        self._mirror_put(entry)
-
-    def _mirror_put(self, entry: Entry) -> None:
         """SQLite's ``REPLACE``: drop the rows clashing on inode or (parent, name)."""
         inode = entry.inode
-        self._mirror_delete(inode)
+        self._delete_row(inode)
+        names = self._children.get(entry.parent)
+        clash = names.get(entry.name) if names is not None else None
+        if clash is not None:
+            self._delete_row(clash)
+        if self._undo is not None:
+            self._undo.append((inode, None))
+        self._insert(entry)
+
+    def _insert(self, entry: Entry) -> None:
+        """Add a row whose inode and (parent, name) are free."""
         names = self._children.get(entry.parent)
         if names is None:
             names = self._children[entry.parent] = {}
-        clash = names.get(entry.name)
-        if clash is not None:
-            self._mirror_delete(clash)
-        names[entry.name] = inode
-        self._rows[inode] = entry
+        names[entry.name] = entry.inode
+        self._rows[entry.inode] = entry
 
     def _delete_row(self, inode: int) -> None:
-        self.db.execute("DELETE FROM tree WHERE inode = ?", (inode,))
-        self._mirror_delete(inode)
-
-    def _mirror_delete(self, inode: int) -> None:
         old = self._rows.pop(inode, None)
         if old is None:
             return
+        if self._undo is not None:
+            self._undo.append((inode, old))
         self._digests.pop(inode, None)
         names = self._children[old.parent]
         del names[old.name]
@@ -530,20 +524,18 @@ class MemDB:
     # --- state sync --------------------------------------------------------------------------
 
     def replace_all(self, entries: list[Entry]) -> None:
-        """Install a leader's tree (DFSM update) as one transaction."""
-        self.db.execute("BEGIN")
-        try:
-            self.db.execute("DELETE FROM tree")
-            self.db.executemany(REPLACE_ROW, [entry_row(entry) for entry in entries])
-        except Exception:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
+        """Install a leader's tree (DFSM update), all or nothing."""
+        for entry in entries:
+            if not all(
+                value in INT64
+                for value in (entry.inode, entry.parent, entry.version, entry.writer, entry.mtime)
+            ):
+                raise OverflowError(f"inode {entry.inode}: a number config.db cannot store")
         self._rows = {}
         self._children = {}
         self._digests = {}
         for entry in entries:
-            self._mirror_put(entry)
+            self._put(entry)
 
     def load(self, entries: list[Entry]) -> None:
         """Load rows from a backing config.db, with pmxcfs's load checks."""

@@ -17,7 +17,7 @@ PHASE_HELP = {
     "token_wait": "queued -> the token reached the sender",
     "multicast": "token arrived -> datagrams sent",
     "delivery": "sender's multicast -> agreed delivery here",
-    "apply": "delivered -> applied to the SQLite memdb",
+    "apply": "delivered -> applied to the memdb (in RAM)",
     "fsync": "group commit -> config.db durable",
     "stable": "own fsync -> durable on a quorum (local)",
     "commit": "-> level reached (all: every member's fsync ack)",

@@ -20,7 +20,7 @@ class Phase(StrEnum):
     token_wait = "token_wait"  # queued in Totem's send queue -> the token arrived (sender)
     multicast = "multicast"  # token arrived -> the write's last datagram sent (sender)
     delivery = "delivery"  # sender's multicast -> agreed delivery on this node (network)
-    apply = "apply"  # delivered -> applied to the in-memory SQLite memdb
+    apply = "apply"  # delivered -> applied to the in-RAM memdb
     fsync = "fsync"  # (group commit starts) -> backing config.db committed, fsync'd
     stable = "stable"  # own fsync done -> durable on a quorum of votes (level local, sender)
     commit = "commit"  # own fsync done -> commit level reached, the writer returns (sender)
