@@ -296,19 +296,23 @@ class NodeSimulator(Simulator):
         if core is None or not n.alive:
             return
         nid = n.node_id
+        cores = self.cores
         for command in cmds:
-            if self.cores.get(nid) is not core:
-                return  # crashed while handling this batch
-            if type(command) is Deliver:
-                _, _, payload = command.payload.partition(_SEP)
-                if payload and payload[0] in NODE_SERVICES:  # not plain Totem workload
+            kind = type(command)
+            if kind is Deliver:
+                tagged = command.payload
+                head = tagged.find(_SEP)  # the tag is short: no copy of plain workload
+                if 0 <= head < len(tagged) - 1 and tagged[head + 1] in NODE_SERVICES:
+                    payload = tagged[head + 1 :]
                     if payload[0] == SERVICE_VOTEQUORUM:
                         self._model_deliver(nid, command.sender, command.payload, payload)
                     out = core.deliver(command.sender, payload, self._wall_s(n))
                     self._core(n, core, out)
-                    if payload[0] == SERVICE_VOTEQUORUM and self.cores.get(nid) is core:
+                    if cores.get(nid) is not core:
+                        return  # crashed while handling this batch
+                    if payload[0] == SERVICE_VOTEQUORUM:
                         self._check_model_state(nid, core)
-            elif type(command) is ConfigChange:
+            elif kind is ConfigChange:
                 self.config_members[nid] = command.members
                 if command.kind is ConfigKind.REGULAR:
                     local = self._local(n, self.now)
@@ -328,6 +332,8 @@ class NodeSimulator(Simulator):
                     self._arm_lms(n, core)
                 else:
                     self._core(n, core, core.transitional(command.members, command.ring_id))
+                if cores.get(nid) is not core:
+                    return  # crashed while handling this batch
 
     def _core(self, n: SimNode, core: NodeCore, commands: list[CoreCommand]) -> None:
         nid = n.node_id
