@@ -101,6 +101,7 @@ MODULE_TIERS: dict[str, str] = {
     "test_sim_qdevice": "sim",
     "test_sim_store": "sim",
     "test_sim_faults": "sim",
+    "test_sim_checker": "unit",
     "test_ssh": "integration",
     "test_ssh_cli": "integration",
     "test_ssh_lab": "integration",
