@@ -29,6 +29,7 @@ A sync message whose *content* is bad (a STATE index, an UPDATE entry) still end
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import struct
 from dataclasses import dataclass, field
@@ -117,7 +118,10 @@ Command = Send | Applied | Installed | SyncDone | Failed | Malformed | Log
 _INDEX_ENTRY = struct.Struct("<Q32s")
 
 
+@functools.lru_cache(maxsize=16)
 def _decode_index(raw: bytes) -> MemdbIndex:
+    """Every member decodes every member's state: a node process decodes each once, the
+    simulator's nodes share the (immutable) result."""
     head = INDEX_HEAD
     if len(raw) < head.size:
         raise MessageError("state index too short")

@@ -167,6 +167,7 @@ class ApplyResult:
 
 
 INDEX_HEAD = struct.Struct("<QQQIII")  # epoch, version, last inode, writer, mtime, entries
+_INODE = struct.Struct("<Q")  # then per entry: inode, digest
 
 
 @dataclass(frozen=True)
@@ -189,7 +190,8 @@ class MemdbIndex:
             self.mtime,
             len(self.entries),
         )
-        return head + b"".join(struct.pack("<Q", inode) + d for inode, d in self.entries)
+        pack = _INODE.pack
+        return head + b"".join([pack(inode) + d for inode, d in self.entries])
 
     def digest(self) -> str:
         return hashlib.sha256(self.encode()).hexdigest()

@@ -49,6 +49,8 @@ class NodeCore:
         self.services = NodeServices(node_id, quorum, memdb)
         self.commit = CommitPipeline(node_id, coupled)
         self.hold_until: float | None = None  # our NODEINFO waits for qnetd until then
+        self._votes_of: vq.VotequorumState | None = None  # the state ``_votes`` was read from
+        self._votes = Votes({}, 0)
         self.qdevice_wants = False  # the local qdevice client's current decision
         self.moved_on: tuple[int, ...] | None = None  # the last transitional configuration
 
@@ -149,7 +151,10 @@ class NodeCore:
         """Votequorum's view now: each node's votes and the quorum value (a quorum of
         durable copies for ``local``)."""
         quorum = self.services.quorum
-        return Votes({r.node_id: r.votes for r in quorum.nodes}, quorum.quorum)
+        if quorum is not self._votes_of:  # a quorum state is never changed, only replaced
+            self._votes = Votes({r.node_id: r.votes for r in quorum.nodes}, quorum.quorum)
+            self._votes_of = quorum
+        return self._votes
 
     def _answer(self) -> list[Command]:
         return list(self.commit.answer(self.services.members, self.votes()))
