@@ -298,8 +298,7 @@ class NodeSimulator(Simulator):
         nid = n.node_id
         cores = self.cores
         for command in cmds:
-            kind = type(command)
-            if kind is Deliver:
+            if type(command) is Deliver:
                 tagged = command.payload
                 head = tagged.find(_SEP)  # the tag is short: no copy of plain workload
                 if 0 <= head < len(tagged) - 1 and tagged[head + 1] in NODE_SERVICES:
@@ -312,7 +311,7 @@ class NodeSimulator(Simulator):
                         return  # crashed while handling this batch
                     if payload[0] == SERVICE_VOTEQUORUM:
                         self._check_model_state(nid, core)
-            elif kind is ConfigChange:
+            elif type(command) is ConfigChange:
                 self.config_members[nid] = command.members
                 if command.kind is ConfigKind.REGULAR:
                     local = self._local(n, self.now)

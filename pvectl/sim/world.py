@@ -27,6 +27,7 @@ import heapq
 import math
 import random
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -221,6 +222,8 @@ class Simulator:
             accelerated=self.opt.accelerated,
         )
         self.ids = list(range(1, self.opt.nodes + 1))
+        # each node's peers, in node order: where its SendAll goes
+        self._peers = {i: tuple(j for j in self.ids if j != i) for i in self.ids}
         self.timeouts = self.config.timeouts(len(self.ids))
         self.nodes = {i: SimNode(i) for i in self.ids}
         self.checker = Checker()
@@ -348,11 +351,7 @@ class Simulator:
             if kind is Deliver:
                 self.checker.on_deliver(nid, c)  # type: ignore[arg-type]
             elif kind is SendAll:
-                data = c.data  # type: ignore[union-attr]
-                transmit = self._transmit
-                for dst in self.ids:
-                    if dst != nid:
-                        transmit(nid, dst, data)
+                self._transmit(nid, self._peers[nid], c.data)  # type: ignore[union-attr]
             elif kind is SetTimer:
                 # lazy timers: one heap entry per kind, moved only when it must fire
                 # earlier; a later deadline is honoured when the early entry pops
@@ -364,7 +363,7 @@ class Simulator:
                     n.scheduled[timer] = deadline
                     self._push(deadline, _TIMER, nid, n.incarnation, timer)
             elif isinstance(c, SendTo):
-                self._transmit(nid, c.node, c.data)
+                self._transmit(nid, (c.node,), c.data)
             elif isinstance(c, Deliver):
                 self.checker.on_deliver(nid, c)
             elif isinstance(c, SetTimer):
@@ -390,31 +389,38 @@ class Simulator:
             elif isinstance(c, Log) and self.trace_on and c.level != "debug":
                 self._log(f"n{nid} {c.text}")
 
-    def _transmit(self, src: int, dst: int, data: bytes) -> None:
-        self.packets += 1
-        if self.blocked and (src, dst) in self.blocked:
-            return
+    def _transmit(self, src: int, dsts: Sequence[int], data: bytes) -> None:
+        """One datagram from ``src`` to each of ``dsts``, in that order (the random draws
+        per destination: loss, duplication, delay, damage)."""
         r = self.net_rng
         o = self.opt
-        copies = 1
-        if self.faults_on:
-            if o.loss and r.random() < o.loss:
-                return
-            if o.duplicate and r.random() < o.duplicate:
-                copies = 2
-        for _ in range(copies):
-            delay = o.delay_s
-            if o.jitter_s:
-                delay += r.expovariate(1 / o.jitter_s)
-            self._ctr += 1
-            if self.corrupting and self.faults_on and self.corrupt_rng.random() < o.corrupt:
-                self.corrupted_sent += 1
-                damaged = self._damage(data)
-                heapq.heappush(
-                    self._heap, (self.now + delay, self._ctr, _PKT, dst, _CORRUPTED, damaged)
-                )
+        faults = self.faults_on
+        blocked = self.blocked
+        heap = self._heap
+        now = self.now
+        for dst in dsts:
+            self.packets += 1
+            if blocked and (src, dst) in blocked:
                 continue
-            heapq.heappush(self._heap, (self.now + delay, self._ctr, _PKT, dst, -1, data))
+            copies = 1
+            if faults:
+                if o.loss and r.random() < o.loss:
+                    continue
+                if o.duplicate and r.random() < o.duplicate:
+                    copies = 2
+            while copies:
+                copies -= 1
+                delay = o.delay_s
+                if o.jitter_s:
+                    delay += r.expovariate(1 / o.jitter_s)
+                at = now + delay
+                self._ctr += 1
+                if self.corrupting and faults and self.corrupt_rng.random() < o.corrupt:
+                    self.corrupted_sent += 1
+                    damaged = self._damage(data)
+                    heapq.heappush(heap, (at, self._ctr, _PKT, dst, _CORRUPTED, damaged))
+                    continue
+                heapq.heappush(heap, (at, self._ctr, _PKT, dst, -1, data))
 
     def _damage(self, data: bytes) -> bytes:
         """A datagram as a bad link or NIC delivers it: one to three bits flipped anywhere
