@@ -15,29 +15,13 @@ and seeds per minute of wall time and of CPU time (all processes).
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import os
 import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from pvectl.sim.checker import InvariantViolation
-from pvectl.sim.store import NodeSimulator
-from pvectl.sim.world import Options
-
-
-@dataclass(frozen=True)
-class SeedOutcome:
-    seed: int
-    nodes: int
-    qdevice: bool
-    acknowledged: int = 0
-    acknowledged_all: int = 0
-    split_brain: bool = False
-    overruled: int = 0
-    violation: str = ""
-    cpu_s: float = 0.0
+from pvectl.sim.swarm import SeedJob, SeedOutcome, outcomes
 
 
 @dataclass
@@ -66,30 +50,6 @@ class Totals:
         self.overruled += out.overruled
 
 
-def run_seed(job: tuple[int, float]) -> SeedOutcome:
-    seed, safety = job
-    opts = Options.draw(seed, safety_s=safety)
-    qdevice = bool(getattr(opts, "qdevice", None))
-    began = time.process_time()
-    try:
-        result = NodeSimulator(seed, opts).run_store()
-    except InvariantViolation as exc:
-        first = str(exc).splitlines()[0]
-        return SeedOutcome(
-            seed, opts.nodes, qdevice, violation=first, cpu_s=time.process_time() - began
-        )
-    return SeedOutcome(
-        seed,
-        opts.nodes,
-        qdevice,
-        result.acknowledged,
-        result.acknowledged_all,
-        result.split_brain is not None,
-        result.lost_to_split_brain,
-        cpu_s=time.process_time() - began,
-    )
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, default=10_000)
@@ -99,22 +59,24 @@ def main() -> int:
     args = p.parse_args()
     if args.seeds < 1 or args.jobs < 1 or args.safety <= 0:
         p.error("--seeds and --jobs must be at least 1, --safety above 0")
-    jobs = [(s, args.safety) for s in range(args.seed_start, args.seed_start + args.seeds)]
+    jobs = [
+        SeedJob(s, safety_s=args.safety)
+        for s in range(args.seed_start, args.seed_start + args.seeds)
+    ]
     totals = Totals()
     started = time.perf_counter()
-    with multiprocessing.Pool(args.jobs) as pool:
-        for out in pool.imap_unordered(run_seed, jobs, chunksize=8):
-            totals.add(out)
-            if out.violation:
-                print(
-                    f"VIOLATION {out.violation}\n  replay: python -m pvectl.sim --seed "
-                    f"{out.seed} --safety {args.safety}",
-                    flush=True,
-                )
-            if totals.seeds % 500 == 0:
-                print(f"  {totals.seeds} seeds done", file=sys.stderr, flush=True)
+    for out in outcomes(jobs, args.jobs, ordered=False):
+        totals.add(out)
+        if out.violation:
+            print(
+                f"VIOLATION {out.headline}\n  replay: python -m pvectl.sim --seed "
+                f"{out.seed} --safety {args.safety}",
+                flush=True,
+            )
+        if totals.seeds % 500 == 0:
+            print(f"  {totals.seeds} seeds done", file=sys.stderr, flush=True)
     wall = time.perf_counter() - started
-    lost = sum("lost" in v.violation for v in totals.violations)
+    lost = sum("lost" in v.headline for v in totals.violations)
     sizes = ", ".join(f"{n} nodes: {c}" for n, c in sorted(totals.sizes.items()))
     print(
         f"{totals.seeds} seeds (from {args.seed_start}, --safety {args.safety}), "

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import multiprocessing
 import os
 import sys
 import time
@@ -39,7 +38,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pvectl.results import RingId
-from pvectl.sim.store import NodeSimulator
+from pvectl.sim.swarm import SeedJob, outcomes
 from pvectl.sim.world import Options, Simulator
 from pvectl.totem.packing import SendQueue
 from pvectl.totem.srp import (
@@ -87,27 +86,20 @@ def bench_sim(seeds: int, rate: float | None = None) -> SimRate:
     return SimRate(seeds / cpu * 60, seeds / wall * 60, simulated / seeds)
 
 
-def _node_seed(seed: int) -> tuple[float, float, int]:
-    """Run one whole-node seed: (CPU seconds, simulated seconds, acknowledged writes)."""
-    cpu = time.process_time()
-    result = NodeSimulator(seed, _swarm_options(seed)).run_store()
-    return time.process_time() - cpu, result.totem.simulated_s, result.acknowledged
-
-
 def bench_nodes(seeds: int, jobs: int = 1) -> SimRate:
     """Whole nodes (Totem + votequorum + config store, writers at both levels), the seeds
     shared by ``jobs`` processes (seeds are independent, as in a swarm run): seeds per
     minute of wall time on the machine, and per minute of CPU (all processes)."""
     wall = time.perf_counter()
-    if jobs == 1:
-        parts = [_node_seed(seed) for seed in range(seeds)]
-    else:
-        with multiprocessing.get_context("fork").Pool(jobs) as pool:
-            parts = list(pool.imap_unordered(_node_seed, range(seeds)))
+    runs = [SeedJob(seed, nodes=5, safety_s=8.5) for seed in range(seeds)]
+    done = list(outcomes(runs, jobs, ordered=False))
     wall = time.perf_counter() - wall
-    cpu = sum(p[0] for p in parts)
-    simulated = sum(p[1] for p in parts)
-    acknowledged = sum(p[2] for p in parts)
+    failed = [out.headline for out in done if out.violation]
+    if failed:
+        raise SystemExit(f"simulator violation: {failed[0]}")
+    cpu = sum(out.cpu_s for out in done)
+    simulated = sum(out.simulated_s for out in done)
+    acknowledged = sum(out.acknowledged for out in done)
     return SimRate(seeds / cpu * 60, seeds / wall * 60, simulated / seeds, acknowledged)
 
 

@@ -217,6 +217,27 @@ def test_cli_prints_one_replay_command(
     assert len(replays) == 1 and "--seed " in replays[0] and "nodes, code " in replays[0]
 
 
+def test_jobs_change_nothing_but_the_speed(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--jobs 2 runs the seeds in two processes: the same totals for passing seeds, and
+    with a planted bug the same (lowest) failing seed and replay command as one process."""
+    totals = []
+    for jobs in ("1", "2"):
+        assert main(["--seeds", "4", "--seed-start", "60", "--safety", "2", "--jobs", jobs]) == 0
+        last = capsys.readouterr().out.strip().splitlines()[-1]
+        totals.append(last.split("acknowledged writes: ")[1])
+    assert totals[0] == totals[1] and not totals[0].startswith("0,")
+    monkeypatch.setattr(NodeServices, "_may_apply_writes", lambda self: True)
+    replays = []
+    for jobs in ("1", "2"):
+        args = ["--seeds", "40", "--safety", str(SAFETY_S), "--quiet", "--jobs", jobs]
+        assert main(args) == 1
+        err = capsys.readouterr().err.splitlines()
+        replays.append([line.split("  #")[0] for line in err if line.startswith("replay: ")])
+    assert len(replays[0]) == 1 and replays[0] == replays[1]
+
+
 def test_shrink_keeps_only_the_faults_the_failure_needs(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

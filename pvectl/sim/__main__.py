@@ -9,16 +9,16 @@ the last events are printed, then one replay command), 64 on bad usage.
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from pvectl.progress import Bar, bar
-from pvectl.sim.checker import InvariantViolation
 from pvectl.sim.store import NodeSimulator
+from pvectl.sim.swarm import SeedJob, outcomes, run_seed
 from pvectl.sim.world import Options, Simulator
 
 
@@ -30,6 +30,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=None, help="replay exactly this seed, traced")
     p.add_argument("--safety", type=float, default=6.0, help="simulated seconds with faults on")
     p.add_argument("--quiet", action="store_true", help="print only the summary")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run the seeds in N processes (0: one per core); the lowest failing seed is "
+        "reported whatever N",
+    )
     p.add_argument(
         "--accelerated", action="store_true", help="run the Accelerated Ring (totem accelerated)"
     )
@@ -51,6 +59,12 @@ def main(argv: list[str] | None = None) -> int:
         args = p.parse_args(argv)
     except SystemExit as exc:
         return 0 if exc.code == 0 else 64
+    if args.jobs < 0:
+        print(
+            "python -m pvectl.sim: error: --jobs must be 0 (one per core) or more", file=sys.stderr
+        )
+        return 64
+    args.jobs = args.jobs or os.cpu_count() or 1
     if args.nodes is not None and not 1 <= args.nodes <= 64:
         print("python -m pvectl.sim: error: --nodes must be 1..64", file=sys.stderr)
         return 64
@@ -90,16 +104,17 @@ def _commit() -> str:
     return found.stdout.strip() or "unknown"
 
 
-def _run(args: argparse.Namespace, seed: int, skip: frozenset[int], trace_len: int) -> Any:
-    """One seed; returns the simulator (raises ``InvariantViolation``)."""
-    opts = Options.draw(seed, args.nodes, safety_s=args.safety, accelerated=args.accelerated)
-    if args.totem_only:
-        totem = Simulator(seed, opts, trace=True, trace_len=trace_len, skip_faults=skip)
-        totem.run()
-        return totem
-    nodes = NodeSimulator(seed, opts, trace=True, trace_len=trace_len, skip_faults=skip)
-    nodes.run_store()
-    return nodes
+def _fails(args: argparse.Namespace, seed: int, skip: frozenset[int]) -> str:
+    """One seed without the faults ``skip``: its violation's first line ("" if it passes)."""
+    job = SeedJob(
+        seed,
+        args.nodes,
+        args.safety,
+        accelerated=args.accelerated,
+        totem_only=args.totem_only,
+        skip_faults=skip,
+    )
+    return run_seed(job).headline
 
 
 def _replay(args: argparse.Namespace, seed: int, skip: frozenset[int]) -> str:
@@ -116,29 +131,18 @@ def _shrink(args: argparse.Namespace) -> int:
     """Greedy: drop each fault in turn, keep it dropped while the seed still fails."""
     seed = args.seed
     skip: frozenset[int] = args.skip
-    try:
-        sim = _run(args, seed, skip, 60)
-    except InvariantViolation:
-        faults = _run_faults(args, seed)
-    else:
-        print(f"seed {seed} passes: nothing to shrink ({len(sim.faults)} faults)")
+    faults = _run_faults(args, seed)
+    if not _fails(args, seed, skip):
+        print(f"seed {seed} passes: nothing to shrink ({len(faults)} faults)")
         return 0
     changed = True
     while changed:
         changed = False
         for fid in range(len(faults)):
-            if fid in skip:
-                continue
-            try:
-                _run(args, seed, skip | {fid}, 60)
-            except InvariantViolation:
+            if fid not in skip and _fails(args, seed, skip | {fid}):
                 skip = skip | {fid}
                 changed = True
-    first = "passed?"
-    try:
-        _run(args, seed, skip, 60)
-    except InvariantViolation as exc:
-        first = str(exc).splitlines()[0]
+    first = _fails(args, seed, skip) or "passed?"
     kept = [f"  {fid}: {faults[fid]}" for fid in range(len(faults)) if fid not in skip]
     print(f"seed {seed} still fails with {len(kept)} of {len(faults)} faults: {first}")
     print("\n".join(kept) if kept else "  (no scheduled fault: network faults alone)")
@@ -155,53 +159,57 @@ def _run_faults(args: argparse.Namespace, seed: int) -> list[str]:
 
 
 def _swarm(args: argparse.Namespace, seeds: Sequence[int], trace: bool, shown: Bar) -> int:
-    """Every seed in turn; a violation stops the swarm with its replay command."""
+    """Every seed (over ``--jobs`` processes); the lowest failing seed stops the swarm
+    with its replay command."""
     started = time.perf_counter()
     simulated = 0.0
     done = 0
     acknowledged = 0
     split_brains = 0  # seeds where a lowered expected let two sides be quorate
     lost_to_split_brain = 0
-    for seed in seeds:
-        opts = Options.draw(seed, args.nodes, safety_s=args.safety, accelerated=args.accelerated)
-        trace_len = 400 if trace else 60
-        sim: Simulator
-        try:
-            if args.totem_only:
-                sim = Simulator(seed, opts, trace=True, trace_len=trace_len, skip_faults=args.skip)
-                result = sim.run()
-            else:
-                sim = NodeSimulator(
-                    seed, opts, trace=True, trace_len=trace_len, skip_faults=args.skip
-                )
-                stored = sim.run_store()
-                result = stored.totem
-                acknowledged += stored.acknowledged
-                split_brains += stored.split_brain is not None
-                lost_to_split_brain += stored.lost_to_split_brain
-        except InvariantViolation as exc:
-            print(f"VIOLATION {exc}", file=sys.stderr)
+    jobs = (
+        SeedJob(
+            seed,
+            args.nodes,
+            args.safety,
+            accelerated=args.accelerated,
+            totem_only=args.totem_only,
+            skip_faults=args.skip,
+            trace=trace,
+        )
+        for seed in seeds
+    )
+    processes = min(args.jobs, len(seeds))
+    running = outcomes(jobs, processes)
+    for out in running:
+        if out.violation:
+            running.close()  # stop the other workers
+            print(f"VIOLATION {out.violation}", file=sys.stderr)
             print(
-                f"replay: {_replay(args, seed, args.skip)}  # {opts.nodes} nodes, "
+                f"replay: {_replay(args, out.seed, args.skip)}  # {out.nodes} nodes, "
                 f"code {_commit()}; shrink: add --shrink",
                 file=sys.stderr,
             )
             return 1
         done += 1
-        simulated += result.simulated_s
+        simulated += out.simulated_s
+        acknowledged += out.acknowledged
+        split_brains += out.split_brain
+        lost_to_split_brain += out.overruled
         shown.advance()
         if trace:
-            shown.echo("\n".join(sim.trace))
+            shown.echo(out.trace)
         if trace or not args.quiet:
             shown.echo(
-                f"seed {seed}: ok nodes={opts.nodes} converged {result.converge_s:.2f}s after "
-                f"healing, {result.deliveries} deliveries, {result.simulated_s:.1f}s simulated"
+                f"seed {out.seed}: ok nodes={out.nodes} converged {out.converge_s:.2f}s after "
+                f"healing, {out.deliveries} deliveries, {out.simulated_s:.1f}s simulated"
             )
     elapsed = time.perf_counter() - started
     rate = done / elapsed * 60 if elapsed > 0 else 0.0
     shown.echo(
-        f"{done} seeds passed in {elapsed:.1f}s: {rate:.0f} seeds/minute, "
-        f"{simulated / max(elapsed, 1e-9):.0f} simulated s per wall s"
+        f"{done} seeds passed in {elapsed:.1f}s: {rate:.0f} seeds/minute"
+        + (f" on {processes} processes" if processes > 1 else "")
+        + f", {simulated / max(elapsed, 1e-9):.0f} simulated s per wall s"
         + ("" if args.totem_only else f", acknowledged writes: {acknowledged}, lost: 0")
         + (
             f" (split brain after pvecm expected in {split_brains} seed(s): "
