@@ -21,6 +21,7 @@ names mirror corosync's so the two can be read side by side.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from enum import IntEnum, IntFlag, StrEnum
@@ -143,11 +144,11 @@ class QuorumOptions:
                 return votes
         return self.no_nodelist_votes
 
-    @property
+    @functools.cached_property  # options never change once built
     def nodelist_votes(self) -> int:
         return sum(votes for _, votes in self.node_votes)
 
-    @property
+    @functools.cached_property
     def configured_expected_votes(self) -> int:
         """What a node starts with as its expected votes (``us->expected_votes``)."""
         if self.expected_votes:
