@@ -111,3 +111,14 @@ def test_cli_replays_one_seed(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert "seed 3: ok" in out and "seeds/minute" in out
     assert sim_main(["--nodes", "0"]) == 64
+
+
+def test_two_nodes_form_one_ring_after_stale_failure_verdicts() -> None:
+    """Seed 532, two nodes, Totem alone: after a partition and a pause, each node's JOIN
+    calling the other failed reached it just after it had re-gathered; honouring that
+    stale verdict formed a one-node ring and sent a new one, forever. Replay:
+    python -m pvectl.sim --seed 532 --nodes 2 --safety 6 --totem-only"""
+    sim = Simulator(532, Options.draw(532, 2, safety_s=6.0))
+    result = sim.run()  # raised "liveness: no single ring of all 2 nodes" before the fix
+    assert result.converge_s < 1.0
+    assert sum(n.srp.stats["stale_verdicts"] for n in sim.nodes.values() if n.srp) >= 1

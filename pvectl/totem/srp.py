@@ -91,6 +91,16 @@ Ours:
 * packing and fragmentation live in this module (corosync: totempg), and a message
   whose fragments straddle a configuration change is restarted on the new ring;
 * the token's retransmit list carries sequence numbers of the current ring only;
+* in GATHER, a JOIN/LEAVE that lists us as failed is ignored when its ring seq is below
+  our current ring's (counted in ``stats["stale_verdicts"]``): the sender gave up on us
+  before it heard of that ring, so the verdict concerns a round we have finished.
+  corosync honours it (adds the sender to its failed set), which with two nodes can
+  livelock: each node's "you failed" JOIN reaches the other just after it re-gathered,
+  the answer forms a one-node ring and sends a new verdict, forever (simulator seed 532,
+  ``--nodes 2``). The same staleness test (ring seq below ours) is corosync's own for
+  JOINs in OPERATIONAL, COMMIT and RECOVERY. A verdict the sender still holds comes back
+  on its next JOIN, which carries our seq (it learns it from our JOINs), and counts then;
+  at worst we wait for the consensus timeout;
 * no heartbeat, pause detection or ``send_join`` random delay (no randomness inside);
 * replayed JOIN/LEAVE messages are dropped (packets carry no freshness of their own, so a
   captured JOIN of a node that has since crashed would otherwise re-form the ring each
@@ -484,6 +494,7 @@ class Srp:
             "bad_packets": 0,
             "unknown_sender": 0,
             "stale_joins": 0,
+            "stale_verdicts": 0,
         }
         self._reasm = Reassembler(self.stats)
 
@@ -782,6 +793,12 @@ class Srp:
         elif state in (State.COMMIT, State.RECOVERY):
             if sender in self._new_memb and msg.ring_seq >= self.ring_id.seq:
                 self._join_process(sender, msg, now, leave, force_gather=True)
+            return
+        elif self.node_id in msg.failed and msg.ring_seq < self.ring_id.seq:
+            # GATHER: the sender gave up on me before it heard of my latest ring: a verdict
+            # on a round I have finished. Honouring it livelocks two nodes (DEVIATIONS);
+            # its next JOIN carries my seq, and a verdict it still holds counts then.
+            self.stats["stale_verdicts"] += 1
             return
         self._join_process(sender, msg, now, leave, force_gather=False)
 
