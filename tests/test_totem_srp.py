@@ -405,6 +405,34 @@ def test_replayed_leave_does_not_reform_and_the_node_still_rejoins() -> None:
     net.run_until(lambda: net.one_ring([1, 2, 3]), limit=10)
 
 
+def test_gather_ignores_a_failure_verdict_older_than_our_ring() -> None:
+    """A JOIN calling us failed counts only if its sender knew our latest ring: the stale
+    one kept two nodes forming one-node rings forever (simulator seed 532, two nodes)."""
+
+    def gathering() -> Srp:
+        node = Srp(1, [1, 2], codec(1), FAST)
+        node.handle(Start(), 0.0)  # alone: a one-node ring at once
+        seq = node.ring_id.seq
+        node.handle(MessageReceived(2, Join((1, 2), (), seq - 4)), 0.01)
+        assert node.state is State.GATHER
+        return node
+
+    node = gathering()
+    seq = node.ring_id.seq
+    node.handle(MessageReceived(2, Join((1, 2), (1,), seq - 4)), 0.02)  # stale verdict
+    assert node.state is State.GATHER and node._failed == set()
+    assert node.stats["stale_verdicts"] == 1
+    cmds = node.handle(MessageReceived(2, Join((1, 2), (), seq)), 0.03)
+    assert node.state is State.COMMIT and any(
+        isinstance(c, SendTo) and c.node == 2 for c in cmds
+    )  # consensus with node 2: the commit token goes round both
+
+    node = gathering()
+    node.handle(MessageReceived(2, Join((1, 2), (1,), node.ring_id.seq)), 0.02)  # knew it
+    assert (node.state, node.members) == (State.OPERATIONAL, (1,))  # without node 2
+    assert node.stats["stale_verdicts"] == 0
+
+
 def test_node_that_lost_its_ring_id_file_still_rejoins() -> None:
     """Its first JOINs carry seq 1, below the floor the others keep for it; it learns the
     ring's seq from what it hears (MERGE_DETECT, mcasts) and its next JOIN is accepted."""
