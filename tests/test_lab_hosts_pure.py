@@ -82,6 +82,24 @@ def test_accelerated_option_reaches_the_node_config(tmp_path: Path) -> None:
         node_config.load(conf, 1)
 
 
+def test_keep_active_partition_tie_breaker_reaches_the_node_config(tmp_path: Path) -> None:
+    nodes = (LabNode(1, "node1", "", "10.1.1.5", "/d/node1", host="h"),)
+    text = embedded_engine.build_conf(_state(nodes), UpOptions(nodes=1), None)
+    conf = tmp_path / "corosync.conf"
+    for value, expected in (("", False), ("off", False), ("on", True)):
+        line = f"      keep_active_partition_tie_breaker: {value}\n" if value else ""
+        device = (
+            "quorum {\n  provider: corosync_votequorum\n  device {\n    model: net\n"
+            f"    net {{\n      host: 10.1.1.9\n{line}    }}\n  }}\n}}\n"
+        )
+        conf.write_text(text.replace("quorum {\n  provider: corosync_votequorum\n}\n", device))
+        loaded = node_config.load(conf, 1)
+        assert loaded.qdevice is not None and loaded.qdevice.keep_active_partition is expected
+    conf.write_text(conf.read_text().replace("tie_breaker: on", "tie_breaker: yes"))
+    with pytest.raises(node_config.ConfigError, match="must be on or off"):
+        node_config.load(conf, 1)
+
+
 def test_node_zip_runs_on_a_bare_python(tmp_path: Path) -> None:
     """No site-packages (-S), no user site, no PYTHONPATH (-I): what a fresh Debian has."""
     archive = tmp_path / "pvectl.zip"

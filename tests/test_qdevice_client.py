@@ -71,6 +71,25 @@ def test_clients_get_votes_from_the_core_and_lose_them_on_split() -> None:
     assert clients[1].casting_vote and not clients[2].casting_vote
 
 
+@pytest.mark.parametrize("keep", [False, True])
+def test_keep_active_partition_keeps_the_vote_on_a_tie(keep: bool) -> None:
+    """A 50:50 split: node 2's partition holds the vote when node 1's forms. By default the
+    tie-breaker (lowest node id) moves it to node 1; with keep_active_partition_tie_breaker
+    the holder keeps it (qnetd learns the option from the client's SET_OPTION)."""
+    core = QnetdCore(w.TlsSupported.UNSUPPORTED)
+    clients = {n: QdeviceNetClient("c1", n, keep_active_partition=keep) for n in (1, 2)}
+    links = {n: MemoryLink(core, clients[n], n) for n in (1, 2)}
+    for n, c in clients.items():
+        c.set_config((1, 2), 1)
+        c.set_membership(w.WireRingId(n, 8), (n,))
+        c.set_quorum(False, (n,))
+    links[2].to_server(clients[2].connect(0.0), links)
+    assert clients[2].casting_vote
+    links[1].to_server(clients[1].connect(0.0), links)
+    assert clients[1].casting_vote is not keep
+    assert clients[2].casting_vote is keep
+
+
 def test_client_drops_a_silent_server() -> None:
     client = QdeviceNetClient("c1", 1, heartbeat_interval_ms=1000)
     core = QnetdCore(w.TlsSupported.UNSUPPORTED)

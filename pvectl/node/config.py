@@ -57,6 +57,7 @@ class QdeviceNetConfig:
     port: int = 5403
     algorithm: str = "ffsplit"
     tie_breaker: str = "lowest"  # lowest | highest | a node id
+    keep_active_partition: bool = False  # keep_active_partition_tie_breaker
     tls: str = "on"
     timeout_ms: int = 10_000
     sync_timeout_ms: int = 30_000
@@ -215,12 +216,20 @@ def _qdevice(
         raise ConfigError(f"quorum.device.net.tls must be on, off or required: {tls!r}", where)
     if tie_breaker not in ("lowest", "highest") and not tie_breaker.isdigit():
         raise ConfigError(f"quorum.device.net.tie_breaker {tie_breaker!r} is not valid", where)
+    keep_active = net.get("keep_active_partition_tie_breaker") or "off"
+    if keep_active not in ("on", "off"):
+        raise ConfigError(
+            f"quorum.device.net.keep_active_partition_tie_breaker must be on or off: "
+            f"{keep_active!r}",
+            where,
+        )
     cert_dir = extra.get("qdevice_cert_dir") if extra else None
     return QdeviceNetConfig(
         host=host,
         port=number(net, "port", 5403),
         algorithm=algorithm,
         tie_breaker=tie_breaker,
+        keep_active_partition=keep_active == "on",
         tls=tls,
         timeout_ms=timeout,
         sync_timeout_ms=number(device, "sync_timeout", 30_000),

@@ -110,6 +110,7 @@ class QdeviceTask:
             device.heartbeat_interval_ms,
             TLS_MODES[device.tls],
             certificates=ca.exists(),  # tls on with certificates: never plaintext
+            keep_active_partition=device.keep_active_partition,
         )
         self.client.set_config(tuple(p.node_id for p in config.peers), 1)
         # a lab on loopback: connect from the node's own 127.x address, so qnetd's client

@@ -69,14 +69,18 @@ class QdeviceNetClient:
         heartbeat_interval_ms: int = 8000,
         tls: TlsSupported = TlsSupported.UNSUPPORTED,
         certificates: bool = False,
+        keep_active_partition: bool = False,
     ) -> None:
         """``certificates``: this node has qdevice certificates. Then ``tls`` on means
         required: a qnetd answering "TLS unsupported" is refused, never talked to in
-        plaintext (corosync-qdevice would carry on without TLS)."""
+        plaintext (corosync-qdevice would carry on without TLS). ``keep_active_partition``:
+        ``keep_active_partition_tie_breaker`` (ffsplit: on a tie, the partition that holds
+        the vote keeps it instead of the tie-breaker's)."""
         self.cluster_name = cluster_name
         self.node_id = node_id
         self.algorithm = algorithm
         self.tie_breaker = tie_breaker or TieBreaker()
+        self.keep_active_partition = keep_active_partition
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self.tls = tls
         if certificates and tls is TlsSupported.SUPPORTED:
@@ -252,6 +256,13 @@ class QdeviceNetClient:
             return self._drop("qnetd does not support our algorithm")
         self.state = ClientState.CONNECTED
         out: list[ClientAction] = []
+        if self.keep_active_partition:  # an option, set before qnetd sees any membership
+            option = Message(
+                MsgType.SET_OPTION,
+                seq_number=self._next_seq(),
+                keep_active_partition_tie_breaker=True,
+            )
+            out.append(self._send(option))
         if self._config:
             out.append(self._send(self._config_list(NodeListType.INITIAL_CONFIG)))
         out.append(self._send(self._membership_list()))
