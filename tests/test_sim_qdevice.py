@@ -189,6 +189,24 @@ def test_lms_keeps_the_vote_with_one_partition() -> None:
     NodeSimulator(43, opts).run_store()
 
 
+def test_a_moved_vote_overrules_writes_unless_the_active_partition_keeps_it() -> None:
+    """Seed 5230, shrunk: [2, 4] is quorate with the device's vote and acknowledges writes;
+    node 3 restarts and joins node 1, and on the 2:2 tie the tie-breaker (lowest) moves the
+    vote to [1, 3], whose tree lacks those writes. The heal keeps one tree: counted as a
+    split history, not a violation. With keep_active_partition_tie_breaker the vote stays
+    and nothing is overruled."""
+    skip = frozenset({0, 3, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15})
+    drawn = Options.draw(5230, safety_s=6.0)
+    assert drawn.qdevice == "ffsplit" and drawn.nodes == 4
+    moved = NodeSimulator(5230, drawn, skip_faults=skip).run_store()
+    assert moved.split_brain is not None and "vote moved" in moved.split_brain
+    assert moved.lost_to_split_brain >= 1
+    kept_opts = dataclasses.replace(drawn, qdevice_keep_active=True)
+    kept = NodeSimulator(5230, kept_opts, skip_faults=skip).run_store()
+    assert kept.split_brain is None and kept.lost_to_split_brain == 0
+    assert kept.acknowledged > 0
+
+
 def test_seed_2624_withdrawn_vote_nodeinfo_does_not_claim_quorum() -> None:
     """Regression (shrunk schedule of seed 2624, ``--safety 6``): a NACK's NODEINFO carried
     the QUORATE flag of before the withdrawal, so an inquorate member adopted the sender's

@@ -165,7 +165,7 @@ def _swarm(args: argparse.Namespace, seeds: Sequence[int], trace: bool, shown: B
     simulated = 0.0
     done = 0
     acknowledged = 0
-    split_brains = 0  # seeds where a lowered expected let two sides be quorate
+    split_brains = 0  # seeds where two disjoint sides were quorate (see NodeSimulator)
     lost_to_split_brain = 0
     jobs = (
         SeedJob(
@@ -212,8 +212,9 @@ def _swarm(args: argparse.Namespace, seeds: Sequence[int], trace: bool, shown: B
         + f", {simulated / max(elapsed, 1e-9):.0f} simulated s per wall s"
         + ("" if args.totem_only else f", acknowledged writes: {acknowledged}, lost: 0")
         + (
-            f" (split brain after pvecm expected in {split_brains} seed(s): "
-            f"{lost_to_split_brain} acknowledged writes overruled there, as it warns)"
+            f" (split history after pvecm expected or a moved quorum device vote in "
+            f"{split_brains} seed(s): {lost_to_split_brain} acknowledged writes overruled "
+            f"there, as corosync does)"
             if split_brains
             else ""
         )

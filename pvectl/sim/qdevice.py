@@ -109,6 +109,8 @@ class QdeviceSetup:
     tie_breaker: str  # lowest | highest | a node id
     delay_s: float  # one-way delay between a node and the qnetd host
     jitter_s: float
+    # keep_active_partition_tie_breaker (not drawn: corosync's default, off)
+    keep_active: bool = False
 
     @property
     def heartbeat_interval_ms(self) -> int:
@@ -352,6 +354,7 @@ class SimQdevice:
             s.wire_tie_breaker(),
             s.heartbeat_interval_ms,
             TlsSupported.UNSUPPORTED,
+            keep_active_partition=s.keep_active,
         )
         client.set_config(tuple(self.sim.ids), 1)
         self.clients[node] = _Client(node, core, client, self.sessions)

@@ -27,6 +27,7 @@ Checkers (``InvariantViolation`` at the first bad step, or after heal):
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from dataclasses import dataclass
 from typing import Any
@@ -145,6 +146,7 @@ class NodeSimulator(Simulator):
             setup = QdeviceSetup.draw(
                 random.Random(f"qdevice-setup-{seed}"), self.opt.qdevice, len(self.ids)
             )
+            setup = dataclasses.replace(setup, keep_active=self.opt.qdevice_keep_active)
             self.qdevice = SimQdevice(self, setup)
 
     # --- node lifecycle ----------------------------------------------------------------
@@ -188,6 +190,7 @@ class NodeSimulator(Simulator):
         self.split_brain: str | None = None
         # every quorate configuration seen, in order (a dict: no set iteration)
         self.quorate_sets: dict[frozenset[int], None] = {}
+        self.latest_quorate: frozenset[int] | None = None  # the last one a node reported
 
     def _schedule_faults(self) -> None:
         super()._schedule_faults()
@@ -509,25 +512,43 @@ class NodeSimulator(Simulator):
         self.model[node] = model
 
     def _note_split_brain(self, node: int, members: tuple[int, ...]) -> None:
-        """After a lowered expected: was this configuration's quorum reached without any
-        node of an earlier (or concurrent) quorate configuration? Majorities of the same
-        votes always share a node; a majority of a lowered expected need not. Then each
-        side may write on its own tree, and the sync at the heal keeps one of them: the
-        split brain ``pvecm expected`` warns of (also when the other side is already down,
-        e.g. an isolated node with a stale tree told ``expected 1``)."""
+        """Was this configuration's quorum reached without any node of an earlier (or
+        concurrent) quorate configuration? Majorities of the same votes always share a
+        node. Two ways around that, both corosync's own behaviour:
+
+        * a lowered expected (``pvecm expected``): a majority of it need not share a node
+          with a majority of all votes; each side may then write on its own tree (also
+          when the other side is already down, e.g. an isolated node with a stale tree
+          told ``expected 1``): the split brain that command warns of;
+        * a quorum device's vote that moves: ffsplit gives it to one partition at a time
+          (checked), but on a tie it goes to the tie-breaker's partition when that one
+          forms, even from a quorate partition that has written meanwhile
+          (``keep_active_partition_tie_breaker: off``, corosync's default). The device
+          keeps no data, so the new holder writes on a tree without the old one's writes
+          (checked against the configuration quorate just before: the vote moves, it is
+          never in two places at once).
+
+        The sync at the heal keeps one of the trees, so acknowledged writes of the other
+        are overruled: counted, not a violation."""
         mine = frozenset(members)
-        if mine in self.quorate_sets:
-            return
-        if self.split_brain is None and self.expected_applied:
-            for earlier in self.quorate_sets:
-                if not mine & earlier:
-                    self.split_brain = (
-                        f"at {self.now:.3f}s node {node} is quorate in {sorted(mine)}, "
-                        f"disjoint from the quorate configuration {sorted(earlier)}"
-                    )
-                    self._log(f"split brain {self.split_brain}")
-                    break
+        latest, self.latest_quorate = self.latest_quorate, mine
+        seen = mine in self.quorate_sets
         self.quorate_sets[mine] = None
+        if self.split_brain is None:
+            earlier: frozenset[int] | None = None
+            if self.expected_applied and not seen:  # any earlier or concurrent one
+                earlier = next((q for q in self.quorate_sets if not mine & q), None)
+                how = "after pvecm expected"
+            elif self.qdevice is not None and latest is not None and not mine & latest:
+                earlier = latest  # the vote moves one partition at a time: the one before
+                how = "after the quorum device's vote moved"
+            if earlier is not None:
+                self.split_brain = (
+                    f"{how}: at {self.now:.3f}s node {node} is quorate in "
+                    f"{sorted(mine)}, disjoint from the quorate configuration "
+                    f"{sorted(earlier)}"
+                )
+                self._log(f"split history {self.split_brain}")
 
     def _check_model(self, node: int, core: NodeCore, change: QuorumChanged) -> None:
         model = self.model[node]

@@ -48,7 +48,7 @@ class SeedOutcome:
     deliveries: int = 0
     acknowledged: int = 0
     acknowledged_all: int = 0
-    split_brain: bool = False  # a lowered expected let two sides be quorate
+    split_brain: bool = False  # disjoint sides quorate: pvecm expected, or a moved vote
     overruled: int = 0  # acknowledged writes the heal overruled there, as it warns
     violation: str = ""  # what broke, the options and the last events
     trace: str = ""  # a passing seed's last events, when the job asked for them

@@ -131,6 +131,8 @@ class Options:
     disk_stalls: bool = False  # (whole nodes) one node's fsync stalls past the token timeout
     expected_requests: bool = False  # (whole nodes) ``pvecm expected`` during the faults
     qdevice: str = ""  # whole nodes: a qnetd and a qdevice per node, "ffsplit" (or "lms")
+    # keep_active_partition_tie_breaker on (never drawn: off is corosync's default)
+    qdevice_keep_active: bool = False
 
     @classmethod
     def draw(
