@@ -1,14 +1,15 @@
 """Simulator seeds per minute (the headline), then Totem codec rates and in-process ring
 throughput.
 
-Run: ``python benchmarks/totem_sim.py [--seeds 60] [--seconds 5] [--sim-only]``
+Run: ``python benchmarks/totem_sim.py [--seeds 60] [--seconds 5] [--sim-only] [--jobs N]``
 
 * simulator, the headline: whole nodes (Totem, votequorum, config store with its commit
   pipeline, writers at both levels), 5 nodes, the swarm mix of faults and traffic drawn per
   seed, default settings (netmtu 1400), ~10 simulated seconds per seed (faults on for
-  8.5 s, then healing, convergence and drain): seeds per minute of this process's CPU time
-  and of wall time; target 1,000 (CPU). Extra rows: Totem alone, same seeds, and Totem
-  alone at 2 msgs/s/node;
+  8.5 s, then healing, convergence and drain), on every core (``--jobs``, default one
+  process per core): seeds per minute of wall time on the machine (target 1,000) and per
+  minute of CPU. Extra rows: whole nodes in one process, Totem alone (same seeds), and
+  Totem alone at 2 msgs/s/node;
 * codec: encode and decode per second for a token, a 64-byte message frame and a full
   1,400-byte packed frame, HMAC-SHA256 only and with AES-256-GCM;
 Rates use this process's CPU time (``time.process_time``), so other jobs on a shared
