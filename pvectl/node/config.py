@@ -28,6 +28,7 @@ from typing import Any
 from pvectl import corosync_conf, quorum_conf
 from pvectl.errors import ConfigError
 from pvectl.node.backing_store import Durability
+from pvectl.quorum.qdevice.client import cast_vote_interval_ms, heartbeat_interval_ms
 from pvectl.quorum.votequorum import QuorumOptions
 from pvectl.results import ClusterInfo
 from pvectl.totem.srp import TotemConfig
@@ -66,12 +67,11 @@ class QdeviceNetConfig:
 
     @property
     def heartbeat_interval_ms(self) -> int:
-        """0.8 x timeout, clamped as corosync-qdevice does."""
-        return min(120_000, max(1_000, self.timeout_ms * 8 // 10))
+        return heartbeat_interval_ms(self.timeout_ms)
 
     @property
     def cast_vote_interval_ms(self) -> int:
-        return self.timeout_ms // 2
+        return cast_vote_interval_ms(self.timeout_ms)
 
 
 @dataclass(frozen=True)

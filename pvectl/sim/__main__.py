@@ -104,17 +104,21 @@ def _commit() -> str:
     return found.stdout.strip() or "unknown"
 
 
-def _fails(args: argparse.Namespace, seed: int, skip: frozenset[int]) -> str:
-    """One seed without the faults ``skip``: its violation's first line ("" if it passes)."""
-    job = SeedJob(
+def _job(args: argparse.Namespace, seed: int, skip: frozenset[int], trace: bool = False) -> SeedJob:
+    return SeedJob(
         seed,
         args.nodes,
         args.safety,
         accelerated=args.accelerated,
         totem_only=args.totem_only,
         skip_faults=skip,
+        trace=trace,
     )
-    return run_seed(job).headline
+
+
+def _fails(args: argparse.Namespace, seed: int, skip: frozenset[int]) -> str:
+    """One seed without the faults ``skip``: its violation's first line ("" if it passes)."""
+    return run_seed(_job(args, seed, skip)).headline
 
 
 def _replay(args: argparse.Namespace, seed: int, skip: frozenset[int]) -> str:
@@ -167,18 +171,7 @@ def _swarm(args: argparse.Namespace, seeds: Sequence[int], trace: bool, shown: B
     acknowledged = 0
     split_brains = 0  # seeds where two disjoint sides were quorate (see NodeSimulator)
     lost_to_split_brain = 0
-    jobs = (
-        SeedJob(
-            seed,
-            args.nodes,
-            args.safety,
-            accelerated=args.accelerated,
-            totem_only=args.totem_only,
-            skip_faults=args.skip,
-            trace=trace,
-        )
-        for seed in seeds
-    )
+    jobs = (_job(args, seed, args.skip, trace) for seed in seeds)
     processes = min(args.jobs, len(seeds))
     running = outcomes(jobs, processes)
     for out in running:

@@ -46,14 +46,15 @@ from pvectl.quorum.qdevice.client import (
     ClientStartTls,
     ClientState,
     QdeviceNetClient,
+    cast_vote_interval_ms,
+    heartbeat_interval_ms,
+    parse_tie_breaker,
 )
 from pvectl.quorum.qdevice.server import Action as ServerAction
 from pvectl.quorum.qdevice.server import Close, QnetdCore, Send, StartTls
 from pvectl.quorum.qdevice.wire import (
     Algorithm,
     FrameReader,
-    TieBreaker,
-    TieBreakerMode,
     TlsSupported,
     WireError,
     WireRingId,
@@ -114,18 +115,11 @@ class QdeviceSetup:
 
     @property
     def heartbeat_interval_ms(self) -> int:
-        return min(120_000, max(1_000, self.timeout_ms * 8 // 10))
+        return heartbeat_interval_ms(self.timeout_ms)
 
     @property
     def cast_vote_interval_ms(self) -> int:
-        return self.timeout_ms // 2
-
-    def wire_tie_breaker(self) -> TieBreaker:
-        if self.tie_breaker == "highest":
-            return TieBreaker(TieBreakerMode.HIGHEST)
-        if self.tie_breaker.isdigit():
-            return TieBreaker(TieBreakerMode.NODE_ID, int(self.tie_breaker))
-        return TieBreaker(TieBreakerMode.LOWEST)
+        return cast_vote_interval_ms(self.timeout_ms)
 
     @classmethod
     def draw(cls, r: random.Random, algorithm: str, nodes: int) -> QdeviceSetup:
@@ -351,7 +345,7 @@ class SimQdevice:
             CLUSTER,
             node,
             ALGORITHMS[s.algorithm],
-            s.wire_tie_breaker(),
+            parse_tie_breaker(s.tie_breaker),
             s.heartbeat_interval_ms,
             TlsSupported.UNSUPPORTED,
             keep_active_partition=s.keep_active,

@@ -36,12 +36,11 @@ from pvectl.quorum.qdevice.client import (
     ClientStartTls,
     ClientState,
     QdeviceNetClient,
+    parse_tie_breaker,
 )
 from pvectl.quorum.qdevice.wire import (
     Algorithm,
     FrameReader,
-    TieBreaker,
-    TieBreakerMode,
     TlsSupported,
     WireError,
     WireRingId,
@@ -78,14 +77,6 @@ class _Dropped(Exception):
     """The session ended; the message says why."""
 
 
-def tie_breaker(text: str) -> TieBreaker:
-    if text == "highest":
-        return TieBreaker(TieBreakerMode.HIGHEST)
-    if text.isdigit():
-        return TieBreaker(TieBreakerMode.NODE_ID, int(text))
-    return TieBreaker(TieBreakerMode.LOWEST)
-
-
 def client_files(cert_dir: Path, cluster: str) -> tuple[Path, Path, Path]:
     """(CA, client certificate, client key) inside a qdevice cert dir."""
     return (
@@ -106,7 +97,7 @@ class QdeviceTask:
             self.cluster,
             config.node_id,
             ALGORITHMS[device.algorithm],
-            tie_breaker(device.tie_breaker),
+            parse_tie_breaker(device.tie_breaker),
             device.heartbeat_interval_ms,
             TLS_MODES[device.tls],
             certificates=ca.exists(),  # tls on with certificates: never plaintext

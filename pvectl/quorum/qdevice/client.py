@@ -26,11 +26,33 @@ from pvectl.quorum.qdevice.wire import (
     NodeListType,
     Quorate,
     TieBreaker,
+    TieBreakerMode,
     TlsSupported,
     Vote,
     WireError,
     WireRingId,
 )
+
+# --- corosync.conf's quorum.device settings, as corosync-qdevice reads them ---------------
+
+
+def heartbeat_interval_ms(timeout_ms: int) -> int:
+    """0.8 x ``quorum.device.timeout``, clamped to 1-120 s."""
+    return min(120_000, max(1_000, timeout_ms * 8 // 10))
+
+
+def cast_vote_interval_ms(timeout_ms: int) -> int:
+    """How often the client re-confirms its vote to votequorum: half the timeout."""
+    return timeout_ms // 2
+
+
+def parse_tie_breaker(text: str) -> TieBreaker:
+    """``quorum.device.net.tie_breaker``: lowest (default), highest or a node id."""
+    if text == "highest":
+        return TieBreaker(TieBreakerMode.HIGHEST)
+    if text.isdigit():
+        return TieBreaker(TieBreakerMode.NODE_ID, int(text))
+    return TieBreaker(TieBreakerMode.LOWEST)
 
 
 @dataclass(frozen=True)
